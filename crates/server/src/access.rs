@@ -1,0 +1,43 @@
+//! Who may see and use a room: the one place the visibility rules live.
+//!
+//! A private room does not exist for non-members: every path answers exactly as for a missing
+//! room. A public room is visible to all; reading or posting needs membership.
+
+use axum::http::StatusCode;
+use nebula_wire::Role;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::store::{RoomAccess, RoomRecord, Store};
+
+/// The room as `viewer` sees it, or `room_not_found` if it is missing or private to them.
+pub async fn visible_room(
+    store: &Store,
+    room_id: Uuid,
+    viewer: Uuid,
+) -> Result<RoomRecord, ApiError> {
+    match store.room_for(room_id, viewer).await? {
+        Some(record) if record.access() != RoomAccess::Invisible => Ok(record),
+        _ => Err(ApiError::RoomNotFound),
+    }
+}
+
+/// The room and the viewer's role, for actions that need membership (403 `not_a_member`).
+pub async fn member_room(
+    store: &Store,
+    room_id: Uuid,
+    viewer: Uuid,
+) -> Result<(RoomRecord, Role), ApiError> {
+    let record = visible_room(store, room_id, viewer).await?;
+    match record.access() {
+        RoomAccess::Member(role) => Ok((record, role)),
+        _ => Err(ApiError::NotAMember {
+            status: StatusCode::FORBIDDEN,
+        }),
+    }
+}
+
+/// Whether a role may add other users to its room.
+pub fn can_add_members(role: Role) -> bool {
+    matches!(role, Role::Owner | Role::Admin)
+}

@@ -1,0 +1,9 @@
+//! Authentication: password hashing, access tokens, and the extractor that checks them.
+
+mod extract;
+mod password;
+mod token;
+
+pub use extract::{AuthUser, bearer_token};
+pub use password::Passwords;
+pub use token::{Claims, TokenError, Tokens};

@@ -1,0 +1,184 @@
+//! The server's one error type and its single mapping to RFC 9457 problem responses.
+//!
+//! Handlers return `Result<_, ApiError>`. Client errors carry a stable `code` from the
+//! contract; internal errors are logged with their cause chain and answered with a generic
+//! 500 that leaks nothing.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nebula_wire::Problem;
+
+use crate::store::StoreError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("request body does not match the expected shape: {0}")]
+    InvalidBody(String),
+    #[error("{field}: {reason}")]
+    Validation { field: &'static str, reason: String },
+    #[error("invalid query string: {0}")]
+    InvalidQuery(String),
+    #[error("invalid path parameter: {0}")]
+    InvalidPath(String),
+    #[error("{detail}")]
+    Unauthorized {
+        code: &'static str,
+        detail: &'static str,
+    },
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("this username is already taken")]
+    UsernameTaken,
+    #[error("room not found")]
+    RoomNotFound,
+    #[error("user not found")]
+    UserNotFound,
+    /// 403 for a public room the caller has not joined; 404 when leaving one.
+    #[error("you are not a member of this room")]
+    NotAMember { status: StatusCode },
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("request body is larger than the limit")]
+    PayloadTooLarge,
+    #[error("too many requests; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn validation(field: &'static str, reason: impl Into<String>) -> Self {
+        ApiError::Validation {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// HTTP status, stable code and title of this error.
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json", "Malformed JSON"),
+            InvalidBody(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "Invalid request body",
+            ),
+            Validation { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "Validation failed",
+            ),
+            InvalidQuery(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "Invalid query parameters",
+            ),
+            InvalidPath(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                "Invalid path parameter",
+            ),
+            Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code, "Unauthorized"),
+            InvalidCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "Invalid credentials",
+            ),
+            UsernameTaken => (StatusCode::CONFLICT, "username_taken", "Username taken"),
+            RoomNotFound => (StatusCode::NOT_FOUND, "room_not_found", "Room not found"),
+            UserNotFound => (StatusCode::NOT_FOUND, "user_not_found", "User not found"),
+            NotAMember { status } => (*status, "not_a_member", "Not a member"),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+            ),
+            RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests",
+            ),
+            NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            ),
+            Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "Service unavailable",
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal server error",
+            ),
+        }
+    }
+
+    /// The stable code, also used for WebSocket `error` events.
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+
+    /// The problem document for this error; internal causes are never exposed.
+    pub fn problem(&self) -> Problem {
+        let (status, code, title) = self.parts();
+        let detail = match self {
+            ApiError::Internal(_) => "an unexpected error occurred; it has been logged".to_owned(),
+            other => other.to_string(),
+        };
+        Problem {
+            kind: format!("/problems/{code}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            code: code.to_owned(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
+            other => ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = ?cause, "internal error");
+        }
+        let problem = self.problem();
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(problem)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,96 @@
+//! `/auth/register`, `/auth/login`, `/me`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use nebula_wire::{AuthResponse, LoginRequest, Problem, RegisterRequest, User};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::extract::{ClientIp, Json};
+use crate::auth::AuthUser;
+use crate::domain::{Password, Username, parse_email};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::StoreError;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(me))
+}
+
+fn issue(state: &AppState, user: User) -> Result<AuthResponse, ApiError> {
+    Ok(AuthResponse {
+        token: state.tokens.issue(user.id, &user.username)?,
+        token_type: "Bearer".to_owned(),
+        expires_in: state.tokens.ttl().as_secs(),
+        user,
+    })
+}
+
+/// Create an account and get a token.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 201, body = AuthResponse),
+        (status = 409, body = Problem, description = "`username_taken`"),
+        (status = 422, body = Problem, description = "`validation_failed` / `invalid_body`"),
+        (status = 429, body = Problem, description = "`rate_limited`"),
+    ))]
+#[tracing::instrument(skip_all, fields(username = %request.username))]
+async fn register(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(request): Json<RegisterRequest>,
+) -> Result<(StatusCode, axum::Json<AuthResponse>), ApiError> {
+    state.limits.check_auth(ip)?;
+    let username = Username::parse(&request.username)?;
+    let password = Password::parse(&request.password)?;
+    let email = parse_email(request.email.as_deref())?;
+    let hash = state.passwords.hash(password.expose().to_owned()).await?;
+    let user = match state
+        .store
+        .create_user(username.as_str(), &username.key(), email.as_deref(), &hash)
+        .await
+    {
+        Err(StoreError::Conflict(_)) => return Err(ApiError::UsernameTaken),
+        other => other?,
+    };
+    tracing::info!(user_id = %user.id, "user registered");
+    Ok((StatusCode::CREATED, axum::Json(issue(&state, user)?)))
+}
+
+/// Exchange a username and password for a token.
+///
+/// An unknown user and a wrong password get byte-identical answers, in the same time.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, body = AuthResponse),
+        (status = 401, body = Problem, description = "`invalid_credentials`"),
+        (status = 429, body = Problem, description = "`rate_limited`"),
+    ))]
+#[tracing::instrument(skip_all)]
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(request): Json<LoginRequest>,
+) -> Result<axum::Json<AuthResponse>, ApiError> {
+    state.limits.check_auth(ip)?;
+    // A name that could never have registered cannot match; still pay for one verification.
+    let record = match Username::parse(&request.username) {
+        Ok(username) => state.store.user_credentials(&username.key()).await?,
+        Err(_) => None,
+    };
+    let hash = record.as_ref().map(|r| r.password_hash.clone());
+    let valid = state.passwords.verify(request.password, hash).await?;
+    match record {
+        Some(record) if valid => Ok(axum::Json(issue(&state, record.into_user())?)),
+        _ => Err(ApiError::InvalidCredentials),
+    }
+}
+
+/// The caller's own account.
+#[utoipa::path(get, path = "/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 401, body = Problem)))]
+async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<axum::Json<User>, ApiError> {
+    Ok(axum::Json(caller.load(&state.store).await?))
+}

@@ -1,0 +1,97 @@
+//! `/`, `/health` (+ `/health/live`, `/health/ready`) and `/metrics`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use nebula_wire::{Health, ServiceInfo};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(service_info))
+        .routes(routes!(health))
+        .routes(routes!(live))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+}
+
+/// Service name and version.
+#[utoipa::path(get, path = "/", tag = "operations", responses((status = 200, body = ServiceInfo)))]
+async fn service_info() -> axum::Json<ServiceInfo> {
+    axum::Json(ServiceInfo {
+        name: "nebula".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        docs: "/docs".to_owned(),
+    })
+}
+
+/// How long a health check waits for the database before calling it down.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn checks(state: &AppState) -> (StatusCode, Health) {
+    let mut checks = BTreeMap::new();
+    let database = match tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(err)) => format!("error: {err}"),
+        Err(_) => "error: timed out".to_owned(),
+    };
+    let healthy = database == "ok";
+    checks.insert("database".to_owned(), database);
+    let (status, label) = if healthy {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    (
+        status,
+        Health {
+            status: label.to_owned(),
+            checks,
+        },
+    )
+}
+
+/// Health of this node and its dependencies; 503 naming the failing check.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let (status, body) = checks(&state).await;
+    (status, axum::Json(body))
+}
+
+/// Liveness: the process answers. Never checks dependencies (a database outage must not get
+/// every node restarted).
+#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, body = Health)))]
+async fn live() -> axum::Json<Health> {
+    axum::Json(Health {
+        status: "ok".to_owned(),
+        checks: BTreeMap::new(),
+    })
+}
+
+/// Readiness: this node can serve requests (its database answers).
+#[utoipa::path(get, path = "/health/ready", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    health(State(state)).await
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, body = String)))]
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let (in_use, idle) = state.store.pool_usage();
+    metrics::gauge!("nebula_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
+    metrics::gauge!("nebula_db_pool_connections", "state" => "idle").set(f64::from(idle));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}

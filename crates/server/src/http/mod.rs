@@ -1,0 +1,109 @@
+//! The HTTP API: one module per resource, merged here with the cross-cutting layers.
+
+mod auth;
+pub mod extract;
+mod members;
+mod messages;
+mod meta;
+mod rooms;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::response::IntoResponse;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::CorsLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::telemetry::track_http;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Nebula",
+        description = "Real-time chat backend. REST for accounts, rooms and history; WebSocket \
+                       (`/ws`) for live events — see the WebSocket protocol guide in the README."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Accounts and tokens"),
+        (name = "rooms", description = "Public and private rooms"),
+        (name = "members", description = "Joining, adding and leaving"),
+        (name = "messages", description = "History and posting"),
+        (name = "operations", description = "Health, metrics, service info"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document and the routes it describes.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::routes())
+        .merge(rooms::routes())
+        .merge(members::routes())
+        .merge(messages::routes())
+        .merge(meta::routes())
+        .split_for_parts()
+}
+
+/// The OpenAPI document alone (for `nebula openapi` and tests).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every route of the server with its middleware.
+pub fn router(state: AppState, extra: Router<AppState>) -> Router {
+    let (api_routes, openapi) = api();
+    let body_limit = state.config.config.body_limit_bytes;
+    api_routes
+        .merge(extra)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(track_http))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                    let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id)
+                }))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
+                }))
+                // Tokens travel in headers, never cookies, so any origin may call the API.
+                .layer(CorsLayer::permissive().max_age(Duration::from_secs(3600))),
+        )
+        .with_state(state)
+}

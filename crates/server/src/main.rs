@@ -1,0 +1,57 @@
+//! The `nebula` binary: parse the config, bind, serve until SIGTERM or ctrl-c.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use nebula::Server;
+use nebula::config::Config;
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // A `.env` file is optional; real environment variables win over it.
+    let _ = dotenvy::dotenv();
+    let config = Config::parse();
+    nebula::telemetry::init_logging(config.log_format);
+    match start(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("nebula: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(config: Config) -> anyhow::Result<()> {
+    let config = config.validate()?;
+    let addr = config.config.addr;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {addr} (BACKEND_ADDR): {err}"))?;
+    let server = Server::build(config).await?;
+    server.serve(listener, shutdown_signal()).await
+}
+
+/// Resolves on ctrl-c or SIGTERM (what orchestrators send before killing a container).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,277 @@
+//! Messages: group-committed appends with per-room seq, and history reads by (room_id, seq).
+
+use std::collections::{BTreeMap, HashMap};
+
+use nebula_wire::{Message, Seq};
+use sqlx::QueryBuilder;
+use uuid::Uuid;
+
+use super::rows::{MessageRow, message_columns};
+use super::{Store, StoreError, StoreResult, is_unique_violation, with_pool, with_writer};
+
+/// A message waiting to be written.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub room_id: Uuid,
+    pub sender_id: Uuid,
+    pub sender_username: String,
+    pub content: String,
+    pub client_msg_id: Option<String>,
+}
+
+/// Outcome of writing one message.
+#[derive(Debug, Clone)]
+pub enum Posted {
+    /// Stored now, with a new seq.
+    Created(Message),
+    /// The sender already posted this `client_msg_id` in this room: the original.
+    Existing(Message),
+}
+
+impl Posted {
+    pub fn message(&self) -> &Message {
+        match self {
+            Posted::Created(message) | Posted::Existing(message) => message,
+        }
+    }
+}
+
+/// The idempotency key of a message: the same sender, room and `client_msg_id`.
+type IdempotencyKey = (Uuid, Uuid, String);
+
+fn idempotency_key(message: &NewMessage) -> Option<IdempotencyKey> {
+    message
+        .client_msg_id
+        .clone()
+        .map(|id| (message.room_id, message.sender_id, id))
+}
+
+/// How many times a batch is retried when a concurrent writer (another node) stored the same
+/// `client_msg_id` between our check and our insert. The retry's check then finds it.
+const CONFLICT_RETRIES: usize = 3;
+
+impl Store {
+    /// Writes a batch of messages in one transaction and returns one outcome per input, in order.
+    ///
+    /// Seqs are allocated per room by bumping `rooms.last_seq` inside the same transaction as
+    /// the inserts: the row lock serializes writers of one room across every process, and a
+    /// rolled-back batch releases its seqs, so seq never has gaps or duplicates. Rooms are
+    /// locked in id order so two batches touching the same rooms cannot deadlock.
+    #[tracing::instrument(skip_all, fields(batch = batch.len()))]
+    pub async fn append_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<Posted>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_append(batch).await {
+                Err(StoreError::Database(err))
+                    if is_unique_violation(&err) && attempt < CONFLICT_RETRIES =>
+                {
+                    continue;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Posted>> {
+        let created_at = super::now();
+        with_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+
+            // 1. Idempotency: earlier messages with the same keys, in one query.
+            let keyed: Vec<&NewMessage> = batch.iter().filter(|m| m.client_msg_id.is_some()).collect();
+            let mut originals: HashMap<IdempotencyKey, Message> = HashMap::new();
+            if !keyed.is_empty() {
+                let mut query = QueryBuilder::new(concat!(
+                    "SELECT ", message_columns!(), " FROM messages WHERE (room_id, sender_id, client_msg_id) IN ("
+                ));
+                let mut tuples = query.separated(", ");
+                for message in &keyed {
+                    tuples.push("(");
+                    tuples.push_bind_unseparated(message.room_id);
+                    tuples.push_unseparated(", ");
+                    tuples.push_bind_unseparated(message.sender_id);
+                    tuples.push_unseparated(", ");
+                    tuples.push_bind_unseparated(message.client_msg_id.clone());
+                    tuples.push_unseparated(")");
+                }
+                query.push(")");
+                for row in query.build_query_as::<MessageRow>().fetch_all(&mut *tx).await? {
+                    let message = Message::from(row);
+                    if let Some(id) = message.client_msg_id.clone() {
+                        originals.insert((message.room_id, message.sender_id, id), message);
+                    }
+                }
+            }
+
+            // 2. Which inputs are new; duplicates inside the batch resolve to their first copy.
+            let mut first_in_batch: HashMap<IdempotencyKey, usize> = HashMap::new();
+            let mut new_by_room: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
+            for (index, message) in batch.iter().enumerate() {
+                let key = idempotency_key(message);
+                let seen = key.as_ref().is_some_and(|k| originals.contains_key(k) || first_in_batch.contains_key(k));
+                if !seen {
+                    if let Some(key) = key {
+                        first_in_batch.insert(key, index);
+                    }
+                    new_by_room.entry(message.room_id).or_default().push(index);
+                }
+            }
+
+            // 3. Allocate seqs, one UPDATE per room, in room-id order.
+            let mut seqs: Vec<Option<Seq>> = vec![None; batch.len()];
+            for (room_id, indexes) in &new_by_room {
+                let count = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
+                let last: Seq = sqlx::query_scalar(
+                    "UPDATE rooms SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
+                )
+                .bind(room_id)
+                .bind(count)
+                .fetch_one(&mut *tx)
+                .await?;
+                for (offset, &index) in indexes.iter().enumerate() {
+                    seqs[index] = Some(last - count + 1 + i64::try_from(offset).unwrap_or(0));
+                }
+            }
+
+            // 4. Insert every new message in one statement.
+            let mut created: Vec<Option<Message>> = vec![None; batch.len()];
+            for (index, message) in batch.iter().enumerate() {
+                if let Some(seq) = seqs[index] {
+                    created[index] = Some(Message {
+                        id: Uuid::now_v7(),
+                        room_id: message.room_id,
+                        seq,
+                        sender_id: message.sender_id,
+                        sender_username: message.sender_username.clone(),
+                        content: message.content.clone(),
+                        client_msg_id: message.client_msg_id.clone(),
+                        created_at,
+                    });
+                }
+            }
+            let rows: Vec<&Message> = created.iter().flatten().collect();
+            if !rows.is_empty() {
+                let mut insert = QueryBuilder::new(concat!("INSERT INTO messages (", message_columns!(), ") "));
+                insert.push_values(rows, |mut row, m| {
+                    row.push_bind(m.id)
+                        .push_bind(m.room_id)
+                        .push_bind(m.seq)
+                        .push_bind(m.sender_id)
+                        .push_bind(m.sender_username.clone())
+                        .push_bind(m.content.clone())
+                        .push_bind(m.client_msg_id.clone())
+                        .push_bind(m.created_at);
+                });
+                insert.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+
+            // 5. One outcome per input, in input order.
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for (index, message) in batch.iter().enumerate() {
+                let outcome = match (&created[index], idempotency_key(message)) {
+                    (Some(stored), _) => Posted::Created(stored.clone()),
+                    (None, Some(key)) => originals
+                        .get(&key)
+                        .cloned()
+                        .or_else(|| first_in_batch.get(&key).and_then(|&first| created[first].clone()))
+                        .map(Posted::Existing)
+                        .ok_or(StoreError::Invariant("a skipped message has no original"))?,
+                    (None, None) => return Err(StoreError::Invariant("an unkeyed message was not stored")),
+                };
+                outcomes.push(outcome);
+            }
+            Ok(outcomes)
+        })
+    }
+}
+
+/// Which way a keyset window extends from its cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Before,
+    After,
+}
+
+impl Store {
+    /// Messages with `low < seq <= high`, ascending. Backed by the (room_id, seq) primary key.
+    pub async fn messages_between(
+        &self,
+        room_id: Uuid,
+        low: Seq,
+        high: Seq,
+    ) -> StoreResult<Vec<Message>> {
+        let sql = concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE room_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
+        );
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, MessageRow>(sql).bind(room_id).bind(low).bind(high).fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(Message::from).collect())
+    }
+
+    /// Up to `limit` messages just beyond `cursor` in `direction`, ascending, and whether more
+    /// exist beyond them. One index range scan whatever the depth of history.
+    pub async fn messages_window(
+        &self,
+        room_id: Uuid,
+        cursor: Seq,
+        direction: Direction,
+        limit: i64,
+    ) -> StoreResult<(Vec<Message>, bool)> {
+        let sql = match direction {
+            Direction::Before => concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+            ),
+            Direction::After => concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE room_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3"
+            ),
+        };
+        // One extra row answers `has_more` without a second query.
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, MessageRow>(sql)
+                .bind(room_id)
+                .bind(cursor)
+                .bind(limit.saturating_add(1))
+                .fetch_all(pool)
+                .await?
+        });
+        let mut messages: Vec<Message> = rows.into_iter().map(Message::from).collect();
+        let has_more = i64::try_from(messages.len()).unwrap_or(i64::MAX) > limit;
+        messages.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        if direction == Direction::Before {
+            messages.reverse();
+        }
+        Ok((messages, has_more))
+    }
+
+    /// The message a sender stored under `client_msg_id`, if any.
+    pub async fn message_by_client_id(
+        &self,
+        room_id: Uuid,
+        sender_id: Uuid,
+        client_msg_id: &str,
+    ) -> StoreResult<Option<Message>> {
+        let sql = concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE room_id = $1 AND sender_id = $2 AND client_msg_id = $3"
+        );
+        let row = with_pool!(self, pool => {
+            sqlx::query_as::<_, MessageRow>(sql)
+                .bind(room_id)
+                .bind(sender_id)
+                .bind(client_msg_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(Message::from))
+    }
+}

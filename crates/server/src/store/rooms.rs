@@ -1,0 +1,331 @@
+//! Rooms and memberships.
+
+use chrono::{DateTime, Utc};
+use nebula_wire::{Member, Role, Room, User};
+use uuid::Uuid;
+
+use super::rows::{MemberRow, parse_role, role_str};
+use super::{Store, StoreResult, with_pool, with_writer};
+
+#[derive(Debug, sqlx::FromRow)]
+struct RoomRow {
+    id: Uuid,
+    name: String,
+    description: Option<String>,
+    is_private: bool,
+    owner_id: Uuid,
+    member_count: i64,
+    last_seq: i64,
+    created_at: DateTime<Utc>,
+    viewer_role: Option<String>,
+}
+
+impl RoomRow {
+    fn into_record(self) -> RoomRecord {
+        RoomRecord {
+            viewer_role: self.viewer_role.as_deref().map(parse_role),
+            last_seq: self.last_seq,
+            room: Room {
+                id: self.id,
+                name: self.name,
+                description: self.description,
+                is_private: self.is_private,
+                owner_id: self.owner_id,
+                member_count: self.member_count,
+                created_at: self.created_at,
+            },
+        }
+    }
+}
+
+/// `rooms` columns plus the viewer's role (`$1` is the viewer's id), as `RoomRow` expects.
+/// A macro so queries are `concat!`ed into static strings.
+macro_rules! room_select {
+    () => {
+        "SELECT r.id, r.name, r.description, r.is_private, r.owner_id, r.member_count, \
+         r.last_seq, r.created_at, m.role AS viewer_role \
+         FROM rooms r LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $1"
+    };
+}
+
+/// A room as one user sees it.
+#[derive(Debug, Clone)]
+pub struct RoomRecord {
+    pub room: Room,
+    /// Highest seq in the room, which is also its message count (seq has no gaps).
+    pub last_seq: i64,
+    /// The viewer's role, `None` if not a member.
+    pub viewer_role: Option<Role>,
+}
+
+/// What the viewer may do with a room, derived from one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomAccess {
+    /// A private room the viewer is not in: it does not exist for them.
+    Invisible,
+    /// A public room the viewer has not joined: its details and members are readable.
+    Outsider,
+    Member(Role),
+}
+
+impl RoomRecord {
+    pub fn access(&self) -> RoomAccess {
+        match (self.viewer_role, self.room.is_private) {
+            (Some(role), _) => RoomAccess::Member(role),
+            (None, true) => RoomAccess::Invisible,
+            (None, false) => RoomAccess::Outsider,
+        }
+    }
+}
+
+/// Result of adding a member.
+#[derive(Debug, Clone)]
+pub enum AddOutcome {
+    Added(Member),
+    AlreadyMember(Member),
+}
+
+impl Store {
+    /// Creates a room with its creator as the owner member.
+    #[tracing::instrument(skip(self, description))]
+    pub async fn create_room(
+        &self,
+        owner: &User,
+        name: &str,
+        description: Option<&str>,
+        is_private: bool,
+    ) -> StoreResult<Room> {
+        let room = Room {
+            id: Uuid::now_v7(),
+            name: name.to_owned(),
+            description: description.map(str::to_owned),
+            is_private,
+            owner_id: owner.id,
+            member_count: 1,
+            created_at: super::now(),
+        };
+        with_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO rooms (id, name, name_key, description, is_private, owner_id, member_count, last_seq, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 1, 0, $7)",
+            )
+            .bind(room.id)
+            .bind(&room.name)
+            .bind(room.name.to_lowercase())
+            .bind(&room.description)
+            .bind(room.is_private)
+            .bind(room.owner_id)
+            .bind(room.created_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO room_members (room_id, user_id, role, joined_at) VALUES ($1, $2, 'owner', $3)")
+                .bind(room.id)
+                .bind(owner.id)
+                .bind(room.created_at)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(room)
+    }
+
+    /// The room as `viewer` sees it (with their role), or `None` if no such room exists.
+    pub async fn room_for(&self, room_id: Uuid, viewer: Uuid) -> StoreResult<Option<RoomRecord>> {
+        let sql = concat!(room_select!(), " WHERE r.id = $2");
+        let row = with_pool!(self, pool => {
+            sqlx::query_as::<_, RoomRow>(sql).bind(viewer).bind(room_id).fetch_optional(pool).await?
+        });
+        Ok(row.map(RoomRow::into_record))
+    }
+
+    /// One page of public rooms, newest first, optionally filtered by a name substring.
+    pub async fn public_rooms(
+        &self,
+        name_contains: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<(Vec<Room>, i64)> {
+        let pattern = name_contains.map(|q| format!("%{}%", escape_like(&q.to_lowercase())));
+        let list_sql = concat!(
+            room_select!(),
+            " WHERE NOT r.is_private AND ($2 IS NULL OR r.name_key LIKE $2 ESCAPE '\\')
+             ORDER BY r.created_at DESC, r.id DESC LIMIT $3 OFFSET $4"
+        );
+        let count_sql = "SELECT COUNT(*) FROM rooms r
+                         WHERE NOT r.is_private AND ($1 IS NULL OR r.name_key LIKE $1 ESCAPE '\\')";
+        let (rows, total) = with_pool!(self, pool => {
+            // Public listings have no viewer; the nil id matches no membership.
+            let rows = sqlx::query_as::<_, RoomRow>(list_sql)
+                .bind(Uuid::nil())
+                .bind(&pattern)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?;
+            let total: i64 = sqlx::query_scalar(count_sql).bind(&pattern).fetch_one(pool).await?;
+            (rows, total)
+        });
+        Ok((
+            rows.into_iter().map(|row| row.into_record().room).collect(),
+            total,
+        ))
+    }
+
+    /// Every room `user` is a member of, most recently joined first.
+    pub async fn rooms_of(&self, user: Uuid) -> StoreResult<Vec<Room>> {
+        let sql = concat!(
+            room_select!(),
+            " WHERE m.user_id IS NOT NULL ORDER BY m.joined_at DESC, r.id DESC"
+        );
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, RoomRow>(sql).bind(user).fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(|row| row.into_record().room).collect())
+    }
+
+    /// The room's members in the order they joined.
+    pub async fn members(&self, room_id: Uuid) -> StoreResult<Vec<Member>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, MemberRow>(
+                "SELECT m.user_id, u.username, m.role, m.joined_at
+                 FROM room_members m JOIN users u ON u.id = m.user_id
+                 WHERE m.room_id = $1 ORDER BY m.joined_at, m.user_id",
+            )
+            .bind(room_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(Member::from).collect())
+    }
+
+    /// Ids of the room's members.
+    pub async fn member_ids(&self, room_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT user_id FROM room_members WHERE room_id = $1")
+                .bind(room_id)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// Adds `user` with `role`; an existing membership is returned unchanged.
+    #[tracing::instrument(skip(self, user), fields(user_id = %user.id))]
+    pub async fn add_member(
+        &self,
+        room_id: Uuid,
+        user: &User,
+        role: Role,
+    ) -> StoreResult<AddOutcome> {
+        let joined_at = super::now();
+        let added = with_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO room_members (room_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (room_id, user_id) DO NOTHING",
+            )
+            .bind(room_id)
+            .bind(user.id)
+            .bind(role_str(role))
+            .bind(joined_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if inserted {
+                sqlx::query("UPDATE rooms SET member_count = member_count + 1 WHERE id = $1")
+                    .bind(room_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let row = sqlx::query_as::<_, MemberRow>(
+                "SELECT m.user_id, u.username, m.role, m.joined_at
+                 FROM room_members m JOIN users u ON u.id = m.user_id
+                 WHERE m.room_id = $1 AND m.user_id = $2",
+            )
+            .bind(room_id)
+            .bind(user.id)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            (inserted, Member::from(row))
+        });
+        Ok(match added {
+            (true, member) => AddOutcome::Added(member),
+            (false, member) => AddOutcome::AlreadyMember(member),
+        })
+    }
+
+    /// Removes `user_id` from the room; `false` if they were not a member.
+    ///
+    /// When the owner leaves, ownership passes to the longest-standing admin, or else the
+    /// longest-standing member, so a room with members always has an owner.
+    #[tracing::instrument(skip(self))]
+    pub async fn remove_member(&self, room_id: Uuid, user_id: Uuid) -> StoreResult<bool> {
+        with_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let removed_role: Option<String> =
+                sqlx::query_scalar("DELETE FROM room_members WHERE room_id = $1 AND user_id = $2 RETURNING role")
+                    .bind(room_id)
+                    .bind(user_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(role) = removed_role else { return Ok(false) };
+            sqlx::query("UPDATE rooms SET member_count = member_count - 1 WHERE id = $1")
+                .bind(room_id)
+                .execute(&mut *tx)
+                .await?;
+            if role == "owner" {
+                let successor: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT user_id FROM room_members WHERE room_id = $1
+                     ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, joined_at, user_id LIMIT 1",
+                )
+                .bind(room_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(successor) = successor {
+                    sqlx::query("UPDATE room_members SET role = 'owner' WHERE room_id = $1 AND user_id = $2")
+                        .bind(room_id)
+                        .bind(successor)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("UPDATE rooms SET owner_id = $2 WHERE id = $1")
+                        .bind(room_id)
+                        .bind(successor)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(true)
+    }
+
+    /// Records that `user_id` has read up to `seq` (never moving backwards).
+    pub async fn mark_read(&self, room_id: Uuid, user_id: Uuid, seq: i64) -> StoreResult<()> {
+        with_writer!(self, pool => {
+            sqlx::query(
+                "UPDATE room_members SET last_read_seq = $3
+                 WHERE room_id = $1 AND user_id = $2 AND last_read_seq < $3",
+            )
+            .bind(room_id)
+            .bind(user_id)
+            .bind(seq)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+}
+
+/// Escapes LIKE wildcards so a search for `50%` means the characters, not a pattern.
+fn escape_like(raw: &str) -> String {
+    let mut escaped = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}

@@ -1,0 +1,172 @@
+//! The browser client: static files embedded in the binary (no build step, works offline).
+//!
+//! `GET /web/{file}` serves `crates/server/web/<file>`; `index.html` is [`INDEX_HTML`], which the
+//! server gives to browsers at `/` (see [`index`] for a ready-made response with the headers).
+
+use axum::{
+    Router,
+    extract::Path,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+
+/// The client's page. Its assets are referenced as `/web/<file>`.
+pub const INDEX_HTML: &str = include_str!("../web/index.html");
+
+/// Content-Security-Policy for the page. `index.html` carries the same policy in a `<meta>`;
+/// the header adds `frame-ancestors`, which a `<meta>` cannot express.
+pub const INDEX_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+     connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// (file name, content type, contents) of every file under `/web/`.
+const FILES: &[(&str, &str, &str)] = &[
+    ("index.html", "text/html; charset=utf-8", INDEX_HTML),
+    ("app.js", "text/javascript; charset=utf-8", include_str!("../web/app.js")),
+    ("api.js", "text/javascript; charset=utf-8", include_str!("../web/api.js")),
+    ("socket.js", "text/javascript; charset=utf-8", include_str!("../web/socket.js")),
+    ("store.js", "text/javascript; charset=utf-8", include_str!("../web/store.js")),
+    ("ui.js", "text/javascript; charset=utf-8", include_str!("../web/ui.js")),
+    ("style.css", "text/css; charset=utf-8", include_str!("../web/style.css")),
+    ("icon.svg", "image/svg+xml", include_str!("../web/icon.svg")),
+];
+
+/// The embedded file of that name: `(content type, contents)`.
+pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
+    FILES
+        .iter()
+        .find(|(file, _, _)| *file == name)
+        .map(|(_, content_type, body)| (*content_type, *body))
+}
+
+/// Routes `GET /web/{file}` (and `HEAD`): the embedded file with its content type and
+/// `Cache-Control: no-cache`, or 404 for a name that is not one of them.
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route("/web/{file}", get(serve_file))
+}
+
+/// The page for `GET /` when the request's `Accept` includes `text/html`.
+pub fn index() -> Response {
+    page(INDEX_HTML, "text/html; charset=utf-8", true)
+}
+
+/// Does this `Accept` header ask for HTML (a browser navigating to `/`)?
+pub fn wants_html(accept: Option<&HeaderValue>) -> bool {
+    accept
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|part| part.trim().starts_with("text/html")))
+}
+
+async fn serve_file(Path(file): Path<String>) -> Response {
+    match asset(&file) {
+        Some((content_type, body)) => page(body, content_type, file == "index.html"),
+        None => not_found(&file),
+    }
+}
+
+fn page(body: &'static str, content_type: &'static str, csp: bool) -> Response {
+    let mut res = (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response();
+    if csp {
+        let headers = res.headers_mut();
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(INDEX_CSP));
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    }
+    res
+}
+
+/// RFC 9457 problem, like every other error of the API.
+fn not_found(file: &str) -> Response {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": format!("no web client file named {file:?}"),
+        "code": "not_found",
+    });
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn get(path: &str) -> Response {
+        router::<()>()
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible")
+    }
+
+    #[tokio::test]
+    async fn serves_each_file_with_its_type_and_no_cache() {
+        for (name, content_type, body) in FILES {
+            let res = get(&format!("/web/{name}")).await;
+            assert_eq!(res.status(), StatusCode::OK, "{name}");
+            assert_eq!(res.headers()[header::CONTENT_TYPE], *content_type, "{name}");
+            assert_eq!(res.headers()[header::CACHE_CONTROL], "no-cache", "{name}");
+            let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.expect("body");
+            assert_eq!(bytes.as_ref(), body.as_bytes(), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_names_are_404() {
+        for path in ["/web/nope.js", "/web/..%2FCargo.toml", "/web/APP.JS"] {
+            let res = get(path).await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(res.headers()[header::CONTENT_TYPE], "application/problem+json");
+        }
+    }
+
+    #[test]
+    fn every_referenced_asset_is_embedded() {
+        // index.html's /web/ references, and the modules' relative imports.
+        let mut refs: Vec<String> = Vec::new();
+        for (_, _, body) in FILES {
+            for part in body.split("/web/").skip(1) {
+                let name: String = part
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                    .collect();
+                if !name.is_empty() {
+                    refs.push(name);
+                }
+            }
+            for part in body.split("from './").skip(1) {
+                if let Some(name) = part.split('\'').next() {
+                    refs.push(name.to_owned());
+                }
+            }
+        }
+        assert!(refs.iter().any(|r| r == "app.js"));
+        for r in refs {
+            assert!(asset(&r).is_some(), "referenced but not embedded: {r}");
+        }
+    }
+
+    #[test]
+    fn accept_detection() {
+        let html = HeaderValue::from_static("text/html,application/xhtml+xml,*/*;q=0.8");
+        assert!(wants_html(Some(&html)));
+        assert!(!wants_html(Some(&HeaderValue::from_static("application/json"))));
+        assert!(!wants_html(Some(&HeaderValue::from_static("*/*"))));
+        assert!(!wants_html(None));
+    }
+}

@@ -1,0 +1,18 @@
+//! Nebula's wire contract as Rust types.
+//!
+//! Every JSON body the server sends or accepts, and every WebSocket event, is defined here
+//! once. The server, its integration tests and the load simulator all use these types, so a
+//! change to the wire format is a change in one place that every consumer sees at compile time.
+//! `../shared/CONTRACT.md` is the normative text; these types follow it field for field.
+
+pub mod notify;
+pub mod problem;
+pub mod rest;
+pub mod ws;
+
+pub use problem::Problem;
+pub use rest::*;
+pub use ws::{ClientEvent, PresenceStatus, ServerEvent, TypingState};
+
+/// Per-room message sequence number: 1, 2, 3 … with no gaps.
+pub type Seq = i64;

@@ -1,0 +1,203 @@
+//! REST request and response bodies.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::Seq;
+
+/// A registered account as others may see it (never a password hash or an email).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    /// 3–32 characters of `[A-Za-z0-9_.-]`, unique ignoring case.
+    pub username: String,
+    /// 8–128 characters.
+    pub password: String,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+/// Answer to a successful register or login.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuthResponse {
+    pub token: String,
+    /// Always `"Bearer"`.
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    pub user: User,
+}
+
+/// A chat room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Room {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub is_private: bool,
+    pub owner_id: Uuid,
+    pub member_count: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateRoomRequest {
+    /// 1–100 characters.
+    pub name: String,
+    /// Omitted means a public room.
+    #[serde(default)]
+    pub is_private: Option<bool>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `GET /rooms`: the rooms the caller belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RoomList {
+    pub rooms: Vec<Room>,
+}
+
+/// `GET /rooms/public`: one page of public rooms, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PublicRoomPage {
+    pub rooms: Vec<Room>,
+    /// Every public room matching the filter, not just this page.
+    pub total: i64,
+}
+
+/// Query of `GET /rooms/public`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+pub struct PublicRoomQuery {
+    /// Case-insensitive substring of the room name.
+    pub q: Option<String>,
+    /// 1-based page number.
+    pub page: Option<u64>,
+    /// 1–100, default 50.
+    pub page_size: Option<u64>,
+}
+
+/// A member's role in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Member {
+    pub user_id: Uuid,
+    pub username: String,
+    pub role: Role,
+    pub joined_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MemberList {
+    pub members: Vec<Member>,
+}
+
+/// `POST /rooms/{room_id}/members`: `{}` joins a public room yourself; with `user_id` or
+/// `username`, an owner or admin adds that user.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct AddMemberRequest {
+    #[serde(default)]
+    pub user_id: Option<Uuid>,
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+/// A stored chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    pub id: Uuid,
+    pub room_id: Uuid,
+    pub seq: Seq,
+    pub sender_id: Uuid,
+    pub sender_username: String,
+    pub content: String,
+    pub client_msg_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PostMessageRequest {
+    /// 1–4000 characters, not whitespace-only; stored exactly as sent.
+    pub content: String,
+    /// Idempotency key: reposting the same id in the same room returns the original message.
+    #[serde(default)]
+    pub client_msg_id: Option<String>,
+}
+
+/// Query of `GET /rooms/{room_id}/messages`: either `page`/`page_size`, or one keyset cursor
+/// (`before_seq` or `after_seq`) with `limit`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+pub struct HistoryQuery {
+    /// Page-based: 1 is the newest page.
+    pub page: Option<u64>,
+    /// Page-based: 1–100, default 50.
+    pub page_size: Option<u64>,
+    /// Keyset: the messages just below this seq.
+    pub before_seq: Option<Seq>,
+    /// Keyset: the messages just above this seq.
+    pub after_seq: Option<Seq>,
+    /// Keyset: 1–100, default 50.
+    pub limit: Option<u64>,
+}
+
+/// A page of history, page-based form. Messages are in ascending `seq`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessagePage {
+    pub messages: Vec<Message>,
+    pub page: u64,
+    pub page_size: u64,
+    pub total: i64,
+}
+
+/// A window of history, keyset form. Messages are in ascending `seq`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessageWindow {
+    pub messages: Vec<Message>,
+    /// Whether more messages exist beyond this window in the direction of the cursor.
+    pub has_more: bool,
+}
+
+/// `GET /`: what this service is.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ServiceInfo {
+    pub name: String,
+    pub version: String,
+    pub docs: String,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`, `degraded` (optional dependencies failing) or `unavailable`.
+    pub status: String,
+    /// Each check by name: `ok` or a short description of the failure.
+    pub checks: std::collections::BTreeMap<String, String>,
+}
+
+/// `GET /rooms/{room_id}/messages` answers in the form its query asked for.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum History {
+    Page(MessagePage),
+    Window(MessageWindow),
+}

@@ -1,0 +1,419 @@
+//! `TestApp`: the real server on port 0, on a fresh database, with typed helpers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use nebula::Server;
+use nebula::config::Config;
+use nebula_wire::{AuthResponse, Message, Problem, Room, User};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// The secret test servers sign with, so tests can forge expired or foreign tokens.
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+/// Which database a test runs against.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    /// An admin URL of a PostgreSQL server; each test creates its own database on it.
+    Postgres(String),
+}
+
+impl Backend {
+    /// PostgreSQL from `NEBULA_TEST_DATABASE_URL`, or `None` (with the reason printed) when it
+    /// is not configured. With `NEBULA_TEST_REQUIRE_SERVICES=1` a missing URL is a failure.
+    pub fn postgres() -> Option<Backend> {
+        match std::env::var("NEBULA_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
+            _ if services_required() => {
+                panic!("NEBULA_TEST_REQUIRE_SERVICES=1 but NEBULA_TEST_DATABASE_URL is unset")
+            }
+            _ => {
+                eprintln!("skipped: NEBULA_TEST_DATABASE_URL is unset (PostgreSQL tests need it)");
+                None
+            }
+        }
+    }
+}
+
+pub fn services_required() -> bool {
+    std::env::var("NEBULA_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// Runs an async test body once per backend: `sqlite` always, `postgres` when configured.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(backend) = $crate::helpers::Backend::postgres() {
+                    super::$name(backend).await
+                }
+            }
+        }
+    )*};
+}
+
+/// A database that exists for one test and is removed after it.
+pub enum TestDb {
+    Sqlite { _dir: tempfile::TempDir },
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDb {
+    pub async fn create(backend: &Backend) -> (TestDb, String) {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}/nebula.db", dir.path().display());
+                (TestDb::Sqlite { _dir: dir }, url)
+            }
+            Backend::Postgres(admin_url) => {
+                let name = format!("nebula_test_{}", Uuid::new_v4().simple());
+                let admin = sqlx::PgPool::connect(admin_url)
+                    .await
+                    .unwrap_or_else(|err| {
+                        panic!("PostgreSQL at NEBULA_TEST_DATABASE_URL unreachable: {err}")
+                    });
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&admin)
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                let url = with_database(admin_url, &name);
+                (
+                    TestDb::Postgres {
+                        admin_url: admin_url.clone(),
+                        name,
+                    },
+                    url,
+                )
+            }
+        }
+    }
+}
+
+/// `postgres://host/db?opts` with `db` replaced.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{database}?{query}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime, which cannot block on async work: use a
+            // private one on its own thread.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async {
+                    if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
+                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&admin).await;
+                        admin.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub base: String,
+    config: Config,
+    pub http: reqwest::Client,
+    pub database_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    // Declared last: dropped after the server has stopped.
+    _db: TestDb,
+}
+
+impl TestApp {
+    /// A server with test defaults (rate limits off, a known JWT secret).
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// A server with test defaults, then `configure` applied.
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
+        let (db, database_url) = TestDb::create(&backend).await;
+        let mut config = test_config(&database_url);
+        configure(&mut config);
+        let (addr, shutdown, server) = start_server(config.clone()).await;
+        TestApp {
+            base: format!("http://{addr}"),
+            config,
+            http: reqwest::Client::new(),
+            database_url,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            _db: db,
+        }
+    }
+
+    /// Shuts the server down gracefully and waits for it to finish.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), server).await;
+        }
+    }
+
+    /// Stops the server gracefully and starts a new one on the same database (new port).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let (addr, shutdown, server) = start_server(self.config.clone()).await;
+        self.base = format!("http://{addr}");
+        self.shutdown = Some(shutdown);
+        self.server = Some(server);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// An anonymous request.
+    pub async fn get(&self, path: &str) -> Reply {
+        send(self.http.get(self.url(path))).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> Reply {
+        send(self.http.post(self.url(path)).json(&body)).await
+    }
+
+    /// Registers `username` (password `password-<username>`) and returns their session.
+    pub async fn register(&self, username: &str) -> Session {
+        let reply = self
+            .post_json(
+                "/auth/register",
+                json!({"username": username, "password": password_of(username)}),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "register {username}: {}",
+            reply.text()
+        );
+        let auth: AuthResponse = reply.json();
+        self.session(auth.token, auth.user)
+    }
+
+    /// A session for an already issued token.
+    pub fn session(&self, token: String, user: User) -> Session {
+        Session {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            token,
+            user,
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+pub fn password_of(username: &str) -> String {
+    format!("password-{username}")
+}
+
+pub fn test_config(database_url: &str) -> Config {
+    let mut config = Config::for_database(database_url);
+    config.jwt_secret = Some(JWT_SECRET.to_owned());
+    config.dev_mode = false;
+    config.rate_limit_auth_per_minute = 0;
+    config.rate_limit_messages_per_second = 0;
+    config.database_max_connections = 5;
+    config
+}
+
+/// Builds and starts a server on a free loopback port.
+pub async fn start_server(
+    config: Config,
+) -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    JoinHandle<anyhow::Result<()>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = Server::build(config.validate().expect("valid config"))
+        .await
+        .expect("server builds");
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let handle = tokio::spawn(server.serve(listener, async move {
+        let _ = stop.await;
+    }));
+    (addr, shutdown, handle)
+}
+
+/// A logged-in user.
+#[derive(Clone)]
+pub struct Session {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: String,
+    pub user: User,
+}
+
+impl Session {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        send(self.http.get(self.url(path)).bearer_auth(&self.token)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        send(
+            self.http
+                .post(self.url(path))
+                .bearer_auth(&self.token)
+                .json(&body),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        send(self.http.delete(self.url(path)).bearer_auth(&self.token)).await
+    }
+
+    pub async fn create_room(&self, name: &str, is_private: bool) -> Room {
+        let reply = self
+            .post("/rooms", json!({"name": name, "is_private": is_private}))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "create room: {}",
+            reply.text()
+        );
+        reply.json()
+    }
+
+    pub async fn join(&self, room: Uuid) -> Reply {
+        self.post(&format!("/rooms/{room}/members"), json!({}))
+            .await
+    }
+
+    /// An owner or admin adds `username` to the room.
+    pub async fn add(&self, room: Uuid, username: &str) -> Reply {
+        self.post(
+            &format!("/rooms/{room}/members"),
+            json!({"username": username}),
+        )
+        .await
+    }
+
+    pub async fn leave(&self, room: Uuid) -> Reply {
+        self.delete(&format!("/rooms/{room}/members/me")).await
+    }
+
+    /// Posts and expects 201.
+    pub async fn say(&self, room: Uuid, content: &str) -> Message {
+        let reply = self.post_message(room, json!({"content": content})).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "post: {}", reply.text());
+        reply.json()
+    }
+
+    pub async fn post_message(&self, room: Uuid, body: Value) -> Reply {
+        self.post(&format!("/rooms/{room}/messages"), body).await
+    }
+
+    pub async fn history(&self, room: Uuid, query: &str) -> Reply {
+        self.get(&format!("/rooms/{room}/messages{query}")).await
+    }
+}
+
+/// A response, read whole.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json<T: DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|err| panic!("unexpected body ({err}): {}", self.text()))
+    }
+
+    /// The problem document, checking its content type and that its status matches.
+    pub fn problem(&self) -> Problem {
+        let content_type = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(
+            content_type,
+            "application/problem+json",
+            "body: {}",
+            self.text()
+        );
+        let problem: Problem = self.json();
+        assert_eq!(problem.status, self.status.as_u16());
+        problem
+    }
+
+    /// Asserts the status and the problem `code`.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text());
+        assert_eq!(self.problem().code, code, "body: {}", self.text());
+    }
+}
+
+/// Sends a request and reads the whole response.
+pub async fn send(request: reqwest::RequestBuilder) -> Reply {
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.expect("body").to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real server on port 0, over real HTTP (and WebSocket), on SQLite and,
+//! when `NEBULA_TEST_DATABASE_URL` is set, on PostgreSQL. One binary, so it links once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod accounts;
+mod errors;
+mod members;
+mod messages;
+mod operations;
+mod privacy;
+mod rooms;

@@ -1,0 +1,93 @@
+//! What operators and API clients see around the chat: service info, health, metrics, docs.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{Backend, TestApp, send};
+use crate::on_both_backends;
+
+on_both_backends!(
+    service_info_health_metrics_and_docs,
+    health_reports_a_lost_database
+);
+
+async fn service_info_health_metrics_and_docs(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let info: serde_json::Value = app.get("/").await.json();
+    assert_eq!(info["name"], "nebula");
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+
+    let health = app.get("/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+    let health: serde_json::Value = health.json();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["checks"]["database"], "ok");
+    assert_eq!(app.get("/health/live").await.status, StatusCode::OK);
+    assert_eq!(app.get("/health/ready").await.status, StatusCode::OK);
+
+    let alice = app.register("alice").await;
+    alice.create_room("Lobby", false).await;
+    let metrics = app.get("/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.text();
+    assert!(
+        text.contains(r#"nebula_http_requests_total{method="POST",route="/rooms",status="201"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("nebula_http_request_duration_seconds_bucket"),
+        "latency is a histogram"
+    );
+
+    let openapi: serde_json::Value = app.get("/openapi.json").await.json();
+    assert!(openapi["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/auth/register",
+        "/auth/login",
+        "/me",
+        "/rooms",
+        "/rooms/public",
+        "/rooms/{room_id}",
+        "/rooms/{room_id}/members",
+        "/rooms/{room_id}/members/me",
+        "/rooms/{room_id}/messages",
+        "/health",
+        "/metrics",
+    ] {
+        assert!(openapi["paths"].get(path).is_some(), "{path} is documented");
+    }
+    let docs = send(app.http.get(app.url("/docs/"))).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(docs.text().contains("swagger"), "an API page is served");
+}
+
+/// On PostgreSQL the test can take the database away from under the server.
+async fn health_reports_a_lost_database(backend: Backend) {
+    let Backend::Postgres(admin_url) = backend.clone() else {
+        return;
+    };
+    let app = TestApp::spawn(backend).await;
+    let name = app.database_url.rsplit('/').next().unwrap().to_owned();
+    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let health = app.get("/health").await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = health.json();
+    assert_eq!(body["status"], "unavailable");
+    assert!(
+        body["checks"]["database"]
+            .as_str()
+            .unwrap()
+            .starts_with("error"),
+        "{body}"
+    );
+    assert_eq!(
+        app.get("/health/ready").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(app.get("/health/live").await.status, StatusCode::OK);
+}

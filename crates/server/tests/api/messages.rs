@@ -286,10 +286,18 @@ async fn stored_messages_survive_a_restart(backend: Backend) {
     let mut app = TestApp::spawn(backend).await;
     let alice = app.register("alice").await;
     let room = alice.create_room("Lobby", false).await;
-    let before: Vec<Message> = [alice.say(room.id, "one").await, alice.say(room.id, "two").await].into();
+    let before: Vec<Message> = [
+        alice.say(room.id, "one").await,
+        alice.say(room.id, "two").await,
+    ]
+    .into();
     app.restart().await;
     let alice = app.session(alice.token.clone(), alice.user.clone());
     let page: MessagePage = alice.history(room.id, "").await.json();
     assert_eq!(page.messages, before);
-    assert_eq!(alice.say(room.id, "three").await.seq, 3, "seq continues after a restart");
+    assert_eq!(
+        alice.say(room.id, "three").await.seq,
+        3,
+        "seq continues after a restart"
+    );
 }

@@ -25,7 +25,12 @@ pub struct Config {
     pub database_max_connections: u32,
 
     /// HS256 signing secret for access tokens, at least 32 bytes. Required unless dev mode.
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "JWT_SECRET",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub jwt_secret: Option<String>,
 
     /// Lifetime of issued access tokens, in seconds.
@@ -82,6 +87,29 @@ pub struct Config {
     #[arg(long, env = "WRITERS", default_value_t = 0)]
     pub writers: usize,
 
+    /// `redis://…`: run as one node of a cluster. Real-time events, presence and rate limits
+    /// are then shared through Redis. Unset: a single node with an in-process bus.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel (several clusters may share one Redis).
+    #[arg(long, env = "REDIS_PREFIX", default_value = "nebula")]
+    pub redis_prefix: String,
+
+    /// Milliseconds a subscriber waits for a message that another node published out of order
+    /// before reading it from the database.
+    #[arg(long, env = "BUS_GAP_WAIT_MS", default_value_t = 250)]
+    pub bus_gap_wait_ms: u64,
+
+    /// Seconds between checks of every watched room against the database (repairs events
+    /// lost between nodes, e.g. during a Redis outage).
+    #[arg(long, env = "BUS_RECONCILE_SECONDS", default_value_t = 5)]
+    pub bus_reconcile_seconds: u64,
+
+    /// Seconds after which the users of a node that stopped heart-beating go offline.
+    #[arg(long, env = "PRESENCE_TTL_SECONDS", default_value_t = 30)]
+    pub presence_ttl_seconds: u64,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -89,6 +117,43 @@ pub struct Config {
     /// Seconds to wait for in-flight work on shutdown.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
+
+    /// `amqp://user:pass@host:5672/%2f`: publish membership notifications to RabbitMQ for
+    /// `nebula-notifier`. Unset: deliver them in-process (embedded Web Push, no broker).
+    #[arg(long, env = "RABBIT_URL", hide_env_values = true)]
+    pub rabbit_url: Option<String>,
+
+    /// Queue (and routing key) notifications are published to; the notifier consumes it.
+    #[arg(
+        long,
+        env = "RABBIT_QUEUE",
+        default_value = "room_member.notifications"
+    )]
+    pub rabbit_queue: String,
+
+    /// VAPID public key, base64url (embedded mode). Optional: derived from the private key,
+    /// and checked against it when given.
+    #[arg(long, env = "WEBPUSH_VAPID_PUBLIC_KEY")]
+    pub webpush_vapid_public_key: Option<String>,
+
+    /// VAPID private key, base64url (embedded mode; `nebula-notifier generate-vapid-keys`).
+    /// Without it, dev mode uses a throwaway key and production disables embedded Web Push.
+    #[arg(
+        long,
+        env = "WEBPUSH_VAPID_PRIVATE_KEY",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
+    pub webpush_vapid_private_key: Option<String>,
+
+    /// VAPID contact, `mailto:…` or `https://…` (embedded mode; required with the key
+    /// unless dev mode).
+    #[arg(long, env = "WEBPUSH_VAPID_SUBJECT")]
+    pub webpush_vapid_subject: Option<String>,
+
+    /// In-process delivery attempts per notification before it is dead-lettered.
+    #[arg(long, env = "OUTBOX_MAX_ATTEMPTS", default_value_t = 10)]
+    pub outbox_max_attempts: u32,
 }
 
 /// How log lines are written.
@@ -170,8 +235,13 @@ impl Config {
         if self.ws_max_message_bytes < 1024 {
             return Err(invalid("WS_MAX_MESSAGE_BYTES", "must be at least 1024"));
         }
-        if self.ws_outbound_queue == 0 {
-            return Err(invalid("WS_OUTBOUND_QUEUE", "must be at least 1"));
+        // One committed batch reaches a subscriber as one burst; a queue smaller than a batch
+        // would drop clients that read perfectly well.
+        if self.ws_outbound_queue < self.write_batch_max {
+            return Err(invalid(
+                "WS_OUTBOUND_QUEUE",
+                "must be at least WRITE_BATCH_MAX",
+            ));
         }
         if self.ws_ping_interval_seconds == 0
             || self.ws_idle_timeout_seconds <= self.ws_ping_interval_seconds
@@ -184,9 +254,26 @@ impl Config {
         if self.write_batch_max == 0 || self.write_batch_max > 4096 {
             return Err(invalid("WRITE_BATCH_MAX", "must be between 1 and 4096"));
         }
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "REDIS_URL",
+                "must start with redis:// or rediss://",
+            ));
+        }
+        if self.bus_reconcile_seconds == 0 {
+            return Err(invalid("BUS_RECONCILE_SECONDS", "must be at least 1"));
+        }
+        if !(3..=60).contains(&self.presence_ttl_seconds) {
+            return Err(invalid("PRESENCE_TTL_SECONDS", "must be between 3 and 60"));
+        }
+        crate::outbox::validate_settings(self)?;
+        let vapid = crate::outbox::embedded_vapid_keys(self)?;
         Ok(ValidConfig {
             config: self.clone(),
             jwt_secret,
+            vapid,
         })
     }
 
@@ -203,11 +290,18 @@ impl Config {
 pub struct ValidConfig {
     pub config: Config,
     pub jwt_secret: String,
+    /// Web Push keys for in-process delivery; `None` with `RABBIT_URL` (the notifier signs)
+    /// or when embedded Web Push is disabled (see `outbox::embedded_vapid_keys`).
+    pub vapid: Option<nebula_notifier::VapidKeys>,
 }
 
 impl ValidConfig {
     pub fn ping_interval(&self) -> Duration {
         Duration::from_secs(self.config.ws_ping_interval_seconds)
+    }
+
+    pub fn gap_wait(&self) -> Duration {
+        Duration::from_millis(self.config.bus_gap_wait_ms)
     }
 
     pub fn idle_timeout(&self) -> Duration {
@@ -219,4 +313,78 @@ fn random_secret() -> String {
     use rand::Rng;
     let bytes: [u8; 32] = rand::rng().random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut argv = vec!["nebula"];
+        argv.extend_from_slice(args);
+        Config::try_parse_from(argv).expect("flags parse")
+    }
+
+    fn refusal(args: &[&str]) -> String {
+        parse(args)
+            .validate()
+            .expect_err("must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn production_without_a_strong_secret_refuses_to_start() {
+        let message = refusal(&["--dev-mode", "false"]);
+        assert!(message.contains("JWT_SECRET"), "{message}");
+        let message = refusal(&["--dev-mode", "false", "--jwt-secret", "short"]);
+        assert!(message.contains("JWT_SECRET"), "{message}");
+    }
+
+    #[test]
+    fn dev_mode_generates_a_secret() {
+        let config = parse(&["--dev-mode", "true"]).validate().unwrap();
+        assert!(config.jwt_secret.len() >= MIN_JWT_SECRET_BYTES);
+    }
+
+    /// Random secrets and base64url keys can begin with `-`; as flag values they are still
+    /// values, not options (a generated VAPID key did this in CI).
+    #[test]
+    fn secrets_may_start_with_a_hyphen() {
+        let secret = "-secret-that-is-long-enough-for-hs256-0123";
+        let key = "-ZQ5S9mF0p0hGxr3wvsbQ2uWm7sJ5rW9Pp2y2Q1vX9c";
+        let config = parse(&["--jwt-secret", secret, "--webpush-vapid-private-key", key]);
+        assert_eq!(config.jwt_secret.as_deref(), Some(secret));
+        assert_eq!(config.webpush_vapid_private_key.as_deref(), Some(key));
+    }
+
+    #[test]
+    fn each_invalid_setting_is_named() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--database-url", "mysql://x"], "DATABASE_URL"),
+            (
+                &["--database-max-connections", "0"],
+                "DATABASE_MAX_CONNECTIONS",
+            ),
+            (&["--ws-max-message-bytes", "10"], "WS_MAX_MESSAGE_BYTES"),
+            (&["--ws-outbound-queue", "8"], "WS_OUTBOUND_QUEUE"),
+            (
+                &["--ws-idle-timeout-seconds", "5"],
+                "WS_IDLE_TIMEOUT_SECONDS",
+            ),
+            (
+                &["--write-batch-max", "0", "--ws-outbound-queue", "8"],
+                "WRITE_BATCH_MAX",
+            ),
+        ];
+        for (args, setting) in cases {
+            let message = refusal(args);
+            assert!(message.contains(setting), "{args:?} → {message}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_value_is_a_parse_error_naming_the_flag() {
+        let err = Config::try_parse_from(["nebula", "--addr", "not-an-address"]).unwrap_err();
+        assert!(err.to_string().contains("--addr"), "{err}");
+    }
 }

@@ -45,6 +45,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    #[error("this endpoint needs a WebSocket upgrade: {0}")]
+    NotWebSocket(String),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed on this endpoint")]
@@ -108,6 +110,11 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 "Too many requests",
+            ),
+            NotWebSocket(_) => (
+                StatusCode::BAD_REQUEST,
+                "websocket_upgrade_required",
+                "WebSocket upgrade required",
             ),
             NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             MethodNotAllowed => (

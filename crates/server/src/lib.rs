@@ -11,15 +11,20 @@
 pub mod access;
 pub mod auth;
 pub mod bus;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod outbox;
+pub mod presence;
 pub mod rate_limit;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 pub mod writer;
 
 use std::future::Future;
@@ -30,11 +35,16 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::{Passwords, Tokens};
 use crate::bus::Bus;
+use crate::bus::RedisBus;
+use crate::cluster::Cluster;
 use crate::config::ValidConfig;
 use crate::hub::Hub;
+use crate::presence::Presence;
+use crate::presence::cluster::ClusterPresence;
 use crate::rate_limit::RateLimits;
 use crate::state::AppState;
 use crate::store::Store;
@@ -54,7 +64,41 @@ impl Server {
         let store =
             Store::connect(&settings.database_url, settings.database_max_connections).await?;
         let mut tasks = JoinSet::new();
-        let bus = Bus::local(Arc::new(Hub::default()));
+        let shutdown = CancellationToken::new();
+        let metrics = telemetry::metrics_handle();
+        telemetry::register_metrics();
+        let cluster = match &settings.redis_url {
+            Some(url) => Some(Cluster::new(url, &settings.redis_prefix)?),
+            None => None,
+        };
+        let hub = Arc::new(Hub::default());
+        let bus = match &cluster {
+            Some(cluster) => Bus::Redis(RedisBus::start(
+                hub,
+                cluster.clone(),
+                store.clone(),
+                Duration::from_secs(settings.bus_reconcile_seconds),
+                shutdown.clone(),
+                &mut tasks,
+            )),
+            None => {
+                // In one process the bus is a function call: always connected.
+                metrics::gauge!("nebula_bus_connected").set(1.0);
+                Bus::local(hub)
+            }
+        };
+        let presence = Arc::new(Presence::new(
+            bus.clone(),
+            cluster.as_ref().map(|cluster| {
+                ClusterPresence::start(
+                    cluster.clone(),
+                    bus.clone(),
+                    Duration::from_secs(settings.presence_ttl_seconds),
+                    shutdown.clone(),
+                    &mut tasks,
+                )
+            }),
+        ));
         let writer_count = match (settings.writers, store.kind()) {
             (0, "sqlite") => 1,
             (0, _) => 4,
@@ -67,15 +111,20 @@ impl Server {
             settings.write_batch_max,
             &mut tasks,
         );
-        let limits = Arc::new(RateLimits::new(
+        let mut limits = RateLimits::new(
             settings.rate_limit_auth_per_minute,
             settings.rate_limit_messages_per_second,
-        ));
-        let shutdown = CancellationToken::new();
+        );
+        if let Some(cluster) = &cluster {
+            limits = limits.shared(cluster.clone());
+        }
+        let limits = Arc::new(limits);
         tasks.spawn(forget_idle_rate_limits(limits.clone(), shutdown.clone()));
+        let outbox = outbox::start(&config, &store, shutdown.clone(), &mut tasks).await?;
         tracing::info!(
             database = store.kind(),
             writers = writer_count,
+            cluster = cluster.is_some(),
             "store ready"
         );
         let state = AppState {
@@ -89,8 +138,11 @@ impl Server {
             writers,
             bus,
             limits,
-            metrics: telemetry::metrics_handle(),
+            metrics,
+            presence,
             shutdown,
+            connections: TaskTracker::new(),
+            outbox,
         };
         Ok(Server { state, tasks })
     }
@@ -111,7 +163,8 @@ impl Server {
         let grace = Duration::from_secs(state.config.config.shutdown_grace_seconds);
         let store = state.store.clone();
         let token = state.shutdown.clone();
-        let app = http::router(state, axum::Router::new());
+        let connections = state.connections.clone();
+        let app = http::router(state);
         tracing::info!(addr = %listener.local_addr()?, "listening");
         axum::serve(
             listener,
@@ -122,7 +175,15 @@ impl Server {
             token.cancel();
         })
         .await?;
-        // The router (and with it the last writer handle) is gone: writers drain and stop.
+        // WebSocket tasks outlive the HTTP server: they are closing with 1012 and answering
+        // their in-flight messages. Once they and the router are gone, the writers drain and stop.
+        connections.close();
+        if tokio::time::timeout(grace, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("WebSocket connections did not finish within the grace period");
+        }
         if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
             .await
             .is_err()

@@ -13,6 +13,7 @@ async fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let config = Config::parse();
     nebula::telemetry::init_logging(config.log_format);
+    raise_file_limit();
     match start(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -31,6 +32,15 @@ async fn start(config: Config) -> anyhow::Result<()> {
         .map_err(|err| anyhow::anyhow!("cannot listen on {addr} (BACKEND_ADDR): {err}"))?;
     let server = Server::build(config).await?;
     server.serve(listener, shutdown_signal()).await
+}
+
+/// Every WebSocket is a file descriptor, and the usual soft limit (1024) would cap a node at
+/// about a thousand clients: raise it to the hard limit.
+fn raise_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(err) => tracing::warn!(error = %err, "could not raise the open file limit"),
+    }
 }
 
 /// Resolves on ctrl-c or SIGTERM (what orchestrators send before killing a container).

@@ -1,7 +1,10 @@
 //! Rate limits: auth attempts per client IP, messages per user.
 //!
-//! Token buckets (GCRA) from `governor`, keyed per client. The tables forget idle keys
-//! periodically so memory follows active clients, not every client ever seen.
+//! Token buckets (GCRA) keyed per client. On one node they live in memory (`governor`); in a
+//! cluster they live in Redis, so a user cannot multiply their limit by connecting to several
+//! nodes. When Redis is unreachable a node falls back to its own buckets: limits stay enforced
+//! per node rather than failing open or refusing everyone. The in-memory tables forget idle
+//! keys periodically so memory follows active clients, not every client ever seen.
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -11,6 +14,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use uuid::Uuid;
 
+use crate::cluster::Cluster;
 use crate::error::ApiError;
 
 /// The limiters of one server. A disabled limit (`0` in the config) is `None`.
@@ -18,7 +22,38 @@ use crate::error::ApiError;
 pub struct RateLimits {
     auth: Option<DefaultKeyedRateLimiter<IpAddr>>,
     messages: Option<DefaultKeyedRateLimiter<Uuid>>,
+    auth_quota: Option<SharedQuota>,
+    messages_quota: Option<SharedQuota>,
+    cluster: Option<Cluster>,
 }
+
+/// A bucket as the Redis script applies it.
+#[derive(Debug, Clone, Copy)]
+struct SharedQuota {
+    /// Microseconds per token.
+    interval_us: u64,
+    /// Tokens a full bucket holds.
+    burst: u64,
+}
+
+/// GCRA over a key holding the bucket's "theoretical arrival time" in microseconds, with
+/// Redis's own clock (nodes' clocks may differ). Returns 0 when allowed, else the wait in
+/// microseconds. ARGV: interval, burst.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local ahead = new_tat - now
+if ahead > interval * burst then
+  return ahead - interval * burst
+end
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil(ahead / 1000) + 1000)
+return 0
+";
 
 impl RateLimits {
     pub fn new(auth_per_minute: u32, messages_per_second: u32) -> Self {
@@ -29,17 +64,79 @@ impl RateLimits {
             let burst = n.saturating_mul(NonZeroU32::MIN.saturating_add(2));
             DefaultKeyedRateLimiter::keyed(Quota::per_second(n).allow_burst(burst))
         });
-        RateLimits { auth, messages }
+        let auth_quota = (auth_per_minute > 0).then(|| SharedQuota {
+            interval_us: 60_000_000 / u64::from(auth_per_minute),
+            burst: u64::from(auth_per_minute),
+        });
+        let messages_quota = (messages_per_second > 0).then(|| SharedQuota {
+            interval_us: 1_000_000 / u64::from(messages_per_second),
+            burst: 3 * u64::from(messages_per_second),
+        });
+        RateLimits {
+            auth,
+            messages,
+            auth_quota,
+            messages_quota,
+            cluster: None,
+        }
+    }
+
+    /// Shares the buckets through Redis with every node of the cluster.
+    pub fn shared(mut self, cluster: Cluster) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// One register or login attempt from `ip`.
-    pub fn check_auth(&self, ip: IpAddr) -> Result<(), ApiError> {
+    pub async fn check_auth(&self, ip: IpAddr) -> Result<(), ApiError> {
+        if let Some(verdict) = self
+            .check_shared(self.auth_quota, "auth", &ip.to_string())
+            .await
+        {
+            return verdict;
+        }
         check(self.auth.as_ref(), &ip, "auth")
     }
 
     /// One message from `user`.
-    pub fn check_message(&self, user: Uuid) -> Result<(), ApiError> {
+    pub async fn check_message(&self, user: Uuid) -> Result<(), ApiError> {
+        if let Some(verdict) = self
+            .check_shared(self.messages_quota, "messages", &user.to_string())
+            .await
+        {
+            return verdict;
+        }
         check(self.messages.as_ref(), &user, "messages")
+    }
+
+    /// The cluster-wide verdict, or `None` to decide locally (no cluster, limit disabled, or
+    /// Redis unreachable).
+    async fn check_shared(
+        &self,
+        quota: Option<SharedQuota>,
+        name: &'static str,
+        key: &str,
+    ) -> Option<Result<(), ApiError>> {
+        let (cluster, quota) = (self.cluster.as_ref()?, quota?);
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(GCRA));
+        let mut conn = cluster.commands();
+        let bucket = cluster.key(format_args!("ratelimit:{name}:{key}"));
+        let wait_us: u64 = SCRIPT
+            .key(bucket)
+            .arg(quota.interval_us)
+            .arg(quota.burst)
+            .invoke_async(&mut conn)
+            .await
+            .inspect_err(|err| tracing::debug!(error = %err, "shared rate limit unavailable"))
+            .ok()?;
+        if wait_us == 0 {
+            return Some(Ok(()));
+        }
+        metrics::counter!("nebula_rate_limited_total", "limit" => name).increment(1);
+        Some(Err(ApiError::RateLimited {
+            retry_after_secs: wait_us.div_ceil(1_000_000),
+        }))
     }
 
     /// Drops keys whose buckets are full again (called periodically).
@@ -76,30 +173,68 @@ fn check<K: Hash + Eq + Clone>(
 mod tests {
     use super::*;
 
-    #[test]
-    fn messages_allow_a_burst_of_three_times_the_rate() {
+    async fn allowed(limits: &RateLimits, user: Uuid, tries: usize) -> usize {
+        let mut allowed = 0;
+        for _ in 0..tries {
+            if limits.check_message(user).await.is_ok() {
+                allowed += 1;
+            }
+        }
+        allowed
+    }
+
+    #[tokio::test]
+    async fn messages_allow_a_burst_of_three_times_the_rate() {
         let limits = RateLimits::new(0, 10);
         let user = Uuid::new_v4();
-        let allowed = (0..100)
-            .take_while(|_| limits.check_message(user).is_ok())
-            .count();
-        assert_eq!(allowed, 30);
+        assert_eq!(allowed(&limits, user, 100).await, 30);
         assert!(matches!(
-            limits.check_message(user),
+            limits.check_message(user).await,
             Err(ApiError::RateLimited {
                 retry_after_secs: 1
             })
         ));
         assert!(
-            limits.check_message(Uuid::new_v4()).is_ok(),
+            limits.check_message(Uuid::new_v4()).await.is_ok(),
             "limits are per user"
         );
     }
 
-    #[test]
-    fn zero_disables_a_limit() {
+    #[tokio::test]
+    async fn zero_disables_a_limit() {
         let limits = RateLimits::new(0, 0);
         let ip = IpAddr::from([127, 0, 0, 1]);
-        assert!((0..1000).all(|_| limits.check_auth(ip).is_ok()));
+        for _ in 0..1000 {
+            assert!(limits.check_auth(ip).await.is_ok());
+        }
+    }
+
+    /// Two nodes sharing Redis share one bucket per user (needs `NEBULA_TEST_REDIS_URL`).
+    #[tokio::test]
+    async fn nodes_sharing_redis_share_the_limit() {
+        let Ok(url) = std::env::var("NEBULA_TEST_REDIS_URL") else {
+            assert!(
+                std::env::var("NEBULA_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "NEBULA_TEST_REDIS_URL is required"
+            );
+            eprintln!(
+                "skipping nodes_sharing_redis_share_the_limit: NEBULA_TEST_REDIS_URL is not set"
+            );
+            return;
+        };
+        let prefix = format!("test-{}", Uuid::new_v4());
+        let cluster = Cluster::new(&url, &prefix).expect("redis url");
+        let (one, two) = (
+            RateLimits::new(0, 10).shared(cluster.clone()),
+            RateLimits::new(0, 10).shared(Cluster::new(&url, &prefix).expect("redis url")),
+        );
+        assert!(cluster.ping().await.is_ok(), "Redis at {url} must answer");
+        let user = Uuid::new_v4();
+        let total = allowed(&one, user, 20).await + allowed(&two, user, 20).await;
+        // 30 tokens in the bucket, plus at most a few refilled while the loop ran.
+        assert!(
+            (30..=33).contains(&total),
+            "{total} messages allowed across two nodes"
+        );
     }
 }

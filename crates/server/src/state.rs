@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::{Passwords, Tokens};
 use crate::bus::Bus;
 use crate::config::ValidConfig;
+use crate::presence::Presence;
 use crate::rate_limit::RateLimits;
 use crate::store::Store;
 use crate::writer::Writers;
@@ -23,6 +25,11 @@ pub struct AppState {
     pub bus: Bus,
     pub limits: Arc<RateLimits>,
     pub metrics: PrometheusHandle,
+    pub presence: Arc<Presence>,
     /// Cancelled when the server starts shutting down; long-lived connections watch it.
     pub shutdown: CancellationToken,
+    /// WebSocket connection tasks, awaited on shutdown (they outlive the HTTP server).
+    pub connections: TaskTracker,
+    /// The outbox relay's face: broker health, and the Web Push API when embedded.
+    pub outbox: crate::outbox::Outbox,
 }

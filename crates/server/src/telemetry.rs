@@ -61,6 +61,100 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Registers every metric the server exports, so a scrape of a fresh node already lists each
+/// name (dashboards and alerts see 0 instead of "no data"). Values are only incremented by
+/// zero: several servers in one test process share the registry.
+pub fn register_metrics() {
+    use metrics::{
+        counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    };
+
+    describe_counter!(
+        "nebula_http_requests_total",
+        "HTTP requests by method, route template and status"
+    );
+    describe_histogram!(
+        "nebula_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "HTTP request latency"
+    );
+    describe_gauge!("nebula_ws_connections", "Open WebSocket connections");
+    describe_gauge!(
+        "nebula_ws_subscriptions",
+        "Room subscriptions of open WebSocket connections"
+    );
+    describe_counter!(
+        "nebula_ws_events_delivered_total",
+        "Events written to WebSockets, by type"
+    );
+    describe_histogram!(
+        "nebula_message_delivery_latency_seconds",
+        metrics::Unit::Seconds,
+        "From receiving a message from its sender to writing it to a subscriber's socket"
+    );
+    describe_histogram!(
+        "nebula_commit_duration_seconds",
+        metrics::Unit::Seconds,
+        "Message batch commit latency"
+    );
+    describe_histogram!("nebula_commit_batch_size", "Messages per committed batch");
+    describe_counter!("nebula_messages_stored_total", "Messages committed");
+    describe_gauge!(
+        "nebula_db_pool_connections",
+        "Database connections by state (in_use, idle)"
+    );
+    describe_counter!(
+        "nebula_ws_outbound_overflows_total",
+        "Connections whose outbound queue overflowed"
+    );
+    describe_counter!(
+        "nebula_ws_slow_consumer_disconnects_total",
+        "Connections closed as slow consumers (4008)"
+    );
+    describe_counter!(
+        "nebula_ws_disconnects_total",
+        "Closed WebSocket connections by reason"
+    );
+    describe_counter!(
+        "nebula_rate_limited_total",
+        "Requests and frames refused by a rate limit"
+    );
+    describe_gauge!(
+        "nebula_bus_connected",
+        "1 while the event bus between nodes is connected"
+    );
+
+    // Labels are the wire's event `type`s and the close reasons' labels.
+    for kind in [
+        "message.new",
+        "typing",
+        "read",
+        "presence",
+        "member.joined",
+        "member.left",
+    ] {
+        counter!("nebula_ws_events_delivered_total", "type" => kind).increment(0);
+    }
+    for reason in crate::gateway::CloseReason::ALL {
+        counter!("nebula_ws_disconnects_total", "reason" => reason.label()).increment(0);
+    }
+    for limit in ["auth", "messages"] {
+        counter!("nebula_rate_limited_total", "limit" => limit).increment(0);
+    }
+    for state in ["in_use", "idle"] {
+        gauge!("nebula_db_pool_connections", "state" => state).increment(0.0);
+    }
+    counter!("nebula_messages_stored_total").increment(0);
+    counter!("nebula_ws_outbound_overflows_total").increment(0);
+    counter!("nebula_ws_slow_consumer_disconnects_total").increment(0);
+    gauge!("nebula_ws_connections").increment(0.0);
+    gauge!("nebula_ws_subscriptions").increment(0.0);
+    gauge!("nebula_bus_connected").increment(0.0);
+    let _ = histogram!("nebula_message_delivery_latency_seconds");
+    let _ = histogram!("nebula_commit_duration_seconds");
+    let _ = histogram!("nebula_commit_batch_size");
+}
+
 /// Counts requests and records their latency by method, route template and status.
 pub async fn track_http(request: Request, next: Next) -> Response {
     let route = request

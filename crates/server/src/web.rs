@@ -6,7 +6,7 @@
 use axum::{
     Router,
     extract::Path,
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -22,12 +22,36 @@ pub const INDEX_CSP: &str = "default-src 'none'; script-src 'self'; style-src 's
 /// (file name, content type, contents) of every file under `/web/`.
 const FILES: &[(&str, &str, &str)] = &[
     ("index.html", "text/html; charset=utf-8", INDEX_HTML),
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../web/app.js")),
-    ("api.js", "text/javascript; charset=utf-8", include_str!("../web/api.js")),
-    ("socket.js", "text/javascript; charset=utf-8", include_str!("../web/socket.js")),
-    ("store.js", "text/javascript; charset=utf-8", include_str!("../web/store.js")),
-    ("ui.js", "text/javascript; charset=utf-8", include_str!("../web/ui.js")),
-    ("style.css", "text/css; charset=utf-8", include_str!("../web/style.css")),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/app.js"),
+    ),
+    (
+        "api.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/api.js"),
+    ),
+    (
+        "socket.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/socket.js"),
+    ),
+    (
+        "store.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/store.js"),
+    ),
+    (
+        "ui.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/ui.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../web/style.css"),
+    ),
     ("icon.svg", "image/svg+xml", include_str!("../web/icon.svg")),
 ];
 
@@ -52,15 +76,16 @@ pub fn index() -> Response {
 
 /// Does this `Accept` header ask for HTML (a browser navigating to `/`)?
 pub fn wants_html(accept: Option<&HeaderValue>) -> bool {
-    accept
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|part| part.trim().starts_with("text/html")))
+    accept.and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',')
+            .any(|part| part.trim().starts_with("text/html"))
+    })
 }
 
 async fn serve_file(Path(file): Path<String>) -> Response {
     match asset(&file) {
         Some((content_type, body)) => page(body, content_type, file == "index.html"),
-        None => not_found(&file),
+        None => crate::error::ApiError::NotFound.into_response(),
     }
 }
 
@@ -76,35 +101,24 @@ fn page(body: &'static str, content_type: &'static str, csp: bool) -> Response {
         .into_response();
     if csp {
         let headers = res.headers_mut();
-        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(INDEX_CSP));
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(INDEX_CSP),
+        );
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
     }
     res
-}
-
-/// RFC 9457 problem, like every other error of the API.
-fn not_found(file: &str) -> Response {
-    let body = serde_json::json!({
-        "type": "about:blank",
-        "title": "Not Found",
-        "status": 404,
-        "detail": format!("no web client file named {file:?}"),
-        "code": "not_found",
-    });
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::body::Body;
-    use axum::http::Request;
+    use axum::http::{Request, StatusCode};
     use tower::ServiceExt;
 
     async fn get(path: &str) -> Response {
@@ -121,7 +135,9 @@ mod tests {
             assert_eq!(res.status(), StatusCode::OK, "{name}");
             assert_eq!(res.headers()[header::CONTENT_TYPE], *content_type, "{name}");
             assert_eq!(res.headers()[header::CACHE_CONTROL], "no-cache", "{name}");
-            let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.expect("body");
+            let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+                .await
+                .expect("body");
             assert_eq!(bytes.as_ref(), body.as_bytes(), "{name}");
         }
     }
@@ -131,7 +147,10 @@ mod tests {
         for path in ["/web/nope.js", "/web/..%2FCargo.toml", "/web/APP.JS"] {
             let res = get(path).await;
             assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
-            assert_eq!(res.headers()[header::CONTENT_TYPE], "application/problem+json");
+            assert_eq!(
+                res.headers()[header::CONTENT_TYPE],
+                "application/problem+json"
+            );
         }
     }
 
@@ -165,7 +184,9 @@ mod tests {
     fn accept_detection() {
         let html = HeaderValue::from_static("text/html,application/xhtml+xml,*/*;q=0.8");
         assert!(wants_html(Some(&html)));
-        assert!(!wants_html(Some(&HeaderValue::from_static("application/json"))));
+        assert!(!wants_html(Some(&HeaderValue::from_static(
+            "application/json"
+        ))));
         assert!(!wants_html(Some(&HeaderValue::from_static("*/*"))));
         assert!(!wants_html(None));
     }

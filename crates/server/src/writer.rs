@@ -11,7 +11,7 @@
 //! writer and are published in seq order.
 
 use std::hash::{BuildHasher, RandomState};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -21,6 +21,8 @@ use crate::store::{NewMessage, Posted, Store, StoreError};
 
 struct Pending {
     message: NewMessage,
+    /// When the sender's request arrived (the start of the end-to-end latency).
+    received_at: SystemTime,
     reply: oneshot::Sender<Result<Posted, WriteError>>,
 }
 
@@ -70,15 +72,36 @@ impl Writers {
 
     /// Stores a message and returns it with its seq once the commit is durable.
     pub async fn post(&self, message: NewMessage) -> Result<Posted, WriteError> {
+        self.submit(message).await?.wait().await
+    }
+
+    /// Queues a message and returns at once with a ticket for its outcome.
+    ///
+    /// Queue order is commit order within a room, so a connection that submits its messages
+    /// one after another gets increasing seqs even with many of them in flight.
+    pub async fn submit(&self, message: NewMessage) -> Result<Ticket, WriteError> {
         let shard =
             usize::try_from(self.hasher.hash_one(message.room_id) % self.queues.len() as u64)
                 .unwrap_or(0);
         let (reply, answer) = oneshot::channel();
         self.queues[shard]
-            .send(Pending { message, reply })
+            .send(Pending {
+                message,
+                received_at: SystemTime::now(),
+                reply,
+            })
             .await
             .map_err(|_| WriteError::ShuttingDown)?;
-        answer.await.map_err(|_| WriteError::ShuttingDown)?
+        Ok(Ticket(answer))
+    }
+}
+
+/// The outcome of a submitted message, available once its batch has committed.
+pub struct Ticket(oneshot::Receiver<Result<Posted, WriteError>>);
+
+impl Ticket {
+    pub async fn wait(self) -> Result<Posted, WriteError> {
+        self.0.await.map_err(|_| WriteError::ShuttingDown)?
     }
 }
 
@@ -98,7 +121,7 @@ async fn run_writer(store: Store, bus: Bus, mut queue: mpsc::Receiver<Pending>, 
             Ok(outcomes) => {
                 for (pending, outcome) in batch.drain(..).zip(outcomes) {
                     if let Posted::Created(message) = &outcome {
-                        bus.publish_message(message);
+                        bus.publish_message(message, pending.received_at);
                     }
                     // A sender that went away still has its message stored; it learns the seq
                     // on reconnect by reposting its client_msg_id.

@@ -102,6 +102,23 @@ pub enum ServerEvent {
 }
 
 impl ServerEvent {
+    /// The event's `type` on the wire (also a metrics label).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ServerEvent::Subscribed { .. } => "subscribed",
+            ServerEvent::Unsubscribed { .. } => "unsubscribed",
+            ServerEvent::MessageNew { .. } => "message.new",
+            ServerEvent::MessageAck { .. } => "message.ack",
+            ServerEvent::Typing { .. } => "typing",
+            ServerEvent::Read { .. } => "read",
+            ServerEvent::MemberJoined { .. } => "member.joined",
+            ServerEvent::MemberLeft { .. } => "member.left",
+            ServerEvent::Presence { .. } => "presence",
+            ServerEvent::Error { .. } => "error",
+            ServerEvent::Pong => "pong",
+        }
+    }
+
     /// The room an event belongs to, if any.
     pub fn room_id(&self) -> Option<Uuid> {
         match self {
@@ -116,6 +133,80 @@ impl ServerEvent {
                 Some(message.room_id)
             }
             ServerEvent::Error { .. } | ServerEvent::Pong => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_name_is_the_serialized_type() {
+        let user = User {
+            id: Uuid::nil(),
+            username: "u".into(),
+            created_at: chrono::Utc::now(),
+        };
+        let message = Message {
+            id: Uuid::nil(),
+            room_id: Uuid::nil(),
+            seq: 1,
+            sender_id: Uuid::nil(),
+            sender_username: "u".into(),
+            content: "c".into(),
+            client_msg_id: None,
+            created_at: chrono::Utc::now(),
+        };
+        let room_id = Uuid::nil();
+        let events = [
+            ServerEvent::Subscribed {
+                room_id,
+                last_seq: 0,
+                online: vec![],
+            },
+            ServerEvent::Unsubscribed { room_id },
+            ServerEvent::MessageNew {
+                message: message.clone(),
+            },
+            ServerEvent::MessageAck {
+                client_msg_id: None,
+                message,
+            },
+            ServerEvent::Typing {
+                room_id,
+                user_id: user.id,
+                username: "u".into(),
+                state: TypingState::Start,
+            },
+            ServerEvent::Read {
+                room_id,
+                user_id: user.id,
+                seq: 1,
+            },
+            ServerEvent::MemberJoined {
+                room_id,
+                user: user.clone(),
+            },
+            ServerEvent::MemberLeft {
+                room_id,
+                user: user.clone(),
+            },
+            ServerEvent::Presence {
+                room_id,
+                user,
+                status: PresenceStatus::Online,
+            },
+            ServerEvent::Error {
+                code: "x".into(),
+                message: "y".into(),
+                reference: None,
+            },
+            ServerEvent::Pong,
+        ];
+        for event in events {
+            let json = serde_json::to_value(&event).unwrap();
+            assert_eq!(json["type"], event.type_name());
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The one extractor that authenticates REST requests.
 
 use axum::extract::FromRequestParts;
-use axum::http::{header, request::Parts};
+use axum::http::{HeaderMap, header, request::Parts};
 use nebula_wire::User;
 use uuid::Uuid;
 
@@ -20,8 +20,8 @@ pub struct AuthUser {
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if there is one.
-pub fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -66,7 +66,7 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts).ok_or(ApiError::Unauthorized {
+        let token = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized {
             code: "unauthorized",
             detail: "an Authorization: Bearer token is required",
         })?;

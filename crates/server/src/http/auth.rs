@@ -42,7 +42,7 @@ async fn register(
     ClientIp(ip): ClientIp,
     Json(request): Json<RegisterRequest>,
 ) -> Result<(StatusCode, axum::Json<AuthResponse>), ApiError> {
-    state.limits.check_auth(ip)?;
+    state.limits.check_auth(ip).await?;
     let username = Username::parse(&request.username)?;
     let password = Password::parse(&request.password)?;
     let email = parse_email(request.email.as_deref())?;
@@ -74,7 +74,7 @@ async fn login(
     ClientIp(ip): ClientIp,
     Json(request): Json<LoginRequest>,
 ) -> Result<axum::Json<AuthResponse>, ApiError> {
-    state.limits.check_auth(ip)?;
+    state.limits.check_auth(ip).await?;
     // A name that could never have registered cannot match; still pay for one verification.
     let record = match Username::parse(&request.username) {
         Ok(username) => state.store.user_credentials(&username.key()).await?,

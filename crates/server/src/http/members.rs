@@ -109,12 +109,13 @@ async fn leave_room(
     Path(room_id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     visible_room(&state.store, room_id, caller.id).await?;
-    if !state.store.remove_member(room_id, caller.id).await? {
+    // Loaded first: the departure's notification, written with it, names the user.
+    let user: User = caller.load(&state.store).await?;
+    if !state.store.remove_member(room_id, &user).await? {
         return Err(ApiError::NotAMember {
             status: StatusCode::NOT_FOUND,
         });
     }
-    let user: User = caller.load(&state.store).await?;
     state
         .bus
         .publish(room_id, &ServerEvent::MemberLeft { room_id, user }, None);

@@ -113,7 +113,7 @@ async fn post_message(
     let content = MessageContent::parse(&request.content, state.config.config.message_max_chars)?;
     let client_msg_id = parse_client_msg_id(request.client_msg_id.as_deref())?;
     member_room(&state.store, room_id, caller.id).await?;
-    state.limits.check_message(caller.id)?;
+    state.limits.check_message(caller.id).await?;
     let posted = state
         .writers
         .post(NewMessage {

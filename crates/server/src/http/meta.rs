@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use nebula_wire::{Health, ServiceInfo};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -20,14 +20,20 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
 }
 
-/// Service name and version.
-#[utoipa::path(get, path = "/", tag = "operations", responses((status = 200, body = ServiceInfo)))]
-async fn service_info() -> axum::Json<ServiceInfo> {
+/// Service name and version; a browser (`Accept: text/html`) gets the web client instead.
+#[utoipa::path(get, path = "/", tag = "operations", responses(
+    (status = 200, body = ServiceInfo, description = "service info, or the web client for `Accept: text/html`"),
+))]
+async fn service_info(headers: HeaderMap) -> Response {
+    if crate::web::wants_html(headers.get(header::ACCEPT)) {
+        return crate::web::index();
+    }
     axum::Json(ServiceInfo {
         name: "nebula".to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         docs: "/docs".to_owned(),
     })
+    .into_response()
 }
 
 /// How long a health check waits for the database before calling it down.
@@ -42,10 +48,25 @@ async fn checks(state: &AppState) -> (StatusCode, Health) {
     };
     let healthy = database == "ok";
     checks.insert("database".to_owned(), database);
-    let (status, label) = if healthy {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    // The bus between nodes is not essential: without it a node still serves its own clients
+    // and repairs what it missed when the bus returns. Degraded, not unavailable.
+    let mut degraded = false;
+    if let Some(bus) = state.bus.health().await {
+        degraded |= bus.is_err();
+        checks.insert(
+            "bus".to_owned(),
+            bus.map_or_else(|err| format!("error: {err}"), |()| "ok".to_owned()),
+        );
+    }
+    // The outbox holds notifications while RabbitMQ is away: degraded too, never unready.
+    if let Some(broker) = state.outbox.broker_check() {
+        degraded |= broker != "ok";
+        checks.insert("broker".to_owned(), broker);
+    }
+    let (status, label) = match (healthy, degraded) {
+        (true, false) => (StatusCode::OK, "ok"),
+        (true, true) => (StatusCode::OK, "degraded"),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     };
     (
         status,

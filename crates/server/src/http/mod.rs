@@ -31,8 +31,8 @@ use crate::telemetry::track_http;
 #[openapi(
     info(
         title = "Nebula",
-        description = "Real-time chat backend. REST for accounts, rooms and history; WebSocket \
-                       (`/ws`) for live events — see the WebSocket protocol guide in the README."
+        // The WebSocket guide is part of the API page, so `/docs` documents both halves.
+        description = include_str!("../../../../docs/WEBSOCKET.md")
     ),
     modifiers(&BearerAuth),
     tags(
@@ -40,6 +40,7 @@ use crate::telemetry::track_http;
         (name = "rooms", description = "Public and private rooms"),
         (name = "members", description = "Joining, adding and leaving"),
         (name = "messages", description = "History and posting"),
+        (name = "realtime", description = "WebSocket endpoints"),
         (name = "operations", description = "Health, metrics, service info"),
     )
 )]
@@ -70,6 +71,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(members::routes())
         .merge(messages::routes())
         .merge(meta::routes())
+        .merge(crate::gateway::routes())
         .split_for_parts()
 }
 
@@ -81,12 +83,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Every route of the server with its middleware.
-pub fn router(state: AppState, extra: Router<AppState>) -> Router {
+pub fn router(state: AppState) -> Router {
     let (api_routes, openapi) = api();
     let body_limit = state.config.config.body_limit_bytes;
     api_routes
-        .merge(extra)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(crate::web::router())
+        .merge(state.outbox.webpush_routes())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn(track_http))

@@ -50,6 +50,9 @@ fn idempotency_key(message: &NewMessage) -> Option<IdempotencyKey> {
 /// `client_msg_id` between our check and our insert. The retry's check then finds it.
 const CONFLICT_RETRIES: usize = 3;
 
+/// Idempotency keys looked up per query (see `try_append`).
+const IDEMPOTENCY_CHUNK: usize = 32;
+
 impl Store {
     /// Writes a batch of messages in one transaction and returns one outcome per input, in order.
     ///
@@ -81,19 +84,22 @@ impl Store {
             // 1. Idempotency: earlier messages with the same keys, in one query.
             let keyed: Vec<&NewMessage> = batch.iter().filter(|m| m.client_msg_id.is_some()).collect();
             let mut originals: HashMap<IdempotencyKey, Message> = HashMap::new();
-            if !keyed.is_empty() {
+            // One indexed lookup per key, OR-ed: SQLite answers a row-value `IN (list)` with a
+            // full table scan. In chunks: PostgreSQL's planning time grows faster than linearly
+            // with the number of OR terms (measured: 2 ms for 75 terms, 45 ms for 512).
+            for chunk in keyed.chunks(IDEMPOTENCY_CHUNK) {
                 let mut query = QueryBuilder::new(concat!(
-                    "SELECT ", message_columns!(), " FROM messages WHERE (room_id, sender_id, client_msg_id) IN ("
+                    "SELECT ", message_columns!(), " FROM messages WHERE client_msg_id IS NOT NULL AND ("
                 ));
-                let mut tuples = query.separated(", ");
-                for message in &keyed {
-                    tuples.push("(");
-                    tuples.push_bind_unseparated(message.room_id);
-                    tuples.push_unseparated(", ");
-                    tuples.push_bind_unseparated(message.sender_id);
-                    tuples.push_unseparated(", ");
-                    tuples.push_bind_unseparated(message.client_msg_id.clone());
-                    tuples.push_unseparated(")");
+                let mut terms = query.separated(" OR ");
+                for message in chunk {
+                    terms.push("(room_id = ");
+                    terms.push_bind_unseparated(message.room_id);
+                    terms.push_unseparated(" AND sender_id = ");
+                    terms.push_bind_unseparated(message.sender_id);
+                    terms.push_unseparated(" AND client_msg_id = ");
+                    terms.push_bind_unseparated(message.client_msg_id.clone());
+                    terms.push_unseparated(")");
                 }
                 query.push(")");
                 for row in query.build_query_as::<MessageRow>().fetch_all(&mut *tx).await? {

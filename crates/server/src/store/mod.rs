@@ -5,11 +5,13 @@
 //! written once and type-checked against both drivers. The integration suite runs against both.
 
 mod messages;
+mod outbox;
 mod rooms;
 mod rows;
 mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,8 +19,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use tokio::sync::Notify;
 
 pub use messages::{Direction, NewMessage, Posted};
+pub use outbox::{OutboxLease, OutboxRow};
 pub use rooms::{AddOutcome, RoomAccess, RoomRecord};
 pub use users::UserRecord;
 
@@ -76,6 +80,8 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// Raised after a membership change committed an outbox row (see `outbox.rs`).
+    outbox_wake: Arc<Notify>,
 }
 
 /// Expands `$body` once per backend with `$pool` bound to the read pool.
@@ -118,7 +124,9 @@ impl Store {
                 .acquire_timeout(acquire_timeout)
                 .connect_with(options.clone())
                 .await?;
-            sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+            shared(sqlx::migrate!("migrations/sqlite"))
+                .run(&writer)
+                .await?;
             let reader = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(acquire_timeout)
@@ -132,10 +140,15 @@ impl Store {
                 .acquire_timeout(acquire_timeout)
                 .connect_with(options)
                 .await?;
-            sqlx::migrate!("migrations/postgres").run(&pool).await?;
+            shared(sqlx::migrate!("migrations/postgres"))
+                .run(&pool)
+                .await?;
             Backend::Postgres(pool)
         };
-        Ok(Store { backend })
+        Ok(Store {
+            backend,
+            outbox_wake: Arc::new(Notify::new()),
+        })
     }
 
     /// `sqlite` or `postgres`, for logs and metrics.
@@ -184,4 +197,12 @@ impl Store {
 pub fn now() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+/// The server and the notification service may share one database (and one
+/// `_sqlx_migrations` table): the notifier's migrations are numbered from 1001, the server's
+/// below 1000, and each side ignores the other's instead of refusing to start.
+fn shared(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
 }

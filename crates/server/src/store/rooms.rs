@@ -1,9 +1,11 @@
 //! Rooms and memberships.
 
 use chrono::{DateTime, Utc};
+use nebula_wire::notify::MemberChange;
 use nebula_wire::{Member, Role, Room, User};
 use uuid::Uuid;
 
+use super::outbox::enqueue_member_change;
 use super::rows::{MemberRow, parse_role, role_str};
 use super::{Store, StoreResult, with_pool, with_writer};
 
@@ -233,10 +235,15 @@ impl Store {
             .rows_affected()
                 == 1;
             if inserted {
-                sqlx::query("UPDATE rooms SET member_count = member_count + 1 WHERE id = $1")
-                    .bind(room_id)
-                    .execute(&mut *tx)
-                    .await?;
+                // Locks the room row until commit, which keeps the room's outbox ids in
+                // commit order (see the outbox migration).
+                let room_name: String = sqlx::query_scalar(
+                    "UPDATE rooms SET member_count = member_count + 1 WHERE id = $1 RETURNING name",
+                )
+                .bind(room_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                enqueue_member_change!(tx, MemberChange::Joined, room_id, room_name, user);
             }
             let row = sqlx::query_as::<_, MemberRow>(
                 "SELECT m.user_id, u.username, m.role, m.joined_at
@@ -250,18 +257,23 @@ impl Store {
             tx.commit().await?;
             (inserted, Member::from(row))
         });
+        if added.0 {
+            self.wake_outbox_relay();
+        }
         Ok(match added {
             (true, member) => AddOutcome::Added(member),
             (false, member) => AddOutcome::AlreadyMember(member),
         })
     }
 
-    /// Removes `user_id` from the room; `false` if they were not a member.
+    /// Removes `user` from the room; `false` if they were not a member.
     ///
     /// When the owner leaves, ownership passes to the longest-standing admin, or else the
-    /// longest-standing member, so a room with members always has an owner.
-    #[tracing::instrument(skip(self))]
-    pub async fn remove_member(&self, room_id: Uuid, user_id: Uuid) -> StoreResult<bool> {
+    /// longest-standing member, so a room with members always has an owner. The remaining
+    /// members' notification goes to the outbox in the same transaction.
+    #[tracing::instrument(skip(self, user), fields(user_id = %user.id))]
+    pub async fn remove_member(&self, room_id: Uuid, user: &User) -> StoreResult<bool> {
+        let user_id = user.id;
         with_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let removed_role: Option<String> =
@@ -271,10 +283,14 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
             let Some(role) = removed_role else { return Ok(false) };
-            sqlx::query("UPDATE rooms SET member_count = member_count - 1 WHERE id = $1")
-                .bind(room_id)
-                .execute(&mut *tx)
-                .await?;
+            // Locks the room row until commit (outbox order, as in `add_member`).
+            let room_name: String = sqlx::query_scalar(
+                "UPDATE rooms SET member_count = member_count - 1 WHERE id = $1 RETURNING name",
+            )
+            .bind(room_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            enqueue_member_change!(tx, MemberChange::Left, room_id, room_name, user);
             if role == "owner" {
                 let successor: Option<Uuid> = sqlx::query_scalar(
                     "SELECT user_id FROM room_members WHERE room_id = $1
@@ -298,7 +314,16 @@ impl Store {
             }
             tx.commit().await?;
         });
+        self.wake_outbox_relay();
         Ok(true)
+    }
+
+    /// The highest seq in the room (0 for none or no such room).
+    pub async fn last_seq(&self, room_id: Uuid) -> StoreResult<i64> {
+        let seq: Option<i64> = with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT last_seq FROM rooms WHERE id = $1").bind(room_id).fetch_optional(pool).await?
+        });
+        Ok(seq.unwrap_or(0))
     }
 
     /// Records that `user_id` has read up to `seq` (never moving backwards).

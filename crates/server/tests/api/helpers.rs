@@ -172,7 +172,7 @@ impl TestApp {
         TestApp {
             base: format!("http://{addr}"),
             config,
-            http: reqwest::Client::new(),
+            http: http_client(),
             database_url,
             shutdown: Some(shutdown),
             server: Some(server),
@@ -416,4 +416,10 @@ pub async fn send(request: reqwest::RequestBuilder) -> Reply {
         headers,
         body,
     }
+}
+
+/// An HTTP client for tests (plain HTTP; a TLS provider is still required to build one).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

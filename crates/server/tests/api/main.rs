@@ -5,9 +5,13 @@
 mod helpers;
 
 mod accounts;
+mod cluster;
 mod errors;
 mod members;
 mod messages;
+mod notifications;
 mod operations;
 mod privacy;
+mod realtime;
 mod rooms;
+mod ws_client;

@@ -1,0 +1,211 @@
+//! The read half of one connection: counts acks, errors and deliveries, checks seqs, records
+//! latencies, and notes how the socket ended.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use nebula_wire::Seq;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::accounting::SeqTracker;
+use crate::client::WsStream;
+use crate::frames::{self, ClientMsgId, Incoming};
+use crate::latency::LocalSamples;
+use crate::live::{Live, bump};
+
+/// How long a reader keeps reading after our close, waiting for the server's close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// What one connection saw, handed back when it closes.
+#[derive(Debug)]
+pub struct ReaderOutcome {
+    pub room: usize,
+    pub tracker: SeqTracker,
+    /// `error` events by code, plus the reader's own findings: `unreadable_frame`,
+    /// `foreign_room` (a message of a room not subscribed), `foreign_ack` (an ack for a
+    /// `client_msg_id` this connection never sent).
+    pub errors: BTreeMap<String, u64>,
+    /// A second ack for a message already acknowledged.
+    pub duplicate_acks: u64,
+    /// How the socket ended before we closed it: a close code, or `dropped`.
+    pub ended_early: Option<String>,
+}
+
+impl ReaderOutcome {
+    /// The outcome of a reader that could not report (it panicked or hung).
+    pub fn lost(room: usize, why: String) -> ReaderOutcome {
+        ReaderOutcome {
+            room,
+            tracker: SeqTracker::new(0),
+            errors: BTreeMap::new(),
+            duplicate_acks: 0,
+            ended_early: Some(why),
+        }
+    }
+}
+
+pub struct Reader {
+    index: usize,
+    room_id: String,
+    live: Arc<Live>,
+    window: Arc<Semaphore>,
+    seen: Arc<AtomicI64>,
+    /// One bit per send of this connection: set once it is acked or refused.
+    answered: Vec<u64>,
+    outcome: ReaderOutcome,
+}
+
+impl Reader {
+    pub fn new(
+        index: usize,
+        room: usize,
+        room_id: Uuid,
+        last_seq: Seq,
+        live: Arc<Live>,
+        window: Arc<Semaphore>,
+        seen: Arc<AtomicI64>,
+    ) -> Reader {
+        Reader {
+            index,
+            room_id: room_id.to_string(),
+            live,
+            window,
+            seen,
+            answered: Vec::new(),
+            outcome: ReaderOutcome {
+                room,
+                tracker: SeqTracker::new(last_seq),
+                errors: BTreeMap::new(),
+                duplicate_acks: 0,
+                ended_early: None,
+            },
+        }
+    }
+
+    /// Reads until the socket ends (or `CLOSE_GRACE` after `closing` is cancelled).
+    pub async fn run(mut self, mut stream: WsStream, closing: CancellationToken) -> ReaderOutcome {
+        self.live.open.fetch_add(1, Ordering::Relaxed);
+        let live = self.live.clone();
+        let mut ack_samples = LocalSamples::new(&live.ack_latency);
+        let mut e2e_samples = LocalSamples::new(&live.e2e_latency);
+        let deadline = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(deadline);
+        let mut we_closed = false;
+        loop {
+            let frame = tokio::select! {
+                frame = stream.next() => frame,
+                () = closing.cancelled(), if !we_closed => {
+                    we_closed = true;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + CLOSE_GRACE);
+                    continue;
+                }
+                () = &mut deadline => break,
+            };
+            match frame {
+                Some(Ok(Frame::Text(text))) => {
+                    self.on_text(text.as_str(), &mut ack_samples, &mut e2e_samples);
+                }
+                Some(Ok(Frame::Close(close))) => {
+                    if !we_closed && !closing.is_cancelled() {
+                        let code = close.map_or(1005, |frame| u16::from(frame.code));
+                        self.outcome.ended_early = Some(code.to_string());
+                    }
+                }
+                Some(Ok(_)) => {} // pings are answered by tungstenite itself
+                Some(Err(_)) | None => {
+                    if !we_closed && !closing.is_cancelled() && self.outcome.ended_early.is_none() {
+                        self.outcome.ended_early = Some("dropped".into());
+                    }
+                    break;
+                }
+            }
+        }
+        self.live.open.fetch_sub(1, Ordering::Relaxed);
+        self.outcome
+    }
+
+    fn on_text(&mut self, text: &str, acks: &mut LocalSamples<'_>, e2e: &mut LocalSamples<'_>) {
+        let incoming = match frames::parse(text) {
+            Ok(incoming) => incoming,
+            Err(_) => return self.count_error("unreadable_frame"),
+        };
+        match incoming {
+            Incoming::New {
+                room_id,
+                seq,
+                client_msg_id,
+            } => {
+                if room_id != self.room_id.as_str() {
+                    return self.count_error("foreign_room");
+                }
+                bump(&self.live.delivered);
+                self.outcome.tracker.record(seq);
+                self.seen
+                    .store(self.outcome.tracker.highest(), Ordering::Relaxed);
+                if let Some(id) = client_msg_id.as_deref().and_then(ClientMsgId::parse) {
+                    e2e.record_micros(self.live.now_us().saturating_sub(id.sent_at_us));
+                }
+            }
+            Incoming::Ack {
+                seq, client_msg_id, ..
+            } => {
+                let Some(id) = client_msg_id.as_deref().and_then(ClientMsgId::parse) else {
+                    return self.count_error("foreign_ack");
+                };
+                if id.connection != self.index {
+                    return self.count_error("foreign_ack");
+                }
+                if !self.first_answer(id.n) {
+                    self.outcome.duplicate_acks += 1;
+                    return;
+                }
+                self.window.add_permits(1);
+                bump(&self.live.acked);
+                self.live.acked_seq(self.outcome.room, seq);
+                acks.record_micros(self.live.now_us().saturating_sub(id.sent_at_us));
+            }
+            Incoming::Error { code, reference } => {
+                self.count_error(&code);
+                let refused = reference.as_deref().and_then(ClientMsgId::parse);
+                if let Some(id) = refused
+                    && id.connection == self.index
+                    && self.first_answer(id.n)
+                {
+                    self.window.add_permits(1);
+                    bump(&self.live.failed);
+                }
+            }
+            Incoming::Subscribed { .. } | Incoming::Other => {}
+        }
+    }
+
+    /// Marks send `n` answered; false if it already was.
+    fn first_answer(&mut self, n: u64) -> bool {
+        let Ok(word) = usize::try_from(n / 64) else {
+            return false;
+        };
+        let bit = 1u64 << (n % 64);
+        if word >= self.answered.len() {
+            self.answered.resize(word + 1, 0);
+        }
+        let first = self.answered[word] & bit == 0;
+        self.answered[word] |= bit;
+        first
+    }
+
+    fn count_error(&mut self, code: &str) {
+        bump(&self.live.errors);
+        match self.outcome.errors.get_mut(code) {
+            Some(count) => *count += 1,
+            None => {
+                self.outcome.errors.insert(code.to_owned(), 1);
+            }
+        }
+    }
+}

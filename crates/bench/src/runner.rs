@@ -1,0 +1,339 @@
+//! One run, phase by phase: setup, connect, send (or hold), drain, close, report.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use futures_util::future::join_all;
+use futures_util::{StreamExt, stream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::accounting::Delivery;
+use crate::client::{ConnectSpec, Connection};
+use crate::frames::{SendTemplate, filler_content};
+use crate::live::Live;
+use crate::options::Options;
+use crate::progress::Progress;
+use crate::reader::ReaderOutcome;
+use crate::report::{Report, Resources, Throughput, Timings};
+use crate::sender::{Finished, SendPlan, send_until};
+use crate::setup::{self, Api, World};
+use crate::system::Process;
+
+/// How often the drain re-checks whether everything arrived.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// Runs one benchmark. `stop` resolving (Ctrl-C in the binary) ends the sending phase early;
+/// the run then drains and reports as usual. Setup cannot be interrupted into a report:
+/// nothing has been measured yet.
+pub async fn run(
+    options: Options,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Report> {
+    options.validate()?;
+    let interrupted = CancellationToken::new();
+    let _watch_stop = AbortOnDrop(tokio::spawn({
+        let interrupted = interrupted.clone();
+        async move {
+            stop.await;
+            interrupted.cancel();
+        }
+    }));
+    let progress = Progress::new(options.progress);
+    let endpoint = options.ws_endpoint()?;
+    let api = Api::new(&options.url)?;
+
+    let setup_started = Instant::now();
+    let (world, setup_times) = tokio::select! {
+        prepared = setup::prepare(&api, &options, &progress) => prepared?,
+        () = interrupted.cancelled() => bail!("interrupted during setup"),
+    };
+    let server = options.server_pid.map(Process::Pid);
+    let server_rss_before = server.and_then(Process::rss_kib);
+
+    let live = Arc::new(Live::new(options.rooms)?);
+    let closing = CancellationToken::new();
+    let connect_started = Instant::now();
+    let (connections, connect_failures) = tokio::select! {
+        opened = connect_all(&endpoint, &world, &options, &live, &closing, &progress) => opened,
+        () = interrupted.cancelled() => bail!("interrupted while connecting"),
+    };
+    if connections.is_empty() {
+        bail!("no WebSocket could be opened: {connect_failures:?}");
+    }
+    let connect_time = connect_started.elapsed();
+    let setup_time = setup_started.elapsed();
+
+    let cpu_before = (
+        server.and_then(Process::cpu_seconds),
+        Process::This.cpu_seconds(),
+    );
+    let run_started = Instant::now();
+    let watch_done = CancellationToken::new();
+    let watcher = progress.watch_run(live.clone(), options.duration, watch_done.clone());
+    let stop_sending = CancellationToken::new();
+    let sending = start_senders(connections, &world, &options, &live, &stop_sending)?;
+    let was_interrupted = tokio::select! {
+        () = tokio::time::sleep(options.duration) => false,
+        () = interrupted.cancelled() => true,
+    };
+    if was_interrupted {
+        progress.note("interrupted: stopping senders, draining, then reporting");
+    }
+    stop_sending.cancel();
+    let mut send_errors = BTreeMap::new();
+    let mut connections = Vec::with_capacity(sending.len());
+    for task in sending {
+        let (connection, error) = task.await?;
+        if let Some(error) = error {
+            *send_errors.entry(error).or_insert(0) += 1;
+        }
+        connections.push(connection);
+    }
+    let run_time = run_started.elapsed();
+
+    let drain_started = Instant::now();
+    let drained = drain(&live, &connections, options.drain_timeout).await;
+    let drain_time = drain_started.elapsed();
+    let cpu_after = (
+        server.and_then(Process::cpu_seconds),
+        Process::This.cpu_seconds(),
+    );
+    let resources = Resources {
+        server_rss_before_kib: server_rss_before,
+        server_rss_after_kib: server.and_then(Process::rss_kib),
+        server_rss_per_connection_kib: None,
+        server_cpu_s: cpu_after
+            .0
+            .zip(cpu_before.0)
+            .map(|(after, before)| after - before),
+        bench_rss_kib: Process::This.rss_kib(),
+        bench_cpu_s: cpu_after
+            .1
+            .zip(cpu_before.1)
+            .map(|(after, before)| after - before),
+    };
+    watch_done.cancel();
+    let _ = watcher.await;
+
+    closing.cancel();
+    let opened = connections.len();
+    let outcomes = join_all(connections.into_iter().map(Connection::close)).await;
+
+    let timings = Timings {
+        register_s: setup_times.register.as_secs_f64(),
+        rooms_s: setup_times.rooms.as_secs_f64(),
+        join_s: setup_times.join.as_secs_f64(),
+        connect_s: connect_time.as_secs_f64(),
+        setup_s: setup_time.as_secs_f64(),
+        run_s: run_time.as_secs_f64(),
+        drain_s: drain_time.as_secs_f64(),
+        drained,
+    };
+    let measured = Measured {
+        timings,
+        opened,
+        connect_failures,
+        send_errors,
+        interrupted: was_interrupted,
+        resources,
+    };
+    Ok(build_report(&options, &live, outcomes, measured))
+}
+
+/// Opens every user's socket, a bounded number of handshakes at a time.
+async fn connect_all(
+    endpoint: &str,
+    world: &World,
+    options: &Options,
+    live: &Arc<Live>,
+    closing: &CancellationToken,
+    progress: &Progress,
+) -> (Vec<Connection>, BTreeMap<String, u64>) {
+    let layout = options.layout();
+    let bar = progress.phase("connect", options.users);
+    let results: Vec<anyhow::Result<Connection>> = stream::iter(0..options.users)
+        .map(|index| {
+            let spec = ConnectSpec {
+                index,
+                room: layout.room_of(index),
+                room_id: world.rooms[layout.room_of(index)],
+                token: world.accounts[index].token.clone(),
+            };
+            let (live, closing, bar) = (live.clone(), closing.clone(), &bar);
+            async move {
+                let opened =
+                    Connection::open(endpoint, spec, options.in_flight, live, closing).await;
+                bar.inc();
+                opened
+            }
+        })
+        .buffer_unordered(options.connect_concurrency)
+        .collect()
+        .await;
+    bar.finish();
+    let mut connections = Vec::with_capacity(results.len());
+    let mut failures = BTreeMap::new();
+    for result in results {
+        match result {
+            Ok(connection) => connections.push(connection),
+            Err(err) => *failures.entry(format!("{err:#}")).or_insert(0) += 1,
+        }
+    }
+    connections.sort_by_key(|connection| connection.index);
+    (connections, failures)
+}
+
+/// Spawns a sending task for each sender; other connections pass through unchanged.
+fn start_senders(
+    connections: Vec<Connection>,
+    world: &World,
+    options: &Options,
+    live: &Arc<Live>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<Finished>>> {
+    let layout = options.layout();
+    let content = filler_content(options.message_size);
+    let interval = options.send_interval();
+    let start = tokio::time::Instant::now();
+    let senders = options.senders.max(1) as u32;
+    let mut tasks = Vec::with_capacity(connections.len());
+    for connection in connections {
+        if !layout.is_sender(connection.index) {
+            tasks.push(tokio::spawn(async move { (connection, None) }));
+            continue;
+        }
+        let template = SendTemplate::new(world.rooms[connection.room], &content, connection.index)?;
+        let offset = interval.map_or(Duration::ZERO, |interval| {
+            interval * (connection.index as u32 % senders) / senders
+        });
+        let plan = SendPlan {
+            template,
+            interval,
+            first_at: start + offset,
+        };
+        tasks.push(tokio::spawn(send_until(
+            connection,
+            plan,
+            live.clone(),
+            stop.clone(),
+        )));
+    }
+    Ok(tasks)
+}
+
+/// Waits until every send is answered and every open subscriber has reached its room's
+/// highest acknowledged seq, or `timeout`. True if everything arrived. (A socket the server
+/// closed will never catch up; the report lists it under closes and its gaps as missing.)
+async fn drain(live: &Live, connections: &[Connection], timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let counts = live.counts();
+        let answered = counts.acked + counts.failed >= counts.sent;
+        if answered
+            && connections
+                .iter()
+                .filter(|connection| connection.is_open())
+                .all(|connection| connection.seen() >= live.room_acked(connection.room))
+        {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+/// What `run` measured besides the live counters and the readers' outcomes.
+struct Measured {
+    timings: Timings,
+    opened: usize,
+    connect_failures: BTreeMap<String, u64>,
+    send_errors: BTreeMap<String, u64>,
+    interrupted: bool,
+    resources: Resources,
+}
+
+fn build_report(
+    options: &Options,
+    live: &Live,
+    outcomes: Vec<ReaderOutcome>,
+    measured: Measured,
+) -> Report {
+    // A room's last seq: the highest acked, or delivered to anyone, whichever is higher.
+    let mut room_last: Vec<_> = (0..options.rooms)
+        .map(|room| live.room_acked(room))
+        .collect();
+    for outcome in &outcomes {
+        if let Some(last) = room_last.get_mut(outcome.room) {
+            *last = (*last).max(outcome.tracker.highest());
+        }
+    }
+    let mut delivery = Delivery::default();
+    let mut errors = measured.send_errors;
+    let mut closes = BTreeMap::new();
+    let mut duplicate_acks = 0;
+    for outcome in outcomes {
+        let last = room_last.get(outcome.room).copied().unwrap_or(0);
+        delivery.add(outcome.tracker.delivery(last));
+        duplicate_acks += outcome.duplicate_acks;
+        for (code, count) in outcome.errors {
+            *errors.entry(code).or_insert(0) += count;
+        }
+        if let Some(ended) = outcome.ended_early {
+            *closes.entry(ended).or_insert(0) += 1;
+        }
+    }
+    let counts = live.counts();
+    let timings = measured.timings;
+    let window = (timings.run_s + timings.drain_s).max(1e-9);
+    let mut resources = measured.resources;
+    resources.server_rss_per_connection_kib = resources
+        .server_rss_after_kib
+        .zip(resources.server_rss_before_kib)
+        .filter(|_| measured.opened > 0)
+        .map(|(after, before)| (after as f64 - before as f64) / measured.opened as f64);
+    Report {
+        scenario: options.scenario,
+        run_id: options.run_id.clone(),
+        url: options.url.clone(),
+        users: options.users,
+        rooms: options.rooms,
+        senders: options.senders,
+        rate_per_sender: options.rate,
+        message_size: options.message_size,
+        in_flight: options.in_flight,
+        connections: measured.opened,
+        connect_failures: measured.connect_failures,
+        interrupted: measured.interrupted,
+        timings,
+        sent: counts.sent,
+        acked: counts.acked,
+        failed: counts.failed,
+        unanswered: counts.sent.saturating_sub(counts.acked + counts.failed),
+        duplicate_acks,
+        delivery,
+        throughput: Throughput {
+            sent_per_s: counts.sent as f64 / timings.run_s.max(1e-9),
+            acked_per_s: counts.acked as f64 / window,
+            delivered_per_s: counts.delivered as f64 / window,
+        },
+        ack_latency: live.ack_latency.summary(),
+        e2e_latency: live.e2e_latency.summary(),
+        errors,
+        closes,
+        resources,
+    }
+}
+
+/// Aborts a background task when the run returns, however it returns.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

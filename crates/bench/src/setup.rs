@@ -1,0 +1,200 @@
+//! Everything before the first WebSocket: users registered, rooms created and joined, over
+//! the REST API.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use nebula_wire::{
+    AddMemberRequest, AuthResponse, CreateRoomRequest, Problem, RegisterRequest, Room,
+};
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::options::Options;
+use crate::progress::Progress;
+
+/// Every simulated user's password (the run id keeps usernames unique, not passwords).
+const PASSWORD: &str = "nebula-bench-password";
+/// Concurrent joins and room creations: cheap requests, no argon2.
+const CHEAP_CONCURRENCY: usize = 16;
+
+/// A registered user.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub user_id: Uuid,
+    pub token: String,
+}
+
+/// The run's users and rooms, by index.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub accounts: Vec<Account>,
+    pub rooms: Vec<Uuid>,
+}
+
+/// How long each setup step took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetupTimes {
+    pub register: Duration,
+    pub rooms: Duration,
+    pub join: Duration,
+}
+
+/// A thin typed client of the REST endpoints setup needs.
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    pub fn new(base: &str) -> anyhow::Result<Api> {
+        // The workspace builds reqwest with `rustls-no-provider` (for the notifier): a TLS
+        // provider must be chosen before the first client, even for plain http.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Api {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    pub async fn register(&self, username: String) -> anyhow::Result<AuthResponse> {
+        let body = RegisterRequest {
+            username,
+            password: PASSWORD.into(),
+            email: None,
+        };
+        self.post("/auth/register", None, &body).await
+    }
+
+    pub async fn create_room(&self, token: &str, name: String) -> anyhow::Result<Room> {
+        let body = CreateRoomRequest {
+            name,
+            is_private: Some(false),
+            description: Some("created by nebula-bench".into()),
+        };
+        self.post("/rooms", Some(token), &body).await
+    }
+
+    /// Joins a public room (an empty body joins oneself).
+    pub async fn join(&self, token: &str, room: Uuid) -> anyhow::Result<()> {
+        let _: serde_json::Value = self
+            .post(
+                &format!("/rooms/{room}/members"),
+                Some(token),
+                &AddMemberRequest::default(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("POST {path}: is the server running at {}?", self.base))?;
+        let status = response.status();
+        let bytes = response.bytes().await.context("reading the answer")?;
+        if !status.is_success() {
+            let code = serde_json::from_slice::<Problem>(&bytes)
+                .map(|problem| problem.code)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                bail!(
+                    "POST {path}: 429 {code}: start the server with \
+                     RATE_LIMIT_AUTH_PER_MINUTE=0 RATE_LIMIT_MESSAGES_PER_SECOND=0"
+                );
+            }
+            bail!("POST {path}: {status} {code}");
+        }
+        serde_json::from_slice(&bytes).with_context(|| format!("POST {path}: unexpected answer"))
+    }
+}
+
+/// Registers the users, creates the rooms and fills them as the scenario's layout says.
+pub async fn prepare(
+    api: &Api,
+    options: &Options,
+    progress: &Progress,
+) -> anyhow::Result<(World, SetupTimes)> {
+    let layout = options.layout();
+    let mut times = SetupTimes::default();
+
+    let started = Instant::now();
+    let bar = progress.phase("register", options.users);
+    let accounts: Vec<Account> = stream::iter(0..options.users)
+        .map(|index| {
+            let (api, bar) = (api, &bar);
+            async move {
+                let auth = api.register(options.username(index)).await?;
+                bar.inc();
+                anyhow::Ok(Account {
+                    user_id: auth.user.id,
+                    token: auth.token,
+                })
+            }
+        })
+        .buffered(options.register_concurrency)
+        .try_collect()
+        .await?;
+    bar.finish();
+    times.register = started.elapsed();
+
+    let started = Instant::now();
+    let bar = progress.phase("rooms", options.rooms);
+    let rooms: Vec<Uuid> = stream::iter(0..options.rooms)
+        .map(|room| {
+            let creator = &accounts[layout.creator_of(room)];
+            let name = format!("{} room {room}", options.run_id);
+            let bar = &bar;
+            async move {
+                let room = api.create_room(&creator.token, name).await?;
+                bar.inc();
+                anyhow::Ok(room.id)
+            }
+        })
+        .buffered(CHEAP_CONCURRENCY)
+        .try_collect()
+        .await?;
+    bar.finish();
+    times.rooms = started.elapsed();
+
+    let started = Instant::now();
+    let joiners: Vec<usize> = (0..options.users)
+        .filter(|&user| layout.creator_of(layout.room_of(user)) != user)
+        .collect();
+    let bar = progress.phase("join", joiners.len());
+    stream::iter(joiners)
+        .map(|user| {
+            let (token, room) = (&accounts[user].token, rooms[layout.room_of(user)]);
+            let bar = &bar;
+            async move {
+                api.join(token, room).await?;
+                bar.inc();
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(CHEAP_CONCURRENCY)
+        .try_collect::<()>()
+        .await?;
+    bar.finish();
+    times.join = started.elapsed();
+
+    Ok((World { accounts, rooms }, times))
+}

@@ -1,0 +1,77 @@
+//! The simulator against the real server, in-process on port 0: a short `chat` run must see
+//! every message acknowledged and delivered exactly once, in order.
+
+use std::time::Duration;
+
+use nebula::Server;
+use nebula::config::Config;
+use nebula_bench::{Options, Scenario};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const JWT_SECRET: &str = "bench-test-secret-bench-test-secret-0123456789";
+
+/// Starts a server on a fresh SQLite database; returns its base URL and a stop switch.
+async fn spawn_server(dir: &tempfile::TempDir) -> (String, oneshot::Sender<()>) {
+    let mut config = Config::for_database(format!("sqlite://{}/t.db", dir.path().display()));
+    config.jwt_secret = Some(JWT_SECRET.to_owned());
+    config.dev_mode = false;
+    config.rate_limit_auth_per_minute = 0;
+    config.rate_limit_messages_per_second = 0;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = Server::build(config.validate().expect("valid config"))
+        .await
+        .expect("server builds");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    (format!("http://{addr}"), stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_chat_run_delivers_everything_in_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (url, stop) = spawn_server(&dir).await;
+
+    let mut options = Options::new(url, Scenario::Chat);
+    options.users = 9;
+    options.rooms = 3;
+    options.senders = 4;
+    options.rate = 20.0;
+    options.duration = Duration::from_secs(3);
+    options.message_size = 64;
+    let report = nebula_bench::run(options, std::future::pending())
+        .await
+        .expect("the run completes");
+    println!("{report}");
+
+    assert_eq!(report.connections, 9, "{report}");
+    assert!(
+        report.sent >= 100,
+        "senders should manage ~240 sends: {report}"
+    );
+    assert_eq!(report.acked, report.sent, "{report}");
+    assert_eq!((report.failed, report.unanswered), (0, 0), "{report}");
+    let delivery = report.delivery;
+    assert_eq!(delivery.missing, 0, "{report}");
+    assert_eq!(delivery.duplicates, 0, "{report}");
+    assert_eq!(delivery.out_of_order, 0, "{report}");
+    // Every room has 3 subscribers and every message reaches all of them.
+    assert_eq!(delivery.expected, report.sent * 3, "{report}");
+    assert_eq!(delivery.delivered, delivery.expected, "{report}");
+    assert_eq!(report.ack_latency.count, report.acked);
+    assert_eq!(report.e2e_latency.count, delivery.delivered);
+    assert!(
+        report.errors.is_empty() && report.closes.is_empty(),
+        "{report}"
+    );
+    assert!(report.timings.drained && report.is_clean(), "{report}");
+    let json: serde_json::Value =
+        serde_json::from_str(&report.to_json().expect("json")).expect("valid JSON");
+    assert_eq!(json["scenario"], "chat");
+    assert_eq!(json["delivery"]["missing"], 0);
+
+    let _ = stop.send(());
+}

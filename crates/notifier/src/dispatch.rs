@@ -1,0 +1,199 @@
+//! Turning one membership event into pushes: the pipeline the consumer runs per message and
+//! the chat server runs in-process when it has no broker.
+//!
+//! Failure model. An event is finished once every subscription of every recipient has either
+//! accepted the push, refused it for good, or turned out to be gone; only then is it marked
+//! processed. If some pushes fail transiently, [`Dispatcher::deliver`] returns
+//! [`Error::Incomplete`] and the caller retries with backoff.
+//!
+//! Each push is claimed in the store per (event, subscription) before it is sent and marked
+//! done when the push service answers, so a retry pushes only to the subscriptions still
+//! missing it, and two copies of one event handled at once (a publisher that sent it twice,
+//! two notifier instances) never push the same subscription twice: the second finds the claim
+//! and reports the event incomplete, and its retry then finds the event processed. A claim
+//! left by a pusher that died is taken over after the lease. The one window left is a crash
+//! between a push service's answer and the "done" record: that single push is sent again.
+//! The payload carries `event_id` and the push a `Topic` header so the client can collapse it.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use futures_util::stream;
+use nebula_wire::notify::MemberNotification;
+
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::push::{PushOutcome, PushPayload, PushSender};
+use crate::store::{PushStore, Subscription};
+
+/// What [`Dispatcher::deliver`] did with an event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// The event was already processed: nothing was sent.
+    pub duplicate: bool,
+    /// Pushes the push services accepted in this call.
+    pub sent: usize,
+    /// Subscriptions deleted because their push service said they are gone.
+    pub removed: usize,
+    /// Pushes refused for good (non-retryable 4xx).
+    pub rejected: usize,
+}
+
+/// Pushes membership events to recipients' browsers. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    store: PushStore,
+    sender: PushSender,
+    concurrency: usize,
+    claim_lease: Duration,
+}
+
+/// Pushes in flight per event. Push services are fast; a bound keeps one large room from
+/// opening hundreds of connections at once.
+const DEFAULT_CONCURRENCY: usize = 8;
+
+/// How long a claim protects a push in progress. Well above the push timeout (15 s), so
+/// only a pusher that died loses its claim. Keep the consumer's total retry time above it, or
+/// an event whose claims were orphaned by a crash may run out of attempts before they expire.
+pub const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(60);
+
+/// What happened to one subscription's push.
+enum Step {
+    Pushed(PushOutcome),
+    /// Another handler of the same event holds the claim; the event is not finished yet.
+    Busy,
+}
+impl Dispatcher {
+    /// A dispatcher over `store`, sending with `sender`.
+    pub fn new(store: PushStore, sender: PushSender) -> Self {
+        Dispatcher {
+            store,
+            sender,
+            concurrency: DEFAULT_CONCURRENCY,
+            claim_lease: DEFAULT_CLAIM_LEASE,
+        }
+    }
+
+    /// Changes the claim lease (see [`DEFAULT_CLAIM_LEASE`]).
+    pub fn with_claim_lease(mut self, lease: Duration) -> Self {
+        self.claim_lease = lease;
+        self
+    }
+
+    /// Changes how many pushes of one event may be in flight at once (at least 1).
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// The store this dispatcher records into.
+    pub fn store(&self) -> &PushStore {
+        &self.store
+    }
+
+    /// Pushes `event` to every subscription of its recipients, once.
+    ///
+    /// Already processed: does nothing. Otherwise pushes to each subscription not yet
+    /// served, deletes subscriptions answered 404/410, and marks the event processed — unless
+    /// some push failed transiently, in which case it returns [`Error::Incomplete`] and a
+    /// later call finishes the job. Database errors are returned as they are; both kinds are
+    /// worth retrying.
+    #[tracing::instrument(skip_all, fields(event_id = %event.event_id, room_id = %event.room_id))]
+    pub async fn deliver(&self, event: &MemberNotification) -> Result<DeliveryReport> {
+        if self.store.is_processed(event.event_id).await? {
+            tracing::debug!("event already processed");
+            return Ok(DeliveryReport {
+                duplicate: true,
+                ..DeliveryReport::default()
+            });
+        }
+        // The member who joined or left is never told about it, whatever the publisher sent.
+        let recipients: Vec<_> = event
+            .recipients
+            .iter()
+            .copied()
+            .filter(|id| *id != event.user.id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let subscriptions = self
+            .store
+            .pending_subscriptions(event.event_id, &recipients)
+            .await?;
+        let payload = PushPayload::from_event(event);
+
+        let outcomes: Vec<Result<Step>> = stream::iter(subscriptions)
+            .map(|subscription| self.push_one(subscription, &payload, event))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+
+        let mut report = DeliveryReport::default();
+        let attempted = outcomes.len();
+        let mut failed = 0;
+        for outcome in outcomes {
+            match outcome? {
+                Step::Pushed(PushOutcome::Delivered) => report.sent += 1,
+                Step::Pushed(PushOutcome::Gone) => report.removed += 1,
+                Step::Pushed(PushOutcome::Rejected(_)) => report.rejected += 1,
+                Step::Pushed(PushOutcome::Transient(_)) | Step::Busy => failed += 1,
+            }
+        }
+        if failed > 0 {
+            return Err(Error::Incomplete { failed, attempted });
+        }
+        self.store.mark_processed(event.event_id).await?;
+        tracing::info!(
+            sent = report.sent,
+            removed = report.removed,
+            rejected = report.rejected,
+            "event delivered"
+        );
+        Ok(report)
+    }
+
+    /// Claims, pushes to one subscription and records what the push service said.
+    async fn push_one(
+        &self,
+        subscription: Subscription,
+        payload: &PushPayload,
+        event: &MemberNotification,
+    ) -> Result<Step> {
+        let (event_id, id) = (event.event_id, subscription.id);
+        if !self
+            .store
+            .claim_delivery(event_id, id, self.claim_lease)
+            .await?
+        {
+            tracing::debug!(subscription = %id, "push claimed by another handler");
+            return Ok(Step::Busy);
+        }
+        let outcome = self.sender.send(&subscription, payload, event_id).await;
+        match &outcome {
+            PushOutcome::Delivered => {
+                metrics::push_sent();
+                self.store.complete_delivery(event_id, id).await?;
+            }
+            PushOutcome::Gone => {
+                tracing::info!(subscription = %id, "push subscription gone; removing it");
+                // Deleting the subscription deletes its claim too (foreign key cascade).
+                if self.store.remove_subscription_by_id(id).await? {
+                    metrics::subscription_removed();
+                }
+            }
+            PushOutcome::Rejected(status) => {
+                metrics::push_failed();
+                tracing::warn!(subscription = %id, %status, "push refused; not retrying it");
+                // Done, so a retry of this event does not ask again.
+                self.store.complete_delivery(event_id, id).await?;
+            }
+            PushOutcome::Transient(reason) => {
+                metrics::push_failed();
+                tracing::warn!(subscription = %id, %reason, "push failed; will retry");
+                self.store.release_delivery(event_id, id).await?;
+            }
+        }
+        Ok(Step::Pushed(outcome))
+    }
+}

@@ -1,0 +1,61 @@
+//! The notifier's HTTP API: Web Push subscriptions of logged-in users.
+//!
+//! [`router`] is what the chat server merges into its own app when it runs the pipeline
+//! in-process; the standalone binary wraps it with `/health`, `/metrics` and fallbacks
+//! (see `crate::app`).
+
+mod auth;
+mod json;
+mod subscriptions;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::store::PushStore;
+
+pub use auth::{AuthUser, Authenticator};
+pub use json::JsonBody;
+pub use subscriptions::{
+    SubscribeRequest, SubscriptionKeys, SubscriptionResponse, UnsubscribeRequest, VapidPublicKey,
+};
+
+/// A subscription is well under 1 KiB; anything near this limit is not one.
+const BODY_LIMIT: usize = 16 * 1024;
+
+/// What the handlers need. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    store: PushStore,
+    auth: Arc<Authenticator>,
+    vapid_public_key: Arc<str>,
+}
+
+impl ApiState {
+    /// State over `store`, accepting tokens signed with `jwt_secret`, handing out
+    /// `vapid_public_key` (base64url) to browsers.
+    pub fn new(store: PushStore, jwt_secret: &str, vapid_public_key: &str) -> Self {
+        ApiState {
+            store,
+            auth: Arc::new(Authenticator::new(jwt_secret)),
+            vapid_public_key: Arc::from(vapid_public_key),
+        }
+    }
+}
+
+/// `POST /webpush/subscribe`, `DELETE /webpush/subscribe`, `GET /webpush/vapid-public-key`.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route(
+            "/webpush/subscribe",
+            post(subscriptions::subscribe).delete(subscriptions::unsubscribe),
+        )
+        .route(
+            "/webpush/vapid-public-key",
+            get(subscriptions::vapid_public_key),
+        )
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}

@@ -1,0 +1,152 @@
+//! `POST/DELETE /webpush/subscribe` and `GET /webpush/vapid-public-key`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use web_push_native::p256;
+
+use super::ApiState;
+use super::auth::AuthUser;
+use super::json::JsonBody;
+use crate::error::{Error, Result};
+use crate::store::NewSubscription;
+use crate::vapid::decode_base64url;
+
+/// A browser `PushSubscription` as `subscription.toJSON()` gives it. Other fields
+/// (`expirationTime`) are ignored.
+#[derive(Debug, Deserialize)]
+pub struct SubscribeRequest {
+    pub endpoint: String,
+    pub keys: SubscriptionKeys,
+}
+
+/// The subscription's encryption keys, base64url.
+#[derive(Debug, Deserialize)]
+pub struct SubscriptionKeys {
+    pub p256dh: String,
+    pub auth: String,
+}
+
+/// `DELETE /webpush/subscribe` body.
+#[derive(Debug, Deserialize)]
+pub struct UnsubscribeRequest {
+    pub endpoint: String,
+}
+
+/// What a stored subscription looks like to its owner.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SubscriptionResponse {
+    pub id: Uuid,
+    pub endpoint: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /webpush/vapid-public-key` body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VapidPublicKey {
+    /// Pass to `pushManager.subscribe({applicationServerKey})`.
+    pub public_key: String,
+}
+
+/// Longest endpoint accepted; real push service URLs are a few hundred bytes.
+const MAX_ENDPOINT_LEN: usize = 2048;
+
+/// Stores (or refreshes) the caller's browser subscription.
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
+pub async fn subscribe(
+    State(state): State<ApiState>,
+    user: AuthUser,
+    JsonBody(body): JsonBody<SubscribeRequest>,
+) -> Result<impl IntoResponse> {
+    let new = validate(body)?;
+    let stored = state.store.upsert_subscription(user.id, &new).await?;
+    let response = SubscriptionResponse {
+        id: stored.id,
+        endpoint: stored.endpoint,
+        created_at: stored.created_at,
+    };
+    Ok((StatusCode::CREATED, Json(response)))
+}
+
+/// Forgets the caller's subscription for an endpoint. 204 whether or not it existed, so a
+/// client can always retry it.
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
+pub async fn unsubscribe(
+    State(state): State<ApiState>,
+    user: AuthUser,
+    JsonBody(body): JsonBody<UnsubscribeRequest>,
+) -> Result<StatusCode> {
+    if body.endpoint.is_empty() || body.endpoint.len() > MAX_ENDPOINT_LEN {
+        return Err(Error::validation(
+            "endpoint",
+            format!("must be 1 to {MAX_ENDPOINT_LEN} bytes"),
+        ));
+    }
+    state
+        .store
+        .remove_subscription(user.id, &body.endpoint)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The key browsers must subscribe with. Public, so a page can fetch it before login.
+pub async fn vapid_public_key(State(state): State<ApiState>) -> Json<VapidPublicKey> {
+    Json(VapidPublicKey {
+        public_key: state.vapid_public_key.to_string(),
+    })
+}
+
+/// Checks everything a push will need, so bad input fails here with a 422 instead of
+/// failing every push later; keys are stored normalised (base64url, no padding).
+fn validate(body: SubscribeRequest) -> Result<NewSubscription> {
+    if body.endpoint.len() > MAX_ENDPOINT_LEN {
+        return Err(Error::validation(
+            "endpoint",
+            format!("must be at most {MAX_ENDPOINT_LEN} bytes"),
+        ));
+    }
+    let url = Url::parse(&body.endpoint)
+        .map_err(|err| Error::validation("endpoint", format!("is not a URL: {err}")))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(Error::validation(
+            "endpoint",
+            "must be an https or http URL",
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Error::validation("endpoint", "must name a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::validation(
+            "endpoint",
+            "must not contain credentials",
+        ));
+    }
+
+    let p256dh = decode_base64url(&body.keys.p256dh)
+        .ok_or_else(|| Error::validation("keys.p256dh", "must be base64url"))?;
+    if p256dh.len() != 65 || p256::PublicKey::from_sec1_bytes(&p256dh).is_err() {
+        return Err(Error::validation(
+            "keys.p256dh",
+            "must be an uncompressed P-256 public key (65 bytes)",
+        ));
+    }
+    let auth = decode_base64url(&body.keys.auth)
+        .ok_or_else(|| Error::validation("keys.auth", "must be base64url"))?;
+    if auth.len() != 16 {
+        return Err(Error::validation("keys.auth", "must be 16 bytes"));
+    }
+
+    use base64::Engine as _;
+    let encode = |raw: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    Ok(NewSubscription {
+        endpoint: body.endpoint,
+        p256dh: encode(&p256dh),
+        auth: encode(&auth),
+    })
+}

@@ -1,0 +1,182 @@
+//! Sending one Web Push message (RFC 8030) to one subscription.
+//!
+//! web-push-native does the RFC 8291 `aes128gcm` encryption; we sign VAPID ourselves (see
+//! [`VapidKeys::authorization`]) and send with reqwest over rustls + ring.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, Uri, header};
+use chrono::{DateTime, Utc};
+use nebula_wire::User;
+use nebula_wire::notify::{MemberChange, MemberNotification};
+use reqwest::{StatusCode, Url};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use web_push_native::{Auth, WebPushBuilder, p256};
+
+use crate::error::{Error, Result};
+use crate::store::Subscription;
+use crate::vapid::{VapidKeys, decode_base64url};
+
+/// What the service worker receives, decrypted: one membership change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushPayload {
+    /// `member.joined` or `member.left`, the names the WebSocket events use.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub room_id: Uuid,
+    pub room_name: String,
+    pub user: User,
+    /// Lets the service worker collapse a rare duplicate (use it as the notification `tag`).
+    pub event_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl PushPayload {
+    /// The payload for `event`.
+    pub fn from_event(event: &MemberNotification) -> Self {
+        let kind = match event.change {
+            MemberChange::Joined => "member.joined",
+            MemberChange::Left => "member.left",
+        };
+        PushPayload {
+            kind: kind.to_owned(),
+            room_id: event.room_id,
+            room_name: event.room_name.clone(),
+            user: event.user.clone(),
+            event_id: event.event_id,
+            occurred_at: event.occurred_at,
+        }
+    }
+}
+
+/// How a push service answered, sorted by what the dispatcher must do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// 2xx: the push service took the message.
+    Delivered,
+    /// 404/410 (or keys that can never work): the subscription is dead, delete it.
+    Gone,
+    /// Another 4xx: this message will never be accepted (too large, malformed, VAPID
+    /// mismatch); retrying cannot help, so it is logged and not retried.
+    Rejected(StatusCode),
+    /// Network error, timeout, 408, 429 or 5xx: worth trying again later.
+    Transient(String),
+}
+
+/// Sends encrypted, VAPID-signed pushes. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PushSender {
+    http: reqwest::Client,
+    vapid: Arc<VapidKeys>,
+    ttl: Duration,
+}
+
+/// How long a push service may keep an undelivered message (the `TTL` header).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Lifetime of the VAPID JWT; RFC 8292 allows at most 24 hours.
+const VAPID_VALIDITY: Duration = Duration::from_secs(12 * 60 * 60);
+
+impl PushSender {
+    /// A sender with its own HTTP client (HTTP/2 where the push service offers it).
+    pub fn new(vapid: VapidKeys, ttl: Duration) -> Result<Self> {
+        crate::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            // A push service that takes longer is treated as down; the event is retried.
+            .timeout(Duration::from_secs(15))
+            .user_agent(concat!("nebula-notifier/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(PushSender {
+            http,
+            vapid: Arc::new(vapid),
+            ttl,
+        })
+    }
+
+    /// The VAPID keys pushes are signed with.
+    pub fn vapid(&self) -> &VapidKeys {
+        &self.vapid
+    }
+
+    /// Encrypts `payload` for `subscription` and posts it to the subscription's endpoint.
+    #[tracing::instrument(skip_all, fields(subscription = %subscription.id))]
+    pub async fn send(
+        &self,
+        subscription: &Subscription,
+        payload: &PushPayload,
+        event_id: Uuid,
+    ) -> PushOutcome {
+        let request = match self.build(subscription, payload, event_id) {
+            Ok(request) => request,
+            Err(err) => {
+                // Only stored keys that are not a valid P-256 point / 16-byte secret get here;
+                // they were validated on subscribe, so the row is corrupt and can never work.
+                tracing::warn!(error = %err, "unusable subscription");
+                return PushOutcome::Gone;
+            }
+        };
+        match self.http.execute(request).await {
+            Ok(response) => classify(response.status()),
+            Err(err) => PushOutcome::Transient(err.to_string()),
+        }
+    }
+
+    fn build(
+        &self,
+        subscription: &Subscription,
+        payload: &PushPayload,
+        event_id: Uuid,
+    ) -> Result<reqwest::Request> {
+        let url = Url::parse(&subscription.endpoint)
+            .map_err(|err| Error::PushBuild(format!("endpoint: {err}")))?;
+        let uri: Uri = subscription
+            .endpoint
+            .parse()
+            .map_err(|err| Error::PushBuild(format!("endpoint: {err}")))?;
+        let ua_public = decode_base64url(&subscription.p256dh)
+            .and_then(|raw| p256::PublicKey::from_sec1_bytes(&raw).ok())
+            .ok_or_else(|| Error::PushBuild("p256dh is not a P-256 point".into()))?;
+        let ua_auth = decode_base64url(&subscription.auth)
+            .and_then(|raw| <[u8; 16]>::try_from(raw.as_slice()).ok())
+            .map(Auth::from)
+            .ok_or_else(|| Error::PushBuild("auth is not 16 bytes".into()))?;
+        let body = serde_json::to_vec(payload)
+            .map_err(|err| Error::PushBuild(format!("payload: {err}")))?;
+
+        // The builder sets TTL, Content-Encoding: aes128gcm and the encrypted body; its own
+        // VAPID support is not used because of the `aud` port bug.
+        let mut request = WebPushBuilder::new(uri, ua_public, ua_auth)
+            .with_valid_duration(self.ttl)
+            .build(body)
+            .map_err(|err| Error::PushBuild(err.to_string()))?;
+        let authorization = self.vapid.authorization(&url, VAPID_VALIDITY)?;
+        let headers = request.headers_mut();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::try_from(authorization)
+                .map_err(|err| Error::PushBuild(err.to_string()))?,
+        );
+        headers.insert("urgency", HeaderValue::from_static("normal"));
+        // RFC 8030 §5.4: a push service replaces a still-undelivered message with the same
+        // topic, so a retried event cannot pile up twice on an offline device. 32 hex chars
+        // fit the 32-character base64url limit.
+        let topic = HeaderValue::try_from(event_id.simple().to_string())
+            .map_err(|err| Error::PushBuild(err.to_string()))?;
+        headers.insert("topic", topic);
+        reqwest::Request::try_from(request).map_err(Error::from)
+    }
+}
+
+/// Sorts a push service's status into what the dispatcher does next.
+fn classify(status: StatusCode) -> PushOutcome {
+    match status.as_u16() {
+        200..=299 => PushOutcome::Delivered,
+        404 | 410 => PushOutcome::Gone,
+        408 | 429 => PushOutcome::Transient(format!("push service answered {status}")),
+        400..=499 => PushOutcome::Rejected(status),
+        _ => PushOutcome::Transient(format!("push service answered {status}")),
+    }
+}

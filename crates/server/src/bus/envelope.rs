@@ -1,0 +1,127 @@
+//! A [`Frame`] on its way between nodes.
+//!
+//! Wire form: one line of JSON header, a newline, then the event's JSON text exactly as the
+//! sockets will receive it — so the receiving node forwards the bytes without re-encoding them,
+//! and escaping the event inside a JSON string is avoided.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::ws::Utf8Bytes;
+use nebula_wire::Seq;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::hub::Frame;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    /// The publishing node: it already delivered the event locally and ignores its echo.
+    #[serde(rename = "o")]
+    origin: Uuid,
+    #[serde(rename = "r")]
+    room_id: Uuid,
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    seq: Option<Seq>,
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    skip_user: Option<Uuid>,
+    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
+    member_left: Option<Uuid>,
+    #[serde(rename = "k")]
+    kind: String,
+    /// Microseconds since the Unix epoch when the sender's request arrived.
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    received_at_us: Option<u64>,
+}
+
+/// Encodes a frame published by `origin`.
+pub fn encode(origin: Uuid, frame: &Frame) -> Vec<u8> {
+    let header = Header {
+        origin,
+        room_id: frame.room_id,
+        seq: frame.seq,
+        skip_user: frame.skip_user,
+        member_left: frame.member_left,
+        kind: frame.kind.to_owned(),
+        received_at_us: frame
+            .received_at
+            .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+            .and_then(|since| u64::try_from(since.as_micros()).ok()),
+    };
+    let mut bytes = serde_json::to_vec(&header).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes.extend_from_slice(frame.text.as_str().as_bytes());
+    bytes
+}
+
+/// Decodes a frame and its origin; `None` for anything that is not one (logged by the caller).
+pub fn decode(bytes: &[u8]) -> Option<(Uuid, Frame)> {
+    let split = bytes.iter().position(|&b| b == b'\n')?;
+    let header: Header = serde_json::from_slice(&bytes[..split]).ok()?;
+    let text = std::str::from_utf8(&bytes[split + 1..]).ok()?;
+    let frame = Frame {
+        room_id: header.room_id,
+        seq: header.seq,
+        skip_user: header.skip_user,
+        member_left: header.member_left,
+        kind: known_kind(&header.kind),
+        received_at: header
+            .received_at_us
+            .map(|us| UNIX_EPOCH + Duration::from_micros(us)),
+        text: Utf8Bytes::from(text),
+    };
+    Some((header.origin, frame))
+}
+
+/// Event types as static labels (metrics labels must not come from the network unchecked).
+fn known_kind(kind: &str) -> &'static str {
+    const KINDS: [&str; 6] = [
+        "message.new",
+        "typing",
+        "read",
+        "presence",
+        "member.joined",
+        "member.left",
+    ];
+    KINDS.into_iter().find(|k| *k == kind).unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    #[test]
+    fn a_frame_survives_the_trip() {
+        let frame = Frame {
+            room_id: Uuid::new_v4(),
+            seq: Some(42),
+            skip_user: None,
+            member_left: Some(Uuid::new_v4()),
+            kind: "message.new",
+            received_at: Some(SystemTime::now()),
+            text: Utf8Bytes::from(r#"{"type":"message.new","message":{"content":"a\nb"}}"#),
+        };
+        let origin = Uuid::new_v4();
+        let (from, back) = decode(&encode(origin, &frame)).expect("decodes");
+        assert_eq!(from, origin);
+        assert_eq!(
+            (back.room_id, back.seq, back.member_left),
+            (frame.room_id, frame.seq, frame.member_left)
+        );
+        assert_eq!(back.text, frame.text);
+        assert_eq!(back.kind, "message.new");
+        let drift = frame
+            .received_at
+            .unwrap()
+            .duration_since(back.received_at.unwrap())
+            .unwrap_or_default();
+        assert!(drift < Duration::from_micros(1));
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert!(decode(b"not a frame").is_none());
+        assert!(decode(b"{}\n{}").is_none());
+    }
+}

@@ -1,0 +1,461 @@
+//! One WebSocket connection: a small state machine in one task.
+//!
+//! One `select!` watches, in priority order: shutdown, the slow-consumer signal, token expiry,
+//! finished message writes (acks), live events from the hub, frames from the client, and the
+//! ping timer. Nothing here blocks the rest of the room: the hub only `try_send`s into this
+//! connection's bounded queue, and socket writes give up as soon as the queue has overflowed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use metrics::{Counter, Histogram};
+use nebula_wire::{Seq, ServerEvent, User};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::close::CloseReason;
+use super::events::{PendingSend, SendOutcome};
+use crate::bus::encode;
+use crate::hub::{ConnId, Frame};
+use crate::state::AppState;
+
+/// How long one socket write may take before the client counts as not reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages a connection may have waiting for their commit; beyond this it stops reading
+/// frames until acks come back (backpressure on that client alone).
+pub(super) const MAX_IN_FLIGHT: usize = 256;
+/// Invalid or rate-limited frames tolerated per window before closing with 1008.
+const MAX_STRIKES: u32 = 20;
+const STRIKE_WINDOW: Duration = Duration::from_secs(10);
+/// Messages held back behind gaps before the gaps are repaired without further waiting.
+const MAX_HELD: usize = 4096;
+/// How long a closing connection waits for the client to answer its close frame.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(crate) struct Connection {
+    pub(super) id: ConnId,
+    pub(super) user: User,
+    pub(super) state: AppState,
+    socket: WebSocket,
+    /// Our end of the queue the hub fills; subscriptions hold clones of the sender.
+    pub(super) queue_tx: mpsc::Sender<Frame>,
+    queue: mpsc::Receiver<Frame>,
+    pub(super) overflowed: CancellationToken,
+    /// Subscribed rooms → the highest seq delivered on this socket.
+    pub(super) rooms: HashMap<Uuid, Seq>,
+    pub(super) pending: FuturesUnordered<PendingSend>,
+    /// Per room, messages received ahead of a missing predecessor, by seq.
+    held: HashMap<Uuid, BTreeMap<Seq, Frame>>,
+    /// When the oldest open gap stops being waited for and is read from the database.
+    gap_deadline: Option<tokio::time::Instant>,
+    strikes: u32,
+    strike_window_start: Instant,
+    last_heard: Instant,
+}
+
+impl Connection {
+    /// Serves one upgraded socket until it closes.
+    pub async fn run(
+        socket: WebSocket,
+        state: AppState,
+        user: User,
+        token_expires_at: i64,
+        initial_room: Option<(Uuid, Option<Seq>)>,
+    ) {
+        let (queue_tx, queue) = mpsc::channel(state.config.config.ws_outbound_queue);
+        let mut connection = Connection {
+            id: state.bus.hub().next_conn_id(),
+            user,
+            socket,
+            queue_tx,
+            queue,
+            overflowed: CancellationToken::new(),
+            rooms: HashMap::new(),
+            pending: FuturesUnordered::new(),
+            held: HashMap::new(),
+            gap_deadline: None,
+            strikes: 0,
+            strike_window_start: Instant::now(),
+            last_heard: Instant::now(),
+            state,
+        };
+        metrics::gauge!("nebula_ws_connections").increment(1.0);
+        tracing::debug!(conn = connection.id, user_id = %connection.user.id, "websocket open");
+        let reason = connection.serve(token_expires_at, initial_room).await;
+        metrics::counter!("nebula_ws_disconnects_total", "reason" => reason.label()).increment(1);
+        tracing::debug!(
+            conn = connection.id,
+            reason = reason.label(),
+            "websocket closed"
+        );
+        connection.close(reason).await;
+    }
+
+    async fn serve(
+        &mut self,
+        token_expires_at: i64,
+        initial_room: Option<(Uuid, Option<Seq>)>,
+    ) -> CloseReason {
+        if let Some((room_id, since_seq)) = initial_room
+            && let Err(reason) = self.subscribe(room_id, since_seq).await
+        {
+            return reason;
+        }
+        let shutdown = self.state.shutdown.clone();
+        let overflowed = self.overflowed.clone();
+        let until_expiry =
+            u64::try_from(token_expires_at - chrono::Utc::now().timestamp()).unwrap_or(0);
+        let expiry = tokio::time::sleep(Duration::from_secs(until_expiry));
+        tokio::pin!(expiry);
+        let mut ping = tokio::time::interval(self.state.config.ping_interval());
+        ping.tick().await;
+        loop {
+            let step = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return self.drain_for_shutdown().await,
+                () = overflowed.cancelled() => return CloseReason::SlowConsumer,
+                () = &mut expiry => return CloseReason::TokenExpired,
+                Some(outcome) = self.pending.next(), if !self.pending.is_empty() => self.acknowledge(outcome).await,
+                Some(frame) = self.queue.recv() => self.deliver(frame).await,
+                () = gap_timer(self.gap_deadline) => self.repair_gaps().await,
+                incoming = self.socket.next(), if self.pending.len() < MAX_IN_FLIGHT => self.receive(incoming).await,
+                _ = ping.tick() => self.keep_alive().await,
+            };
+            if let Err(reason) = step {
+                return reason;
+            }
+        }
+    }
+
+    /// Handles one frame from the client.
+    async fn receive(
+        &mut self,
+        incoming: Option<Result<WsMessage, axum::Error>>,
+    ) -> Result<(), CloseReason> {
+        self.last_heard = Instant::now();
+        match incoming {
+            None | Some(Ok(WsMessage::Close(_))) => Err(CloseReason::Normal),
+            Some(Ok(WsMessage::Text(text))) => self.on_text(text.as_str()).await,
+            Some(Ok(WsMessage::Binary(_))) => {
+                self.reject(
+                    "invalid_event",
+                    "binary frames are not supported; send JSON text",
+                    None,
+                )
+                .await
+            }
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Ok(()),
+            Some(Err(err)) => Err(classify_socket_error(err)),
+        }
+    }
+
+    /// Writes one live event, keeping `message.new` gap-free and duplicate-free per room.
+    ///
+    /// A message whose predecessor has not arrived yet (events of different nodes cross on
+    /// the bus) is held back; if the gap is still open after `BUS_GAP_WAIT_MS`, the missing
+    /// messages are read from the database (see `repair_gaps`).
+    async fn deliver(&mut self, frame: Frame) -> Result<(), CloseReason> {
+        let Some(&delivered) = self.rooms.get(&frame.room_id) else {
+            return Ok(());
+        };
+        let Some(seq) = frame.seq else {
+            return self.write_frame(frame).await;
+        };
+        if seq <= delivered {
+            return Ok(()); // already sent (replay, repair, or a duplicate publication)
+        }
+        if seq > delivered + 1 {
+            let room_id = frame.room_id;
+            let held = self.held.entry(room_id).or_default();
+            held.insert(seq, frame);
+            if held.len() > MAX_HELD {
+                return self.repair_gaps().await;
+            }
+            if self.gap_deadline.is_none() {
+                self.gap_deadline =
+                    Some(tokio::time::Instant::now() + self.state.config.gap_wait());
+            }
+            return Ok(());
+        }
+        let room_id = frame.room_id;
+        self.write_frame(frame).await?;
+        self.release_held(room_id).await
+    }
+
+    /// Writes a frame and does its bookkeeping.
+    async fn write_frame(&mut self, frame: Frame) -> Result<(), CloseReason> {
+        if let Some(seq) = frame.seq {
+            self.rooms.insert(frame.room_id, seq);
+        }
+        self.send_text(frame.text.clone()).await?;
+        count_delivered(frame.kind);
+        if let Some(latency) = frame.received_at.and_then(|at| at.elapsed().ok()) {
+            DELIVERY_LATENCY.record(latency.as_secs_f64());
+        }
+        if frame.member_left == Some(self.user.id) {
+            self.drop_subscription(frame.room_id);
+        }
+        Ok(())
+    }
+
+    /// Sends held messages that now follow on, dropping any the cursor has passed.
+    async fn release_held(&mut self, room_id: Uuid) -> Result<(), CloseReason> {
+        loop {
+            let Some(&cursor) = self.rooms.get(&room_id) else {
+                self.held.remove(&room_id);
+                return Ok(());
+            };
+            let Some(held) = self.held.get_mut(&room_id) else {
+                return Ok(());
+            };
+            let Some(entry) = held.first_entry() else {
+                self.held.remove(&room_id);
+                return Ok(());
+            };
+            let seq = *entry.key();
+            if seq > cursor + 1 {
+                return Ok(()); // still a gap
+            }
+            let frame = entry.remove();
+            if seq == cursor + 1 {
+                self.write_frame(frame).await?;
+            }
+        }
+    }
+
+    /// The wait is over: reads every still-missing message from the database, then sends
+    /// what was held.
+    async fn repair_gaps(&mut self) -> Result<(), CloseReason> {
+        self.gap_deadline = None;
+        let rooms: Vec<Uuid> = self.held.keys().copied().collect();
+        for room_id in rooms {
+            let (Some(&cursor), Some(first)) = (
+                self.rooms.get(&room_id),
+                self.held
+                    .get(&room_id)
+                    .and_then(|held| held.keys().next().copied()),
+            ) else {
+                continue;
+            };
+            if first > cursor + 1 {
+                metrics::counter!("nebula_ws_gap_repairs_total").increment(1);
+                self.replay(room_id, cursor, first - 1).await?;
+            }
+            self.release_held(room_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends stored messages `after < seq <= up_to` of a room as `message.new`, in order.
+    pub(super) async fn replay(
+        &mut self,
+        room_id: Uuid,
+        after: Seq,
+        up_to: Seq,
+    ) -> Result<(), CloseReason> {
+        let mut cursor = after;
+        while cursor < up_to {
+            let high = up_to.min(cursor + 500);
+            let messages = self
+                .state
+                .store
+                .messages_between(room_id, cursor, high)
+                .await
+                .map_err(|err| {
+                    tracing::error!(error = %err, "replay failed");
+                    CloseReason::ServerError
+                })?;
+            for message in messages {
+                let seq = message.seq;
+                self.send_event(&ServerEvent::MessageNew { message })
+                    .await?;
+                count_delivered("message.new");
+                self.rooms.insert(room_id, seq);
+            }
+            cursor = high;
+        }
+        Ok(())
+    }
+
+    async fn acknowledge(&mut self, outcome: SendOutcome) -> Result<(), CloseReason> {
+        let event = outcome.into_event();
+        self.send_event(&event).await
+    }
+
+    async fn keep_alive(&mut self) -> Result<(), CloseReason> {
+        if self.last_heard.elapsed() > self.state.config.idle_timeout() {
+            return Err(CloseReason::IdleTimeout);
+        }
+        self.write(WsMessage::Ping(Default::default())).await
+    }
+
+    /// On shutdown: stop reading, answer every message already submitted (each is committed
+    /// by the draining writers), then close with 1012.
+    async fn drain_for_shutdown(&mut self) -> CloseReason {
+        let grace = Duration::from_secs(self.state.config.config.shutdown_grace_seconds);
+        let _ = tokio::time::timeout(grace, async {
+            while let Some(outcome) = self.pending.next().await {
+                if self.acknowledge(outcome).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        CloseReason::Restarting
+    }
+
+    /// Counts an invalid or rate-limited frame against the client and tells it why.
+    pub(super) async fn reject(
+        &mut self,
+        code: &str,
+        message: &str,
+        reference: Option<String>,
+    ) -> Result<(), CloseReason> {
+        if self.strike_window_start.elapsed() > STRIKE_WINDOW {
+            self.strike_window_start = Instant::now();
+            self.strikes = 0;
+        }
+        self.strikes += 1;
+        if self.strikes > MAX_STRIKES {
+            return Err(CloseReason::Flooding);
+        }
+        self.send_error(code, message, reference).await
+    }
+
+    pub(super) async fn send_error(
+        &mut self,
+        code: &str,
+        message: &str,
+        reference: Option<String>,
+    ) -> Result<(), CloseReason> {
+        self.send_event(&ServerEvent::Error {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            reference,
+        })
+        .await
+    }
+
+    pub(super) async fn send_event(&mut self, event: &ServerEvent) -> Result<(), CloseReason> {
+        self.send_text(encode(event)).await
+    }
+
+    async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), CloseReason> {
+        self.write(WsMessage::Text(text)).await
+    }
+
+    /// Writes to the socket unless the client has stopped reading: a write blocked for
+    /// `WRITE_TIMEOUT`, or an overflow of its queue meanwhile, ends the connection.
+    async fn write(&mut self, message: WsMessage) -> Result<(), CloseReason> {
+        tokio::select! {
+            result = self.socket.send(message) => result.map_err(|_| CloseReason::Normal),
+            () = self.overflowed.cancelled() => Err(CloseReason::SlowConsumer),
+            () = tokio::time::sleep(WRITE_TIMEOUT) => Err(CloseReason::SlowConsumer),
+        }
+    }
+
+    /// Leaves a room's fan-out and presence (unsubscribe, membership lost, or disconnect).
+    pub(super) fn drop_subscription(&mut self, room_id: Uuid) {
+        if self.rooms.remove(&room_id).is_none() {
+            return;
+        }
+        self.held.remove(&room_id);
+        self.state.bus.unsubscribe(room_id, self.id);
+        metrics::gauge!("nebula_ws_subscriptions").decrement(1.0);
+        self.state.presence.disconnected(room_id, &self.user);
+    }
+
+    async fn close(mut self, reason: CloseReason) {
+        for room_id in self.rooms.keys().copied().collect::<Vec<_>>() {
+            self.drop_subscription(room_id);
+        }
+        if matches!(reason, CloseReason::SlowConsumer) {
+            metrics::counter!("nebula_ws_slow_consumer_disconnects_total").increment(1);
+            return; // it is not reading: a close frame would only wait in its buffer
+        }
+        let frame = CloseFrame {
+            code: reason.code(),
+            reason: reason.text().into(),
+        };
+        // Finish the closing handshake: wait for the client's close frame, discarding what it
+        // sent meanwhile. Dropping a socket with unread input makes the kernel reset the
+        // connection, and a reset can destroy the close frame (and acks) before the client
+        // reads them.
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
+            if self
+                .socket
+                .send(WsMessage::Close(Some(frame)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            while let Some(Ok(message)) = self.socket.next().await {
+                if matches!(message, WsMessage::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Normally `close` already left every room; this covers a task that was aborted.
+        for room_id in self.rooms.keys().copied().collect::<Vec<_>>() {
+            self.drop_subscription(room_id);
+        }
+        metrics::gauge!("nebula_ws_connections").decrement(1.0);
+    }
+}
+
+/// Event types with a delivery counter of their own; anything else counts as "other".
+const DELIVERED_KINDS: [&str; 7] = [
+    "message.new",
+    "typing",
+    "read",
+    "presence",
+    "member.joined",
+    "member.left",
+    "other",
+];
+
+/// Counter handles, resolved once: this runs for every recipient of every event, where a
+/// registry lookup per call would be the most expensive part of a delivery.
+static DELIVERED: LazyLock<[Counter; DELIVERED_KINDS.len()]> = LazyLock::new(|| {
+    DELIVERED_KINDS
+        .map(|kind| metrics::counter!("nebula_ws_events_delivered_total", "type" => kind))
+});
+static DELIVERY_LATENCY: LazyLock<Histogram> =
+    LazyLock::new(|| metrics::histogram!("nebula_message_delivery_latency_seconds"));
+
+fn count_delivered(kind: &str) {
+    let index = DELIVERED_KINDS
+        .iter()
+        .position(|known| *known == kind)
+        .unwrap_or(DELIVERED_KINDS.len() - 1);
+    DELIVERED[index].increment(1);
+}
+
+/// Fires at the gap deadline; never while no gap is open.
+async fn gap_timer(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A frame over the size limit closes with 1009; any other socket error just ends the session.
+fn classify_socket_error(err: axum::Error) -> CloseReason {
+    let inner = err.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => CloseReason::TooBig,
+        _ => CloseReason::Normal,
+    }
+}

@@ -1,0 +1,243 @@
+//! What the server does with each client event.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use nebula_wire::{ClientEvent, Seq, ServerEvent, TypingState};
+use uuid::Uuid;
+
+use super::close::CloseReason;
+use super::connection::Connection;
+use crate::access::member_room;
+use crate::domain::{MessageContent, parse_client_msg_id};
+use crate::error::ApiError;
+use crate::hub::Subscriber;
+use crate::store::{NewMessage, Posted};
+use crate::writer::{Ticket, WriteError};
+
+/// A submitted `message.send` waiting for its commit.
+pub(super) type PendingSend = Pin<Box<dyn Future<Output = SendOutcome> + Send>>;
+
+/// The result of one `message.send`, turned into `message.ack` or `error`.
+pub(super) struct SendOutcome {
+    client_msg_id: Option<String>,
+    room_id: Uuid,
+    result: Result<Posted, WriteError>,
+}
+
+impl SendOutcome {
+    pub(super) fn into_event(self) -> ServerEvent {
+        match self.result {
+            Ok(posted) => {
+                let message = posted.message().clone();
+                ServerEvent::MessageAck {
+                    client_msg_id: self.client_msg_id,
+                    message,
+                }
+            }
+            Err(err) => {
+                let api: ApiError = err.into();
+                ServerEvent::Error {
+                    code: api.code().to_owned(),
+                    message: api.to_string(),
+                    reference: self.client_msg_id.or(Some(self.room_id.to_string())),
+                }
+            }
+        }
+    }
+}
+
+impl Connection {
+    /// Parses and dispatches one text frame.
+    pub(super) async fn on_text(&mut self, text: &str) -> Result<(), CloseReason> {
+        let event = match serde_json::from_str::<ClientEvent>(text) {
+            Ok(event) => event,
+            Err(err) => {
+                return self
+                    .reject("invalid_event", &format!("unreadable event: {err}"), None)
+                    .await;
+            }
+        };
+        match event {
+            ClientEvent::Subscribe { room_id, since_seq } => {
+                self.subscribe(room_id, since_seq).await
+            }
+            ClientEvent::Unsubscribe { room_id } => {
+                self.drop_subscription(room_id);
+                self.send_event(&ServerEvent::Unsubscribed { room_id })
+                    .await
+            }
+            ClientEvent::MessageSend {
+                room_id,
+                content,
+                client_msg_id,
+            } => self.send_message(room_id, content, client_msg_id).await,
+            ClientEvent::Typing { room_id, state } => self.typing(room_id, state).await,
+            ClientEvent::Read { room_id, seq } => self.read(room_id, seq).await,
+            ClientEvent::Ping => self.send_event(&ServerEvent::Pong).await,
+        }
+    }
+
+    /// Subscribes to a room: live interest is registered *before* history is read, so a
+    /// message committed during the replay arrives live and the seq filter in `deliver` drops
+    /// whatever the replay already sent. No gap, no duplicate.
+    pub(super) async fn subscribe(
+        &mut self,
+        room_id: Uuid,
+        since_seq: Option<Seq>,
+    ) -> Result<(), CloseReason> {
+        if let Err(err) = member_room(&self.state.store, room_id, self.user.id).await {
+            return self
+                .send_error(err.code(), &err.to_string(), Some(room_id.to_string()))
+                .await;
+        }
+        // Until the replay is done nothing live is delivered for this room (cursor = MAX).
+        let newly = self.rooms.insert(room_id, Seq::MAX).is_none();
+        let last_seq = if newly {
+            let subscriber = Subscriber {
+                user_id: self.user.id,
+                queue: self.queue_tx.clone(),
+                overflowed: self.overflowed.clone(),
+            };
+            metrics::gauge!("nebula_ws_subscriptions").increment(1.0);
+            self.state.presence.connected(room_id, &self.user);
+            let store = self.state.store.clone();
+            self.state
+                .bus
+                .subscribe(&store, room_id, self.id, subscriber)
+                .await
+        } else {
+            self.state.store.last_seq(room_id).await
+        };
+        let last_seq = match last_seq {
+            Ok(seq) => seq,
+            Err(err) => {
+                tracing::error!(error = %err, "reading last_seq failed");
+                self.drop_subscription(room_id);
+                let api: ApiError = err.into();
+                return self
+                    .send_error(api.code(), &api.to_string(), Some(room_id.to_string()))
+                    .await;
+            }
+        };
+        let online = self.state.presence.online(room_id).await;
+        self.send_event(&ServerEvent::Subscribed {
+            room_id,
+            last_seq,
+            online,
+        })
+        .await?;
+        match since_seq {
+            Some(since) if since < last_seq => self.replay(room_id, since.max(0), last_seq).await?,
+            _ => {}
+        }
+        self.rooms.insert(room_id, last_seq);
+        Ok(())
+    }
+
+    async fn send_message(
+        &mut self,
+        room_id: Uuid,
+        content: String,
+        client_msg_id: Option<String>,
+    ) -> Result<(), CloseReason> {
+        let reference = client_msg_id.clone().or_else(|| Some(room_id.to_string()));
+        let parsed = MessageContent::parse(&content, self.state.config.config.message_max_chars)
+            .and_then(|content| Ok((content, parse_client_msg_id(client_msg_id.as_deref())?)));
+        let (content, client_msg_id) = match parsed {
+            Ok(parsed) => parsed,
+            Err(err) => return self.reject(err.code(), &err.to_string(), reference).await,
+        };
+        if let Err(err) = self.ensure_member(room_id).await {
+            return self
+                .send_error(err.code(), &err.to_string(), reference)
+                .await;
+        }
+        if let Err(err) = self.state.limits.check_message(self.user.id).await {
+            return self.reject(err.code(), &err.to_string(), reference).await;
+        }
+        let message = NewMessage {
+            room_id,
+            sender_id: self.user.id,
+            sender_username: self.user.username.clone(),
+            content: content.into_inner(),
+            client_msg_id: client_msg_id.clone(),
+        };
+        // Submitted now, in frame order; the ack is sent when the commit completes.
+        let ticket: Result<Ticket, WriteError> = self.state.writers.submit(message).await;
+        self.pending.push(Box::pin(async move {
+            let result = match ticket {
+                Ok(ticket) => ticket.wait().await,
+                Err(err) => Err(err),
+            };
+            SendOutcome {
+                client_msg_id,
+                room_id,
+                result,
+            }
+        }));
+        Ok(())
+    }
+
+    async fn typing(&mut self, room_id: Uuid, state: TypingState) -> Result<(), CloseReason> {
+        if let Err(err) = self.ensure_member(room_id).await {
+            return self
+                .send_error(err.code(), &err.to_string(), Some(room_id.to_string()))
+                .await;
+        }
+        let event = ServerEvent::Typing {
+            room_id,
+            user_id: self.user.id,
+            username: self.user.username.clone(),
+            state,
+        };
+        self.state.bus.publish(room_id, &event, Some(self.user.id));
+        Ok(())
+    }
+
+    async fn read(&mut self, room_id: Uuid, seq: Seq) -> Result<(), CloseReason> {
+        let reference = Some(room_id.to_string());
+        if seq < 0 {
+            return self
+                .reject("validation_failed", "seq must not be negative", reference)
+                .await;
+        }
+        if let Err(err) = self.ensure_member(room_id).await {
+            return self
+                .send_error(err.code(), &err.to_string(), reference)
+                .await;
+        }
+        if let Err(err) = self.state.store.mark_read(room_id, self.user.id, seq).await {
+            let api: ApiError = err.into();
+            return self
+                .send_error(api.code(), &api.to_string(), reference)
+                .await;
+        }
+        self.state.bus.publish(
+            room_id,
+            &ServerEvent::Read {
+                room_id,
+                user_id: self.user.id,
+                seq,
+            },
+            None,
+        );
+        Ok(())
+    }
+
+    /// Membership for an action: a subscription proves it (it is dropped when the user leaves),
+    /// otherwise the database is asked.
+    fn ensure_member(
+        &self,
+        room_id: Uuid,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send + 'static {
+        let subscribed = self.rooms.contains_key(&room_id);
+        let (store, user_id) = (self.state.store.clone(), self.user.id);
+        async move {
+            if subscribed {
+                return Ok(());
+            }
+            member_room(&store, room_id, user_id).await.map(|_| ())
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The WebSocket gateway: `/ws` and `/ws/rooms/{room_id}`.
+//!
+//! Authentication and, for the room endpoint, membership are checked before the upgrade, so a
+//! refused client gets an ordinary 401/403/404 problem response and no socket. After the
+//! upgrade each socket is one [`connection::Connection`] task.
+
+mod close;
+mod connection;
+mod events;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use nebula_wire::{Problem, Seq};
+use serde::Deserialize;
+use tracing::Instrument;
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+pub use close::CloseReason;
+
+use crate::access::member_room;
+use crate::auth::{AuthUser, bearer_token};
+use crate::error::ApiError;
+use crate::http::extract::{Path, Query};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(connect))
+        .routes(routes!(connect_to_room))
+}
+
+/// Query of the WebSocket endpoints.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct WsQuery {
+    /// The access token (browsers cannot set headers on WebSockets); `Authorization: Bearer`
+    /// works too.
+    token: Option<String>,
+    /// `/ws/rooms/{room_id}` only: replay messages after this seq before live ones.
+    since_seq: Option<Seq>,
+}
+
+/// Open a WebSocket; subscribe to rooms with `subscribe` events.
+#[utoipa::path(get, path = "/ws", tag = "realtime", params(WsQuery),
+    responses(
+        (status = 101, description = "switching to the WebSocket protocol (see the README's protocol guide)"),
+        (status = 401, body = Problem, description = "missing, invalid or expired token"),
+    ))]
+async fn connect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<WsQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&state, &headers, query.token.as_deref())?;
+    accept(state, caller, upgrade?, None).await
+}
+
+/// Open a WebSocket already subscribed to one room.
+#[utoipa::path(get, path = "/ws/rooms/{room_id}", tag = "realtime",
+    params(("room_id" = Uuid, Path), WsQuery),
+    responses(
+        (status = 101, description = "switching to the WebSocket protocol, subscribed to the room"),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem, description = "`not_a_member`"),
+        (status = 404, body = Problem, description = "`room_not_found`"),
+    ))]
+async fn connect_to_room(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(room_id): Path<Uuid>,
+    Query(query): Query<WsQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&state, &headers, query.token.as_deref())?;
+    member_room(&state.store, room_id, caller.id).await?;
+    accept(state, caller, upgrade?, Some((room_id, query.since_seq))).await
+}
+
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Result<AuthUser, ApiError> {
+    let token = query_token
+        .or_else(|| bearer_token(headers))
+        .ok_or(ApiError::Unauthorized {
+            code: "unauthorized",
+            detail: "a token is required (?token= or Authorization: Bearer)",
+        })?;
+    AuthUser::from_token(state, token)
+}
+
+async fn accept(
+    state: AppState,
+    caller: AuthUser,
+    upgrade: WebSocketUpgrade,
+    initial_room: Option<(Uuid, Option<Seq>)>,
+) -> Result<Response, ApiError> {
+    let user = caller.load(&state.store).await?;
+    let limit = state.config.config.ws_max_message_bytes;
+    let upgrade = upgrade
+        // tungstenite's defaults (128 KiB read buffer, 64 MiB messages) would cost ~134 KiB per
+        // idle connection and let one client make the server buffer huge frames.
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(limit)
+        .max_frame_size(limit);
+    let tracker = state.connections.clone();
+    // A child of the upgrade request's span, so the session's logs carry its request id.
+    let span = tracing::info_span!("ws", user_id = %user.id);
+    Ok(upgrade.on_upgrade(move |socket| {
+        tracker.track_future(
+            connection::Connection::run(socket, state, user, caller.expires_at, initial_room)
+                .instrument(span),
+        )
+    }))
+}
+
+impl From<WebSocketUpgradeRejection> for ApiError {
+    fn from(rejection: WebSocketUpgradeRejection) -> Self {
+        ApiError::NotWebSocket(rejection.body_text())
+    }
+}

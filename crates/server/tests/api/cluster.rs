@@ -1,0 +1,549 @@
+//! Several `nebula` processes sharing PostgreSQL and Redis: events, order, presence and rate
+//! limits across nodes, and what happens when Redis or a node dies.
+//!
+//! Each test starts real node processes (the `nebula` binary) on loopback ports, with its own
+//! database and its own Redis key prefix. Fault tests run a private `redis-server` so they
+//! can stop it without disturbing anything else.
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nebula_wire::{AuthResponse, ClientEvent, PresenceStatus, ServerEvent, TypingState};
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+use crate::helpers::{Backend, Session, TestDb, http_client, password_of, services_required};
+use crate::ws_client::{PATIENCE, WsClient};
+
+const JWT_SECRET: &str = "cluster-tests-secret-0123456789abcdef0123";
+
+/// PostgreSQL and Redis URLs, or `None` (printed) when the environment does not provide them.
+fn services(test: &str) -> Option<(Backend, String)> {
+    let redis = std::env::var("NEBULA_TEST_REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    let Some(redis) = redis else {
+        assert!(
+            !services_required(),
+            "{test}: NEBULA_TEST_REDIS_URL is unset (NEBULA_TEST_REQUIRE_SERVICES=1)"
+        );
+        eprintln!(
+            "skipped {test}: NEBULA_TEST_REDIS_URL is unset (cluster tests need Redis and PostgreSQL)"
+        );
+        return None;
+    };
+    Some((Backend::postgres()?, redis))
+}
+
+/// A free loopback port (free a moment ago).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// One `nebula` process.
+struct Node {
+    port: u16,
+    child: Child,
+}
+
+/// A cluster of node processes on one database and one Redis.
+struct TestCluster {
+    nodes: Vec<Node>,
+    database_url: String,
+    redis_url: String,
+    prefix: String,
+    extra_env: Vec<(&'static str, String)>,
+    dir: tempfile::TempDir,
+    _db: TestDb,
+}
+
+impl TestCluster {
+    async fn start(
+        backend: &Backend,
+        redis_url: &str,
+        nodes: usize,
+        extra_env: &[(&'static str, &str)],
+    ) -> TestCluster {
+        let (db, database_url) = TestDb::create(backend).await;
+        let mut cluster = TestCluster {
+            nodes: Vec::new(),
+            database_url,
+            redis_url: redis_url.to_owned(),
+            prefix: format!("test-{}", Uuid::new_v4().simple()),
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| (*k, (*v).to_owned()))
+                .collect(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            _db: db,
+        };
+        for _ in 0..nodes {
+            cluster.add_node().await;
+        }
+        cluster
+    }
+
+    /// Starts one more node and waits until it is healthy.
+    async fn add_node(&mut self) -> usize {
+        let index = self.nodes.len();
+        let port = free_port();
+        let log = std::fs::File::create(self.dir.path().join(format!("node{index}.log")))
+            .expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nebula"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("BACKEND_ADDR", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", &self.database_url)
+            .env("REDIS_URL", &self.redis_url)
+            .env("REDIS_PREFIX", &self.prefix)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("DEV_MODE", "false")
+            .env("RATE_LIMIT_AUTH_PER_MINUTE", "0")
+            .env("RATE_LIMIT_MESSAGES_PER_SECOND", "0")
+            .env("BUS_RECONCILE_SECONDS", "1")
+            .env("PRESENCE_TTL_SECONDS", "3")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        for (key, value) in &self.extra_env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start nebula");
+        self.nodes.push(Node { port, child });
+        self.wait_healthy(index).await;
+        index
+    }
+
+    fn base(&self, node: usize) -> String {
+        format!("http://127.0.0.1:{}", self.nodes[node].port)
+    }
+
+    async fn wait_healthy(&self, node: usize) {
+        let http = http_client();
+        for _ in 0..200 {
+            if let Ok(reply) = http
+                .get(format!("{}/health/ready", self.base(node)))
+                .send()
+                .await
+                && reply.status() == StatusCode::OK
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("node {node} did not become ready; log: {}", self.log(node));
+    }
+
+    fn log(&self, node: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node{node}.log"))).unwrap_or_default()
+    }
+
+    /// SIGKILL: no goodbye, no presence cleanup.
+    async fn kill(&mut self, node: usize) {
+        self.nodes[node].child.kill().await.expect("kill node");
+    }
+
+    async fn register(&self, node: usize, username: &str) -> Session {
+        let http = http_client();
+        let reply = http
+            .post(format!("{}/auth/register", self.base(node)))
+            .json(&json!({"username": username, "password": password_of(username)}))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(reply.status(), StatusCode::CREATED);
+        let auth: AuthResponse = reply.json().await.expect("auth body");
+        Session {
+            http,
+            base: self.base(node),
+            token: auth.token,
+            user: auth.user,
+        }
+    }
+
+    async fn health(&self, node: usize) -> serde_json::Value {
+        http_client()
+            .get(format!("{}/health", self.base(node)))
+            .send()
+            .await
+            .expect("health")
+            .json()
+            .await
+            .expect("json")
+    }
+}
+
+/// The same user, talking to another node.
+fn on(session: &Session, cluster: &TestCluster, node: usize) -> Session {
+    Session {
+        base: cluster.base(node),
+        ..session.clone()
+    }
+}
+
+/// Events received until a `pong` (everything the server sent before answering a ping).
+async fn drain(ws: &mut WsClient) -> Vec<ServerEvent> {
+    ws.send(ClientEvent::Ping).await;
+    let mut seen = Vec::new();
+    loop {
+        match ws.next_event().await {
+            ServerEvent::Pong => return seen,
+            event => seen.push(event),
+        }
+    }
+}
+
+fn presence_of(events: &[ServerEvent], user: Uuid) -> Vec<PresenceStatus> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            ServerEvent::Presence {
+                user: u, status, ..
+            } if u.id == user => Some(*status),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reads `message.new` until `count` arrived; asserts strictly increasing, gap-free seqs.
+async fn expect_seqs(ws: &mut WsClient, from: i64, count: usize, who: &str) {
+    let mut seqs = Vec::with_capacity(count);
+    while seqs.len() < count {
+        seqs.push(ws.next_message().await.seq);
+    }
+    let expected: Vec<i64> = (from..from + count as i64).collect();
+    assert_eq!(seqs, expected, "{who}'s view");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_cross_nodes_in_order_with_senders_on_every_node() {
+    let Some((backend, redis)) = services("events_cross_nodes") else {
+        return;
+    };
+    let cluster = TestCluster::start(&backend, &redis, 3, &[]).await;
+    let owner = cluster.register(0, "owner").await;
+    let room = owner.create_room("Everywhere", false).await;
+
+    let mut watchers = Vec::new();
+    let mut senders = Vec::new();
+    for node in 0..3 {
+        let watcher = cluster.register(node, &format!("watcher{node}")).await;
+        watcher.join(room.id).await;
+        watchers.push(watcher.subscribed(room.id).await);
+        let sender = cluster.register(node, &format!("sender{node}")).await;
+        sender.join(room.id).await;
+        senders.push(sender.subscribed(room.id).await);
+    }
+    // Typing and membership events cross nodes too.
+    senders[0]
+        .send(ClientEvent::Typing {
+            room_id: room.id,
+            state: TypingState::Start,
+        })
+        .await;
+    let typing = watchers[2]
+        .expect(|e| matches!(e, ServerEvent::Typing { .. }))
+        .await;
+    assert!(matches!(typing, ServerEvent::Typing { username, .. } if username == "sender0"));
+    let late = cluster.register(1, "late").await;
+    late.join(room.id).await;
+    // (Earlier joins of the other watchers and senders arrive first; skip to this one.)
+    watchers[0]
+        .expect(|e| matches!(e, ServerEvent::MemberJoined { user, .. } if user.username == "late"))
+        .await;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, mut ws) in senders.into_iter().enumerate() {
+        tasks.spawn(async move {
+            ws.send_numbered(room.id, n, 50).await;
+            ws
+        });
+    }
+    while let Some(ws) = tasks.join_next().await {
+        let mut ws = ws.unwrap();
+        expect_seqs(&mut ws, 1, 150, "a sender").await;
+    }
+    for (node, ws) in watchers.iter_mut().enumerate() {
+        expect_seqs(ws, 1, 150, &format!("the watcher on node {node}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_changes_once_per_transition_across_nodes() {
+    let Some((backend, redis)) = services("presence_across_nodes") else {
+        return;
+    };
+    let cluster = TestCluster::start(&backend, &redis, 3, &[]).await;
+    let bob = cluster.register(0, "bob").await;
+    let room = bob.create_room("Lounge", false).await;
+    let alice = cluster.register(1, "alice").await;
+    alice.join(room.id).await;
+    let mut bob_ws = bob.subscribed(room.id).await;
+    let _ = drain(&mut bob_ws).await;
+
+    let mut first = on(&alice, &cluster, 1).subscribed(room.id).await;
+    // Her first connection anywhere: bob sees her online (once).
+    let online = bob_ws
+        .expect(|e| matches!(e, ServerEvent::Presence { .. }))
+        .await;
+    assert!(
+        matches!(online, ServerEvent::Presence { status: PresenceStatus::Online, ref user, .. } if user.id == alice.user.id)
+    );
+    // A second connection on another node is not a transition, and it lists both as online.
+    let mut second = on(&alice, &cluster, 2).ws("/ws").await;
+    second
+        .send(ClientEvent::Subscribe {
+            room_id: room.id,
+            since_seq: None,
+        })
+        .await;
+    let subscribed = second
+        .expect(|e| matches!(e, ServerEvent::Subscribed { .. }))
+        .await;
+    let ServerEvent::Subscribed { online, .. } = subscribed else {
+        unreachable!()
+    };
+    let names: HashSet<String> = online.into_iter().map(|u| u.username).collect();
+    assert_eq!(names, HashSet::from(["alice".to_owned(), "bob".to_owned()]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        presence_of(&drain(&mut bob_ws).await, alice.user.id).is_empty(),
+        "no second online"
+    );
+
+    // Closing one of two connections is not a transition; closing the last one is.
+    first.stream.close(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        presence_of(&drain(&mut bob_ws).await, alice.user.id).is_empty(),
+        "still online elsewhere"
+    );
+    second.stream.close(None).await.unwrap();
+    let offline = bob_ws
+        .expect(|e| matches!(e, ServerEvent::Presence { .. }))
+        .await;
+    assert!(
+        matches!(offline, ServerEvent::Presence { status: PresenceStatus::Offline, ref user, .. } if user.id == alice.user.id)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        presence_of(&drain(&mut bob_ws).await, alice.user.id).is_empty(),
+        "offline exactly once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_goes_offline_and_its_clients_resume_elsewhere() {
+    let Some((backend, redis)) = services("killed_node") else {
+        return;
+    };
+    let mut cluster = TestCluster::start(&backend, &redis, 3, &[]).await;
+    let bob = cluster.register(0, "bob").await;
+    let room = bob.create_room("Resilient", false).await;
+    let alice = cluster.register(1, "alice").await;
+    alice.join(room.id).await;
+    let mut bob_ws = bob.subscribed(room.id).await;
+    let mut alice_ws = alice.subscribed(room.id).await;
+    bob_ws
+        .expect(|e| {
+            matches!(
+                e,
+                ServerEvent::Presence {
+                    status: PresenceStatus::Online,
+                    ..
+                }
+            )
+        })
+        .await;
+
+    for n in 1..=10 {
+        bob.say(room.id, &format!("before {n}")).await;
+    }
+    expect_seqs(&mut alice_ws, 1, 10, "alice before the crash").await;
+
+    // Alice's node dies without a word; messages keep coming meanwhile.
+    cluster.kill(1).await;
+    for n in 11..=30 {
+        bob.say(room.id, &format!("during {n}")).await;
+    }
+    // Her presence expires (TTL 3 s) and bob is told, once.
+    let offline = tokio::time::timeout(
+        PATIENCE,
+        bob_ws.expect(|e| matches!(e, ServerEvent::Presence { .. })),
+    )
+    .await
+    .expect("offline within the presence TTL");
+    assert!(
+        matches!(offline, ServerEvent::Presence { status: PresenceStatus::Offline, ref user, .. } if user.id == alice.user.id)
+    );
+
+    // She reconnects to another node with the last seq she saw: nothing missing, nothing twice.
+    let mut resumed = on(&alice, &cluster, 2).ws("/ws").await;
+    resumed
+        .send(ClientEvent::Subscribe {
+            room_id: room.id,
+            since_seq: Some(10),
+        })
+        .await;
+    expect_seqs(&mut resumed, 11, 20, "alice after resuming").await;
+    bob.say(room.id, "after").await;
+    expect_seqs(&mut resumed, 31, 1, "alice, live again").await;
+}
+
+/// A private `redis-server` a test may stop and restart.
+struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    async fn start() -> PrivateRedis {
+        let mut redis = PrivateRedis {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        redis.restart().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server must be installed for the fault tests");
+        self.child = Some(child);
+        wait_for_port(self.port).await;
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("stop redis");
+        }
+    }
+}
+
+async fn wait_for_port(port: u16) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("port {port} never opened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_mid_stream_loses_nothing() {
+    let Some((backend, _)) = services("redis_restart") else {
+        return;
+    };
+    let mut redis = PrivateRedis::start().await;
+    let cluster = TestCluster::start(&backend, &redis.url(), 2, &[]).await;
+    let alice = cluster.register(0, "alice").await;
+    let room = alice.create_room("Stormy", false).await;
+    let bob = cluster.register(1, "bob").await;
+    bob.join(room.id).await;
+    let mut bob_ws = bob.subscribed(room.id).await;
+
+    for n in 1..=20 {
+        alice.say(room.id, &format!("m{n}")).await;
+    }
+    redis.stop().await;
+    // Nodes keep serving: messages are stored and acknowledged; health says degraded.
+    for n in 21..=40 {
+        alice.say(room.id, &format!("m{n}")).await;
+    }
+    let mut degraded = false;
+    for _ in 0..50 {
+        let health = cluster.health(1).await;
+        if health["status"] == "degraded" {
+            assert!(
+                health["checks"]["bus"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("error")
+            );
+            degraded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(degraded, "/health reports the bus outage");
+    redis.restart().await;
+    for n in 41..=60 {
+        alice.say(room.id, &format!("m{n}")).await;
+    }
+    // Bob, on the other node, gets every message exactly once and in order.
+    expect_seqs(&mut bob_ws, 1, 60, "bob across the outage").await;
+    for _ in 0..100 {
+        if cluster.health(1).await["status"] == "ok" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("node 1 never reported healthy again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_across_nodes() {
+    let Some((backend, redis)) = services("rate_limits_across_nodes") else {
+        return;
+    };
+    let cluster = TestCluster::start(
+        &backend,
+        &redis,
+        2,
+        &[("RATE_LIMIT_MESSAGES_PER_SECOND", "5")],
+    )
+    .await;
+    let alice = cluster.register(0, "alice").await;
+    let room = alice.create_room("Limited", false).await;
+    let (mut accepted, mut limited) = (0, 0);
+    for n in 0..40 {
+        let session = on(&alice, &cluster, n % 2);
+        let reply = session
+            .post_message(room.id, json!({"content": format!("m{n}")}))
+            .await;
+        match reply.status.as_u16() {
+            201 => accepted += 1,
+            429 => limited += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // A burst of 3 × 5 across the whole cluster, plus what refilled during the loop; two
+    // independent nodes would have allowed 30.
+    assert!((15..=20).contains(&accepted), "{accepted} accepted");
+    assert!(limited >= 20, "{limited} refused");
+}

@@ -1,0 +1,191 @@
+// api.js — the REST half of Nebula's wire contract (shared/CONTRACT.md), plus the session.
+//
+// Where the token lives: sessionStorage.
+//   + It survives a reload of the tab (so a refresh does not log you out) but not the closing
+//     of the tab, and it is not shared between tabs: each tab is its own session, which is
+//     what lets two people (or a test) use two tabs as two users, and a forgotten tab on a
+//     shared computer does not leave a token behind for days the way localStorage would.
+//   + The server authenticates with `Authorization: Bearer` and the WebSocket with `?token=`,
+//     never with cookies, so there is no ambient credential and no CSRF to defend against.
+//   - Any script running in the page can read it, so an XSS bug would leak it (an HttpOnly
+//     cookie would not, but would need cookie auth + CSRF protection on the server, and the
+//     WebSocket contract takes the token in the URL anyway). The defence here is to not have
+//     XSS: the client renders every piece of user data with textContent, never innerHTML, and
+//     index.html carries a strict Content-Security-Policy (scripts from 'self' only).
+//   - The token also travels in the WebSocket URL (contract: `GET /ws?token=`), where proxies
+//     may log it; its lifetime (`expires_in`) bounds the damage, and the server closes the
+//     socket with 4001 when it expires, which sends the user back to the login screen.
+
+const STORAGE_KEY = 'nebula.session';
+
+/** An error answer from the server (RFC 9457 problem details), or a network failure (status 0). */
+export class ApiError extends Error {
+  constructor(status, problem = {}) {
+    const detail = problem.detail || problem.title || (status ? `HTTP ${status}` : 'Network error');
+    super(detail);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = problem.code || (status ? `http_${status}` : 'network_error');
+    this.title = problem.title || '';
+    this.detail = detail;
+    this.retryAfter = null;
+  }
+}
+
+let session = loadSession();
+const unauthorizedListeners = new Set();
+
+function loadSession() {
+  try {
+    const raw = sessionStorage.getItem(STORAGE_KEY);
+    if (!raw) return null;
+    const s = JSON.parse(raw);
+    if (!s || typeof s.token !== 'string' || !s.user) return null;
+    if (s.expiresAt && Date.now() >= s.expiresAt) {
+      sessionStorage.removeItem(STORAGE_KEY);
+      return null;
+    }
+    return s;
+  } catch {
+    return null;
+  }
+}
+
+/** The current session `{token, user, expiresAt}` or null. */
+export function getSession() {
+  if (session && session.expiresAt && Date.now() >= session.expiresAt) clearSession();
+  return session;
+}
+
+/** Keep the answer of register/login as the session. */
+export function setSession(auth) {
+  session = {
+    token: auth.token,
+    user: auth.user,
+    expiresAt: auth.expires_in ? Date.now() + auth.expires_in * 1000 : null,
+  };
+  try {
+    sessionStorage.setItem(STORAGE_KEY, JSON.stringify(session));
+  } catch {
+    /* storage full or disabled: the session still lives in memory for this page */
+  }
+  return session;
+}
+
+export function clearSession() {
+  session = null;
+  try {
+    sessionStorage.removeItem(STORAGE_KEY);
+  } catch {
+    /* ignore */
+  }
+}
+
+/** Called (once per 401) when the server rejects the session's token. */
+export function onUnauthorized(fn) {
+  unauthorizedListeners.add(fn);
+  return () => unauthorizedListeners.delete(fn);
+}
+
+function emitUnauthorized() {
+  for (const fn of unauthorizedListeners) {
+    try {
+      fn();
+    } catch (e) {
+      console.error(e);
+    }
+  }
+}
+
+async function request(method, path, { body, auth = true, signal } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (auth) {
+    const s = getSession();
+    if (!s) {
+      emitUnauthorized();
+      throw new ApiError(401, { code: 'unauthorized', detail: 'Please log in.' });
+    }
+    headers.Authorization = `Bearer ${s.token}`;
+  }
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: 'no-store',
+      signal,
+    });
+  } catch (e) {
+    if (e && e.name === 'AbortError') throw e;
+    throw new ApiError(0, { code: 'network_error', detail: 'Could not reach the server.' });
+  }
+  const text = res.status === 204 ? '' : await res.text().catch(() => '');
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!res.ok) {
+    const err = new ApiError(res.status, data && typeof data === 'object' ? data : {});
+    if (res.status === 429) err.retryAfter = Number(res.headers.get('Retry-After')) || null;
+    if (res.status === 401 && auth) {
+      clearSession();
+      emitUnauthorized();
+    }
+    throw err;
+  }
+  return data;
+}
+
+const enc = encodeURIComponent;
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
+  }
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+export const api = {
+  register: (username, password) =>
+    request('POST', '/auth/register', { body: { username, password }, auth: false }),
+  login: (username, password) =>
+    request('POST', '/auth/login', { body: { username, password }, auth: false }),
+  me: () => request('GET', '/me'),
+
+  myRooms: () => request('GET', '/rooms'),
+  publicRooms: (q, page = 1, pageSize = 30, signal) =>
+    request('GET', `/rooms/public${query({ q, page, page_size: pageSize })}`, { signal }),
+  createRoom: ({ name, description, isPrivate }) =>
+    request('POST', '/rooms', {
+      body: { name, is_private: !!isPrivate, ...(description ? { description } : {}) },
+    }),
+  room: (id) => request('GET', `/rooms/${enc(id)}`),
+
+  members: (id) => request('GET', `/rooms/${enc(id)}/members`),
+  join: (id) => request('POST', `/rooms/${enc(id)}/members`, { body: {} }),
+  addMember: (id, username) =>
+    request('POST', `/rooms/${enc(id)}/members`, { body: { username } }),
+  leave: (id) => request('DELETE', `/rooms/${enc(id)}/members/me`),
+
+  /** The newest `limit` messages, ascending by seq. */
+  latestMessages: (id, limit = 50) =>
+    request('GET', `/rooms/${enc(id)}/messages${query({ page: 1, page_size: limit })}`),
+  /** Keyset: the `limit` messages just below `beforeSeq`, ascending; `{messages, has_more}`. */
+  messagesBefore: (id, beforeSeq, limit = 50) =>
+    request('GET', `/rooms/${enc(id)}/messages${query({ before_seq: beforeSeq, limit })}`),
+  /** Keyset: the `limit` messages just above `afterSeq`, ascending; `{messages, has_more}`. */
+  messagesAfter: (id, afterSeq, limit = 100) =>
+    request('GET', `/rooms/${enc(id)}/messages${query({ after_seq: afterSeq, limit })}`),
+  postMessage: (id, content, clientMsgId) =>
+    request('POST', `/rooms/${enc(id)}/messages`, {
+      body: { content, client_msg_id: clientMsgId },
+    }),
+};

@@ -1,0 +1,1319 @@
+// app.js — Nebula web client: screens, rooms, the live timeline.
+//
+// Modules: api.js (REST + session), socket.js (WebSocket with reconnect), store.js (per-room
+// state: messages by seq, gaps, pending sends), ui.js (DOM building, textContent only).
+
+import { api, getSession, setSession, clearSession, onUnauthorized } from './api.js';
+import { ChatSocket } from './socket.js';
+import { RoomState, charCount } from './store.js';
+import * as ui from './ui.js';
+
+const ACK_TIMEOUT_MS = 10_000;
+const TYPING_RESEND_MS = 3_000; // while typing, repeat `start` this often
+const TYPING_IDLE_MS = 4_000; // send `stop` after this long without a keystroke
+const TYPING_SHOW_MS = 8_000; // forget someone's `start` after this long without news
+const PAGE_SIZE = 50;
+const MAX_CHARS = 4000;
+const NEAR_BOTTOM_PX = 80;
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  me: null,
+  /** @type {Map<string, RoomState>} my rooms */
+  rooms: new Map(),
+  currentId: null,
+  socket: null,
+  publicQuery: '',
+  publicPage: 1,
+  publicRooms: [],
+  publicTotal: 0,
+  publicAbort: null,
+  joining: new Set(),
+  typingActive: false,
+  typingSentAt: 0,
+  typingTimer: null,
+  typingTick: null,
+  readTimer: null,
+  receiptsTimer: null,
+  authMode: 'login',
+  loggingOut: false,
+  authCheckAt: 0,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Start
+
+function boot() {
+  fillIcons();
+  bindAuth();
+  bindChat();
+  onUnauthorized(() => logout('Your session has ended. Please log in again.'));
+  if (getSession()) enterApp();
+  else showAuth();
+}
+
+function fillIcons() {
+  $('new-room').append(ui.icon('plus', 18));
+  $('room-back').append(ui.icon('back', 20));
+  $('members-toggle').append(ui.icon('users', 18));
+  $('members-close').append(ui.icon('close', 18));
+  $('send-btn').append(ui.icon('send', 18));
+  $('jump-latest').prepend(ui.icon('down', 14), ' ');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auth screen
+
+function showAuth(message = '') {
+  document.body.classList.remove('in-room');
+  $('chat-screen').hidden = true;
+  $('user-box').hidden = true;
+  $('conn-status').hidden = true;
+  $('auth-screen').hidden = false;
+  $('auth-error').textContent = message;
+  $('auth-password').value = '';
+  document.title = 'Nebula';
+  setAuthMode(state.authMode);
+  $('auth-username').focus();
+}
+
+function setAuthMode(mode) {
+  state.authMode = mode;
+  const register = mode === 'register';
+  $('auth-mode-login').setAttribute('aria-selected', String(!register));
+  $('auth-mode-register').setAttribute('aria-selected', String(register));
+  $('auth-submit').textContent = register ? 'Create account' : 'Log in';
+  $('auth-password').setAttribute('autocomplete', register ? 'new-password' : 'current-password');
+  $('auth-hint').hidden = !register;
+}
+
+function bindAuth() {
+  $('auth-mode-login').addEventListener('click', () => setAuthMode('login'));
+  $('auth-mode-register').addEventListener('click', () => setAuthMode('register'));
+  $('auth-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const username = $('auth-username').value.trim();
+    const password = $('auth-password').value;
+    const err = $('auth-error');
+    err.textContent = '';
+    if (state.authMode === 'register') {
+      if (!/^[A-Za-z0-9_.-]{3,32}$/.test(username)) {
+        err.textContent = 'Usernames are 3–32 letters, digits, "_", "." or "-".';
+        return;
+      }
+      if (password.length < 8 || password.length > 128) {
+        err.textContent = 'Passwords are 8–128 characters.';
+        return;
+      }
+    } else if (!username || !password) {
+      err.textContent = 'Enter your username and password.';
+      return;
+    }
+    const btn = $('auth-submit');
+    btn.disabled = true;
+    try {
+      const auth =
+        state.authMode === 'register' ? await api.register(username, password) : await api.login(username, password);
+      setSession(auth);
+      enterApp();
+    } catch (ex) {
+      if (ex.code === 'invalid_credentials') err.textContent = 'Wrong username or password.';
+      else if (ex.code === 'username_taken') err.textContent = 'That username is taken.';
+      else if (ex.status === 429) err.textContent = `Too many attempts. Try again in ${ex.retryAfter || 60} s.`;
+      else err.textContent = ex.detail || 'Something went wrong.';
+    } finally {
+      btn.disabled = false;
+    }
+  });
+}
+
+function logout(message = '') {
+  if (state.loggingOut) return;
+  state.loggingOut = true;
+  try {
+    state.socket?.stop();
+    state.socket = null;
+    for (const room of state.rooms.values()) for (const p of room.pending.values()) clearTimeout(p.timer);
+    state.rooms.clear();
+    state.currentId = null;
+    state.me = null;
+    clearSession();
+    if (location.hash) history.replaceState(null, '', location.pathname);
+    $('my-rooms').replaceChildren();
+    $('public-rooms').replaceChildren();
+    closeRoomView();
+    showAuth(message);
+  } finally {
+    state.loggingOut = false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entering the chat
+
+function enterApp() {
+  const s = getSession();
+  if (!s) return showAuth();
+  state.me = s.user;
+  $('auth-screen').hidden = true;
+  $('chat-screen').hidden = false;
+  $('user-box').hidden = false;
+  $('conn-status').hidden = false;
+  $('me-name').textContent = s.user.username;
+  $('me-avatar').replaceChildren(ui.avatar(s.user.username, 'sm'));
+
+  state.socket = new ChatSocket({
+    getToken: () => getSession()?.token ?? null,
+    onEvent: handleEvent,
+    onState: renderConnState,
+    onOpen: handleSocketOpen,
+    onClose: handleSocketClose,
+    onAuthLost: (code) => {
+      if (code === 4001) return logout('Your session has expired. Please log in again.');
+      // The upgrade failed: a bad token (401) or just no server. Ask over REST at most every
+      // 5 s; a 401 there logs out through onUnauthorized.
+      if (Date.now() - state.authCheckAt > 5000) {
+        state.authCheckAt = Date.now();
+        api.me().catch(() => {});
+      }
+    },
+  });
+  state.socket.start();
+
+  refreshRooms().then(() => {
+    const id = roomIdFromHash();
+    if (id && state.rooms.has(id)) openRoom(id);
+  });
+  loadPublicRooms(true);
+}
+
+function roomIdFromHash() {
+  const m = /^#room=([0-9a-fA-F-]{36})$/.exec(location.hash);
+  return m ? m[1].toLowerCase() : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection state
+
+const CONN_ANNOUNCE = {
+  online: 'Connected.',
+  reconnecting: 'Connection lost. Reconnecting…',
+};
+
+function renderConnState(stateName, info = {}) {
+  const box = $('conn-status');
+  // Screen readers hear transitions only, not the countdown.
+  if (box.dataset.state !== stateName && CONN_ANNOUNCE[stateName] && !(stateName === 'online' && box.dataset.state === 'connecting')) {
+    announce(CONN_ANNOUNCE[stateName]);
+  }
+  box.dataset.state = stateName;
+  const text = $('conn-text');
+  const retry = $('conn-retry');
+  clearInterval(state.connTick);
+  retry.hidden = true;
+  if (stateName === 'online') text.textContent = 'Online';
+  else if (stateName === 'connecting') text.textContent = 'Connecting…';
+  else if (stateName === 'offline') text.textContent = 'Offline';
+  else if (stateName === 'reconnecting') {
+    const paint = () => {
+      const left = info.retryAt ? Math.ceil((info.retryAt - Date.now()) / 1000) : 0;
+      text.textContent = left > 0 ? `Reconnecting in ${left} s…` : 'Reconnecting…';
+    };
+    paint();
+    if (info.retryAt) {
+      retry.hidden = false;
+      state.connTick = setInterval(paint, 500);
+    }
+  }
+  document.body.dataset.conn = stateName;
+}
+
+function handleSocketOpen() {
+  for (const room of state.rooms.values()) {
+    room.subscribed = false;
+    room.subscribing = false;
+    subscribe(room);
+  }
+  // Membership may have changed while we were away.
+  refreshRooms();
+}
+
+function handleSocketClose() {
+  for (const room of state.rooms.values()) {
+    room.subscribed = false;
+    room.subscribing = false;
+    room.typing.clear();
+    for (const p of room.pending.values()) {
+      if (p.status === 'sending' && p.via === 'ws') failPending(room, p, 'connection lost');
+    }
+  }
+  stopTyping(false);
+  renderTyping();
+}
+
+function subscribe(room) {
+  if (!state.socket?.isOpen || room.subscribed || room.subscribing) return;
+  const ev = { type: 'subscribe', room_id: room.id };
+  const since = room.sinceSeq;
+  if (since !== null) ev.since_seq = since;
+  if (state.socket.send(ev)) {
+    room.subscribing = true;
+    room.subscribeSince = since;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server events
+
+function handleEvent(ev) {
+  switch (ev.type) {
+    case 'subscribed':
+      return onSubscribed(ev);
+    case 'unsubscribed': {
+      const room = state.rooms.get(ev.room_id);
+      if (room) room.subscribed = room.subscribing = false;
+      return;
+    }
+    case 'message.new':
+      return handleMessage(ev.message, true);
+    case 'message.ack':
+      return onAck(ev);
+    case 'typing':
+      return onTyping(ev);
+    case 'read':
+      return onRead(ev);
+    case 'presence':
+      return onPresence(ev);
+    case 'member.joined':
+      return onMemberJoined(ev);
+    case 'member.left':
+      return onMemberLeft(ev);
+    case 'error':
+      return onServerError(ev);
+    default:
+      return undefined;
+  }
+}
+
+function onSubscribed(ev) {
+  const room = state.rooms.get(ev.room_id);
+  if (!room) return;
+  room.subscribed = true;
+  room.subscribing = false;
+  room.online = new Map((ev.online || []).map((u) => [u.id, u]));
+  const last = Number(ev.last_seq) || 0;
+  if (!room.loaded && !room.loading) {
+    // Not holding this room's messages: just keep count of what is new.
+    if (room.lastSeq !== null && last > room.lastSeq && room.id !== state.currentId) {
+      room.unread += last - room.lastSeq;
+      renderRoomList();
+    }
+  }
+  if (room.lastSeq === null || last > room.lastSeq) room.lastSeq = last;
+  // With since_seq the server replays what we miss; without it (subscribed before the history
+  // page arrived) anything between that page and this subscription is fetched over REST.
+  if (room.loaded && room.subscribeSince === null && last > room.contigTop) fillGapSoon(room);
+  // With since_seq the replay should reach last_seq; if it has not after a while, fetch it.
+  if (room.loaded && room.subscribeSince !== null && last > room.contigTop) {
+    setTimeout(() => {
+      if (state.rooms.get(room.id) === room && room.loaded && room.contigTop < last) fillGapSoon(room);
+    }, 3000);
+  }
+  if (room.id === state.currentId) {
+    renderPresence();
+    scheduleRead();
+  }
+}
+
+function onAck(ev) {
+  const msg = ev.message;
+  const room = msg && state.rooms.get(msg.room_id);
+  if (!room) return;
+  if (ev.client_msg_id) resolvePending(room, ev.client_msg_id);
+  handleMessage(msg, false);
+}
+
+/** A message from the server (live, replayed, acked or fetched over REST). */
+function handleMessage(msg, live) {
+  if (!msg) return;
+  const room = state.rooms.get(msg.room_id);
+  if (!room) return;
+  const mine = msg.sender_id === state.me.id;
+  if (mine && msg.client_msg_id && room.pending.has(msg.client_msg_id)) resolvePending(room, msg.client_msg_id);
+  if (!mine && room.typing.delete(msg.sender_id) && room.id === state.currentId) renderTyping();
+
+  if (!room.loaded) {
+    if (room.loading) {
+      room.early.push(msg);
+      return;
+    }
+    if (room.lastSeq === null || msg.seq > room.lastSeq) {
+      room.lastSeq = msg.seq;
+      if (!mine && room.id !== state.currentId) {
+        room.unread += 1;
+        renderRoomList();
+      }
+    }
+    return;
+  }
+
+  const current = room.id === state.currentId;
+  const wasNearBottom = current && isNearBottom();
+  const idx = room.insert(msg);
+  if (idx < 0) return; // already shown: replays and acks are deduplicated by seq
+  if (current) {
+    insertMessageNode(room, msg, idx);
+    if (mine || wasNearBottom) scrollToBottom();
+    else if (live) $('jump-latest').hidden = false;
+    if (live && !mine) announce(`${msg.sender_username}: ${msg.content}`);
+    scheduleRead();
+    scheduleReceipts();
+  } else if (live && !mine) {
+    room.unread += 1;
+    renderRoomList();
+  }
+  if (room.hasGap) fillGapSoon(room);
+}
+
+function onTyping(ev) {
+  const room = state.rooms.get(ev.room_id);
+  if (!room || ev.user_id === state.me.id) return;
+  if (ev.state === 'start') room.typing.set(ev.user_id, { username: ev.username, until: Date.now() + TYPING_SHOW_MS });
+  else room.typing.delete(ev.user_id);
+  if (room.id === state.currentId) renderTyping();
+}
+
+function onRead(ev) {
+  const room = state.rooms.get(ev.room_id);
+  if (!room) return;
+  const seq = Number(ev.seq) || 0;
+  if (ev.user_id === state.me.id) {
+    room.lastReadSent = Math.max(room.lastReadSent, seq);
+    return;
+  }
+  if (seq > (room.reads.get(ev.user_id) || 0)) room.reads.set(ev.user_id, seq);
+  if (room.id === state.currentId) scheduleReceipts();
+}
+
+function onPresence(ev) {
+  const room = state.rooms.get(ev.room_id);
+  if (!room || !ev.user) return;
+  if (ev.status === 'online') room.online.set(ev.user.id, ev.user);
+  else {
+    room.online.delete(ev.user.id);
+    room.typing.delete(ev.user.id);
+  }
+  if (room.id === state.currentId) {
+    renderPresence();
+    renderTyping();
+    renderMembers();
+  }
+}
+
+function onMemberJoined(ev) {
+  const room = state.rooms.get(ev.room_id);
+  if (!room) {
+    if (ev.user?.id === state.me.id) refreshRooms();
+    return;
+  }
+  if (room.members && ev.user && !room.members.has(ev.user.id)) {
+    room.members.set(ev.user.id, { user_id: ev.user.id, username: ev.user.username, role: 'member' });
+    room.room.member_count = room.members.size;
+  } else if (!room.members) {
+    room.room.member_count += 1;
+  }
+  if (room.id === state.currentId) {
+    renderRoomHeader();
+    renderMembers();
+    ui.toast(`${ev.user.username} joined`, 'info', 3000);
+  }
+}
+
+function onMemberLeft(ev) {
+  const room = state.rooms.get(ev.room_id);
+  if (!room || !ev.user) return;
+  if (ev.user.id === state.me.id) {
+    dropRoom(room.id);
+    return;
+  }
+  if (room.members?.delete(ev.user.id)) room.room.member_count = room.members.size;
+  else if (!room.members) room.room.member_count = Math.max(0, room.room.member_count - 1);
+  room.online.delete(ev.user.id);
+  room.typing.delete(ev.user.id);
+  room.reads.delete(ev.user.id);
+  if (room.id === state.currentId) {
+    renderRoomHeader();
+    renderPresence();
+    renderMembers();
+    renderTyping();
+    scheduleReceipts();
+  }
+}
+
+function onServerError(ev) {
+  const ref = ev.ref;
+  if (ref) {
+    for (const room of state.rooms.values()) {
+      const p = room.pending.get(ref);
+      if (p) {
+        const why = ev.code === 'rate_limited' ? 'you are sending too fast' : ev.message || ev.code;
+        failPending(room, p, why);
+        return;
+      }
+    }
+    const room = state.rooms.get(ref);
+    if (room) {
+      room.subscribing = false;
+      if (ev.code === 'room_not_found' || ev.code === 'not_a_member') {
+        // We are not (or no longer) in it.
+        dropRoom(room.id);
+        return;
+      }
+    }
+  }
+  if (ev.code === 'rate_limited') ui.toast('Slow down a little — rate limit reached.', 'warn');
+  else ui.toast(ev.message || ev.code || 'Server error', 'error');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rooms
+
+async function refreshRooms() {
+  let data;
+  try {
+    data = await api.myRooms();
+  } catch (e) {
+    if (e.status !== 401) ui.toast(`Could not load your rooms: ${e.detail}`, 'error');
+    return;
+  }
+  if (!state.me) return;
+  const seen = new Set();
+  for (const r of data.rooms || []) {
+    seen.add(r.id);
+    const existing = state.rooms.get(r.id);
+    if (existing) existing.room = r;
+    else {
+      const room = new RoomState(r);
+      state.rooms.set(r.id, room);
+      subscribe(room);
+    }
+  }
+  for (const id of [...state.rooms.keys()]) if (!seen.has(id)) dropRoom(id, false);
+  renderRoomList();
+  renderPublicRooms();
+  if (state.currentId && state.rooms.has(state.currentId)) renderRoomHeader();
+}
+
+function addRoom(r) {
+  let room = state.rooms.get(r.id);
+  if (!room) {
+    room = new RoomState(r);
+    state.rooms.set(r.id, room);
+  } else room.room = r;
+  subscribe(room);
+  renderRoomList();
+  renderPublicRooms();
+  return room;
+}
+
+function dropRoom(id, rerender = true) {
+  const room = state.rooms.get(id);
+  if (!room) return;
+  for (const p of room.pending.values()) clearTimeout(p.timer);
+  if (room.subscribed && state.socket?.isOpen) state.socket.send({ type: 'unsubscribe', room_id: id });
+  state.rooms.delete(id);
+  if (state.currentId === id) {
+    state.currentId = null;
+    closeRoomView();
+    if (location.hash) history.replaceState(null, '', location.pathname);
+  }
+  if (rerender) {
+    renderRoomList();
+    renderPublicRooms();
+  }
+}
+
+function sortedRooms() {
+  return [...state.rooms.values()].sort((a, b) => a.room.name.localeCompare(b.room.name, undefined, { sensitivity: 'base' }));
+}
+
+function renderRoomList() {
+  const list = $('my-rooms');
+  const rooms = sortedRooms();
+  list.replaceChildren(
+    ...rooms.map((room) =>
+      ui.roomItem(room.room, {
+        active: room.id === state.currentId,
+        unread: room.id === state.currentId ? 0 : room.unread,
+        onOpen: () => openRoom(room.id),
+      }),
+    ),
+  );
+  $('my-rooms-empty').hidden = rooms.length > 0;
+  const total = rooms.reduce((n, r) => n + (r.id === state.currentId ? 0 : r.unread), 0);
+  document.title = total ? `(${total}) Nebula` : 'Nebula';
+}
+
+// Public rooms directory
+
+let publicSearchTimer = null;
+
+async function loadPublicRooms(reset) {
+  if (reset) {
+    state.publicPage = 1;
+    state.publicRooms = [];
+  }
+  state.publicAbort?.abort();
+  const ctrl = new AbortController();
+  state.publicAbort = ctrl;
+  $('public-rooms').setAttribute('aria-busy', 'true');
+  try {
+    const data = await api.publicRooms(state.publicQuery, state.publicPage, 30, ctrl.signal);
+    if (ctrl.signal.aborted) return;
+    const have = new Set(state.publicRooms.map((r) => r.id));
+    state.publicRooms.push(...(data.rooms || []).filter((r) => !have.has(r.id)));
+    state.publicTotal = Number(data.total) || state.publicRooms.length;
+    renderPublicRooms();
+  } catch (e) {
+    if (e.name === 'AbortError') return;
+    if (e.status !== 401) ui.toast(`Could not load public rooms: ${e.detail}`, 'error');
+  } finally {
+    if (state.publicAbort === ctrl) {
+      state.publicAbort = null;
+      $('public-rooms').setAttribute('aria-busy', 'false');
+    }
+  }
+}
+
+function renderPublicRooms() {
+  const list = $('public-rooms');
+  list.replaceChildren(
+    ...state.publicRooms.map((r) =>
+      ui.publicRoomItem(r, {
+        joined: state.rooms.has(r.id),
+        busy: state.joining.has(r.id),
+        onJoin: () => joinRoom(r),
+        onOpen: () => openRoom(r.id),
+      }),
+    ),
+  );
+  $('public-empty').hidden = state.publicRooms.length > 0 || !!state.publicAbort;
+  $('public-more').hidden = state.publicRooms.length >= state.publicTotal;
+}
+
+async function joinRoom(r) {
+  if (state.joining.has(r.id)) return;
+  state.joining.add(r.id);
+  renderPublicRooms();
+  try {
+    await api.join(r.id);
+    let fresh = r;
+    try {
+      fresh = await api.room(r.id);
+    } catch {
+      /* the listing's copy will do */
+    }
+    addRoom(fresh);
+    openRoom(fresh.id);
+  } catch (e) {
+    if (e.status !== 401) ui.toast(`Could not join: ${e.detail}`, 'error');
+  } finally {
+    state.joining.delete(r.id);
+    renderPublicRooms();
+  }
+}
+
+async function leaveCurrentRoom() {
+  const room = currentRoom();
+  if (!room) return;
+  const btn = $('leave-room');
+  if (btn.dataset.confirm !== 'yes') {
+    btn.dataset.confirm = 'yes';
+    btn.textContent = 'Leave?';
+    btn.classList.add('danger');
+    clearTimeout(state.leaveTimer);
+    state.leaveTimer = setTimeout(resetLeaveButton, 4000);
+    return;
+  }
+  resetLeaveButton();
+  try {
+    await api.leave(room.id);
+    ui.toast(`You left ${room.room.name}`, 'info', 3000);
+    dropRoom(room.id);
+    loadPublicRooms(true);
+  } catch (e) {
+    if (e.status !== 401) ui.toast(`Could not leave: ${e.detail}`, 'error');
+  }
+}
+
+function resetLeaveButton() {
+  clearTimeout(state.leaveTimer);
+  const btn = $('leave-room');
+  btn.dataset.confirm = '';
+  btn.textContent = 'Leave';
+  btn.classList.remove('danger');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The open room
+
+function currentRoom() {
+  return state.currentId ? state.rooms.get(state.currentId) || null : null;
+}
+
+function openRoom(id) {
+  const room = state.rooms.get(id);
+  if (!room) return;
+  if (state.currentId !== id) {
+    stopTyping(true);
+    resetLeaveButton();
+  }
+  state.currentId = id;
+  room.unread = 0;
+  if (location.hash !== `#room=${id}`) history.replaceState(null, '', `#room=${id}`);
+  document.body.classList.add('in-room');
+  $('room-empty').hidden = true;
+  $('room-pane').hidden = false;
+  renderRoomList();
+  renderRoomHeader();
+  renderPresence();
+  renderTimeline();
+  renderTyping();
+  renderMembers();
+  subscribe(room);
+  if (!room.loaded) loadLatest(room);
+  else {
+    scrollToBottom();
+    if (room.hasGap) fillGapSoon(room);
+  }
+  loadMembers(room);
+  if (window.matchMedia('(pointer: fine)').matches) $('composer-input').focus({ preventScroll: true });
+}
+
+function closeRoomView() {
+  document.body.classList.remove('in-room');
+  $('room-pane').hidden = true;
+  $('room-empty').hidden = false;
+  $('members-panel').hidden = true;
+  $('members-toggle').setAttribute('aria-expanded', 'false');
+}
+
+function renderRoomHeader() {
+  const room = currentRoom();
+  if (!room) return;
+  const r = room.room;
+  const title = $('room-title');
+  title.replaceChildren(ui.icon(r.is_private ? 'lock' : 'hash', 16), document.createTextNode(r.name));
+  title.title = r.name;
+  const count = `${r.member_count} member${r.member_count === 1 ? '' : 's'}`;
+  $('room-meta').textContent = [r.is_private ? 'Private' : 'Public', count, r.description].filter(Boolean).join(' · ');
+}
+
+function renderPresence() {
+  const room = currentRoom();
+  if (!room) return;
+  const others = [...room.online.values()]
+    .filter((u) => u.id !== state.me.id)
+    .sort((a, b) => a.username.localeCompare(b.username));
+  $('online-count').textContent = others.length ? `${others.length} online` : 'Only you here';
+  $('online-list').replaceChildren(
+    ...others.slice(0, 5).map((u) =>
+      ui.el('li', { class: 'online-user', dataset: { userId: u.id }, attrs: { title: `${u.username} is online` } }, ui.avatar(u.username, 'sm'), ui.el('span', { class: 'online-name', text: u.username })),
+    ),
+  );
+}
+
+function renderTyping() {
+  const room = currentRoom();
+  const box = $('typing');
+  clearTimeout(state.typingTick);
+  if (!room) {
+    box.textContent = '';
+    return;
+  }
+  const names = room.typingNames();
+  box.textContent = ui.typingText(names);
+  box.classList.toggle('active', names.length > 0);
+  if (names.length) state.typingTick = setTimeout(renderTyping, 1000);
+}
+
+// Timeline rendering: #message-list holds exactly room.order, in order; #pending-list holds my
+// unacknowledged sends.
+
+function renderTimeline() {
+  const room = currentRoom();
+  const list = $('message-list');
+  const nodes = [];
+  let prev = null;
+  for (const seq of room.order) {
+    const li = ui.messageNode(room.messages.get(seq), room.messages.get(seq).sender_id === state.me.id);
+    ui.updateGrouping(li, prev);
+    nodes.push(li);
+    prev = li;
+  }
+  list.replaceChildren(...nodes);
+  $('pending-list').replaceChildren(...[...room.pending.values()].map((p) => pendingNodeFor(room, p)));
+  $('jump-latest').hidden = true;
+  renderHistoryStatus();
+  renderReceipts();
+}
+
+function insertMessageNode(room, msg, idx) {
+  const list = $('message-list');
+  const li = ui.messageNode(msg, msg.sender_id === state.me.id);
+  const before = list.children[idx] || null;
+  list.insertBefore(li, before);
+  ui.updateGrouping(li, li.previousElementSibling);
+  ui.updateGrouping(li.nextElementSibling, li);
+}
+
+function renderHistoryStatus() {
+  const room = currentRoom();
+  const box = $('history-status');
+  if (!room) return;
+  if (room.loadError) {
+    box.replaceChildren(
+      ui.el('span', { text: 'Could not load messages. ' }),
+      ui.el('button', { class: 'link-btn', attrs: { type: 'button' }, text: 'Try again', on: { click: () => (room.loaded ? loadOlder(room) : loadLatest(room)) } }),
+    );
+  } else if (!room.loaded || room.loadingOlder) {
+    box.replaceChildren(ui.el('span', { class: 'spinner', attrs: { 'aria-hidden': 'true' } }), ui.el('span', { text: 'Loading messages…' }));
+  } else if (!room.hasMoreOlder) {
+    box.replaceChildren(
+      ui.el('div', { class: 'room-start' }, ui.el('strong', { text: `Welcome to ${room.room.name}` }), ui.el('span', { text: room.order.length ? 'This is the beginning of the room.' : 'No messages yet — say hello!' })),
+    );
+  } else box.replaceChildren();
+}
+
+async function loadLatest(room) {
+  if (room.loading) return room.loading;
+  room.loadError = false;
+  room.early = [];
+  const run = (async () => {
+    const data = await api.latestMessages(room.id, PAGE_SIZE);
+    const msgs = data.messages || [];
+    for (const m of msgs) room.insert(m, true);
+    room.hasMoreOlder = msgs.length > 0 && msgs[0].seq > 1;
+    room.loaded = true;
+    for (const m of room.early) room.insert(m);
+    room.early = [];
+  })();
+  room.loading = run;
+  if (room.id === state.currentId) renderHistoryStatus();
+  try {
+    await run;
+  } catch (e) {
+    room.loadError = true;
+    if (e.status !== 401) ui.toast(`Could not load messages: ${e.detail}`, 'error');
+  } finally {
+    room.loading = null;
+  }
+  // Re-subscribe is not needed: we were subscribed before fetching, so nothing fell between.
+  if (room.id === state.currentId) {
+    renderTimeline();
+    scrollToBottom();
+    fillViewport(room);
+    scheduleRead();
+  }
+  if (room.loaded && room.hasGap) fillGapSoon(room);
+  if (!room.subscribed) subscribe(room);
+}
+
+async function loadOlder(room) {
+  if (!room.loaded || room.loadingOlder || !room.hasMoreOlder || room.lowSeq === null) return;
+  room.loadingOlder = true;
+  room.loadError = false;
+  const current = () => room.id === state.currentId;
+  if (current()) renderHistoryStatus();
+  const scroller = $('scroller');
+  try {
+    const data = await api.messagesBefore(room.id, room.lowSeq, PAGE_SIZE);
+    const msgs = data.messages || [];
+    const prevHeight = scroller.scrollHeight;
+    const prevTop = scroller.scrollTop;
+    for (const m of msgs) {
+      const idx = room.insert(m, true);
+      if (idx >= 0 && current()) insertMessageNode(room, m, idx);
+    }
+    room.hasMoreOlder = msgs.length > 0 && !!data.has_more && msgs[0].seq > 1;
+    room.loadingOlder = false;
+    if (current()) {
+      renderHistoryStatus();
+      // Keep the message the reader was looking at in place.
+      scroller.scrollTop = prevTop + (scroller.scrollHeight - prevHeight);
+      scheduleReceipts();
+    }
+  } catch (e) {
+    room.loadError = true;
+    if (e.status !== 401) ui.toast(`Could not load older messages: ${e.detail}`, 'error');
+  } finally {
+    room.loadingOlder = false;
+    if (current()) renderHistoryStatus();
+  }
+}
+
+/** Load older pages until the timeline can scroll (so "scroll up for more" works). */
+async function fillViewport(room) {
+  const scroller = $('scroller');
+  for (let i = 0; i < 10 && room.id === state.currentId && room.hasMoreOlder && !room.loadError; i++) {
+    if (scroller.scrollHeight > scroller.clientHeight + 40) break;
+    await loadOlder(room);
+  }
+}
+
+/** Fetch the messages between contigTop and what we hold (`after_seq`), then retry if needed. */
+function fillGapSoon(room) {
+  if (room.filling || !room.loaded) return;
+  room.filling = true;
+  (async () => {
+    try {
+      for (let guard = 0; guard < 100 && state.rooms.get(room.id) === room; guard++) {
+        const target = Math.max(room.maxSeq, room.lastSeq || 0);
+        if (room.contigTop >= target) break;
+        const from = room.contigTop;
+        const data = await api.messagesAfter(room.id, from, 100);
+        for (const m of data.messages || []) handleMessage(m, false);
+        if (room.contigTop === from) break; // nothing new: the server has nothing there
+        if (!data.has_more && room.contigTop >= room.maxSeq) break;
+      }
+      room.filling = false;
+    } catch (e) {
+      room.filling = false;
+      if (e.status === 401) return;
+      setTimeout(() => fillGapSoon(room), 3000);
+    }
+  })();
+}
+
+// Scrolling
+
+function isNearBottom() {
+  const s = $('scroller');
+  return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
+}
+
+function scrollToBottom() {
+  const s = $('scroller');
+  s.scrollTop = s.scrollHeight;
+  $('jump-latest').hidden = true;
+}
+
+// Read markers
+
+function scheduleRead() {
+  clearTimeout(state.readTimer);
+  state.readTimer = setTimeout(sendRead, 400);
+}
+
+function sendRead() {
+  const room = currentRoom();
+  if (!room || !room.loaded || document.visibilityState !== 'visible' || !isNearBottom()) return;
+  const seq = room.contigTop;
+  if (seq <= room.lastReadSent || !room.subscribed) return;
+  if (state.socket?.send({ type: 'read', room_id: room.id, seq })) room.lastReadSent = seq;
+}
+
+function scheduleReceipts() {
+  clearTimeout(state.receiptsTimer);
+  state.receiptsTimer = setTimeout(renderReceipts, 150);
+}
+
+function nameOf(room, userId) {
+  return room.members?.get(userId)?.username || room.online.get(userId)?.username || null;
+}
+
+/** "Seen by …" under the newest loaded message each other member has read. */
+function renderReceipts() {
+  const room = currentRoom();
+  const list = $('message-list');
+  const stick = isNearBottom();
+  renderReceiptsInto(room, list);
+  if (stick) scrollToBottom();
+}
+
+function renderReceiptsInto(room, list) {
+  for (const r of list.querySelectorAll('.receipts')) r.remove();
+  if (!room || !room.order.length) return;
+  const bySeq = new Map();
+  for (const [uid, seq] of room.reads) {
+    if (uid === state.me.id) continue;
+    const name = nameOf(room, uid);
+    if (!name) continue;
+    // The newest loaded message at or below the marker.
+    let lo = 0;
+    let hi = room.order.length - 1;
+    let at = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (room.order[mid] <= seq) {
+        at = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    if (at < 0) continue;
+    const s = room.order[at];
+    if (!bySeq.has(s)) bySeq.set(s, []);
+    bySeq.get(s).push(name);
+  }
+  for (const [seq, names] of bySeq) {
+    const li = list.querySelector(`li[data-seq="${seq}"]`);
+    if (!li) continue;
+    names.sort((a, b) => a.localeCompare(b));
+    const text = names.length > 3 ? `Seen by ${names.slice(0, 3).join(', ')} and ${names.length - 3} more` : `Seen by ${names.join(', ')}`;
+    li.append(ui.el('div', { class: 'receipts', text }));
+  }
+}
+
+// Members
+
+async function loadMembers(room) {
+  try {
+    const data = await api.members(room.id);
+    room.members = new Map((data.members || []).map((m) => [m.user_id, m]));
+    room.room.member_count = room.members.size;
+    if (room.id === state.currentId) {
+      renderMembers();
+      renderRoomHeader();
+      scheduleReceipts();
+    }
+  } catch {
+    /* the panel shows what it has */
+  }
+}
+
+function renderMembers() {
+  const room = currentRoom();
+  if (!room) return;
+  const list = $('member-list');
+  const members = room.members ? [...room.members.values()] : [];
+  const rank = { owner: 0, admin: 1, member: 2 };
+  members.sort((a, b) => (rank[a.role] ?? 3) - (rank[b.role] ?? 3) || a.username.localeCompare(b.username));
+  list.replaceChildren(
+    ...members.map((m) => {
+      const online = m.user_id === state.me.id ? !!state.socket?.isOpen : room.online.has(m.user_id);
+      return ui.el(
+        'li',
+        { class: `member${online ? ' is-online' : ''}` },
+        ui.avatar(m.username, 'sm'),
+        ui.el('span', { class: 'member-name', text: m.user_id === state.me.id ? `${m.username} (you)` : m.username }),
+        m.role !== 'member' ? ui.el('span', { class: 'role', text: m.role }) : null,
+        ui.el('span', { class: 'presence-dot', attrs: { title: online ? 'online' : 'offline', 'aria-label': online ? 'online' : 'offline' } }),
+      );
+    }),
+  );
+  const mine = room.members?.get(state.me.id);
+  $('add-member-form').hidden = !(mine && (mine.role === 'owner' || mine.role === 'admin'));
+}
+
+async function addMember(e) {
+  e.preventDefault();
+  const room = currentRoom();
+  if (!room) return;
+  const input = $('add-member-username');
+  const err = $('add-member-error');
+  const username = input.value.trim();
+  err.textContent = '';
+  if (!username) {
+    err.textContent = 'Enter a username.';
+    return;
+  }
+  try {
+    const m = await api.addMember(room.id, username);
+    input.value = '';
+    ui.toast(`${m?.username || username} is now a member`, 'info', 3000);
+    loadMembers(room);
+  } catch (ex) {
+    if (ex.status === 404 && ex.code !== 'room_not_found') err.textContent = `No user called “${username}”.`;
+    else err.textContent = ex.detail || 'Could not add them.';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending (optimistic): pending → sent on ack; failed → Retry with the same client_msg_id.
+
+function newClientMsgId() {
+  if (globalThis.crypto?.randomUUID) return crypto.randomUUID();
+  // Not a secure context (plain http on a LAN address): build a v4 UUID by hand.
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+function sendCurrent() {
+  const room = currentRoom();
+  const input = $('composer-input');
+  if (!room) return;
+  const content = input.value;
+  if (!content.trim()) return;
+  if (charCount(content) > MAX_CHARS) {
+    ui.toast(`Messages are at most ${MAX_CHARS} characters.`, 'warn');
+    return;
+  }
+  input.value = '';
+  autosize();
+  updateCharCount();
+  stopTyping(true);
+  const p = { clientMsgId: newClientMsgId(), content, status: 'sending', error: null, timer: null, via: null };
+  room.pending.set(p.clientMsgId, p);
+  $('pending-list').append(pendingNodeFor(room, p));
+  scrollToBottom();
+  dispatch(room, p);
+}
+
+function pendingNodeFor(room, p) {
+  return ui.pendingNode(p, state.me, {
+    onRetry: () => dispatch(room, p),
+    onDiscard: () => {
+      clearTimeout(p.timer);
+      room.pending.delete(p.clientMsgId);
+      pendingEl(p.clientMsgId)?.remove();
+    },
+  });
+}
+
+function pendingEl(clientMsgId) {
+  for (const li of $('pending-list').children) if (li.dataset.clientMsgId === clientMsgId) return li;
+  return null;
+}
+
+function updatePending(room, p) {
+  if (room.id !== state.currentId) return;
+  const li = pendingEl(p.clientMsgId);
+  if (li) ui.updatePendingNode(li, p);
+}
+
+function dispatch(room, p) {
+  if (!state.rooms.has(room.id) || !room.pending.has(p.clientMsgId)) return;
+  clearTimeout(p.timer);
+  p.status = 'sending';
+  p.error = null;
+  updatePending(room, p);
+  const frame = { type: 'message.send', room_id: room.id, content: p.content, client_msg_id: p.clientMsgId };
+  if (room.subscribed && state.socket?.send(frame)) {
+    p.via = 'ws';
+    p.timer = setTimeout(() => failPending(room, p, 'no answer from the server'), ACK_TIMEOUT_MS);
+    return;
+  }
+  // Socket down: REST, with the same client_msg_id so a later retry cannot duplicate it.
+  p.via = 'rest';
+  p.timer = setTimeout(() => failPending(room, p, 'no answer from the server'), ACK_TIMEOUT_MS);
+  api
+    .postMessage(room.id, p.content, p.clientMsgId)
+    .then((msg) => {
+      resolvePending(room, p.clientMsgId);
+      handleMessage(msg, false);
+      if (room.id === state.currentId) scrollToBottom();
+    })
+    .catch((e) => {
+      if (room.pending.get(p.clientMsgId) !== p) return;
+      failPending(room, p, e.status === 0 ? 'offline' : e.detail);
+    });
+}
+
+function failPending(room, p, why) {
+  if (room.pending.get(p.clientMsgId) !== p) return;
+  clearTimeout(p.timer);
+  p.status = 'failed';
+  p.error = why || null;
+  updatePending(room, p);
+}
+
+function resolvePending(room, clientMsgId) {
+  const p = room.pending.get(clientMsgId);
+  if (!p) return;
+  clearTimeout(p.timer);
+  room.pending.delete(clientMsgId);
+  if (room.id === state.currentId) pendingEl(clientMsgId)?.remove();
+}
+
+// Typing (mine)
+
+function noteTyping() {
+  const room = currentRoom();
+  if (!room || !room.subscribed) return;
+  const hasText = $('composer-input').value.trim().length > 0;
+  if (!hasText) {
+    stopTyping(true);
+    return;
+  }
+  const now = Date.now();
+  if (!state.typingActive || now - state.typingSentAt > TYPING_RESEND_MS) {
+    if (state.socket?.send({ type: 'typing', room_id: room.id, state: 'start' })) {
+      state.typingActive = true;
+      state.typingSentAt = now;
+      state.typingRoom = room.id;
+    }
+  }
+  clearTimeout(state.typingTimer);
+  state.typingTimer = setTimeout(() => stopTyping(true), TYPING_IDLE_MS);
+}
+
+function stopTyping(send) {
+  clearTimeout(state.typingTimer);
+  if (state.typingActive && send && state.typingRoom) {
+    state.socket?.send({ type: 'typing', room_id: state.typingRoom, state: 'stop' });
+  }
+  state.typingActive = false;
+  state.typingRoom = null;
+}
+
+// Composer helpers
+
+function autosize() {
+  const t = $('composer-input');
+  t.style.height = 'auto';
+  t.style.height = `${Math.min(t.scrollHeight, 160)}px`;
+}
+
+function updateCharCount() {
+  const n = charCount($('composer-input').value);
+  const c = $('char-count');
+  c.hidden = n < MAX_CHARS - 500;
+  c.textContent = `${n} / ${MAX_CHARS}`;
+  c.classList.toggle('over', n > MAX_CHARS);
+}
+
+let announceTimer = null;
+function announce(text) {
+  const a = $('announcer');
+  a.textContent = text.length > 300 ? `${text.slice(0, 300)}…` : text;
+  clearTimeout(announceTimer);
+  announceTimer = setTimeout(() => (a.textContent = ''), 4000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Static bindings
+
+function bindChat() {
+  $('logout').addEventListener('click', () => logout());
+  $('conn-retry').addEventListener('click', () => state.socket?.reconnectNow());
+
+  $('public-search').addEventListener('input', (e) => {
+    clearTimeout(publicSearchTimer);
+    publicSearchTimer = setTimeout(() => {
+      state.publicQuery = e.target.value.trim();
+      loadPublicRooms(true);
+    }, 250);
+  });
+  $('public-more').addEventListener('click', () => {
+    state.publicPage += 1;
+    loadPublicRooms(false);
+  });
+
+  // Create a room
+  const dialog = $('create-room-dialog');
+  $('new-room').addEventListener('click', () => {
+    $('create-room-form').reset();
+    $('create-room-error').textContent = '';
+    dialog.showModal();
+    $('new-room-name').focus();
+  });
+  $('create-room-cancel').addEventListener('click', () => dialog.close());
+  $('create-room-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const name = $('new-room-name').value.trim();
+    const err = $('create-room-error');
+    err.textContent = '';
+    if (!name || charCount(name) > 100) {
+      err.textContent = 'Room names are 1–100 characters.';
+      return;
+    }
+    const btn = $('create-room-submit');
+    btn.disabled = true;
+    try {
+      const r = await api.createRoom({
+        name,
+        description: $('new-room-description').value.trim(),
+        isPrivate: $('new-room-private').checked,
+      });
+      dialog.close();
+      addRoom(r);
+      openRoom(r.id);
+      if (!r.is_private) loadPublicRooms(true);
+    } catch (ex) {
+      err.textContent = ex.detail || 'Could not create the room.';
+    } finally {
+      btn.disabled = false;
+    }
+  });
+
+  // Room header
+  $('room-back').addEventListener('click', () => {
+    stopTyping(true);
+    state.currentId = null;
+    history.replaceState(null, '', location.pathname);
+    closeRoomView();
+    renderRoomList();
+  });
+  $('leave-room').addEventListener('click', leaveCurrentRoom);
+  const toggleMembers = (open) => {
+    $('members-panel').hidden = !open;
+    $('members-toggle').setAttribute('aria-expanded', String(open));
+    if (open) {
+      const room = currentRoom();
+      if (room) loadMembers(room);
+    }
+  };
+  $('members-toggle').addEventListener('click', () => toggleMembers($('members-panel').hidden));
+  $('members-close').addEventListener('click', () => toggleMembers(false));
+  $('add-member-form').addEventListener('submit', addMember);
+
+  // Timeline
+  const scroller = $('scroller');
+  scroller.addEventListener(
+    'scroll',
+    () => {
+      const room = currentRoom();
+      if (!room) return;
+      if (scroller.scrollTop < 150) loadOlder(room);
+      if (isNearBottom()) {
+        $('jump-latest').hidden = true;
+        scheduleRead();
+      }
+    },
+    { passive: true },
+  );
+  $('jump-latest').addEventListener('click', scrollToBottom);
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') scheduleRead();
+  });
+  window.addEventListener('focus', () => {
+    if (state.me && getSession()) refreshRooms();
+  });
+
+  // Composer
+  const input = $('composer-input');
+  $('composer').addEventListener('submit', (e) => {
+    e.preventDefault();
+    sendCurrent();
+  });
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      sendCurrent();
+    }
+  });
+  input.addEventListener('input', () => {
+    autosize();
+    updateCharCount();
+    noteTyping();
+  });
+  input.addEventListener('blur', () => stopTyping(true));
+
+  window.addEventListener('hashchange', () => {
+    const id = roomIdFromHash();
+    if (!id || id === state.currentId || !state.me) return;
+    if (state.rooms.has(id)) openRoom(id);
+    else {
+      // A link to a room we were just added to: look again before giving up.
+      refreshRooms().then(() => {
+        if (state.rooms.has(id) && roomIdFromHash() === id) openRoom(id);
+      });
+    }
+  });
+}
+
+boot();

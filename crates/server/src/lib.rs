@@ -46,7 +46,7 @@ use crate::hub::Hub;
 use crate::presence::Presence;
 use crate::presence::cluster::ClusterPresence;
 use crate::rate_limit::RateLimits;
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 use crate::store::Store;
 use crate::writer::Writers;
 
@@ -127,7 +127,7 @@ impl Server {
             cluster = cluster.is_some(),
             "store ready"
         );
-        let state = AppState {
+        let state = AppState::new(Services {
             tokens: Tokens::new(
                 &config.jwt_secret,
                 Duration::from_secs(settings.jwt_ttl_seconds),
@@ -143,7 +143,7 @@ impl Server {
             shutdown,
             connections: TaskTracker::new(),
             outbox,
-        };
+        });
         Ok(Server { state, tasks })
     }
 

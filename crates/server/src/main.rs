@@ -7,8 +7,16 @@ use nebula::Server;
 use nebula::config::Config;
 use tokio::net::TcpListener;
 
+/// With `--features dhat-heap`, every allocation is recorded (see docs/BENCHMARKS.md).
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Written to dhat-heap.json when dropped, i.e. after a graceful shutdown.
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     // A `.env` file is optional; real environment variables win over it.
     let _ = dotenvy::dotenv();
     let config = Config::parse();

@@ -100,9 +100,12 @@ impl RateLimits {
 
     /// One message from `user`.
     pub async fn check_message(&self, user: Uuid) -> Result<(), ApiError> {
-        if let Some(verdict) = self
-            .check_shared(self.messages_quota, "messages", &user.to_string())
-            .await
+        // Boxed, and only in a cluster: this runs inside every WebSocket task, whose resting
+        // size would otherwise include the Redis call's state (see `gateway::connection`).
+        if self.cluster.is_some()
+            && let Some(verdict) =
+                Box::pin(self.check_shared(self.messages_quota, "messages", &user.to_string()))
+                    .await
         {
             return verdict;
         }

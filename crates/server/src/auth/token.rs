@@ -24,7 +24,7 @@ pub enum TokenError {
     Invalid,
 }
 
-/// Issues and verifies tokens with one secret. Cheap to clone.
+/// Issues and verifies tokens with one secret.
 #[derive(Clone)]
 pub struct Tokens {
     encoding: EncodingKey,

@@ -11,7 +11,7 @@ use nebula_wire::Seq;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::hub::Frame;
+use crate::hub::{Frame, FrameData};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Header {
@@ -58,7 +58,7 @@ pub fn decode(bytes: &[u8]) -> Option<(Uuid, Frame)> {
     let split = bytes.iter().position(|&b| b == b'\n')?;
     let header: Header = serde_json::from_slice(&bytes[..split]).ok()?;
     let text = std::str::from_utf8(&bytes[split + 1..]).ok()?;
-    let frame = Frame {
+    let frame = Frame::from(FrameData {
         room_id: header.room_id,
         seq: header.seq,
         skip_user: header.skip_user,
@@ -68,7 +68,7 @@ pub fn decode(bytes: &[u8]) -> Option<(Uuid, Frame)> {
             .received_at_us
             .map(|us| UNIX_EPOCH + Duration::from_micros(us)),
         text: Utf8Bytes::from(text),
-    };
+    });
     Some((header.origin, frame))
 }
 
@@ -93,7 +93,7 @@ mod tests {
 
     #[test]
     fn a_frame_survives_the_trip() {
-        let frame = Frame {
+        let frame = Frame::from(FrameData {
             room_id: Uuid::new_v4(),
             seq: Some(42),
             skip_user: None,
@@ -101,7 +101,7 @@ mod tests {
             kind: "message.new",
             received_at: Some(SystemTime::now()),
             text: Utf8Bytes::from(r#"{"type":"message.new","message":{"content":"a\nb"}}"#),
-        };
+        });
         let origin = Uuid::new_v4();
         let (from, back) = decode(&encode(origin, &frame)).expect("decodes");
         assert_eq!(from, origin);

@@ -60,7 +60,7 @@ impl Connection {
         };
         match event {
             ClientEvent::Subscribe { room_id, since_seq } => {
-                self.subscribe(room_id, since_seq).await
+                Box::pin(self.subscribe(room_id, since_seq)).await
             }
             ClientEvent::Unsubscribe { room_id } => {
                 self.drop_subscription(room_id);
@@ -73,7 +73,7 @@ impl Connection {
                 client_msg_id,
             } => self.send_message(room_id, content, client_msg_id).await,
             ClientEvent::Typing { room_id, state } => self.typing(room_id, state).await,
-            ClientEvent::Read { room_id, seq } => self.read(room_id, seq).await,
+            ClientEvent::Read { room_id, seq } => Box::pin(self.read(room_id, seq)).await,
             ClientEvent::Ping => self.send_event(&ServerEvent::Pong).await,
         }
     }
@@ -226,7 +226,7 @@ impl Connection {
     }
 
     /// Membership for an action: a subscription proves it (it is dropped when the user leaves),
-    /// otherwise the database is asked.
+    /// otherwise the database is asked (boxed: see `Connection::serve`).
     fn ensure_member(
         &self,
         room_id: Uuid,
@@ -237,7 +237,9 @@ impl Connection {
             if subscribed {
                 return Ok(());
             }
-            member_room(&store, room_id, user_id).await.map(|_| ())
+            Box::pin(member_room(&store, room_id, user_id))
+                .await
+                .map(|_| ())
         }
     }
 }

@@ -2,12 +2,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::{DateTime, Utc};
 use nebula_wire::{Message, Seq};
-use sqlx::QueryBuilder;
+use sqlx::{PgConnection, QueryBuilder, SqliteConnection};
 use uuid::Uuid;
 
 use super::rows::{MessageRow, message_columns};
-use super::{Store, StoreError, StoreResult, is_unique_violation, with_pool, with_writer};
+use super::{Backend, Store, StoreError, StoreResult, is_unique_violation, with_pool};
 
 /// A message waiting to be written.
 #[derive(Debug, Clone)]
@@ -50,7 +51,7 @@ fn idempotency_key(message: &NewMessage) -> Option<IdempotencyKey> {
 /// `client_msg_id` between our check and our insert. The retry's check then finds it.
 const CONFLICT_RETRIES: usize = 3;
 
-/// Idempotency keys looked up per query (see `try_append`).
+/// Idempotency keys looked up per SQLite query (see `sqlite_originals`).
 const IDEMPOTENCY_CHUNK: usize = 32;
 
 impl Store {
@@ -78,119 +79,267 @@ impl Store {
 
     async fn try_append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Posted>> {
         let created_at = super::now();
-        with_writer!(self, pool => {
-            let mut tx = pool.begin().await?;
-
-            // 1. Idempotency: earlier messages with the same keys, in one query.
-            let keyed: Vec<&NewMessage> = batch.iter().filter(|m| m.client_msg_id.is_some()).collect();
-            let mut originals: HashMap<IdempotencyKey, Message> = HashMap::new();
-            // One indexed lookup per key, OR-ed: SQLite answers a row-value `IN (list)` with a
-            // full table scan. In chunks: PostgreSQL's planning time grows faster than linearly
-            // with the number of OR terms (measured: 2 ms for 75 terms, 45 ms for 512).
-            for chunk in keyed.chunks(IDEMPOTENCY_CHUNK) {
-                let mut query = QueryBuilder::new(concat!(
-                    "SELECT ", message_columns!(), " FROM messages WHERE client_msg_id IS NOT NULL AND ("
-                ));
-                let mut terms = query.separated(" OR ");
-                for message in chunk {
-                    terms.push("(room_id = ");
-                    terms.push_bind_unseparated(message.room_id);
-                    terms.push_unseparated(" AND sender_id = ");
-                    terms.push_bind_unseparated(message.sender_id);
-                    terms.push_unseparated(" AND client_msg_id = ");
-                    terms.push_bind_unseparated(message.client_msg_id.clone());
-                    terms.push_unseparated(")");
-                }
-                query.push(")");
-                for row in query.build_query_as::<MessageRow>().fetch_all(&mut *tx).await? {
-                    let message = Message::from(row);
-                    if let Some(id) = message.client_msg_id.clone() {
-                        originals.insert((message.room_id, message.sender_id, id), message);
-                    }
-                }
+        let keyed: Vec<&NewMessage> = batch.iter().filter(|m| m.client_msg_id.is_some()).collect();
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                let mut tx = writer.begin().await?;
+                let plan = Plan::new(batch, sqlite_originals(&mut tx, &keyed).await?);
+                let created = plan.messages(batch, allocate_seqs!(tx, plan), created_at);
+                sqlite_insert(&mut tx, &created).await?;
+                tx.commit().await?;
+                plan.outcomes(batch, created)
             }
-
-            // 2. Which inputs are new; duplicates inside the batch resolve to their first copy.
-            let mut first_in_batch: HashMap<IdempotencyKey, usize> = HashMap::new();
-            let mut new_by_room: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
-            for (index, message) in batch.iter().enumerate() {
-                let key = idempotency_key(message);
-                let seen = key.as_ref().is_some_and(|k| originals.contains_key(k) || first_in_batch.contains_key(k));
-                if !seen {
-                    if let Some(key) = key {
-                        first_in_batch.insert(key, index);
-                    }
-                    new_by_room.entry(message.room_id).or_default().push(index);
-                }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let plan = Plan::new(batch, postgres_originals(&mut tx, &keyed).await?);
+                let created = plan.messages(batch, allocate_seqs!(tx, plan), created_at);
+                postgres_insert(&mut tx, &created).await?;
+                tx.commit().await?;
+                plan.outcomes(batch, created)
             }
-
-            // 3. Allocate seqs, one UPDATE per room, in room-id order.
-            let mut seqs: Vec<Option<Seq>> = vec![None; batch.len()];
-            for (room_id, indexes) in &new_by_room {
-                let count = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
-                let last: Seq = sqlx::query_scalar(
-                    "UPDATE rooms SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
-                )
-                .bind(room_id)
-                .bind(count)
-                .fetch_one(&mut *tx)
-                .await?;
-                for (offset, &index) in indexes.iter().enumerate() {
-                    seqs[index] = Some(last - count + 1 + i64::try_from(offset).unwrap_or(0));
-                }
-            }
-
-            // 4. Insert every new message in one statement.
-            let mut created: Vec<Option<Message>> = vec![None; batch.len()];
-            for (index, message) in batch.iter().enumerate() {
-                if let Some(seq) = seqs[index] {
-                    created[index] = Some(Message {
-                        id: Uuid::now_v7(),
-                        room_id: message.room_id,
-                        seq,
-                        sender_id: message.sender_id,
-                        sender_username: message.sender_username.clone(),
-                        content: message.content.clone(),
-                        client_msg_id: message.client_msg_id.clone(),
-                        created_at,
-                    });
-                }
-            }
-            let rows: Vec<&Message> = created.iter().flatten().collect();
-            if !rows.is_empty() {
-                let mut insert = QueryBuilder::new(concat!("INSERT INTO messages (", message_columns!(), ") "));
-                insert.push_values(rows, |mut row, m| {
-                    row.push_bind(m.id)
-                        .push_bind(m.room_id)
-                        .push_bind(m.seq)
-                        .push_bind(m.sender_id)
-                        .push_bind(m.sender_username.clone())
-                        .push_bind(m.content.clone())
-                        .push_bind(m.client_msg_id.clone())
-                        .push_bind(m.created_at);
-                });
-                insert.build().execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-
-            // 5. One outcome per input, in input order.
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for (index, message) in batch.iter().enumerate() {
-                let outcome = match (&created[index], idempotency_key(message)) {
-                    (Some(stored), _) => Posted::Created(stored.clone()),
-                    (None, Some(key)) => originals
-                        .get(&key)
-                        .cloned()
-                        .or_else(|| first_in_batch.get(&key).and_then(|&first| created[first].clone()))
-                        .map(Posted::Existing)
-                        .ok_or(StoreError::Invariant("a skipped message has no original"))?,
-                    (None, None) => return Err(StoreError::Invariant("an unkeyed message was not stored")),
-                };
-                outcomes.push(outcome);
-            }
-            Ok(outcomes)
-        })
+        }
     }
+}
+
+/// Allocates seqs for a plan's new messages: one `UPDATE` per room, in room-id order, inside
+/// the batch's transaction. The same SQL on both backends; a macro because the transaction
+/// types differ.
+macro_rules! allocate_seqs {
+    ($tx:ident, $plan:ident) => {{
+        let mut seqs: Vec<Option<Seq>> = vec![None; $plan.len];
+        for (room_id, indexes) in &$plan.new_by_room {
+            let count = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
+            let last: Seq = sqlx::query_scalar(
+                "UPDATE rooms SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
+            )
+            .bind(room_id)
+            .bind(count)
+            .fetch_one(&mut *$tx)
+            .await?;
+            for (offset, &index) in indexes.iter().enumerate() {
+                seqs[index] = Some(last - count + 1 + i64::try_from(offset).unwrap_or(0));
+            }
+        }
+        seqs
+    }};
+}
+use allocate_seqs;
+
+/// What a batch will do, decided before anything is written: which inputs repeat a stored
+/// `client_msg_id` (`originals`), which repeat an earlier input of the same batch, and which
+/// are new, grouped by room.
+struct Plan {
+    len: usize,
+    originals: HashMap<IdempotencyKey, Message>,
+    first_in_batch: HashMap<IdempotencyKey, usize>,
+    new_by_room: BTreeMap<Uuid, Vec<usize>>,
+}
+
+impl Plan {
+    fn new(batch: &[NewMessage], stored: Vec<MessageRow>) -> Plan {
+        let mut originals = HashMap::new();
+        for row in stored {
+            let message = Message::from(row);
+            if let Some(id) = message.client_msg_id.clone() {
+                originals.insert((message.room_id, message.sender_id, id), message);
+            }
+        }
+        let mut first_in_batch: HashMap<IdempotencyKey, usize> = HashMap::new();
+        let mut new_by_room: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
+        for (index, message) in batch.iter().enumerate() {
+            let key = idempotency_key(message);
+            let seen = key
+                .as_ref()
+                .is_some_and(|k| originals.contains_key(k) || first_in_batch.contains_key(k));
+            if !seen {
+                if let Some(key) = key {
+                    first_in_batch.insert(key, index);
+                }
+                new_by_room.entry(message.room_id).or_default().push(index);
+            }
+        }
+        Plan {
+            len: batch.len(),
+            originals,
+            first_in_batch,
+            new_by_room,
+        }
+    }
+
+    /// The rows to insert: one per input that got a seq.
+    fn messages(
+        &self,
+        batch: &[NewMessage],
+        seqs: Vec<Option<Seq>>,
+        created_at: DateTime<Utc>,
+    ) -> Vec<Option<Message>> {
+        batch
+            .iter()
+            .zip(seqs)
+            .map(|(message, seq)| {
+                seq.map(|seq| Message {
+                    id: Uuid::now_v7(),
+                    room_id: message.room_id,
+                    seq,
+                    sender_id: message.sender_id,
+                    sender_username: message.sender_username.clone(),
+                    content: message.content.clone(),
+                    client_msg_id: message.client_msg_id.clone(),
+                    created_at,
+                })
+            })
+            .collect()
+    }
+
+    /// One outcome per input, in input order.
+    fn outcomes(
+        &self,
+        batch: &[NewMessage],
+        created: Vec<Option<Message>>,
+    ) -> StoreResult<Vec<Posted>> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (index, message) in batch.iter().enumerate() {
+            let outcome = match (&created[index], idempotency_key(message)) {
+                (Some(stored), _) => Posted::Created(stored.clone()),
+                (None, Some(key)) => self
+                    .originals
+                    .get(&key)
+                    .cloned()
+                    .or_else(|| {
+                        self.first_in_batch
+                            .get(&key)
+                            .and_then(|&first| created[first].clone())
+                    })
+                    .map(Posted::Existing)
+                    .ok_or(StoreError::Invariant("a skipped message has no original"))?,
+                (None, None) => {
+                    return Err(StoreError::Invariant("an unkeyed message was not stored"));
+                }
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+}
+
+/// Stored messages with the same idempotency keys as `keyed`, as OR-ed indexed lookups in
+/// chunks: SQLite answers a row-value `IN (list)` with a full table scan (measured: 7,100
+/// acked/s, falling as the table grew, against 30,400/s with OR-ed terms).
+async fn sqlite_originals(
+    tx: &mut SqliteConnection,
+    keyed: &[&NewMessage],
+) -> StoreResult<Vec<MessageRow>> {
+    let mut rows = Vec::new();
+    for chunk in keyed.chunks(IDEMPOTENCY_CHUNK) {
+        let mut query = QueryBuilder::new(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE client_msg_id IS NOT NULL AND ("
+        ));
+        let mut terms = query.separated(" OR ");
+        for message in chunk {
+            terms.push("(room_id = ");
+            terms.push_bind_unseparated(message.room_id);
+            terms.push_unseparated(" AND sender_id = ");
+            terms.push_bind_unseparated(message.sender_id);
+            terms.push_unseparated(" AND client_msg_id = ");
+            terms.push_bind_unseparated(message.client_msg_id.clone());
+            terms.push_unseparated(")");
+        }
+        query.push(")");
+        rows.extend(
+            query
+                .build_query_as::<MessageRow>()
+                .fetch_all(&mut *tx)
+                .await?,
+        );
+    }
+    Ok(rows)
+}
+
+/// The same lookup on PostgreSQL: the keys travel as three arrays and are joined against the
+/// idempotency index, so the statement is one prepared plan whatever the batch size (512
+/// OR-ed terms spent 45 ms in the planner).
+async fn postgres_originals(
+    tx: &mut PgConnection,
+    keyed: &[&NewMessage],
+) -> StoreResult<Vec<MessageRow>> {
+    if keyed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rooms: Vec<Uuid> = keyed.iter().map(|m| m.room_id).collect();
+    let senders: Vec<Uuid> = keyed.iter().map(|m| m.sender_id).collect();
+    let ids: Vec<&str> = keyed
+        .iter()
+        .map(|m| m.client_msg_id.as_deref().unwrap_or_default())
+        .collect();
+    let rows = sqlx::query_as::<_, MessageRow>(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(k_room, k_sender, k_client)",
+        " JOIN messages ON room_id = k_room AND sender_id = k_sender",
+        " AND client_msg_id = k_client AND client_msg_id IS NOT NULL"
+    ))
+    .bind(rooms)
+    .bind(senders)
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows)
+}
+
+async fn sqlite_insert(tx: &mut SqliteConnection, created: &[Option<Message>]) -> StoreResult<()> {
+    let rows: Vec<&Message> = created.iter().flatten().collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = QueryBuilder::new(concat!("INSERT INTO messages (", message_columns!(), ") "));
+    insert.push_values(rows, |mut row, m| {
+        row.push_bind(m.id)
+            .push_bind(m.room_id)
+            .push_bind(m.seq)
+            .push_bind(m.sender_id)
+            .push_bind(m.sender_username.clone())
+            .push_bind(m.content.clone())
+            .push_bind(m.client_msg_id.clone())
+            .push_bind(m.created_at);
+    });
+    insert.build().execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Inserts a batch as one column array per field: one small prepared statement instead of a
+/// `VALUES` list of up to 4,096 parameters parsed and planned anew for every batch size.
+async fn postgres_insert(tx: &mut PgConnection, created: &[Option<Message>]) -> StoreResult<()> {
+    let rows: Vec<&Message> = created.iter().flatten().collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(concat!(
+        "INSERT INTO messages (",
+        message_columns!(),
+        ") SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[],",
+        " $6::text[], $7::text[], $8::timestamptz[])"
+    ))
+    .bind(rows.iter().map(|m| m.id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|m| m.room_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|m| m.seq).collect::<Vec<_>>())
+    .bind(rows.iter().map(|m| m.sender_id).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|m| m.sender_username.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|m| m.content.as_str()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|m| m.client_msg_id.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|m| m.created_at).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Which way a keyset window extends from its cursor.

@@ -197,6 +197,17 @@ class Workspace:
         self.odd_targets: list[str] = []
         manifest = os.path.join(root, "Cargo.toml")
         data = read_toml(manifest)
+        # Local sources of [patch.*] entries (inline tables, which read_toml skips): cargo
+        # needs them to resolve the dependency graph, so before the first build.
+        self.patch_paths: list[str] = []
+        section = ""
+        with open(manifest, encoding="utf-8") as f:
+            for line in f:
+                line = line.split("#", 1)[0].strip()
+                if line.startswith("["):
+                    section = line
+                elif section.startswith("[patch.") and (m := re.search(r'path\s*=\s*"([^"]+)"', line)):
+                    self.patch_paths.append(os.path.normpath(m.group(1)))
         for pattern in data.get("workspace", {}).get("members", []):
             for d in sorted(glob.glob(os.path.join(root, pattern))):
                 if os.path.isfile(os.path.join(d, "Cargo.toml")):
@@ -508,6 +519,10 @@ def check_dockerfile(path: str, context: str, root: str, ws: Workspace, targets:
             covered = lambda p: any(p == c or p.startswith(c.rstrip("/") + "/") or glob_match(c, p) for c in copied_now)
             if first:
                 missing = [m for m in ws.members if not covered(os.path.join(m, "Cargo.toml"))]
+                missing_patches = [p for p in ws.patch_paths if not covered(os.path.join(p, "Cargo.toml"))]
+                r.check(not missing_patches,
+                        f"first cargo build in stage {stage.name}: every [patch] source copied ({', '.join(ws.patch_paths) or 'none'})",
+                        f"first cargo build in stage {stage.name}: [patch] sources not copied before it: {missing_patches} (cargo cannot resolve the graph)")
                 r.check(not missing and covered("Cargo.lock") and covered("Cargo.toml"),
                         f"first cargo build in stage {stage.name}: root manifest, Cargo.lock and every member manifest copied ({', '.join(ws.members)})",
                         f"first cargo build in stage {stage.name}: not copied before it: {missing or 'Cargo.toml/Cargo.lock'} (cargo cannot load the workspace)")

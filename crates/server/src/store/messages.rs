@@ -84,7 +84,7 @@ impl Store {
             Backend::Sqlite { writer, .. } => {
                 let mut tx = writer.begin().await?;
                 let plan = Plan::new(batch, sqlite_originals(&mut tx, &keyed).await?);
-                let created = plan.messages(batch, allocate_seqs!(tx, plan), created_at);
+                let created = new_rows(batch, allocate_seqs!(tx, plan, batch.len()), created_at);
                 sqlite_insert(&mut tx, &created).await?;
                 tx.commit().await?;
                 plan.outcomes(batch, created)
@@ -92,7 +92,7 @@ impl Store {
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 let plan = Plan::new(batch, postgres_originals(&mut tx, &keyed).await?);
-                let created = plan.messages(batch, allocate_seqs!(tx, plan), created_at);
+                let created = new_rows(batch, allocate_seqs!(tx, plan, batch.len()), created_at);
                 postgres_insert(&mut tx, &created).await?;
                 tx.commit().await?;
                 plan.outcomes(batch, created)
@@ -105,8 +105,8 @@ impl Store {
 /// the batch's transaction. The same SQL on both backends; a macro because the transaction
 /// types differ.
 macro_rules! allocate_seqs {
-    ($tx:ident, $plan:ident) => {{
-        let mut seqs: Vec<Option<Seq>> = vec![None; $plan.len];
+    ($tx:ident, $plan:ident, $len:expr) => {{
+        let mut seqs: Vec<Option<Seq>> = vec![None; $len];
         for (room_id, indexes) in &$plan.new_by_room {
             let count = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
             let last: Seq = sqlx::query_scalar(
@@ -129,7 +129,6 @@ use allocate_seqs;
 /// `client_msg_id` (`originals`), which repeat an earlier input of the same batch, and which
 /// are new, grouped by room.
 struct Plan {
-    len: usize,
     originals: HashMap<IdempotencyKey, Message>,
     first_in_batch: HashMap<IdempotencyKey, usize>,
     new_by_room: BTreeMap<Uuid, Vec<usize>>,
@@ -159,36 +158,10 @@ impl Plan {
             }
         }
         Plan {
-            len: batch.len(),
             originals,
             first_in_batch,
             new_by_room,
         }
-    }
-
-    /// The rows to insert: one per input that got a seq.
-    fn messages(
-        &self,
-        batch: &[NewMessage],
-        seqs: Vec<Option<Seq>>,
-        created_at: DateTime<Utc>,
-    ) -> Vec<Option<Message>> {
-        batch
-            .iter()
-            .zip(seqs)
-            .map(|(message, seq)| {
-                seq.map(|seq| Message {
-                    id: Uuid::now_v7(),
-                    room_id: message.room_id,
-                    seq,
-                    sender_id: message.sender_id,
-                    sender_username: message.sender_username.clone(),
-                    content: message.content.clone(),
-                    client_msg_id: message.client_msg_id.clone(),
-                    created_at,
-                })
-            })
-            .collect()
     }
 
     /// One outcome per input, in input order.
@@ -220,6 +193,30 @@ impl Plan {
         }
         Ok(outcomes)
     }
+}
+
+/// The rows to insert: one per input that got a seq.
+fn new_rows(
+    batch: &[NewMessage],
+    seqs: Vec<Option<Seq>>,
+    created_at: DateTime<Utc>,
+) -> Vec<Option<Message>> {
+    batch
+        .iter()
+        .zip(seqs)
+        .map(|(message, seq)| {
+            seq.map(|seq| Message {
+                id: Uuid::now_v7(),
+                room_id: message.room_id,
+                seq,
+                sender_id: message.sender_id,
+                sender_username: message.sender_username.clone(),
+                content: message.content.clone(),
+                client_msg_id: message.client_msg_id.clone(),
+                created_at,
+            })
+        })
+        .collect()
 }
 
 /// Stored messages with the same idempotency keys as `keyed`, as OR-ed indexed lookups in

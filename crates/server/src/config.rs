@@ -70,6 +70,28 @@ pub struct Config {
     #[arg(long, env = "WS_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub ws_outbound_queue: usize,
 
+    /// Frames other than `message.send` (typing, read, subscribe, unsubscribe, ping) one
+    /// WebSocket may send per second, bursts of 5× allowed (0 disables). Over it: `error`
+    /// `rate_limited`; a client that keeps going is closed with 1008.
+    #[arg(long, env = "WS_FRAMES_PER_SECOND", default_value_t = 20)]
+    pub ws_frames_per_second: u32,
+
+    /// The same budget per user, shared by all their connections on every node (0 disables).
+    #[arg(long, env = "WS_USER_FRAMES_PER_SECOND", default_value_t = 50)]
+    pub ws_user_frames_per_second: u32,
+
+    /// Rooms one WebSocket may be subscribed to at once.
+    #[arg(
+        long,
+        env = "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        default_value_t = 500
+    )]
+    pub ws_max_subscriptions: usize,
+
+    /// WebSockets one user may have open on one node (0: no cap); more get 429.
+    #[arg(long, env = "WS_MAX_CONNECTIONS_PER_USER", default_value_t = 20)]
+    pub ws_max_connections_per_user: usize,
+
     /// Seconds between server pings on an idle WebSocket.
     #[arg(long, env = "WS_PING_INTERVAL_SECONDS", default_value_t = 20)]
     pub ws_ping_interval_seconds: u64,
@@ -241,6 +263,12 @@ impl Config {
             return Err(invalid(
                 "WS_OUTBOUND_QUEUE",
                 "must be at least WRITE_BATCH_MAX",
+            ));
+        }
+        if self.ws_max_subscriptions == 0 {
+            return Err(invalid(
+                "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+                "must be at least 1",
             ));
         }
         if self.ws_ping_interval_seconds == 0

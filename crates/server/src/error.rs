@@ -36,6 +36,8 @@ pub enum ApiError {
     RoomNotFound,
     #[error("user not found")]
     UserNotFound,
+    #[error("that user is not a member of this room")]
+    MemberNotFound,
     /// 403 for a public room the caller has not joined; 404 when leaving one.
     #[error("you are not a member of this room")]
     NotAMember { status: StatusCode },
@@ -45,6 +47,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    #[error("too many open WebSocket connections for this user; close one first")]
+    TooManyConnections,
     #[error("this endpoint needs a WebSocket upgrade: {0}")]
     NotWebSocket(String),
     #[error("no such endpoint")]
@@ -99,6 +103,11 @@ impl ApiError {
             UsernameTaken => (StatusCode::CONFLICT, "username_taken", "Username taken"),
             RoomNotFound => (StatusCode::NOT_FOUND, "room_not_found", "Room not found"),
             UserNotFound => (StatusCode::NOT_FOUND, "user_not_found", "User not found"),
+            MemberNotFound => (
+                StatusCode::NOT_FOUND,
+                "member_not_found",
+                "Member not found",
+            ),
             NotAMember { status } => (*status, "not_a_member", "Not a member"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             PayloadTooLarge => (
@@ -110,6 +119,11 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 "Too many requests",
+            ),
+            TooManyConnections => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections",
+                "Too many connections",
             ),
             NotWebSocket(_) => (
                 StatusCode::BAD_REQUEST,

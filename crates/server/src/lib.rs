@@ -42,6 +42,8 @@ use crate::bus::Bus;
 use crate::bus::RedisBus;
 use crate::cluster::Cluster;
 use crate::config::ValidConfig;
+use crate::gateway::registry::UserConnections;
+use crate::gateway::typing::TypingRelay;
 use crate::hub::Hub;
 use crate::presence::Presence;
 use crate::presence::cluster::ClusterPresence;
@@ -111,15 +113,21 @@ impl Server {
             settings.write_batch_max,
             &mut tasks,
         );
-        let mut limits = RateLimits::new(
+        let mut limits = RateLimits::with_frames(
             settings.rate_limit_auth_per_minute,
             settings.rate_limit_messages_per_second,
+            settings.ws_user_frames_per_second,
         );
         if let Some(cluster) = &cluster {
             limits = limits.shared(cluster.clone());
         }
         let limits = Arc::new(limits);
-        tasks.spawn(forget_idle_rate_limits(limits.clone(), shutdown.clone()));
+        let typing = TypingRelay::new(bus.clone());
+        tasks.spawn(forget_idle(
+            limits.clone(),
+            typing.clone(),
+            shutdown.clone(),
+        ));
         let outbox = outbox::start(&config, &store, shutdown.clone(), &mut tasks).await?;
         tracing::info!(
             database = store.kind(),
@@ -143,6 +151,8 @@ impl Server {
             shutdown,
             connections: TaskTracker::new(),
             outbox,
+            typing,
+            user_connections: UserConnections::default(),
         });
         Ok(Server { state, tasks })
     }
@@ -196,11 +206,16 @@ impl Server {
     }
 }
 
-async fn forget_idle_rate_limits(limits: Arc<RateLimits>, shutdown: CancellationToken) {
-    let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+/// Forgets idle rate-limit buckets and typing entries now and then, so their memory follows
+/// active clients, not every client ever seen.
+async fn forget_idle(limits: Arc<RateLimits>, typing: TypingRelay, shutdown: CancellationToken) {
+    let mut every_ten_seconds = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
-            _ = every_minute.tick() => limits.forget_idle(),
+            _ = every_ten_seconds.tick() => {
+                limits.forget_idle();
+                typing.forget_idle();
+            }
             () = shutdown.cancelled() => return,
         }
     }

@@ -110,15 +110,17 @@ impl Presence {
         }
     }
 
-    /// A connection of the user left the room (unsubscribed or closed).
-    pub fn disconnected(&self, room_id: Uuid, user: &User) {
+    /// A connection of the user left the room (unsubscribed or closed). Returns whether it
+    /// was the user's last one in the room on this node.
+    pub fn disconnected(&self, room_id: Uuid, user: &User) -> bool {
         if !self.node.leave(room_id, user.id) {
-            return;
+            return false;
         }
         match &self.cluster {
             Some(cluster) => cluster.left(room_id, user.clone()),
             None => announce(&self.bus, room_id, user.clone(), PresenceStatus::Offline),
         }
+        true
     }
 
     /// Who is online in the room, by username (this node's users at least, when Redis is

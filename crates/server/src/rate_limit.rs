@@ -22,8 +22,10 @@ use crate::error::ApiError;
 pub struct RateLimits {
     auth: Option<DefaultKeyedRateLimiter<IpAddr>>,
     messages: Option<DefaultKeyedRateLimiter<Uuid>>,
+    frames: Option<DefaultKeyedRateLimiter<Uuid>>,
     auth_quota: Option<SharedQuota>,
     messages_quota: Option<SharedQuota>,
+    frames_quota: Option<SharedQuota>,
     cluster: Option<Cluster>,
 }
 
@@ -57,12 +59,30 @@ return 0
 
 impl RateLimits {
     pub fn new(auth_per_minute: u32, messages_per_second: u32) -> Self {
+        Self::with_frames(auth_per_minute, messages_per_second, 0)
+    }
+
+    /// As [`RateLimits::new`], plus a per-user budget for WebSocket frames other than
+    /// messages (`frames_per_second`, bursts of 5×; 0 disables).
+    pub fn with_frames(
+        auth_per_minute: u32,
+        messages_per_second: u32,
+        frames_per_second: u32,
+    ) -> Self {
         let auth = NonZeroU32::new(auth_per_minute)
             .map(|n| DefaultKeyedRateLimiter::keyed(Quota::per_minute(n)));
         let messages = NonZeroU32::new(messages_per_second).map(|n| {
             // The contract allows bursts of three times the rate.
             let burst = n.saturating_mul(NonZeroU32::MIN.saturating_add(2));
             DefaultKeyedRateLimiter::keyed(Quota::per_second(n).allow_burst(burst))
+        });
+        let frames = NonZeroU32::new(frames_per_second).map(|n| {
+            let burst = n.saturating_mul(NonZeroU32::MIN.saturating_add(4));
+            DefaultKeyedRateLimiter::keyed(Quota::per_second(n).allow_burst(burst))
+        });
+        let frames_quota = (frames_per_second > 0).then(|| SharedQuota {
+            interval_us: 1_000_000 / u64::from(frames_per_second),
+            burst: 5 * u64::from(frames_per_second),
         });
         let auth_quota = (auth_per_minute > 0).then(|| SharedQuota {
             interval_us: 60_000_000 / u64::from(auth_per_minute),
@@ -75,8 +95,10 @@ impl RateLimits {
         RateLimits {
             auth,
             messages,
+            frames,
             auth_quota,
             messages_quota,
+            frames_quota,
             cluster: None,
         }
     }
@@ -110,6 +132,17 @@ impl RateLimits {
             return verdict;
         }
         check(self.messages.as_ref(), &user, "messages")
+    }
+
+    /// One WebSocket frame other than a message from `user` (any of their connections).
+    pub async fn check_frame(&self, user: Uuid) -> Result<(), ApiError> {
+        if self.cluster.is_some()
+            && let Some(verdict) =
+                Box::pin(self.check_shared(self.frames_quota, "ws_frames", &user.to_string())).await
+        {
+            return verdict;
+        }
+        check(self.frames.as_ref(), &user, "ws_frames")
     }
 
     /// The cluster-wide verdict, or `None` to decide locally (no cluster, limit disabled, or
@@ -149,6 +182,10 @@ impl RateLimits {
             limiter.shrink_to_fit();
         }
         if let Some(limiter) = &self.messages {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        if let Some(limiter) = &self.frames {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }

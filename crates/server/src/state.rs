@@ -9,6 +9,8 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Passwords, Tokens};
 use crate::bus::Bus;
 use crate::config::ValidConfig;
+use crate::gateway::registry::UserConnections;
+use crate::gateway::typing::TypingRelay;
 use crate::presence::Presence;
 use crate::rate_limit::RateLimits;
 use crate::store::Store;
@@ -52,4 +54,8 @@ pub struct Services {
     pub connections: TaskTracker,
     /// The outbox relay's face: broker health, and the Web Push API when embedded.
     pub outbox: crate::outbox::Outbox,
+    /// Coalesces typing indicators per user and room.
+    pub typing: TypingRelay,
+    /// Open WebSocket connections per user on this node, capped.
+    pub user_connections: UserConnections,
 }

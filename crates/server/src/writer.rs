@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::bus::Bus;
-use crate::store::{NewMessage, Posted, Store, StoreError};
+use crate::store::{MemberCache, NewMessage, NotAMember, Posted, Store, StoreError};
 
 struct Pending {
     message: NewMessage,
@@ -35,6 +35,9 @@ pub enum WriteError {
     Failed(String),
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The sender is not a member of the room (checked in the commit itself).
+    #[error("not a member of the room")]
+    NotAMember,
 }
 
 /// Handle to the writers. Cheap to clone; the writers stop once every handle is dropped and
@@ -107,25 +110,34 @@ impl Ticket {
 
 async fn run_writer(store: Store, bus: Bus, mut queue: mpsc::Receiver<Pending>, batch_max: usize) {
     let mut batch: Vec<Pending> = Vec::with_capacity(batch_max);
+    let mut members = MemberCache::default();
     while queue.recv_many(&mut batch, batch_max).await > 0 {
         let messages: Vec<NewMessage> = batch
             .iter()
             .map(|pending| pending.message.clone())
             .collect();
         let started = Instant::now();
-        let result = store.append_messages(&messages).await;
+        let result = store.append_messages(&messages, &mut members).await;
         metrics::histogram!("nebula_commit_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!("nebula_commit_batch_size").record(messages.len() as f64);
         match result {
-            Ok(outcomes) => {
-                for (pending, outcome) in batch.drain(..).zip(outcomes) {
-                    if let Posted::Created(message) = &outcome {
-                        bus.publish_message(message, pending.received_at);
+            Ok(committed) => {
+                for (pending, outcome) in batch.drain(..).zip(committed.outcomes) {
+                    if let Ok(Posted::Created(message)) = &outcome {
+                        let member_rev = committed
+                            .member_revs
+                            .get(&message.room_id)
+                            .copied()
+                            .unwrap_or_default();
+                        bus.publish_message(&store, message, member_rev, pending.received_at)
+                            .await;
                     }
                     // A sender that went away still has its message stored; it learns the seq
                     // on reconnect by reposting its client_msg_id.
-                    let _ = pending.reply.send(Ok(outcome));
+                    let _ = pending
+                        .reply
+                        .send(outcome.map_err(|NotAMember| WriteError::NotAMember));
                 }
                 metrics::counter!("nebula_messages_stored_total").increment(messages.len() as u64);
             }

@@ -122,6 +122,13 @@ pub struct AddMemberRequest {
     pub username: Option<String>,
 }
 
+/// `PATCH /rooms/{room_id}/members/{user_id}`: the room's owner changes a member's role.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UpdateMemberRequest {
+    /// `admin` or `member` (ownership is not transferred this way).
+    pub role: Role,
+}
+
 /// A stored chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Message {

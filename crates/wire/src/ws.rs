@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Message, Seq, User};
+use crate::{Member, Message, Seq, User};
 
 /// Typing indicator state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +48,20 @@ pub enum ClientEvent {
     Ping,
 }
 
+impl ClientEvent {
+    /// The room an event is about, if any.
+    pub fn room_id(&self) -> Option<Uuid> {
+        match self {
+            ClientEvent::Subscribe { room_id, .. }
+            | ClientEvent::Unsubscribe { room_id }
+            | ClientEvent::MessageSend { room_id, .. }
+            | ClientEvent::Typing { room_id, .. }
+            | ClientEvent::Read { room_id, .. } => Some(*room_id),
+            ClientEvent::Ping => None,
+        }
+    }
+}
+
 /// Server → client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -84,6 +98,9 @@ pub enum ServerEvent {
     MemberJoined { room_id: Uuid, user: User },
     #[serde(rename = "member.left")]
     MemberLeft { room_id: Uuid, user: User },
+    /// A member's role changed.
+    #[serde(rename = "member.updated")]
+    MemberUpdated { room_id: Uuid, member: Member },
     #[serde(rename = "presence")]
     Presence {
         room_id: Uuid,
@@ -113,6 +130,7 @@ impl ServerEvent {
             ServerEvent::Read { .. } => "read",
             ServerEvent::MemberJoined { .. } => "member.joined",
             ServerEvent::MemberLeft { .. } => "member.left",
+            ServerEvent::MemberUpdated { .. } => "member.updated",
             ServerEvent::Presence { .. } => "presence",
             ServerEvent::Error { .. } => "error",
             ServerEvent::Pong => "pong",
@@ -128,6 +146,7 @@ impl ServerEvent {
             | ServerEvent::Read { room_id, .. }
             | ServerEvent::MemberJoined { room_id, .. }
             | ServerEvent::MemberLeft { room_id, .. }
+            | ServerEvent::MemberUpdated { room_id, .. }
             | ServerEvent::Presence { room_id, .. } => Some(*room_id),
             ServerEvent::MessageNew { message } | ServerEvent::MessageAck { message, .. } => {
                 Some(message.room_id)
@@ -191,6 +210,15 @@ mod tests {
             ServerEvent::MemberLeft {
                 room_id,
                 user: user.clone(),
+            },
+            ServerEvent::MemberUpdated {
+                room_id,
+                member: crate::Member {
+                    user_id: user.id,
+                    username: "u".into(),
+                    role: crate::Role::Admin,
+                    joined_at: chrono::Utc::now(),
+                },
             },
             ServerEvent::Presence {
                 room_id,

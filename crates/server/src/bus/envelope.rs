@@ -26,11 +26,18 @@ struct Header {
     skip_user: Option<Uuid>,
     #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
     member_left: Option<Uuid>,
+    /// The room's membership revision the event was published at.
+    #[serde(rename = "m", default, skip_serializing_if = "is_zero")]
+    member_rev: i64,
     #[serde(rename = "k")]
     kind: String,
     /// Microseconds since the Unix epoch when the sender's request arrived.
     #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
     received_at_us: Option<u64>,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
 }
 
 /// Encodes a frame published by `origin`.
@@ -41,6 +48,7 @@ pub fn encode(origin: Uuid, frame: &Frame) -> Vec<u8> {
         seq: frame.seq,
         skip_user: frame.skip_user,
         member_left: frame.member_left,
+        member_rev: frame.member_rev,
         kind: frame.kind.to_owned(),
         received_at_us: frame
             .received_at
@@ -63,6 +71,7 @@ pub fn decode(bytes: &[u8]) -> Option<(Uuid, Frame)> {
         seq: header.seq,
         skip_user: header.skip_user,
         member_left: header.member_left,
+        member_rev: header.member_rev,
         kind: known_kind(&header.kind),
         received_at: header
             .received_at_us
@@ -74,13 +83,14 @@ pub fn decode(bytes: &[u8]) -> Option<(Uuid, Frame)> {
 
 /// Event types as static labels (metrics labels must not come from the network unchecked).
 fn known_kind(kind: &str) -> &'static str {
-    const KINDS: [&str; 6] = [
+    const KINDS: [&str; 7] = [
         "message.new",
         "typing",
         "read",
         "presence",
         "member.joined",
         "member.left",
+        "member.updated",
     ];
     KINDS.into_iter().find(|k| *k == kind).unwrap_or("other")
 }
@@ -98,6 +108,7 @@ mod tests {
             seq: Some(42),
             skip_user: None,
             member_left: Some(Uuid::new_v4()),
+            member_rev: 7,
             kind: "message.new",
             received_at: Some(SystemTime::now()),
             text: Utf8Bytes::from(r#"{"type":"message.new","message":{"content":"a\nb"}}"#),
@@ -106,8 +117,13 @@ mod tests {
         let (from, back) = decode(&encode(origin, &frame)).expect("decodes");
         assert_eq!(from, origin);
         assert_eq!(
-            (back.room_id, back.seq, back.member_left),
-            (frame.room_id, frame.seq, frame.member_left)
+            (back.room_id, back.seq, back.member_left, back.member_rev),
+            (
+                frame.room_id,
+                frame.seq,
+                frame.member_left,
+                frame.member_rev
+            )
         );
         assert_eq!(back.text, frame.text);
         assert_eq!(back.kind, "message.new");

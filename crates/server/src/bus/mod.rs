@@ -6,13 +6,14 @@
 //! (NATS, say) is one more variant here; the gateway only sees [`Bus`].
 
 mod envelope;
+mod members;
 mod redis;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::extract::ws::Utf8Bytes;
-use nebula_wire::{Message, Seq, ServerEvent};
+use nebula_wire::{Message, Seq, ServerEvent, User};
 use uuid::Uuid;
 
 pub use self::redis::RedisBus;
@@ -39,24 +40,44 @@ impl Bus {
         }
     }
 
-    /// Adds a connection to a room's local fan-out and returns the room's last stored seq,
-    /// read *after* the node is listening to the room everywhere: any message with a higher
-    /// seq reaches the connection live (or via gap repair), so replaying up to this seq and
-    /// then going live misses nothing.
+    /// Adds a connection of `user_id` to a room's local fan-out and returns the room's last
+    /// stored seq, read *after* the node is listening to the room everywhere: any message with
+    /// a higher seq reaches the connection live (or via gap repair), so replaying up to this
+    /// seq and then going live misses nothing.
+    ///
+    /// Membership is checked again in that same read: a user removed while subscribing is not
+    /// left registered (`Ok(None)`; the caller's subscription is already undone).
     pub async fn subscribe(
         &self,
         store: &Store,
         room_id: Uuid,
         conn: ConnId,
         subscriber: Subscriber,
-    ) -> Result<Seq, StoreError> {
-        let first = self.hub().subscribe(room_id, conn, subscriber);
+    ) -> Result<Option<Seq>, StoreError> {
+        let user_id = subscriber.user_id;
+        let (first, generation) = self.hub().subscribe(room_id, conn, subscriber);
         if first && let Bus::Redis(bus) = self {
             bus.watch(room_id).await;
         }
-        let last_seq = store.last_seq(room_id).await?;
-        self.hub().raise_seq(room_id, last_seq);
-        Ok(last_seq)
+        let state = match store.subscription_state(room_id, user_id).await {
+            Ok(Some(state)) if state.is_member => state,
+            Ok(_) => {
+                self.unsubscribe(room_id, conn);
+                return Ok(None);
+            }
+            Err(err) => {
+                self.unsubscribe(room_id, conn);
+                return Err(err);
+            }
+        };
+        self.hub().raise_seq(room_id, state.last_seq);
+        // This subscriber was a member at `state.member_rev`; if it is alone in the room (no
+        // one joined since), that is true of everyone here.
+        if first {
+            self.hub()
+                .checked_members(room_id, generation, state.member_rev);
+        }
+        Ok(Some(state.last_seq))
     }
 
     /// Removes a connection from a room's local fan-out.
@@ -67,15 +88,42 @@ impl Bus {
         }
     }
 
-    /// Publishes a stored message as `message.new`; `received_at` is when its sender's
-    /// request arrived.
-    pub fn publish_message(&self, message: &Message, received_at: SystemTime) {
-        self.publish_frame(Frame::message(message.clone(), Some(received_at)));
+    /// Publishes a stored message as `message.new`; `member_rev` is the room's membership
+    /// revision at its commit, `received_at` when its sender's request arrived.
+    pub async fn publish_message(
+        &self,
+        store: &Store,
+        message: &Message,
+        member_rev: i64,
+        received_at: SystemTime,
+    ) {
+        let frame = Frame::message(message.clone(), member_rev, Some(received_at));
+        members::admit(self.hub(), store, &frame).await;
+        self.publish_frame(frame);
+    }
+
+    /// Announces that `user` left the room (or was removed), which took the room to
+    /// membership revision `member_rev`. The user's connections on every node drop the room.
+    pub async fn publish_member_left(
+        &self,
+        store: &Store,
+        room_id: Uuid,
+        user: User,
+        member_rev: i64,
+    ) {
+        let event = ServerEvent::MemberLeft { room_id, user };
+        let frame = Frame::event(room_id, &event, None, member_rev);
+        members::admit(self.hub(), store, &frame).await;
+        self.publish_frame(frame);
     }
 
     /// Publishes any other room event; `skip_user`'s own connections do not receive it.
+    ///
+    /// Stamped with the membership revision this node knows, so a node that knows less
+    /// checks its subscribers before delivering it.
     pub fn publish(&self, room_id: Uuid, event: &ServerEvent, skip_user: Option<Uuid>) {
-        self.publish_frame(Frame::event(room_id, event, skip_user));
+        let member_rev = self.hub().member_rev(room_id).unwrap_or(0);
+        self.publish_frame(Frame::event(room_id, event, skip_user, member_rev));
     }
 
     fn publish_frame(&self, frame: Frame) {

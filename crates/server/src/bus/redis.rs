@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::envelope;
+use super::{envelope, members};
 use crate::cluster::Cluster;
 use crate::hub::{Frame, Hub};
 use crate::store::Store;
@@ -224,8 +224,9 @@ impl Subscriber {
             .await
             .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
         let (mut sink, mut stream) = pubsub.split();
-        for (room_id, _) in self.hub.rooms() {
-            sink.subscribe(room_channel(&self.cluster, room_id)).await?;
+        for room in self.hub.rooms() {
+            sink.subscribe(room_channel(&self.cluster, room.room_id))
+                .await?;
         }
         self.cluster.set_bus_connected(true);
         tracing::info!(node = %self.cluster.node_id, "Redis event stream connected");
@@ -237,7 +238,7 @@ impl Subscriber {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
                 message = stream.next() => match message {
-                    Some(message) => self.forward(message.get_payload_bytes()),
+                    Some(message) => self.forward(message.get_payload_bytes()).await,
                     None => return Ok(SessionEnd::Disconnected),
                 },
                 Some(control) = self.control.recv() => match control {
@@ -258,38 +259,49 @@ impl Subscriber {
         }
     }
 
-    /// Hands another node's event to the local hub.
-    fn forward(&self, payload: &[u8]) {
+    /// Hands another node's event to the local hub, once this node's subscribers of the room
+    /// are known to be members at the event's membership revision (see `bus::members`).
+    async fn forward(&self, payload: &[u8]) {
         match envelope::decode(payload) {
             Some((origin, _)) if origin == self.cluster.node_id => {}
             Some((_, frame)) => {
                 metrics::counter!("nebula_bus_received_total").increment(1);
+                members::admit(&self.hub, &self.store, &frame).await;
                 self.hub.publish(&frame);
             }
             None => tracing::warn!(bytes = payload.len(), "unreadable event on the bus"),
         }
     }
 
-    /// Publishes locally every stored message this node has not seen, room by room.
+    /// Brings every watched room up to the database: first its subscribers, dropping those
+    /// removed while this node was not told (so the messages below cannot reach them), then
+    /// every stored message this node has not seen.
     async fn reconcile(&self) {
-        for (room_id, seen) in self.hub.rooms() {
-            let stored = match self.store.last_seq(room_id).await {
-                Ok(seq) => seq,
+        for room in self.hub.rooms() {
+            let (stored, member_rev) = match self.store.room_revisions(room.room_id).await {
+                Ok(revisions) => revisions,
                 Err(err) => {
                     tracing::warn!(error = %err, "reconciling with the database failed");
                     return;
                 }
             };
-            if stored <= seen {
+            if member_rev > room.member_rev {
+                members::check_members(&self.hub, &self.store, room.room_id).await;
+            }
+            if stored <= room.last_seq {
                 continue;
             }
-            let up_to = stored.min(seen + RECONCILE_LIMIT);
-            match self.store.messages_between(room_id, seen, up_to).await {
+            let up_to = stored.min(room.last_seq + RECONCILE_LIMIT);
+            match self
+                .store
+                .messages_between(room.room_id, room.last_seq, up_to)
+                .await
+            {
                 Ok(messages) => {
                     metrics::counter!("nebula_bus_repaired_messages_total")
                         .increment(messages.len() as u64);
                     for message in messages {
-                        self.hub.publish(&Frame::message(message, None));
+                        self.hub.publish(&Frame::message(message, member_rev, None));
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "reconciling with the database failed"),

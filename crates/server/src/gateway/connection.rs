@@ -18,8 +18,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::budget::FrameBudget;
 use super::close::CloseReason;
 use super::events::{PendingSend, SendOutcome};
+use super::registry::ConnectionPermit;
 use crate::bus::encode;
 use crate::hub::{ConnId, Frame};
 use crate::state::AppState;
@@ -56,6 +58,10 @@ pub(crate) struct Connection {
     strikes: u32,
     strike_window_start: Instant,
     last_heard: Instant,
+    /// Frames other than messages this connection may still send (see `budget`).
+    pub(super) budget: FrameBudget,
+    /// This connection's place in its user's connection cap.
+    _permit: ConnectionPermit,
 }
 
 impl Connection {
@@ -64,6 +70,7 @@ impl Connection {
         socket: WebSocket,
         state: AppState,
         user: User,
+        permit: ConnectionPermit,
         token_expires_at: i64,
         initial_room: Option<(Uuid, Option<Seq>)>,
     ) {
@@ -82,6 +89,8 @@ impl Connection {
             strikes: 0,
             strike_window_start: Instant::now(),
             last_heard: Instant::now(),
+            budget: FrameBudget::new(),
+            _permit: permit,
             state,
         };
         metrics::gauge!("nebula_ws_connections").increment(1.0);
@@ -374,7 +383,9 @@ impl Connection {
         self.held.remove(&room_id);
         self.state.bus.unsubscribe(room_id, self.id);
         metrics::gauge!("nebula_ws_subscriptions").decrement(1.0);
-        self.state.presence.disconnected(room_id, &self.user);
+        if self.state.presence.disconnected(room_id, &self.user) {
+            self.state.typing.subscription_ended(room_id, self.user.id);
+        }
     }
 
     async fn close(mut self, reason: CloseReason) {

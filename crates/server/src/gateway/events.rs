@@ -58,6 +58,12 @@ impl Connection {
                     .await;
             }
         };
+        if !matches!(event, ClientEvent::MessageSend { .. })
+            && let Err(err) = self.spend_frame_budget().await
+        {
+            let reference = event.room_id().map(|room_id| room_id.to_string());
+            return self.reject(err.code(), &err.to_string(), reference).await;
+        }
         match event {
             ClientEvent::Subscribe { room_id, since_seq } => {
                 Box::pin(self.subscribe(room_id, since_seq)).await
@@ -86,37 +92,61 @@ impl Connection {
         room_id: Uuid,
         since_seq: Option<Seq>,
     ) -> Result<(), CloseReason> {
+        let reference = Some(room_id.to_string());
         if let Err(err) = member_room(&self.state.store, room_id, self.user.id).await {
+            return self.reject(err.code(), &err.to_string(), reference).await;
+        }
+        let newly = !self.rooms.contains_key(&room_id);
+        if newly && self.rooms.len() >= self.state.config.config.ws_max_subscriptions {
             return self
-                .send_error(err.code(), &err.to_string(), Some(room_id.to_string()))
+                .reject(
+                    "too_many_subscriptions",
+                    "this connection has too many subscriptions; unsubscribe from some rooms",
+                    reference,
+                )
                 .await;
         }
         // Until the replay is done nothing live is delivered for this room (cursor = MAX).
-        let newly = self.rooms.insert(room_id, Seq::MAX).is_none();
+        self.rooms.insert(room_id, Seq::MAX);
         let last_seq = if newly {
             let subscriber = Subscriber {
                 user_id: self.user.id,
                 queue: self.queue_tx.clone(),
                 overflowed: self.overflowed.clone(),
             };
-            metrics::gauge!("nebula_ws_subscriptions").increment(1.0);
-            self.state.presence.connected(room_id, &self.user);
             let store = self.state.store.clone();
-            self.state
+            let subscribed = self
+                .state
                 .bus
                 .subscribe(&store, room_id, self.id, subscriber)
-                .await
+                .await;
+            if let Ok(Some(_)) = subscribed {
+                metrics::gauge!("nebula_ws_subscriptions").increment(1.0);
+                self.state.presence.connected(room_id, &self.user);
+            } else {
+                // Not registered (the bus undid it): forget the room without unsubscribing.
+                self.rooms.remove(&room_id);
+            }
+            subscribed
         } else {
-            self.state.store.last_seq(room_id).await
+            self.state.store.last_seq(room_id).await.map(Some)
         };
         let last_seq = match last_seq {
-            Ok(seq) => seq,
+            Ok(Some(seq)) => seq,
+            // Removed from the room while subscribing.
+            Ok(None) => {
+                let err = ApiError::NotAMember {
+                    status: axum::http::StatusCode::FORBIDDEN,
+                };
+                return self.reject(err.code(), &err.to_string(), reference).await;
+            }
             Err(err) => {
-                tracing::error!(error = %err, "reading last_seq failed");
-                self.drop_subscription(room_id);
+                if !newly {
+                    self.drop_subscription(room_id);
+                }
                 let api: ApiError = err.into();
                 return self
-                    .send_error(api.code(), &api.to_string(), Some(room_id.to_string()))
+                    .send_error(api.code(), &api.to_string(), reference)
                     .await;
             }
         };
@@ -149,9 +179,7 @@ impl Connection {
             Err(err) => return self.reject(err.code(), &err.to_string(), reference).await,
         };
         if let Err(err) = self.ensure_member(room_id).await {
-            return self
-                .send_error(err.code(), &err.to_string(), reference)
-                .await;
+            return self.reject(err.code(), &err.to_string(), reference).await;
         }
         if let Err(err) = self.state.limits.check_message(self.user.id).await {
             return self.reject(err.code(), &err.to_string(), reference).await;
@@ -179,19 +207,15 @@ impl Connection {
         Ok(())
     }
 
+    /// Typing goes through the node's coalescer: at most one relay per second per user and
+    /// room, and the latest state always follows.
     async fn typing(&mut self, room_id: Uuid, state: TypingState) -> Result<(), CloseReason> {
         if let Err(err) = self.ensure_member(room_id).await {
             return self
-                .send_error(err.code(), &err.to_string(), Some(room_id.to_string()))
+                .reject(err.code(), &err.to_string(), Some(room_id.to_string()))
                 .await;
         }
-        let event = ServerEvent::Typing {
-            room_id,
-            user_id: self.user.id,
-            username: self.user.username.clone(),
-            state,
-        };
-        self.state.bus.publish(room_id, &event, Some(self.user.id));
+        self.state.typing.update(room_id, &self.user, state);
         Ok(())
     }
 
@@ -203,9 +227,7 @@ impl Connection {
                 .await;
         }
         if let Err(err) = self.ensure_member(room_id).await {
-            return self
-                .send_error(err.code(), &err.to_string(), reference)
-                .await;
+            return self.reject(err.code(), &err.to_string(), reference).await;
         }
         if let Err(err) = self.state.store.mark_read(room_id, self.user.id, seq).await {
             let api: ApiError = err.into();
@@ -223,6 +245,21 @@ impl Connection {
             None,
         );
         Ok(())
+    }
+
+    /// Takes one frame from this connection's budget and then from its user's (shared by all
+    /// their connections, on every node). Message sends have their own limit instead.
+    async fn spend_frame_budget(&mut self) -> Result<(), ApiError> {
+        if !self
+            .budget
+            .take(self.state.config.config.ws_frames_per_second)
+        {
+            metrics::counter!("nebula_rate_limited_total", "limit" => "ws_frames").increment(1);
+            return Err(ApiError::RateLimited {
+                retry_after_secs: 1,
+            });
+        }
+        Box::pin(self.state.limits.check_frame(self.user.id)).await
     }
 
     /// Membership for an action: a subscription proves it (it is dropped when the user leaves),

@@ -4,9 +4,12 @@
 //! refused client gets an ordinary 401/403/404 problem response and no socket. After the
 //! upgrade each socket is one [`connection::Connection`] task.
 
+mod budget;
 mod close;
 mod connection;
 mod events;
+pub mod registry;
+pub mod typing;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{State, WebSocketUpgrade};
@@ -48,6 +51,7 @@ pub struct WsQuery {
     responses(
         (status = 101, description = "switching to the WebSocket protocol (see the README's protocol guide)"),
         (status = 401, body = Problem, description = "missing, invalid or expired token"),
+        (status = 429, body = Problem, description = "`too_many_connections`: the user has `WS_MAX_CONNECTIONS_PER_USER` sockets open on this node"),
     ))]
 async fn connect(
     State(state): State<AppState>,
@@ -67,6 +71,7 @@ async fn connect(
         (status = 401, body = Problem),
         (status = 403, body = Problem, description = "`not_a_member`"),
         (status = 404, body = Problem, description = "`room_not_found`"),
+        (status = 429, body = Problem, description = "`too_many_connections`"),
     ))]
 async fn connect_to_room(
     State(state): State<AppState>,
@@ -103,6 +108,10 @@ async fn accept(
     upgrade: WebSocketUpgrade,
     initial_room: Option<(Uuid, Option<Seq>)>,
 ) -> Result<Response, ApiError> {
+    let permit = state
+        .user_connections
+        .acquire(caller.id, state.config.config.ws_max_connections_per_user)
+        .ok_or(ApiError::TooManyConnections)?;
     let user = caller.load(&state.store).await?;
     let limit = state.config.config.ws_max_message_bytes;
     let upgrade = upgrade
@@ -120,8 +129,15 @@ async fn accept(
     let span = tracing::info_span!("ws", user_id = %user.id);
     Ok(upgrade.on_upgrade(move |socket| {
         tracker.track_future(
-            connection::Connection::run(socket, state, user, caller.expires_at, initial_room)
-                .instrument(span),
+            connection::Connection::run(
+                socket,
+                state,
+                user,
+                permit,
+                caller.expires_at,
+                initial_room,
+            )
+            .instrument(span),
         )
     }))
 }

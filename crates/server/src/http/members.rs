@@ -2,11 +2,13 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use nebula_wire::{AddMemberRequest, Member, MemberList, Problem, Role, ServerEvent, User};
+use nebula_wire::{
+    AddMemberRequest, Member, MemberList, Problem, Role, ServerEvent, UpdateMemberRequest, User,
+};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::extract::{JsonOrEmpty, Path};
+use super::extract::{Json, JsonOrEmpty, Path};
 use crate::access::{can_add_members, member_room, visible_room};
 use crate::auth::AuthUser;
 use crate::domain::Username;
@@ -18,6 +20,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_members, add_member))
         .routes(routes!(leave_room))
+        .routes(routes!(remove_member, update_member))
 }
 
 /// Members of a room, in the order they joined.
@@ -108,16 +111,126 @@ async fn leave_room(
     caller: AuthUser,
     Path(room_id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
+    leave(&state, &caller, room_id).await
+}
+
+async fn leave(state: &AppState, caller: &AuthUser, room_id: Uuid) -> Result<StatusCode, ApiError> {
     visible_room(&state.store, room_id, caller.id).await?;
     // Loaded first: the departure's notification, written with it, names the user.
     let user: User = caller.load(&state.store).await?;
-    if !state.store.remove_member(room_id, &user).await? {
-        return Err(ApiError::NotAMember {
-            status: StatusCode::NOT_FOUND,
-        });
-    }
+    let member_rev =
+        state
+            .store
+            .remove_member(room_id, &user)
+            .await?
+            .ok_or(ApiError::NotAMember {
+                status: StatusCode::NOT_FOUND,
+            })?;
     state
         .bus
-        .publish(room_id, &ServerEvent::MemberLeft { room_id, user }, None);
+        .publish_member_left(&state.store, room_id, user, member_rev)
+        .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove a member: the room's owner removes anyone, an admin removes members (not the owner or
+/// other admins). The removed user's sockets get `member.left` and stop receiving the room at
+/// once. Removing yourself is leaving.
+#[utoipa::path(delete, path = "/rooms/{room_id}/members/{user_id}", tag = "members", security(("bearer" = [])),
+    params(("room_id" = Uuid, Path), ("user_id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 403, body = Problem, description = "`not_a_member` (the caller) / `forbidden` (not the owner or an admin, or an admin removing the owner or an admin)"),
+        (status = 404, body = Problem, description = "`room_not_found` / `member_not_found`"),
+    ))]
+#[tracing::instrument(skip_all, fields(user_id = %caller.id, %room_id, target = %user_id))]
+async fn remove_member(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path((room_id, user_id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    if user_id == caller.id {
+        return leave(&state, &caller, room_id).await;
+    }
+    let (_, role) = member_room(&state.store, room_id, caller.id).await?;
+    let target_role = state
+        .store
+        .member_role(room_id, user_id)
+        .await?
+        .ok_or(ApiError::MemberNotFound)?;
+    let allowed = match role {
+        Role::Owner => true,
+        Role::Admin => target_role == Role::Member,
+        Role::Member => false,
+    };
+    if !allowed {
+        return Err(ApiError::Forbidden(
+            "only the room's owner, or an admin for members, can remove someone",
+        ));
+    }
+    let user = state
+        .store
+        .user_by_id(user_id)
+        .await?
+        .ok_or(ApiError::MemberNotFound)?;
+    let member_rev = state
+        .store
+        .remove_member(room_id, &user)
+        .await?
+        .ok_or(ApiError::MemberNotFound)?;
+    state
+        .bus
+        .publish_member_left(&state.store, room_id, user, member_rev)
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change a member's role (`admin` or `member`); the room's owner only. Subscribers get
+/// `member.updated`.
+#[utoipa::path(patch, path = "/rooms/{room_id}/members/{user_id}", tag = "members", security(("bearer" = [])),
+    params(("room_id" = Uuid, Path), ("user_id" = Uuid, Path)), request_body = UpdateMemberRequest,
+    responses(
+        (status = 200, body = Member),
+        (status = 403, body = Problem, description = "`not_a_member` / `forbidden` (not the owner, or the owner's own role)"),
+        (status = 404, body = Problem, description = "`room_not_found` / `member_not_found`"),
+        (status = 422, body = Problem, description = "`validation_failed` (`role` must be `admin` or `member`)"),
+    ))]
+#[tracing::instrument(skip_all, fields(user_id = %caller.id, %room_id, target = %user_id))]
+async fn update_member(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path((room_id, user_id)): Path<(Uuid, Uuid)>,
+    Json(request): Json<UpdateMemberRequest>,
+) -> Result<axum::Json<Member>, ApiError> {
+    if request.role == Role::Owner {
+        return Err(ApiError::validation(
+            "role",
+            "must be admin or member (ownership is not transferred this way)",
+        ));
+    }
+    let (_, role) = member_room(&state.store, room_id, caller.id).await?;
+    if role != Role::Owner {
+        return Err(ApiError::Forbidden(
+            "only the room's owner can change roles",
+        ));
+    }
+    if user_id == caller.id {
+        return Err(ApiError::Forbidden(
+            "the owner's own role cannot be changed",
+        ));
+    }
+    let member = state
+        .store
+        .set_member_role(room_id, user_id, request.role)
+        .await?
+        .ok_or(ApiError::MemberNotFound)?;
+    state.bus.publish(
+        room_id,
+        &ServerEvent::MemberUpdated {
+            room_id,
+            member: member.clone(),
+        },
+        None,
+    );
+    Ok(axum::Json(member))
 }

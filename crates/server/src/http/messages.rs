@@ -136,6 +136,9 @@ impl From<WriteError> for ApiError {
             WriteError::Unavailable(cause) => ApiError::Unavailable(cause),
             WriteError::ShuttingDown => ApiError::Unavailable("the server is shutting down".into()),
             WriteError::Failed(cause) => ApiError::Internal(anyhow::anyhow!(cause)),
+            WriteError::NotAMember => ApiError::NotAMember {
+                status: StatusCode::FORBIDDEN,
+            },
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Messages: group-committed appends with per-room seq, and history reads by (room_id, seq).
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use nebula_wire::{Message, Seq};
@@ -54,6 +55,47 @@ const CONFLICT_RETRIES: usize = 3;
 /// Idempotency keys looked up per SQLite query (see `sqlite_originals`).
 const IDEMPOTENCY_CHUNK: usize = 32;
 
+/// Why a message of a batch was not stored: its sender is not a member of the room (any
+/// more). Decided inside the commit, so a removal that raced the send always wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAMember;
+
+/// The outcome of one input of a batch.
+pub type Outcome = Result<Posted, NotAMember>;
+
+/// A committed batch: one outcome per input, in order, and the membership revision of each
+/// room that got new messages (events about them carry it; see `bus`).
+#[derive(Debug)]
+pub struct Committed {
+    pub outcomes: Vec<Outcome>,
+    pub member_revs: BTreeMap<Uuid, i64>,
+}
+
+/// Which senders were members of which rooms, as of a membership revision: a writer's memory
+/// of its last checks, so a batch checks only senders it has not seen at the room's current
+/// revision. Every removal bumps the revision (in the same transaction, under the room row's
+/// lock), which invalidates every entry of the room at once, on every node.
+#[derive(Debug, Default)]
+pub struct MemberCache {
+    known: HashMap<(Uuid, Uuid), i64>,
+}
+
+/// Entries kept before the cache starts over (a cold entry costs one indexed lookup).
+const MEMBER_CACHE_MAX: usize = 100_000;
+
+impl MemberCache {
+    fn is_known(&self, room_id: Uuid, sender: Uuid, member_rev: i64) -> bool {
+        self.known.get(&(room_id, sender)) == Some(&member_rev)
+    }
+
+    fn remember(&mut self, room_id: Uuid, sender: Uuid, member_rev: i64) {
+        if self.known.len() >= MEMBER_CACHE_MAX {
+            self.known.clear();
+        }
+        self.known.insert((room_id, sender), member_rev);
+    }
+}
+
 impl Store {
     /// Writes a batch of messages in one transaction and returns one outcome per input, in order.
     ///
@@ -61,69 +103,169 @@ impl Store {
     /// the inserts: the row lock serializes writers of one room across every process, and a
     /// rolled-back batch releases its seqs, so seq never has gaps or duplicates. Rooms are
     /// locked in id order so two batches touching the same rooms cannot deadlock.
+    ///
+    /// Senders are checked against the room's membership under the same lock: a message from
+    /// someone removed before the commit is refused ([`NotAMember`]) whatever any node's
+    /// caches said. Senders already checked at the room's current membership revision cost
+    /// nothing; the others one indexed lookup per room.
     #[tracing::instrument(skip_all, fields(batch = batch.len()))]
-    pub async fn append_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<Posted>> {
+    pub async fn append_messages(
+        &self,
+        batch: &[NewMessage],
+        members: &mut MemberCache,
+    ) -> StoreResult<Committed> {
         let mut attempt = 0;
+        let mut refused: HashSet<(Uuid, Uuid)> = HashSet::new();
         loop {
             attempt += 1;
-            match self.try_append(batch).await {
-                Err(StoreError::Database(err))
-                    if is_unique_violation(&err) && attempt < CONFLICT_RETRIES =>
-                {
-                    continue;
+            // Almost always the whole batch; after a refusal, the rest of it.
+            let (subset, admitted) = if refused.is_empty() {
+                (Cow::Borrowed(batch), None)
+            } else {
+                let admitted: Vec<usize> = (0..batch.len())
+                    .filter(|&i| !refused.contains(&(batch[i].room_id, batch[i].sender_id)))
+                    .collect();
+                let subset = admitted.iter().map(|&i| batch[i].clone()).collect();
+                (Cow::Owned(subset), Some(admitted))
+            };
+            match self.try_append(&subset, members).await {
+                Ok(Attempt::Committed(outcomes, member_revs)) => {
+                    let outcomes = match admitted {
+                        None => outcomes.into_iter().map(Ok).collect(),
+                        Some(admitted) => {
+                            let mut all: Vec<Outcome> = vec![Err(NotAMember); batch.len()];
+                            for (index, outcome) in admitted.into_iter().zip(outcomes) {
+                                all[index] = Ok(outcome);
+                            }
+                            all
+                        }
+                    };
+                    return Ok(Committed {
+                        outcomes,
+                        member_revs,
+                    });
                 }
-                other => return other,
+                // Rolled back: commit the rest without the non-members' messages.
+                Ok(Attempt::NotMembers(senders)) => refused.extend(senders),
+                Err(StoreError::Database(err))
+                    if is_unique_violation(&err) && attempt < CONFLICT_RETRIES => {}
+                Err(err) => return Err(err),
             }
         }
     }
 
-    async fn try_append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Posted>> {
+    async fn try_append(
+        &self,
+        batch: &[NewMessage],
+        members: &mut MemberCache,
+    ) -> StoreResult<Attempt> {
         let created_at = super::now();
         let keyed: Vec<&NewMessage> = batch.iter().filter(|m| m.client_msg_id.is_some()).collect();
         match &self.backend {
             Backend::Sqlite { writer, .. } => {
                 let mut tx = writer.begin().await?;
                 let plan = Plan::new(batch, sqlite_originals(&mut tx, &keyed).await?);
-                let created = new_rows(batch, allocate_seqs!(tx, plan, batch.len()), created_at);
+                let (seqs, revs) = allocate_seqs!(tx, plan, batch.len());
+                let outsiders = check_senders!(tx, plan, batch, revs, members);
+                if !outsiders.is_empty() {
+                    tx.rollback().await?;
+                    return Ok(Attempt::NotMembers(outsiders));
+                }
+                let created = new_rows(batch, seqs, created_at);
                 sqlite_insert(&mut tx, &created).await?;
                 tx.commit().await?;
-                plan.outcomes(batch, created)
+                Ok(Attempt::Committed(plan.outcomes(batch, created)?, revs))
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 let plan = Plan::new(batch, postgres_originals(&mut tx, &keyed).await?);
-                let created = new_rows(batch, allocate_seqs!(tx, plan, batch.len()), created_at);
+                let (seqs, revs) = allocate_seqs!(tx, plan, batch.len());
+                let outsiders = check_senders!(tx, plan, batch, revs, members);
+                if !outsiders.is_empty() {
+                    tx.rollback().await?;
+                    return Ok(Attempt::NotMembers(outsiders));
+                }
+                let created = new_rows(batch, seqs, created_at);
                 postgres_insert(&mut tx, &created).await?;
                 tx.commit().await?;
-                plan.outcomes(batch, created)
+                Ok(Attempt::Committed(plan.outcomes(batch, created)?, revs))
             }
         }
     }
 }
 
+/// One try at committing a batch.
+enum Attempt {
+    Committed(Vec<Posted>, BTreeMap<Uuid, i64>),
+    /// Rolled back: these (room, sender) pairs are not members.
+    NotMembers(Vec<(Uuid, Uuid)>),
+}
+
 /// Allocates seqs for a plan's new messages: one `UPDATE` per room, in room-id order, inside
-/// the batch's transaction. The same SQL on both backends; a macro because the transaction
-/// types differ.
+/// the batch's transaction, which also reads each room's membership revision under the lock.
+/// The same SQL on both backends; a macro because the transaction types differ.
 macro_rules! allocate_seqs {
     ($tx:ident, $plan:ident, $len:expr) => {{
         let mut seqs: Vec<Option<Seq>> = vec![None; $len];
+        let mut revs: BTreeMap<Uuid, i64> = BTreeMap::new();
         for (room_id, indexes) in &$plan.new_by_room {
             let count = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
-            let last: Seq = sqlx::query_scalar(
-                "UPDATE rooms SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
+            let (last, member_rev): (Seq, i64) = sqlx::query_as(
+                "UPDATE rooms SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq, member_rev",
             )
             .bind(room_id)
             .bind(count)
             .fetch_one(&mut *$tx)
             .await?;
+            revs.insert(*room_id, member_rev);
             for (offset, &index) in indexes.iter().enumerate() {
                 seqs[index] = Some(last - count + 1 + i64::try_from(offset).unwrap_or(0));
             }
         }
-        seqs
+        (seqs, revs)
     }};
 }
 use allocate_seqs;
+
+/// The (room, sender) pairs of a plan's new messages whose sender is not a member, checked in
+/// the batch's transaction after `allocate_seqs` locked the rooms; senders the cache knows at
+/// the room's revision are not looked up. Members found are remembered.
+macro_rules! check_senders {
+    ($tx:ident, $plan:ident, $batch:ident, $revs:ident, $members:ident) => {{
+        let mut outsiders: Vec<(Uuid, Uuid)> = Vec::new();
+        for (room_id, indexes) in &$plan.new_by_room {
+            let member_rev = $revs.get(room_id).copied().unwrap_or_default();
+            let mut unknown: Vec<Uuid> = indexes
+                .iter()
+                .map(|&index| $batch[index].sender_id)
+                .filter(|&sender| !$members.is_known(*room_id, sender, member_rev))
+                .collect();
+            if unknown.is_empty() {
+                continue;
+            }
+            unknown.sort_unstable();
+            unknown.dedup();
+            let mut query = QueryBuilder::new("SELECT user_id FROM room_members WHERE room_id = ");
+            query.push_bind(*room_id);
+            query.push(" AND user_id IN (");
+            let mut ids = query.separated(", ");
+            for sender in &unknown {
+                ids.push_bind(*sender);
+            }
+            query.push(")");
+            let found: Vec<Uuid> = query.build_query_scalar().fetch_all(&mut *$tx).await?;
+            for sender in unknown {
+                if found.contains(&sender) {
+                    $members.remember(*room_id, sender, member_rev);
+                } else {
+                    outsiders.push((*room_id, sender));
+                }
+            }
+        }
+        outsiders
+    }};
+}
+use check_senders;
 
 /// What a batch will do, decided before anything is written: which inputs repeat a stored
 /// `client_msg_id` (`originals`), which repeat an earlier input of the same batch, and which

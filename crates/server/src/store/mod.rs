@@ -21,9 +21,9 @@ use sqlx::sqlite::{
 };
 use tokio::sync::Notify;
 
-pub use messages::{Direction, NewMessage, Posted};
+pub use messages::{Direction, MemberCache, NewMessage, NotAMember, Outcome, Posted};
 pub use outbox::{OutboxLease, OutboxRow};
-pub use rooms::{AddOutcome, RoomAccess, RoomRecord};
+pub use rooms::{AddOutcome, MembershipCheck, RoomAccess, RoomRecord, SubscriptionState};
 pub use users::UserRecord;
 
 /// Storage failures. Client mistakes are not here: they are caught before the store.

@@ -266,15 +266,16 @@ impl Store {
         })
     }
 
-    /// Removes `user` from the room; `false` if they were not a member.
+    /// Removes `user` from the room and returns the room's new membership revision, or `None`
+    /// if they were not a member.
     ///
     /// When the owner leaves, ownership passes to the longest-standing admin, or else the
     /// longest-standing member, so a room with members always has an owner. The remaining
     /// members' notification goes to the outbox in the same transaction.
     #[tracing::instrument(skip(self, user), fields(user_id = %user.id))]
-    pub async fn remove_member(&self, room_id: Uuid, user: &User) -> StoreResult<bool> {
+    pub async fn remove_member(&self, room_id: Uuid, user: &User) -> StoreResult<Option<i64>> {
         let user_id = user.id;
-        with_writer!(self, pool => {
+        let member_rev = with_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let removed_role: Option<String> =
                 sqlx::query_scalar("DELETE FROM room_members WHERE room_id = $1 AND user_id = $2 RETURNING role")
@@ -282,10 +283,12 @@ impl Store {
                     .bind(user_id)
                     .fetch_optional(&mut *tx)
                     .await?;
-            let Some(role) = removed_role else { return Ok(false) };
-            // Locks the room row until commit (outbox order, as in `add_member`).
-            let room_name: String = sqlx::query_scalar(
-                "UPDATE rooms SET member_count = member_count - 1 WHERE id = $1 RETURNING name",
+            let Some(role) = removed_role else { return Ok(None) };
+            // Locks the room row until commit (outbox order, as in `add_member`; and message
+            // commits of the room, which check their senders against `member_rev`).
+            let (room_name, member_rev): (String, i64) = sqlx::query_as(
+                "UPDATE rooms SET member_count = member_count - 1, member_rev = member_rev + 1
+                 WHERE id = $1 RETURNING name, member_rev",
             )
             .bind(room_id)
             .fetch_one(&mut *tx)
@@ -313,9 +316,155 @@ impl Store {
                 }
             }
             tx.commit().await?;
+            member_rev
         });
         self.wake_outbox_relay();
-        Ok(true)
+        Ok(Some(member_rev))
+    }
+
+    /// Changes a member's role; `None` if they are not a member. The owner's role is not
+    /// changed here (callers refuse that before).
+    #[tracing::instrument(skip(self))]
+    pub async fn set_member_role(
+        &self,
+        room_id: Uuid,
+        user_id: Uuid,
+        role: Role,
+    ) -> StoreResult<Option<Member>> {
+        let row = with_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let changed = sqlx::query(
+                "UPDATE room_members SET role = $3 WHERE room_id = $1 AND user_id = $2 AND role <> 'owner'",
+            )
+            .bind(room_id)
+            .bind(user_id)
+            .bind(role_str(role))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let row = if changed == 1 {
+                sqlx::query_as::<_, MemberRow>(
+                    "SELECT m.user_id, u.username, m.role, m.joined_at
+                     FROM room_members m JOIN users u ON u.id = m.user_id
+                     WHERE m.room_id = $1 AND m.user_id = $2",
+                )
+                .bind(room_id)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?
+            } else {
+                None
+            };
+            tx.commit().await?;
+            row
+        });
+        Ok(row.map(Member::from))
+    }
+
+    /// A member's role, `None` if they are not a member.
+    pub async fn member_role(&self, room_id: Uuid, user_id: Uuid) -> StoreResult<Option<Role>> {
+        let role: Option<String> = with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT role FROM room_members WHERE room_id = $1 AND user_id = $2")
+                .bind(room_id)
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(role.as_deref().map(parse_role))
+    }
+
+    /// What a new subscription needs, read in one statement *after* the subscriber was
+    /// registered: the room's last seq, its membership revision, and whether the user is
+    /// (still) a member. `None` for a room that does not exist.
+    pub async fn subscription_state(
+        &self,
+        room_id: Uuid,
+        user_id: Uuid,
+    ) -> StoreResult<Option<SubscriptionState>> {
+        let row: Option<(i64, i64, bool)> = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT r.last_seq, r.member_rev,
+                        EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = r.id AND m.user_id = $2)
+                 FROM rooms r WHERE r.id = $1",
+            )
+            .bind(room_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(
+            row.map(|(last_seq, member_rev, is_member)| SubscriptionState {
+                last_seq,
+                member_rev,
+                is_member,
+            }),
+        )
+    }
+
+    /// Which of `users` are still members of the room, with the membership revision that
+    /// answer is valid at: one statement, so both come from the same snapshot.
+    pub async fn check_members(
+        &self,
+        room_id: Uuid,
+        users: &[Uuid],
+    ) -> StoreResult<MembershipCheck> {
+        let mut check = MembershipCheck {
+            member_rev: 0,
+            members: Vec::new(),
+            former: Vec::new(),
+        };
+        if users.is_empty() {
+            check.member_rev = with_pool!(self, pool => {
+                sqlx::query_scalar::<_, i64>("SELECT member_rev FROM rooms WHERE id = $1")
+                    .bind(room_id)
+                    .fetch_optional(pool)
+                    .await?
+                    .unwrap_or(0)
+            });
+            return Ok(check);
+        }
+        for chunk in users.chunks(MEMBERSHIP_CHUNK) {
+            // Built per backend: a query builder is typed by its database.
+            let rows: Vec<MembershipRow> = with_pool!(self, pool => {
+                let mut query = sqlx::QueryBuilder::new(
+                    "SELECT u.id, u.username, u.created_at,
+                            EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = ",
+                );
+                query.push_bind(room_id);
+                query.push(
+                    " AND m.user_id = u.id) AS is_member, \
+                     COALESCE((SELECT member_rev FROM rooms WHERE id = ",
+                );
+                query.push_bind(room_id);
+                query.push("), 0) AS member_rev FROM users u WHERE u.id IN (");
+                let mut ids = query.separated(", ");
+                for user in chunk {
+                    ids.push_bind(*user);
+                }
+                query.push(")");
+                query.build_query_as().fetch_all(pool).await?
+            });
+            for row in rows {
+                // Chunks are separate snapshots: the oldest revision is the one every answer
+                // is valid at (a later check only ever finds more removals).
+                check.member_rev = if check.member_rev == 0 {
+                    row.member_rev
+                } else {
+                    check.member_rev.min(row.member_rev)
+                };
+                let user = User {
+                    id: row.id,
+                    username: row.username,
+                    created_at: row.created_at,
+                };
+                if row.is_member {
+                    check.members.push(user.id);
+                } else {
+                    check.former.push(user);
+                }
+            }
+        }
+        Ok(check)
     }
 
     /// The highest seq in the room (0 for none or no such room).
@@ -324,6 +473,17 @@ impl Store {
             sqlx::query_scalar("SELECT last_seq FROM rooms WHERE id = $1").bind(room_id).fetch_optional(pool).await?
         });
         Ok(seq.unwrap_or(0))
+    }
+
+    /// The room's last seq and membership revision (0, 0 for no such room).
+    pub async fn room_revisions(&self, room_id: Uuid) -> StoreResult<(i64, i64)> {
+        let row: Option<(i64, i64)> = with_pool!(self, pool => {
+            sqlx::query_as("SELECT last_seq, member_rev FROM rooms WHERE id = $1")
+                .bind(room_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.unwrap_or((0, 0)))
     }
 
     /// Records that `user_id` has read up to `seq` (never moving backwards).
@@ -341,6 +501,37 @@ impl Store {
         });
         Ok(())
     }
+}
+
+/// Users checked per membership query (bound parameters stay well under SQLite's limit).
+const MEMBERSHIP_CHUNK: usize = 500;
+
+/// See [`Store::subscription_state`].
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionState {
+    pub last_seq: i64,
+    pub member_rev: i64,
+    pub is_member: bool,
+}
+
+/// See [`Store::check_members`].
+#[derive(Debug, Clone, Default)]
+pub struct MembershipCheck {
+    /// The room's membership revision the answer is valid at.
+    pub member_rev: i64,
+    /// Users still in the room.
+    pub members: Vec<Uuid>,
+    /// Users no longer in the room (or never were).
+    pub former: Vec<User>,
+}
+
+#[derive(sqlx::FromRow)]
+struct MembershipRow {
+    id: Uuid,
+    username: String,
+    created_at: DateTime<Utc>,
+    is_member: bool,
+    member_rev: i64,
 }
 
 /// Escapes LIKE wildcards so a search for `50%` means the characters, not a pattern.

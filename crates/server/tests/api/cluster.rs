@@ -547,3 +547,94 @@ async fn rate_limits_hold_across_nodes() {
     assert!((15..=20).contains(&accepted), "{accepted} accepted");
     assert!(limited >= 20, "{limited} refused");
 }
+
+/// Kills every pub/sub connection of a private Redis every few milliseconds until `stop`.
+async fn keep_killing_pubsub(url: String, stop: tokio_util::sync::CancellationToken) {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    while !stop.is_cancelled() {
+        let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut conn)
+            .await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Bob, subscribed on node 1, is removed on node 0 while node 1's pub/sub connection keeps
+/// dying, so node 1 never hears the `member.left`; messages are posted meanwhile. Once node 1
+/// is back it must drop bob's subscription (from the database) before it delivers anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_on_another_node_hears_nothing_when_the_bus_lost_the_removal() {
+    let Some((backend, _)) = services("removal_lost_on_the_bus") else {
+        return;
+    };
+    let redis = PrivateRedis::start().await;
+    let cluster = TestCluster::start(&backend, &redis.url(), 2, &[]).await;
+    let alice = cluster.register(0, "alice").await;
+    let room = alice.create_room("Club", false).await;
+    let bob = cluster.register(1, "bob").await;
+    assert_eq!(bob.join(room.id).await.status, StatusCode::CREATED);
+    let mut bob_ws = bob.subscribed(room.id).await;
+    alice.say(room.id, "welcome").await;
+    assert_eq!(bob_ws.next_message().await.content, "welcome");
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let killer = tokio::spawn(keep_killing_pubsub(redis.url(), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let removed = alice
+        .delete(&format!("/rooms/{}/members/{}", room.id, bob.user.id))
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    for n in 0..3 {
+        alice.say(room.id, &format!("during {n}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    killer.await.expect("killer");
+    for n in 0..3 {
+        alice.say(room.id, &format!("after {n}")).await;
+    }
+
+    // Node 1 repairs from the database: bob gets his own member.left, and no message first.
+    let left = bob_ws
+        .expect(|e| {
+            matches!(
+                e,
+                ServerEvent::MemberLeft { .. } | ServerEvent::MessageNew { .. }
+            )
+        })
+        .await;
+    assert!(
+        matches!(&left, ServerEvent::MemberLeft { user, .. } if user.id == bob.user.id),
+        "bob must be dropped before any later message: {left:?}"
+    );
+    alice.say(room.id, "much later").await;
+    let seen = drain(&mut bob_ws).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, ServerEvent::MessageNew { .. })),
+        "{seen:?}"
+    );
+    // And he cannot send there from that socket.
+    bob_ws
+        .send(ClientEvent::MessageSend {
+            room_id: room.id,
+            content: "still here?".into(),
+            client_msg_id: None,
+        })
+        .await;
+    let refused = bob_ws
+        .expect(|e| matches!(e, ServerEvent::Error { .. }))
+        .await;
+    assert!(
+        matches!(&refused, ServerEvent::Error { code, .. } if code == "not_a_member"),
+        "{refused:?}"
+    );
+}

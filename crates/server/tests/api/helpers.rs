@@ -241,6 +241,39 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Removes a member in the database only, as a removal whose events never reached this
+    /// node would look (a lost bus message): no `member.left` is published.
+    pub async fn remove_member_silently(&self, room_id: Uuid, user_id: Uuid) {
+        const DELETE: &str = "DELETE FROM room_members WHERE room_id = $1 AND user_id = $2";
+        const BUMP: &str = "UPDATE rooms SET member_rev = member_rev + 1, \
+                            member_count = member_count - 1 WHERE id = $1";
+        if self.database_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.database_url)
+                .await
+                .expect("sqlite");
+            let mut tx = pool.begin().await.expect("begin");
+            let query = sqlx::query(DELETE).bind(room_id).bind(user_id);
+            query.execute(&mut *tx).await.expect(DELETE);
+            let query = sqlx::query(BUMP).bind(room_id);
+            query.execute(&mut *tx).await.expect(BUMP);
+            tx.commit().await.expect("commit");
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(&self.database_url)
+                .await
+                .expect("postgres");
+            let mut tx = pool.begin().await.expect("begin");
+            let query = sqlx::query(DELETE).bind(room_id).bind(user_id);
+            query.execute(&mut *tx).await.expect(DELETE);
+            let query = sqlx::query(BUMP).bind(room_id);
+            query.execute(&mut *tx).await.expect(BUMP);
+            tx.commit().await.expect("commit");
+            pool.close().await;
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -305,6 +338,16 @@ impl Session {
         send(
             self.http
                 .post(self.url(path))
+                .bearer_auth(&self.token)
+                .json(&body),
+        )
+        .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        send(
+            self.http
+                .patch(self.url(path))
                 .bearer_auth(&self.token)
                 .json(&body),
         )

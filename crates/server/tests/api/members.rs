@@ -13,6 +13,8 @@ on_both_backends!(
     only_owners_and_admins_add_others,
     leaving_a_room,
     when_the_owner_leaves_the_oldest_member_takes_over,
+    owners_and_admins_remove_members,
+    only_the_owner_changes_roles,
 );
 
 async fn anyone_can_join_a_public_room_once(backend: Backend) {
@@ -167,4 +169,135 @@ async fn when_the_owner_leaves_the_oldest_member_takes_over(backend: Backend) {
         StatusCode::CREATED,
         "the new owner can add members"
     );
+}
+
+async fn owners_and_admins_remove_members(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let dave = app.register("dave").await;
+    let room = alice.create_room("Club", false).await;
+    for user in [&bob, &carol, &dave] {
+        user.join(room.id).await;
+    }
+    let path =
+        |user: &crate::helpers::Session| format!("/rooms/{}/members/{}", room.id, user.user.id);
+
+    // A member removes nobody; an outsider is told it is not a member.
+    bob.delete(&path(&carol))
+        .await
+        .assert_problem(403, "forbidden");
+    let outsider = app.register("eve").await;
+    outsider
+        .delete(&path(&carol))
+        .await
+        .assert_problem(403, "not_a_member");
+
+    // The owner makes bob an admin; an admin removes members, not the owner or other admins.
+    let promoted: Member = alice
+        .patch(&path(&bob), json!({"role": "admin"}))
+        .await
+        .json();
+    assert_eq!(promoted.role, Role::Admin);
+    alice.patch(&path(&carol), json!({"role": "admin"})).await;
+    bob.delete(&path(&carol))
+        .await
+        .assert_problem(403, "forbidden");
+    bob.delete(&path(&alice))
+        .await
+        .assert_problem(403, "forbidden");
+    let removed = bob.delete(&path(&dave)).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text());
+    bob.delete(&path(&dave))
+        .await
+        .assert_problem(404, "member_not_found");
+    dave.get(&format!("/rooms/{}/messages", room.id))
+        .await
+        .assert_problem(403, "not_a_member");
+
+    // The owner removes an admin; removing yourself is leaving.
+    assert_eq!(
+        alice.delete(&path(&carol)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(bob.delete(&path(&bob)).await.status, StatusCode::NO_CONTENT);
+    let list: MemberList = alice
+        .get(&format!("/rooms/{}/members", room.id))
+        .await
+        .json();
+    assert_eq!(list.members.len(), 1);
+
+    // A private room stays invisible to outsiders on these routes too.
+    let den = alice.create_room("Den", true).await;
+    outsider
+        .delete(&format!("/rooms/{}/members/{}", den.id, alice.user.id))
+        .await
+        .assert_problem(404, "room_not_found");
+    outsider
+        .patch(
+            &format!("/rooms/{}/members/{}", den.id, alice.user.id),
+            json!({"role": "member"}),
+        )
+        .await
+        .assert_problem(404, "room_not_found");
+}
+
+async fn only_the_owner_changes_roles(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let room = alice.create_room("Club", false).await;
+    bob.join(room.id).await;
+    carol.join(room.id).await;
+    let mut carol_ws = carol.subscribed(room.id).await;
+    let bob_path = format!("/rooms/{}/members/{}", room.id, bob.user.id);
+
+    let member: Member = alice
+        .patch(&bob_path, json!({"role": "admin"}))
+        .await
+        .json();
+    assert_eq!((member.user_id, member.role), (bob.user.id, Role::Admin));
+    let event = carol_ws
+        .expect(|e| matches!(e, nebula_wire::ServerEvent::MemberUpdated { .. }))
+        .await;
+    assert!(
+        matches!(&event, nebula_wire::ServerEvent::MemberUpdated { member, .. } if member.role == Role::Admin && member.user_id == bob.user.id),
+        "{event:?}"
+    );
+    // Admins are not owners.
+    bob.patch(
+        &format!("/rooms/{}/members/{}", room.id, carol.user.id),
+        json!({"role": "admin"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    alice
+        .patch(
+            &format!("/rooms/{}/members/{}", room.id, alice.user.id),
+            json!({"role": "member"}),
+        )
+        .await
+        .assert_problem(403, "forbidden");
+    alice
+        .patch(&bob_path, json!({"role": "owner"}))
+        .await
+        .assert_problem(422, "validation_failed");
+    alice
+        .patch(&bob_path, json!({"role": "emperor"}))
+        .await
+        .assert_problem(422, "invalid_body");
+    alice
+        .patch(
+            &format!("/rooms/{}/members/{}", room.id, uuid::Uuid::new_v4()),
+            json!({"role": "member"}),
+        )
+        .await
+        .assert_problem(404, "member_not_found");
+    let back: Member = alice
+        .patch(&bob_path, json!({"role": "member"}))
+        .await
+        .json();
+    assert_eq!(back.role, Role::Member);
 }

@@ -378,6 +378,12 @@ async fn typing_read_presence_and_membership_events(backend: Backend) {
         matches!(&offline, ServerEvent::Presence { user, status: PresenceStatus::Offline, .. } if user.id == bob.user.id),
         "{offline:?}"
     );
+    // He was last shown typing: going away stops that.
+    let stopped = alice_ws.next_event().await;
+    assert!(
+        matches!(&stopped, ServerEvent::Typing { user_id, state: TypingState::Stop, .. } if *user_id == bob.user.id),
+        "{stopped:?}"
+    );
 
     bob.leave(room.id).await;
     let left = alice_ws.next_event().await;

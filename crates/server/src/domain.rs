@@ -68,19 +68,20 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// An optional email address; only its shape is checked (delivery would be the real test).
+/// An optional email address; only its shape is checked (delivery would be the real test):
+/// `local@domain`, one `@`, no whitespace, at most 254 characters (the OpenAPI pattern).
 pub fn parse_email(raw: Option<&str>) -> Result<Option<String>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
     reject_nul("email", raw)?;
-    let trimmed = raw.trim();
-    let shaped = trimmed.len() <= 254
-        && trimmed
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty());
+    let shaped = raw.chars().count() <= 254
+        && !raw.chars().any(char::is_whitespace)
+        && raw.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        });
     if !shaped {
         return Err(ApiError::validation("email", "must be an email address"));
     }
-    Ok(Some(trimmed.to_owned()))
+    Ok(Some(raw.to_owned()))
 }
 
 /// 1–100 characters, not blank.
@@ -171,8 +172,11 @@ pub struct PageRequest {
 impl PageRequest {
     pub fn parse(page: Option<u64>, page_size: Option<u64>) -> Result<Self, ApiError> {
         let page = page.unwrap_or(1);
-        if page == 0 {
-            return Err(ApiError::InvalidQuery("page must be at least 1".into()));
+        // The schema says int64: refuse what does not fit one, as it does.
+        if page == 0 || i64::try_from(page).is_err() {
+            return Err(ApiError::InvalidQuery(
+                "page must be between 1 and 2^63 - 1".into(),
+            ));
         }
         Ok(PageRequest {
             page,

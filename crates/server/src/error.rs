@@ -126,7 +126,7 @@ impl ApiError {
                 "Too many connections",
             ),
             NotWebSocket(_) => (
-                StatusCode::BAD_REQUEST,
+                StatusCode::UPGRADE_REQUIRED,
                 "websocket_upgrade_required",
                 "WebSocket upgrade required",
             ),
@@ -194,6 +194,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let ApiError::NotWebSocket(_) = self {
+            // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
         if let ApiError::RateLimited { retry_after_secs } = self {
             headers.insert(
                 header::RETRY_AFTER,

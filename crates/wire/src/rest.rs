@@ -18,10 +18,17 @@ pub struct User {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RegisterRequest {
     /// 3–32 characters of `[A-Za-z0-9_.-]`, unique ignoring case.
+    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]+$")]
     pub username: String,
     /// 8–128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
+    /// An address of the shape `local@domain` (no spaces), at most 254 characters.
     #[serde(default)]
+    #[schema(
+        max_length = 254,
+        pattern = "^[^@\\u0000\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+@[^@\\u0000\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+$"
+    )]
     pub email: Option<String>,
 }
 
@@ -56,12 +63,19 @@ pub struct Room {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreateRoomRequest {
-    /// 1–100 characters.
+    /// 1–100 characters, not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000]*[^\\u0000\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+[^\\u0000]*$"
+    )]
     pub name: String,
     /// Omitted means a public room.
     #[serde(default)]
     pub is_private: Option<bool>,
+    /// At most 1000 characters.
     #[serde(default)]
+    #[schema(max_length = 1000, pattern = "^[^\\u0000]*$")]
     pub description: Option<String>,
 }
 
@@ -82,11 +96,14 @@ pub struct PublicRoomPage {
 /// Query of `GET /rooms/public`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 pub struct PublicRoomQuery {
-    /// Case-insensitive substring of the room name.
+    /// Case-insensitive substring of the room name, at most 100 characters.
+    #[param(max_length = 100, pattern = "^[^\\u0000]*$")]
     pub q: Option<String>,
     /// 1-based page number.
+    #[param(minimum = 1)]
     pub page: Option<u64>,
     /// 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u64>,
 }
 
@@ -125,8 +142,24 @@ pub struct AddMemberRequest {
 /// `PATCH /rooms/{room_id}/members/{user_id}`: the room's owner changes a member's role.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UpdateMemberRequest {
-    /// `admin` or `member` (ownership is not transferred this way).
-    pub role: Role,
+    pub role: AssignableRole,
+}
+
+/// The roles an owner can give (ownership is not transferred this way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AssignableRole {
+    Admin,
+    Member,
+}
+
+impl From<AssignableRole> for Role {
+    fn from(role: AssignableRole) -> Role {
+        match role {
+            AssignableRole::Admin => Role::Admin,
+            AssignableRole::Member => Role::Member,
+        }
+    }
 }
 
 /// A stored chat message.
@@ -144,26 +177,38 @@ pub struct Message {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PostMessageRequest {
-    /// 1–4000 characters, not whitespace-only; stored exactly as sent.
+    /// 1–4000 characters (`MESSAGE_MAX_CHARS`), not whitespace-only; stored exactly as sent.
+    #[schema(
+        min_length = 1,
+        max_length = 4000,
+        pattern = "^[^\\u0000]*[^\\u0000\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+[^\\u0000]*$"
+    )]
     pub content: String,
-    /// Idempotency key: reposting the same id in the same room returns the original message.
+    /// Idempotency key, 1–128 characters: reposting the same id in the same room returns the
+    /// original message.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\u0000]*$")]
     pub client_msg_id: Option<String>,
 }
 
-/// Query of `GET /rooms/{room_id}/messages`: either `page`/`page_size`, or one keyset cursor
-/// (`before_seq` or `after_seq`) with `limit`.
+/// Query of `GET /rooms/{room_id}/messages`: either `page`/`page_size`, or a keyset window
+/// (`before_seq` and/or `after_seq`, with `limit`). When any keyset parameter is given, the
+/// page parameters are ignored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 pub struct HistoryQuery {
     /// Page-based: 1 is the newest page.
+    #[param(minimum = 1)]
     pub page: Option<u64>,
     /// Page-based: 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u64>,
     /// Keyset: the messages just below this seq.
     pub before_seq: Option<Seq>,
-    /// Keyset: the messages just above this seq.
+    /// Keyset: the messages just above this seq. With `before_seq` too: the `limit` messages
+    /// just above `after_seq` and below `before_seq`.
     pub after_seq: Option<Seq>,
     /// Keyset: 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
 }
 

@@ -51,6 +51,7 @@ pub struct WsQuery {
     responses(
         (status = 101, description = "switching to the WebSocket protocol (see the README's protocol guide)"),
         (status = 401, body = Problem, description = "missing, invalid or expired token"),
+        (status = 426, body = Problem, description = "`websocket_upgrade_required`: a plain HTTP request (send the WebSocket upgrade headers)"),
         (status = 429, body = Problem, description = "`too_many_connections`: the user has `WS_MAX_CONNECTIONS_PER_USER` sockets open on this node"),
     ))]
 async fn connect(
@@ -71,6 +72,7 @@ async fn connect(
         (status = 401, body = Problem),
         (status = 403, body = Problem, description = "`not_a_member`"),
         (status = 404, body = Problem, description = "`room_not_found`"),
+        (status = 426, body = Problem, description = "`websocket_upgrade_required`"),
         (status = 429, body = Problem, description = "`too_many_connections`"),
     ))]
 async fn connect_to_room(

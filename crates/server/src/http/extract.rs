@@ -55,10 +55,15 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes,
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|err| match err.classify() {
+    let value = serde_json::from_slice(bytes).map_err(|err| match err.classify() {
         Category::Data => ApiError::InvalidBody(err.to_string()),
         Category::Syntax | Category::Eof | Category::Io => ApiError::MalformedJson(err.to_string()),
-    })
+    })?;
+    // Every body is a JSON object; serde would also read a struct from an array of its fields.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::InvalidBody("expected a JSON object".into()));
+    }
+    Ok(value)
 }
 
 /// Query parameters; anything unparsable is 400 `invalid_query`.

@@ -193,7 +193,7 @@ async fn remove_member(
         (status = 200, body = Member),
         (status = 403, body = Problem, description = "`not_a_member` / `forbidden` (not the owner, or the owner's own role)"),
         (status = 404, body = Problem, description = "`room_not_found` / `member_not_found`"),
-        (status = 422, body = Problem, description = "`validation_failed` (`role` must be `admin` or `member`)"),
+        (status = 422, body = Problem, description = "`invalid_body` (`role` must be `admin` or `member`)"),
     ))]
 #[tracing::instrument(skip_all, fields(user_id = %caller.id, %room_id, target = %user_id))]
 async fn update_member(
@@ -202,12 +202,6 @@ async fn update_member(
     Path((room_id, user_id)): Path<(Uuid, Uuid)>,
     Json(request): Json<UpdateMemberRequest>,
 ) -> Result<axum::Json<Member>, ApiError> {
-    if request.role == Role::Owner {
-        return Err(ApiError::validation(
-            "role",
-            "must be admin or member (ownership is not transferred this way)",
-        ));
-    }
     let (_, role) = member_room(&state.store, room_id, caller.id).await?;
     if role != Role::Owner {
         return Err(ApiError::Forbidden(
@@ -221,7 +215,7 @@ async fn update_member(
     }
     let member = state
         .store
-        .set_member_role(room_id, user_id, request.role)
+        .set_member_role(room_id, user_id, request.role.into())
         .await?
         .ok_or(ApiError::MemberNotFound)?;
     state.bus.publish(

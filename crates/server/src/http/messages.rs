@@ -37,17 +37,8 @@ async fn history(
     Path(room_id): Path<Uuid>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<axum::Json<History>, ApiError> {
+    // Any keyset parameter selects the keyset form; page parameters are then ignored.
     let keyset = query.before_seq.is_some() || query.after_seq.is_some() || query.limit.is_some();
-    if keyset && (query.page.is_some() || query.page_size.is_some()) {
-        return Err(ApiError::InvalidQuery(
-            "use page/page_size or before_seq/after_seq/limit, not both".into(),
-        ));
-    }
-    if query.before_seq.is_some() && query.after_seq.is_some() {
-        return Err(ApiError::InvalidQuery(
-            "use before_seq or after_seq, not both".into(),
-        ));
-    }
     // Validate everything before touching the database.
     let paging = if keyset {
         None
@@ -76,7 +67,7 @@ async fn history(
         (None, Some(after)) => {
             let (messages, has_more) = state
                 .store
-                .messages_window(room_id, after, Direction::After, limit)
+                .messages_window(room_id, after, Direction::After(query.before_seq), limit)
                 .await?;
             History::Window(MessageWindow { messages, has_more })
         }

@@ -5,6 +5,7 @@ pub mod extract;
 mod members;
 mod messages;
 mod meta;
+mod openapi;
 mod rooms;
 
 use std::time::Duration;
@@ -63,20 +64,30 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document and the routes it describes.
-fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The OpenAPI document (refined JSON: see `openapi`) and the routes it describes.
+fn api() -> (Router<AppState>, serde_json::Value) {
+    let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
         .merge(rooms::routes())
         .merge(members::routes())
         .merge(messages::routes())
         .merge(meta::routes())
         .merge(crate::gateway::routes())
-        .split_for_parts()
+        .split_for_parts();
+    (router, refined(document))
 }
 
-/// The OpenAPI document alone (for `nebula openapi` and tests).
-pub fn openapi() -> utoipa::openapi::OpenApi {
+/// The generated document with what every route of a kind can answer (see `openapi`). JSON
+/// from here on: some constraints (`not`) have no place in utoipa's types.
+fn refined(document: utoipa::openapi::OpenApi) -> serde_json::Value {
+    // Serializing utoipa's plain structs cannot fail.
+    let mut value = serde_json::to_value(&document).unwrap_or_default();
+    openapi::refine(&mut value);
+    value
+}
+
+/// The OpenAPI document alone (for tests and tools).
+pub fn openapi() -> serde_json::Value {
     api().1
 }
 
@@ -87,7 +98,7 @@ pub fn router(state: AppState) -> Router {
     let (api_routes, openapi) = api();
     let body_limit = state.config.config.body_limit_bytes;
     api_routes
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", openapi))
         .merge(crate::web::router())
         .merge(state.outbox.webpush_routes())
         .fallback(|| async { ApiError::NotFound })

@@ -485,7 +485,8 @@ async fn postgres_insert(tx: &mut PgConnection, created: &[Option<Message>]) -> 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     Before,
-    After,
+    /// Upwards, below the given seq if any (a window inside a range).
+    After(Option<Seq>),
 }
 
 impl Store {
@@ -522,20 +523,24 @@ impl Store {
                 message_columns!(),
                 " FROM messages WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
             ),
-            Direction::After => concat!(
+            Direction::After(_) => concat!(
                 "SELECT ",
                 message_columns!(),
-                " FROM messages WHERE room_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3"
+                " FROM messages WHERE room_id = $1 AND seq > $2 AND seq < $4 ORDER BY seq ASC LIMIT $3"
             ),
+        };
+        let below = match direction {
+            Direction::After(Some(below)) => below,
+            _ => Seq::MAX,
         };
         // One extra row answers `has_more` without a second query.
         let rows = with_pool!(self, pool => {
-            sqlx::query_as::<_, MessageRow>(sql)
+            let query = sqlx::query_as::<_, MessageRow>(sql)
                 .bind(room_id)
                 .bind(cursor)
-                .bind(limit.saturating_add(1))
-                .fetch_all(pool)
-                .await?
+                .bind(limit.saturating_add(1));
+            let query = if matches!(direction, Direction::After(_)) { query.bind(below) } else { query };
+            query.fetch_all(pool).await?
         });
         let mut messages: Vec<Message> = rows.into_iter().map(Message::from).collect();
         let has_more = i64::try_from(messages.len()).unwrap_or(i64::MAX) > limit;

@@ -45,13 +45,16 @@ impl Username {
     }
 }
 
+/// The longest password the contract allows, in characters.
+pub const PASSWORD_MAX_CHARS: usize = 128;
+
 /// 8–128 characters.
 pub struct Password(String);
 
 impl Password {
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
         let chars = raw.chars().count();
-        if !(8..=128).contains(&chars) {
+        if !(8..=PASSWORD_MAX_CHARS).contains(&chars) {
             return Err(ApiError::validation("password", "must be 8–128 characters"));
         }
         Ok(Password(raw.to_owned()))

@@ -114,7 +114,8 @@ impl Server {
         let mut limits = RateLimits::new(
             settings.rate_limit_auth_per_minute,
             settings.rate_limit_messages_per_second,
-        );
+        )
+        .with_login_failures(settings.rate_limit_login_failures_per_account_per_hour);
         if let Some(cluster) = &cluster {
             limits = limits.shared(cluster.clone());
         }
@@ -132,7 +133,7 @@ impl Server {
                 &config.jwt_secret,
                 Duration::from_secs(settings.jwt_ttl_seconds),
             ),
-            passwords: Passwords::new().await?,
+            passwords: Passwords::new(settings.password_hash_queue).await?,
             config: Arc::new(config),
             store,
             writers,
@@ -196,11 +197,14 @@ impl Server {
     }
 }
 
+/// Sweeps the rate limiters' refilled buckets. Often, so that idle buckets (an auth bucket
+/// used once refills within seconds) do not pile up under address rotation; a sweep walks only
+/// the buckets of recently active clients.
 async fn forget_idle_rate_limits(limits: Arc<RateLimits>, shutdown: CancellationToken) {
-    let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+    let mut every_ten_seconds = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
-            _ = every_minute.tick() => limits.forget_idle(),
+            _ = every_ten_seconds.tick() => limits.forget_idle(),
             () = shutdown.cancelled() => return,
         }
     }

@@ -36,12 +36,7 @@ impl SendOutcome {
                 }
             }
             Err(err) => {
-                let api: ApiError = err.into();
-                ServerEvent::Error {
-                    code: api.code().to_owned(),
-                    message: api.to_string(),
-                    reference: self.client_msg_id.or(Some(self.room_id.to_string())),
-                }
+                ApiError::from(err).ws_error(self.client_msg_id.or(Some(self.room_id.to_string())))
             }
         }
     }
@@ -88,7 +83,7 @@ impl Connection {
     ) -> Result<(), CloseReason> {
         if let Err(err) = member_room(&self.state.store, room_id, self.user.id).await {
             return self
-                .send_error(err.code(), &err.to_string(), Some(room_id.to_string()))
+                .send_event(&err.ws_error(Some(room_id.to_string())))
                 .await;
         }
         // Until the replay is done nothing live is delivered for this room (cursor = MAX).
@@ -116,7 +111,7 @@ impl Connection {
                 self.drop_subscription(room_id);
                 let api: ApiError = err.into();
                 return self
-                    .send_error(api.code(), &api.to_string(), Some(room_id.to_string()))
+                    .send_event(&api.ws_error(Some(room_id.to_string())))
                     .await;
             }
         };
@@ -146,15 +141,19 @@ impl Connection {
             .and_then(|content| Ok((content, parse_client_msg_id(client_msg_id.as_deref())?)));
         let (content, client_msg_id) = match parsed {
             Ok(parsed) => parsed,
-            Err(err) => return self.reject(err.code(), &err.to_string(), reference).await,
+            Err(err) => {
+                return self
+                    .reject(err.code(), &err.public_detail(), reference)
+                    .await;
+            }
         };
         if let Err(err) = self.ensure_member(room_id).await {
-            return self
-                .send_error(err.code(), &err.to_string(), reference)
-                .await;
+            return self.send_event(&err.ws_error(reference)).await;
         }
         if let Err(err) = self.state.limits.check_message(self.user.id).await {
-            return self.reject(err.code(), &err.to_string(), reference).await;
+            return self
+                .reject(err.code(), &err.public_detail(), reference)
+                .await;
         }
         let message = NewMessage {
             room_id,
@@ -182,7 +181,7 @@ impl Connection {
     async fn typing(&mut self, room_id: Uuid, state: TypingState) -> Result<(), CloseReason> {
         if let Err(err) = self.ensure_member(room_id).await {
             return self
-                .send_error(err.code(), &err.to_string(), Some(room_id.to_string()))
+                .send_event(&err.ws_error(Some(room_id.to_string())))
                 .await;
         }
         let event = ServerEvent::Typing {
@@ -203,15 +202,11 @@ impl Connection {
                 .await;
         }
         if let Err(err) = self.ensure_member(room_id).await {
-            return self
-                .send_error(err.code(), &err.to_string(), reference)
-                .await;
+            return self.send_event(&err.ws_error(reference)).await;
         }
         if let Err(err) = self.state.store.mark_read(room_id, self.user.id, seq).await {
             let api: ApiError = err.into();
-            return self
-                .send_error(api.code(), &api.to_string(), reference)
-                .await;
+            return self.send_event(&api.ws_error(reference)).await;
         }
         self.state.bus.publish(
             room_id,

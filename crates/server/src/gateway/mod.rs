@@ -1,7 +1,8 @@
 //! The WebSocket gateway: `/ws` and `/ws/rooms/{room_id}`.
 //!
-//! Authentication and, for the room endpoint, membership are checked before the upgrade, so a
-//! refused client gets an ordinary 401/403/404 problem response and no socket. After the
+//! The page's origin (see `http::security`), authentication and, for the room endpoint,
+//! membership are checked before the upgrade, so a refused client gets an ordinary
+//! 401/403/404 problem response and no socket. After the
 //! upgrade each socket is one [`connection::Connection`] task.
 
 mod close;
@@ -48,6 +49,7 @@ pub struct WsQuery {
     responses(
         (status = 101, description = "switching to the WebSocket protocol (see the README's protocol guide)"),
         (status = 401, body = Problem, description = "missing, invalid or expired token"),
+        (status = 403, body = Problem, description = "`origin_not_allowed`: a browser page of an origin not in `CORS_ALLOWED_ORIGINS`"),
     ))]
 async fn connect(
     State(state): State<AppState>,
@@ -55,6 +57,11 @@ async fn connect(
     Query(query): Query<WsQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    state
+        .config
+        .config
+        .cors_allowed_origins
+        .check_websocket(&headers)?;
     let caller = authenticate(&state, &headers, query.token.as_deref())?;
     accept(state, caller, upgrade?, None).await
 }
@@ -65,7 +72,7 @@ async fn connect(
     responses(
         (status = 101, description = "switching to the WebSocket protocol, subscribed to the room"),
         (status = 401, body = Problem),
-        (status = 403, body = Problem, description = "`not_a_member`"),
+        (status = 403, body = Problem, description = "`not_a_member`, or `origin_not_allowed` (see `/ws`)"),
         (status = 404, body = Problem, description = "`room_not_found`"),
     ))]
 async fn connect_to_room(
@@ -75,6 +82,11 @@ async fn connect_to_room(
     Query(query): Query<WsQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    state
+        .config
+        .config
+        .cors_allowed_origins
+        .check_websocket(&headers)?;
     let caller = authenticate(&state, &headers, query.token.as_deref())?;
     member_room(&state.store, room_id, caller.id).await?;
     accept(state, caller, upgrade?, Some((room_id, query.since_seq))).await

@@ -5,13 +5,16 @@
 mod helpers;
 
 mod accounts;
+mod browsers;
 mod cluster;
 mod errors;
+mod leaks;
 mod members;
 mod messages;
 mod notifications;
 mod operations;
 mod privacy;
+mod proxies;
 mod realtime;
 mod rooms;
 mod ws_client;

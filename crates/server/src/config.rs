@@ -350,6 +350,11 @@ pub struct ValidConfig {
 }
 
 impl ValidConfig {
+    /// Origins whose pages may call the API besides the server's own (`CORS_ALLOWED_ORIGINS`).
+    pub fn allowed_origins(&self) -> &AllowedOrigins {
+        &self.config.cors_allowed_origins
+    }
+
     pub fn ping_interval(&self) -> Duration {
         Duration::from_secs(self.config.ws_ping_interval_seconds)
     }

@@ -57,11 +57,7 @@ async fn connect(
     Query(query): Query<WsQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    state
-        .config
-        .config
-        .cors_allowed_origins
-        .check_websocket(&headers)?;
+    state.config.allowed_origins().check_websocket(&headers)?;
     let caller = authenticate(&state, &headers, query.token.as_deref())?;
     accept(state, caller, upgrade?, None).await
 }
@@ -82,11 +78,7 @@ async fn connect_to_room(
     Query(query): Query<WsQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    state
-        .config
-        .config
-        .cors_allowed_origins
-        .check_websocket(&headers)?;
+    state.config.allowed_origins().check_websocket(&headers)?;
     let caller = authenticate(&state, &headers, query.token.as_deref())?;
     member_room(&state.store, room_id, caller.id).await?;
     accept(state, caller, upgrade?, Some((room_id, query.since_seq))).await

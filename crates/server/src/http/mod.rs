@@ -85,7 +85,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let (api_routes, openapi) = api();
     let body_limit = state.config.config.body_limit_bytes;
-    let cors = state.config.config.cors_allowed_origins.cors_layer();
+    let cors = state.config.allowed_origins().cors_layer();
     api_routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .merge(crate::web::router())

@@ -234,3 +234,28 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_failures_reach_clients_as_the_same_fixed_text_on_both_transports() {
+        let cause = "error returned from database: relation \"room_members\" does not exist";
+        for err in [
+            ApiError::Internal(anyhow::anyhow!(cause)),
+            ApiError::Unavailable(cause.to_owned()),
+            ApiError::from(StoreError::Unavailable(cause.to_owned())),
+        ] {
+            let problem = err.problem();
+            assert!(!problem.detail.contains("room_members"), "{problem:?}");
+            let ServerEvent::Error { code, message, .. } = err.ws_error(None) else {
+                panic!("an error event");
+            };
+            assert_eq!((code, message), (problem.code, problem.detail));
+        }
+        // Client errors keep their explanation.
+        let err = ApiError::validation("content", "must not be empty");
+        assert_eq!(err.public_detail(), "content: must not be empty");
+    }
+}

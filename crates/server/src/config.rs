@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::http::client_ip::TrustedProxies;
+use crate::http::security::AllowedOrigins;
+
 /// Nebula real-time chat server.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "nebula", version, about)]
@@ -50,9 +53,45 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_MESSAGES_PER_SECOND", default_value_t = 10)]
     pub rate_limit_messages_per_second: u32,
 
-    /// Take the client IP from `X-Forwarded-For` (only behind a trusted reverse proxy).
-    #[arg(long, env = "TRUST_PROXY_HEADERS", default_value_t = false, action = clap::ArgAction::Set)]
-    pub trust_proxy_headers: bool,
+    /// Failed logins per account (the username, whether or not it exists) per hour; the whole
+    /// hour's allowance may be used at once (0 disables).
+    #[arg(
+        long,
+        env = "RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT_PER_HOUR",
+        default_value_t = 20
+    )]
+    pub rate_limit_login_failures_per_account_per_hour: u32,
+
+    /// Password hashes (logins and sign-ups) that may wait for a hashing thread; beyond this
+    /// they are refused with 503 and `Retry-After`.
+    #[arg(long, env = "PASSWORD_HASH_QUEUE", default_value_t = 64)]
+    pub password_hash_queue: usize,
+
+    /// Comma-separated CIDRs of the reverse proxies in front of the server (e.g.
+    /// `10.0.0.0/8,::1/128`). A request from one of them is attributed to the right-most
+    /// `X-Forwarded-For` address that is not a trusted proxy. Empty: the TCP peer is the client.
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub trusted_proxies: TrustedProxies,
+
+    /// Replaced by TRUSTED_PROXIES; still read so that a deployment relying on it fails to
+    /// start instead of silently seeing every client as its proxy.
+    #[arg(long, env = "TRUST_PROXY_HEADERS", hide = true)]
+    pub trust_proxy_headers: Option<String>,
+
+    /// Comma-separated web origins (`https://chat.example.com`) whose pages may call the REST
+    /// API and open WebSockets; `*` allows any. Empty: the server's own origin only.
+    #[arg(
+        long,
+        env = "CORS_ALLOWED_ORIGINS",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub cors_allowed_origins: AllowedOrigins,
 
     /// Maximum message length in characters (Unicode scalar values).
     #[arg(long, env = "MESSAGE_MAX_CHARS", default_value_t = 4000)]
@@ -290,11 +329,26 @@ impl Config {
                 "must start with redis:// or rediss://",
             ));
         }
+        if self.password_hash_queue == 0 {
+            return Err(invalid("PASSWORD_HASH_QUEUE", "must be at least 1"));
+        }
         if self.bus_reconcile_seconds == 0 {
             return Err(invalid("BUS_RECONCILE_SECONDS", "must be at least 1"));
         }
         if !(3..=60).contains(&self.presence_ttl_seconds) {
             return Err(invalid("PRESENCE_TTL_SECONDS", "must be between 3 and 60"));
+        }
+        if let Some(value) = &self.trust_proxy_headers
+            && !matches!(
+                value.trim().to_ascii_lowercase().as_str(),
+                "" | "0" | "false"
+            )
+        {
+            return Err(invalid(
+                "TRUST_PROXY_HEADERS",
+                "was replaced by TRUSTED_PROXIES: list your proxies' addresses \
+                 (e.g. TRUSTED_PROXIES=10.0.0.0/8) and unset TRUST_PROXY_HEADERS",
+            ));
         }
         crate::outbox::validate_settings(self)?;
         let vapid = crate::outbox::embedded_vapid_keys(self)?;
@@ -324,6 +378,11 @@ pub struct ValidConfig {
 }
 
 impl ValidConfig {
+    /// Origins whose pages may call the API besides the server's own (`CORS_ALLOWED_ORIGINS`).
+    pub fn allowed_origins(&self) -> &AllowedOrigins {
+        &self.config.cors_allowed_origins
+    }
+
     pub fn ping_interval(&self) -> Duration {
         Duration::from_secs(self.config.ws_ping_interval_seconds)
     }
@@ -403,11 +462,43 @@ mod tests {
                 &["--write-batch-max", "0", "--ws-outbound-queue", "8"],
                 "WRITE_BATCH_MAX",
             ),
+            (&["--trust-proxy-headers", "true"], "TRUSTED_PROXIES"),
+            (&["--password-hash-queue", "0"], "PASSWORD_HASH_QUEUE"),
         ];
         for (args, setting) in cases {
             let message = refusal(args);
             assert!(message.contains(setting), "{args:?} → {message}");
         }
+    }
+
+    #[test]
+    fn proxies_and_origins_are_parsed_and_checked_at_start() {
+        let config = parse(&[
+            "--trusted-proxies",
+            "10.0.0.0/8, ::1/128",
+            "--cors-allowed-origins",
+            "https://chat.example.com",
+        ]);
+        assert!(!config.trusted_proxies.is_empty());
+        assert_eq!(
+            config.cors_allowed_origins,
+            AllowedOrigins::List(vec!["https://chat.example.com".into()])
+        );
+        assert!(parse(&[]).trusted_proxies.is_empty());
+        assert_eq!(parse(&[]).cors_allowed_origins, AllowedOrigins::SameOrigin);
+        for args in [
+            ["--trusted-proxies", "10.0.0.0/33"],
+            ["--cors-allowed-origins", "chat.example.com"],
+        ] {
+            let err = Config::try_parse_from(["nebula", args[0], args[1]]).unwrap_err();
+            assert!(err.to_string().contains(args[0]), "{err}");
+        }
+        // The old switch off is harmless; on, it stops the start and names its replacement.
+        assert!(
+            parse(&["--trust-proxy-headers", "false"])
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -45,13 +45,16 @@ impl Username {
     }
 }
 
+/// The longest password the contract allows, in characters.
+pub const PASSWORD_MAX_CHARS: usize = 128;
+
 /// 8–128 characters.
 pub struct Password(String);
 
 impl Password {
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
         let chars = raw.chars().count();
-        if !(8..=128).contains(&chars) {
+        if !(8..=PASSWORD_MAX_CHARS).contains(&chars) {
             return Err(ApiError::validation("password", "must be 8–128 characters"));
         }
         Ok(Password(raw.to_owned()))
@@ -232,8 +235,13 @@ mod tests {
 
     #[test]
     fn absurd_pages_do_not_overflow() {
-        let page = PageRequest::parse(Some(u64::MAX), Some(100)).ok();
+        let deepest = u64::try_from(i64::MAX).ok();
+        let page = PageRequest::parse(deepest, Some(100)).ok();
         assert_eq!(page.map(|p| p.offset()), Some(i64::MAX));
+        assert!(
+            PageRequest::parse(Some(u64::MAX), None).is_err(),
+            "beyond int64"
+        );
         assert!(PageRequest::parse(Some(0), None).is_err());
         assert!(PageRequest::parse(None, Some(101)).is_err());
     }

@@ -2,11 +2,15 @@
 //!
 //! Handlers return `Result<_, ApiError>`. Client errors carry a stable `code` from the
 //! contract; internal errors are logged with their cause chain and answered with a generic
-//! 500 that leaks nothing.
+//! 500 that leaks nothing. The same mapping gives WebSocket `error` events
+//! ([`ApiError::ws_error`]): a code and message identical to the REST problem's.
+//!
+//! `Display` is for logs and may carry causes (database or broker errors); what clients see
+//! comes from [`ApiError::public_detail`] only.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nebula_wire::Problem;
+use nebula_wire::{Problem, ServerEvent};
 
 use crate::store::StoreError;
 
@@ -49,14 +53,27 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("too many open WebSocket connections for this user; close one first")]
     TooManyConnections,
+    /// A WebSocket frame that is not a known event (`error` event only).
+    #[error("{0}")]
+    InvalidEvent(String),
+    /// A WebSocket holds `WS_MAX_SUBSCRIPTIONS_PER_CONNECTION` rooms already (`error` event only).
+    #[error("this connection has too many subscriptions; unsubscribe from some rooms")]
+    TooManySubscriptions,
     #[error("this endpoint needs a WebSocket upgrade: {0}")]
     NotWebSocket(String),
+    /// A browser page of an origin not in `CORS_ALLOWED_ORIGINS` tried to open a WebSocket.
+    #[error("pages of this origin may not open WebSockets on this server")]
+    OriginNotAllowed,
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
+    /// A dependency (the database) is unreachable; the cause is for the log only.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// Too much work queued (password hashing): shed, with a time to come back.
+    #[error("the server is busy; retry in {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -120,6 +137,12 @@ impl ApiError {
                 "rate_limited",
                 "Too many requests",
             ),
+            InvalidEvent(_) => (StatusCode::BAD_REQUEST, "invalid_event", "Invalid event"),
+            TooManySubscriptions => (
+                StatusCode::CONFLICT,
+                "too_many_subscriptions",
+                "Too many subscriptions",
+            ),
             TooManyConnections => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_connections",
@@ -130,13 +153,18 @@ impl ApiError {
                 "websocket_upgrade_required",
                 "WebSocket upgrade required",
             ),
+            OriginNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "Origin not allowed",
+            ),
             NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "Method not allowed",
             ),
-            Unavailable(_) => (
+            Unavailable(_) | Busy { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
                 "Service unavailable",
@@ -154,19 +182,48 @@ impl ApiError {
         self.parts().1
     }
 
+    /// What a client may read about this error: client errors describe the client's input;
+    /// the server's own failures say only what kind they are, never their cause.
+    pub fn public_detail(&self) -> String {
+        match self {
+            ApiError::Internal(_) => "an unexpected error occurred; it has been logged".to_owned(),
+            ApiError::Unavailable(_) => {
+                "the service is temporarily unavailable; retry shortly".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// The problem document for this error; internal causes are never exposed.
     pub fn problem(&self) -> Problem {
         let (status, code, title) = self.parts();
-        let detail = match self {
-            ApiError::Internal(_) => "an unexpected error occurred; it has been logged".to_owned(),
-            other => other.to_string(),
-        };
         Problem {
             kind: format!("/problems/{code}"),
             title: title.to_owned(),
             status: status.as_u16(),
-            detail,
+            detail: self.public_detail(),
             code: code.to_owned(),
+        }
+    }
+
+    /// The WebSocket `error` event for this error (`reference`: the `client_msg_id` or room it
+    /// is about). The cause of a server failure is logged here, in the connection's span,
+    /// which carries the upgrade's request id.
+    pub fn ws_error(&self, reference: Option<String>) -> ServerEvent {
+        self.log_cause();
+        ServerEvent::Error {
+            code: self.code().to_owned(),
+            message: self.public_detail(),
+            reference,
+        }
+    }
+
+    /// Logs what clients are not told (in the current span: the request's or connection's).
+    fn log_cause(&self) {
+        match self {
+            ApiError::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
+            ApiError::Unavailable(cause) => tracing::warn!(error = %cause, "service unavailable"),
+            _ => {}
         }
     }
 }
@@ -182,9 +239,7 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!(error = ?cause, "internal error");
-        }
+        self.log_cause();
         let problem = self.problem();
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -198,12 +253,39 @@ impl IntoResponse for ApiError {
             // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
             headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
-        if let ApiError::RateLimited { retry_after_secs } = self {
+        if let ApiError::RateLimited { retry_after_secs } | ApiError::Busy { retry_after_secs } =
+            self
+        {
             headers.insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_secs.max(1)),
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_failures_reach_clients_as_the_same_fixed_text_on_both_transports() {
+        let cause = "error returned from database: relation \"room_members\" does not exist";
+        for err in [
+            ApiError::Internal(anyhow::anyhow!(cause)),
+            ApiError::Unavailable(cause.to_owned()),
+            ApiError::from(StoreError::Unavailable(cause.to_owned())),
+        ] {
+            let problem = err.problem();
+            assert!(!problem.detail.contains("room_members"), "{problem:?}");
+            let ServerEvent::Error { code, message, .. } = err.ws_error(None) else {
+                panic!("an error event");
+            };
+            assert_eq!((code, message), (problem.code, problem.detail));
+        }
+        // Client errors keep their explanation.
+        let err = ApiError::validation("content", "must not be empty");
+        assert_eq!(err.public_detail(), "content: must not be empty");
     }
 }

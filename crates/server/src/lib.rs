@@ -113,11 +113,12 @@ impl Server {
             settings.write_batch_max,
             &mut tasks,
         );
-        let mut limits = RateLimits::with_frames(
+        let mut limits = RateLimits::new(
             settings.rate_limit_auth_per_minute,
             settings.rate_limit_messages_per_second,
-            settings.ws_user_frames_per_second,
-        );
+        )
+        .with_frames(settings.ws_user_frames_per_second)
+        .with_login_failures(settings.rate_limit_login_failures_per_account_per_hour);
         if let Some(cluster) = &cluster {
             limits = limits.shared(cluster.clone());
         }
@@ -140,7 +141,7 @@ impl Server {
                 &config.jwt_secret,
                 Duration::from_secs(settings.jwt_ttl_seconds),
             ),
-            passwords: Passwords::new().await?,
+            passwords: Passwords::new(settings.password_hash_queue).await?,
             config: Arc::new(config),
             store,
             writers,

@@ -4,6 +4,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -138,7 +139,7 @@ pub fn register_metrics() {
     for reason in crate::gateway::CloseReason::ALL {
         counter!("nebula_ws_disconnects_total", "reason" => reason.label()).increment(0);
     }
-    for limit in ["auth", "messages"] {
+    for limit in ["auth", "login_failures", "messages"] {
         counter!("nebula_rate_limited_total", "limit" => limit).increment(0);
     }
     for state in ["in_use", "idle"] {
@@ -155,17 +156,38 @@ pub fn register_metrics() {
     let _ = histogram!("nebula_commit_batch_size");
 }
 
-/// Counts requests and records their latency by method, route template and status.
+/// The `method` label: a standard method, or `other`. Clients may send any token as a method,
+/// and every distinct label value is a new time series held forever.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD
+        .iter()
+        .find(|standard| *standard == method)
+        .map_or("other", Method::as_str)
+}
+
+/// Counts requests and records their latency by method, route template and status. No label
+/// is taken from the client: the route is the matched template (`unmatched` otherwise).
 pub async fn track_http(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let labels = [
-        ("method", method),
+        ("method", method.to_owned()),
         ("route", route),
         ("status", response.status().as_u16().to_string()),
     ];
@@ -173,4 +195,20 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     metrics::histogram!("nebula_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_are_labelled_other() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for custom in ["FOO", "get", "PROPFIND", "X-\u{7f}"] {
+            if let Ok(method) = Method::from_bytes(custom.as_bytes()) {
+                assert_eq!(method_label(&method), "other", "{custom}");
+            }
+        }
+    }
 }

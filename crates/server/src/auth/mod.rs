@@ -5,5 +5,5 @@ mod password;
 mod token;
 
 pub use extract::{AuthUser, bearer_token};
-pub use password::Passwords;
+pub use password::{HashError, Passwords};
 pub use token::{Claims, TokenError, Tokens};

@@ -17,14 +17,43 @@
 //! `Argon2::hash_password_into_with_memory`. A stored hash with larger parameters grows it for
 //! that job; it then goes back to the default size, never below. Measured after the change:
 //! 66 MiB of RSS after the same 10,000 registrations, 38 MiB of it these two buffers.
+//!
+//! Why the queue is bounded: hashing is the most expensive thing an unauthenticated client can
+//! ask for. Beyond `PASSWORD_HASH_QUEUE` waiting jobs a new one is refused at once
+//! ([`HashError::Busy`], answered 503 with `Retry-After`) instead of queueing work, memory and
+//! latency without limit for everyone who logs in after it.
 
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc::{self, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use tokio::sync::oneshot;
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+
+use crate::error::ApiError;
+
+/// Why a password could not be hashed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Every hashing thread is busy and the queue is full: retry shortly.
+    #[error("password hashing is at capacity")]
+    Busy,
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl From<HashError> for ApiError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy => ApiError::Busy {
+                retry_after_secs: 1,
+            },
+            HashError::Failed(cause) => ApiError::Internal(cause),
+        }
+    }
+}
 
 /// Hashes and verifies passwords. Cheap to clone.
 #[derive(Clone)]
@@ -36,8 +65,9 @@ pub struct Passwords {
 }
 
 impl Passwords {
-    pub async fn new() -> anyhow::Result<Self> {
-        let pool = HashPool::start()?;
+    /// Starts the hashing threads; at most `queue` (at least 1) jobs wait for one of them.
+    pub async fn new(queue: usize) -> anyhow::Result<Self> {
+        let pool = HashPool::start(queue.max(1))?;
         let unguessable = uuid::Uuid::new_v4().to_string();
         let dummy_hash = pool
             .run(move |memory| hash(&unguessable, memory))
@@ -47,8 +77,11 @@ impl Passwords {
     }
 
     /// Hashes with Argon2id and the crate's recommended parameters.
-    pub async fn hash(&self, password: String) -> anyhow::Result<String> {
-        self.pool.run(move |memory| hash(&password, memory)).await?
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        Ok(self
+            .pool
+            .run(move |memory| hash(&password, memory))
+            .await??)
     }
 
     /// Checks a password against a stored hash, or against the dummy for an unknown user.
@@ -59,15 +92,14 @@ impl Passwords {
         &self,
         password: String,
         stored_hash: Option<String>,
-    ) -> anyhow::Result<bool> {
+    ) -> Result<bool, HashError> {
         let known_user = stored_hash.is_some();
         let hash = stored_hash.unwrap_or_else(|| self.dummy_hash.to_string());
-        self.pool
-            .run(move |memory| {
-                let matches = verify(&password, &hash, memory)?;
-                Ok(known_user && matches)
-            })
-            .await?
+        let matches = self
+            .pool
+            .run(move |memory| verify(&password, &hash, memory))
+            .await??;
+        Ok(known_user && matches)
     }
 }
 
@@ -184,16 +216,16 @@ impl HashMemory {
 
 type Job = Box<dyn FnOnce(&mut HashMemory) + Send>;
 
-/// One thread per core, taking hashing jobs from a shared queue; each thread lends its own
-/// [`HashMemory`] to the jobs it runs.
+/// One thread per core, taking hashing jobs from a shared, bounded queue; each thread lends
+/// its own [`HashMemory`] to the jobs it runs.
 #[derive(Clone)]
 struct HashPool {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::SyncSender<Job>,
 }
 
 impl HashPool {
-    fn start() -> anyhow::Result<Self> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+    fn start(queue: usize) -> anyhow::Result<Self> {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(queue);
         let queue = Arc::new(Mutex::new(queue));
         let threads = thread::available_parallelism().map_or(2, usize::from);
         for index in 0..threads {
@@ -221,20 +253,24 @@ impl HashPool {
         Ok(HashPool { jobs })
     }
 
+    /// Runs `work` on a hashing thread, or refuses at once when the queue is full.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut HashMemory) -> T + Send + 'static,
-    ) -> anyhow::Result<T> {
+    ) -> Result<T, HashError> {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |memory| {
             let _ = reply.send(work(memory));
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| anyhow::anyhow!("password hashing threads stopped"))?;
+        self.jobs.try_send(job).map_err(|err| match err {
+            TrySendError::Full(_) => HashError::Busy,
+            TrySendError::Disconnected(_) => {
+                anyhow::anyhow!("password hashing threads stopped").into()
+            }
+        })?;
         answer
             .await
-            .map_err(|_| anyhow::anyhow!("password hashing thread failed"))
+            .map_err(|_| anyhow::anyhow!("password hashing thread failed").into())
     }
 }
 
@@ -242,6 +278,7 @@ impl HashPool {
 mod tests {
     use super::*;
     use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+    use futures_util::FutureExt as _;
 
     const PASSWORD: &str = "correct horse battery staple";
 
@@ -255,7 +292,7 @@ mod tests {
 
     #[tokio::test]
     async fn hash_then_verify_accepts_right_password_only() {
-        let passwords = Passwords::new().await.expect("pool");
+        let passwords = Passwords::new(16).await.expect("pool");
         let hash = passwords.hash(PASSWORD.into()).await.expect("hash");
         assert!(
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
@@ -272,7 +309,7 @@ mod tests {
 
     #[tokio::test]
     async fn stock_default_hash_verifies() {
-        let passwords = Passwords::new().await.expect("pool");
+        let passwords = Passwords::new(16).await.expect("pool");
         let stored = Argon2::default()
             .hash_password(PASSWORD.as_bytes())
             .expect("stock hash")
@@ -285,7 +322,7 @@ mod tests {
 
     #[tokio::test]
     async fn new_hash_verifies_with_stock_verifier() {
-        let passwords = Passwords::new().await.expect("pool");
+        let passwords = Passwords::new(16).await.expect("pool");
         let hash = passwords.hash(PASSWORD.into()).await.expect("hash");
         let parsed = PasswordHash::new(&hash).expect("parse");
         let stock = Argon2::default();
@@ -305,7 +342,7 @@ mod tests {
 
     #[tokio::test]
     async fn smaller_stored_params_verify() {
-        let passwords = Passwords::new().await.expect("pool");
+        let passwords = Passwords::new(16).await.expect("pool");
         let cases = [
             (
                 Algorithm::Argon2id,
@@ -339,7 +376,7 @@ mod tests {
 
     #[tokio::test]
     async fn larger_stored_params_verify() {
-        let passwords = Passwords::new().await.expect("pool");
+        let passwords = Passwords::new(16).await.expect("pool");
         let params = Params::new(32 * 1024, 1, 1, None).expect("params");
         let stored = stock_hash(Algorithm::Argon2id, Version::V0x13, params);
         let ok = passwords.verify(PASSWORD.into(), Some(stored.clone()));
@@ -369,7 +406,7 @@ mod tests {
 
     #[tokio::test]
     async fn unreadable_stored_hash_is_an_error() {
-        let passwords = Passwords::new().await.expect("pool");
+        let passwords = Passwords::new(16).await.expect("pool");
         let valid = stock_hash(
             Algorithm::Argon2id,
             Version::V0x13,
@@ -393,8 +430,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let pool = HashPool::start(1).expect("pool");
+        let threads = thread::available_parallelism().map_or(2, usize::from);
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = Arc::new(Mutex::new(released));
+        let mut running = Vec::new();
+        // One job per thread, each started before the next is submitted: all threads busy.
+        for _ in 0..threads {
+            let (started, has_started) = oneshot::channel();
+            let released = released.clone();
+            let pool = pool.clone();
+            running.push(tokio::spawn(async move {
+                pool.run(move |_| {
+                    let _ = started.send(());
+                    let _ = released.lock().map(|rx| rx.recv());
+                })
+                .await
+            }));
+            has_started.await.expect("job started");
+        }
+        let queued = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.run(|_| ()).await }
+        });
+        tokio::task::yield_now().await;
+        let mut refused = false;
+        for _ in 0..100 {
+            match pool.run(|_| ()).now_or_never() {
+                Some(Err(HashError::Busy)) => {
+                    refused = true;
+                    break;
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+        assert!(refused, "a job beyond threads + queue is refused");
+        for _ in 0..threads {
+            release.send(()).expect("release");
+        }
+        for job in running {
+            assert!(job.await.expect("join").is_ok());
+        }
+        assert!(queued.await.expect("join").is_ok(), "the queued job ran");
+    }
+
+    #[tokio::test]
     async fn unknown_user_is_rejected() {
-        let passwords = Passwords::new().await.expect("pool");
+        let passwords = Passwords::new(16).await.expect("pool");
         assert!(
             !passwords
                 .verify(PASSWORD.into(), None)

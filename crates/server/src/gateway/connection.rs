@@ -23,6 +23,7 @@ use super::close::CloseReason;
 use super::events::{PendingSend, SendOutcome};
 use super::registry::ConnectionPermit;
 use crate::bus::encode;
+use crate::error::ApiError;
 use crate::hub::{ConnId, Frame};
 use crate::state::AppState;
 
@@ -159,8 +160,9 @@ impl Connection {
             Some(Ok(WsMessage::Text(text))) => self.on_text(text.as_str()).await,
             Some(Ok(WsMessage::Binary(_))) => {
                 self.reject(
-                    "invalid_event",
-                    "binary frames are not supported; send JSON text",
+                    ApiError::InvalidEvent(
+                        "binary frames are not supported; send JSON text".into(),
+                    ),
                     None,
                 )
                 .await
@@ -325,11 +327,11 @@ impl Connection {
         CloseReason::Restarting
     }
 
-    /// Counts an invalid or rate-limited frame against the client and tells it why.
+    /// Counts a refused frame (invalid, over a budget, or not allowed) against the client and
+    /// tells it why; too many within the strike window close the socket with 1008.
     pub(super) async fn reject(
         &mut self,
-        code: &str,
-        message: &str,
+        err: ApiError,
         reference: Option<String>,
     ) -> Result<(), CloseReason> {
         if self.strike_window_start.elapsed() > STRIKE_WINDOW {
@@ -340,21 +342,7 @@ impl Connection {
         if self.strikes > MAX_STRIKES {
             return Err(CloseReason::Flooding);
         }
-        self.send_error(code, message, reference).await
-    }
-
-    pub(super) async fn send_error(
-        &mut self,
-        code: &str,
-        message: &str,
-        reference: Option<String>,
-    ) -> Result<(), CloseReason> {
-        self.send_event(&ServerEvent::Error {
-            code: code.to_owned(),
-            message: message.to_owned(),
-            reference,
-        })
-        .await
+        self.send_event(&err.ws_error(reference)).await
     }
 
     pub(super) async fn send_event(&mut self, event: &ServerEvent) -> Result<(), CloseReason> {

@@ -36,12 +36,7 @@ impl SendOutcome {
                 }
             }
             Err(err) => {
-                let api: ApiError = err.into();
-                ServerEvent::Error {
-                    code: api.code().to_owned(),
-                    message: api.to_string(),
-                    reference: self.client_msg_id.or(Some(self.room_id.to_string())),
-                }
+                ApiError::from(err).ws_error(self.client_msg_id.or(Some(self.room_id.to_string())))
             }
         }
     }
@@ -54,7 +49,10 @@ impl Connection {
             Ok(event) => event,
             Err(err) => {
                 return self
-                    .reject("invalid_event", &format!("unreadable event: {err}"), None)
+                    .reject(
+                        ApiError::InvalidEvent(format!("unreadable event: {err}")),
+                        None,
+                    )
                     .await;
             }
         };
@@ -62,7 +60,7 @@ impl Connection {
             && let Err(err) = self.spend_frame_budget().await
         {
             let reference = event.room_id().map(|room_id| room_id.to_string());
-            return self.reject(err.code(), &err.to_string(), reference).await;
+            return self.reject(err, reference).await;
         }
         match event {
             ClientEvent::Subscribe { room_id, since_seq } => {
@@ -94,17 +92,11 @@ impl Connection {
     ) -> Result<(), CloseReason> {
         let reference = Some(room_id.to_string());
         if let Err(err) = member_room(&self.state.store, room_id, self.user.id).await {
-            return self.reject(err.code(), &err.to_string(), reference).await;
+            return self.reject(err, reference).await;
         }
         let newly = !self.rooms.contains_key(&room_id);
         if newly && self.rooms.len() >= self.state.config.config.ws_max_subscriptions {
-            return self
-                .reject(
-                    "too_many_subscriptions",
-                    "this connection has too many subscriptions; unsubscribe from some rooms",
-                    reference,
-                )
-                .await;
+            return self.reject(ApiError::TooManySubscriptions, reference).await;
         }
         // Until the replay is done nothing live is delivered for this room (cursor = MAX).
         self.rooms.insert(room_id, Seq::MAX);
@@ -138,16 +130,14 @@ impl Connection {
                 let err = ApiError::NotAMember {
                     status: axum::http::StatusCode::FORBIDDEN,
                 };
-                return self.reject(err.code(), &err.to_string(), reference).await;
+                return self.reject(err, reference).await;
             }
             Err(err) => {
                 if !newly {
                     self.drop_subscription(room_id);
                 }
                 let api: ApiError = err.into();
-                return self
-                    .send_error(api.code(), &api.to_string(), reference)
-                    .await;
+                return self.send_event(&api.ws_error(reference)).await;
             }
         };
         let online = self.state.presence.online(room_id).await;
@@ -176,13 +166,15 @@ impl Connection {
             .and_then(|content| Ok((content, parse_client_msg_id(client_msg_id.as_deref())?)));
         let (content, client_msg_id) = match parsed {
             Ok(parsed) => parsed,
-            Err(err) => return self.reject(err.code(), &err.to_string(), reference).await,
+            Err(err) => {
+                return self.reject(err, reference).await;
+            }
         };
         if let Err(err) = self.ensure_member(room_id).await {
-            return self.reject(err.code(), &err.to_string(), reference).await;
+            return self.reject(err, reference).await;
         }
         if let Err(err) = self.state.limits.check_message(self.user.id).await {
-            return self.reject(err.code(), &err.to_string(), reference).await;
+            return self.reject(err, reference).await;
         }
         let message = NewMessage {
             room_id,
@@ -211,9 +203,7 @@ impl Connection {
     /// room, and the latest state always follows.
     async fn typing(&mut self, room_id: Uuid, state: TypingState) -> Result<(), CloseReason> {
         if let Err(err) = self.ensure_member(room_id).await {
-            return self
-                .reject(err.code(), &err.to_string(), Some(room_id.to_string()))
-                .await;
+            return self.reject(err, Some(room_id.to_string())).await;
         }
         self.state.typing.update(room_id, &self.user, state);
         Ok(())
@@ -223,17 +213,18 @@ impl Connection {
         let reference = Some(room_id.to_string());
         if seq < 0 {
             return self
-                .reject("validation_failed", "seq must not be negative", reference)
+                .reject(
+                    ApiError::validation("seq", "must not be negative"),
+                    reference,
+                )
                 .await;
         }
         if let Err(err) = self.ensure_member(room_id).await {
-            return self.reject(err.code(), &err.to_string(), reference).await;
+            return self.reject(err, reference).await;
         }
         if let Err(err) = self.state.store.mark_read(room_id, self.user.id, seq).await {
             let api: ApiError = err.into();
-            return self
-                .send_error(api.code(), &api.to_string(), reference)
-                .await;
+            return self.send_event(&api.ws_error(reference)).await;
         }
         self.state.bus.publish(
             room_id,

@@ -1,7 +1,8 @@
 //! The WebSocket gateway: `/ws` and `/ws/rooms/{room_id}`.
 //!
-//! Authentication and, for the room endpoint, membership are checked before the upgrade, so a
-//! refused client gets an ordinary 401/403/404 problem response and no socket. After the
+//! The page's origin (see `http::security`), authentication and, for the room endpoint,
+//! membership are checked before the upgrade, so a refused client gets an ordinary
+//! 401/403/404 problem response and no socket. After the
 //! upgrade each socket is one [`connection::Connection`] task.
 
 mod budget;
@@ -51,6 +52,7 @@ pub struct WsQuery {
     responses(
         (status = 101, description = "switching to the WebSocket protocol (see the README's protocol guide)"),
         (status = 401, body = Problem, description = "missing, invalid or expired token"),
+        (status = 403, body = Problem, description = "`origin_not_allowed`: a browser page of an origin not in `CORS_ALLOWED_ORIGINS`"),
         (status = 426, body = Problem, description = "`websocket_upgrade_required`: a plain HTTP request (send the WebSocket upgrade headers)"),
         (status = 429, body = Problem, description = "`too_many_connections`: the user has `WS_MAX_CONNECTIONS_PER_USER` sockets open on this node"),
     ))]
@@ -60,6 +62,7 @@ async fn connect(
     Query(query): Query<WsQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    state.config.allowed_origins().check_websocket(&headers)?;
     let caller = authenticate(&state, &headers, query.token.as_deref())?;
     accept(state, caller, upgrade?, None).await
 }
@@ -70,7 +73,7 @@ async fn connect(
     responses(
         (status = 101, description = "switching to the WebSocket protocol, subscribed to the room"),
         (status = 401, body = Problem),
-        (status = 403, body = Problem, description = "`not_a_member`"),
+        (status = 403, body = Problem, description = "`not_a_member`, or `origin_not_allowed` (see `/ws`)"),
         (status = 404, body = Problem, description = "`room_not_found`"),
         (status = 426, body = Problem, description = "`websocket_upgrade_required`"),
         (status = 429, body = Problem, description = "`too_many_connections`"),
@@ -82,6 +85,7 @@ async fn connect_to_room(
     Query(query): Query<WsQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    state.config.allowed_origins().check_websocket(&headers)?;
     let caller = authenticate(&state, &headers, query.token.as_deref())?;
     member_room(&state.store, room_id, caller.id).await?;
     accept(state, caller, upgrade?, Some((room_id, query.since_seq))).await

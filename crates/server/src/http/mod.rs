@@ -1,14 +1,14 @@
 //! The HTTP API: one module per resource, merged here with the cross-cutting layers.
 
 mod auth;
+pub mod client_ip;
 pub mod extract;
 mod members;
 mod messages;
 mod meta;
 mod openapi;
 mod rooms;
-
-use std::time::Duration;
+pub mod security;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -16,7 +16,6 @@ use axum::http::{HeaderName, Request};
 use axum::response::IntoResponse;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -97,6 +96,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let (api_routes, openapi) = api();
     let body_limit = state.config.config.body_limit_bytes;
+    let cors = state.config.allowed_origins().cors_layer();
     api_routes
         .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", openapi))
         .merge(crate::web::router())
@@ -116,8 +116,9 @@ pub fn router(state: AppState) -> Router {
                 .layer(CatchPanicLayer::custom(|_| {
                     ApiError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
                 }))
-                // Tokens travel in headers, never cookies, so any origin may call the API.
-                .layer(CorsLayer::permissive().max_age(Duration::from_secs(3600))),
+                .option_layer(cors),
         )
+        // Outermost, so that every response gets them: CORS preflights and panics included.
+        .layer(axum::middleware::from_fn(security::security_headers))
         .with_state(state)
 }

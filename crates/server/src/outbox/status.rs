@@ -91,15 +91,16 @@ impl Outbox {
         self.broker.clone()
     }
 
-    /// `/health`'s `broker` check when a broker is configured: `ok`, or `error: …`.
+    /// `/health`'s `broker` check when a broker is configured: `Err` with the reason (for the
+    /// log) while the relay has no broker connection.
     ///
     /// A broker outage degrades the node but never makes it unready: membership changes
     /// still commit, their notifications wait in the outbox and go out when it returns.
-    pub fn broker_check(&self) -> Option<String> {
+    pub fn broker_check(&self) -> Option<Result<(), String>> {
         let status = self.broker.as_ref()?;
         Some(match status.get() {
-            BrokerState::Connected | BrokerState::Standby => "ok".to_owned(),
-            BrokerState::Down(reason) => format!("error: {reason}"),
+            BrokerState::Connected | BrokerState::Standby => Ok(()),
+            BrokerState::Down(reason) => Err(reason),
         })
     }
 

@@ -1,11 +1,13 @@
 //! Registering, logging in, tokens, and the auth rate limit.
 
+use std::time::Duration;
+
 use jsonwebtoken::{EncodingKey, Header};
 use nebula_wire::{AuthResponse, User};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Backend, JWT_SECRET, TestApp, password_of, send};
+use crate::helpers::{Backend, JWT_SECRET, Reply, TestApp, password_of, send};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -15,6 +17,7 @@ on_both_backends!(
     registration_input_is_validated,
     bad_tokens_are_refused,
     auth_attempts_are_rate_limited_per_ip,
+    failed_logins_are_limited_per_account_whoever_sends_them,
 );
 
 async fn register_then_log_in_then_ask_who_i_am(backend: Backend) {
@@ -202,4 +205,159 @@ async fn auth_attempts_are_rate_limited_per_ip(backend: Backend) {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+}
+
+/// A login from `client` (the address our trusted proxy puts in `X-Forwarded-For`).
+async fn login_from(app: &TestApp, client: &str, username: &str, password: &str) -> Reply {
+    send(
+        app.http
+            .post(app.url("/auth/login"))
+            .header("x-forwarded-for", client)
+            .json(&json!({"username": username, "password": password})),
+    )
+    .await
+}
+
+fn retry_after(reply: &Reply) -> u64 {
+    reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Guessing one account's password from many addresses still meets a limit, and the limit
+/// treats a username nobody has exactly like a real one, so it reveals no account.
+async fn failed_logins_are_limited_per_account_whoever_sends_them(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.rate_limit_login_failures_per_account_per_hour = 3;
+        config.trusted_proxies = "127.0.0.1/32".parse().unwrap();
+    })
+    .await;
+    app.register("carol").await;
+    app.register("dave").await;
+    app.register("erin").await;
+    let mut answers: Vec<Vec<Reply>> = Vec::new();
+    for username in ["carol", "nobody"] {
+        let mut replies = Vec::new();
+        for attempt in 0..4 {
+            let client = format!("198.51.100.{attempt}");
+            replies.push(login_from(&app, &client, username, "not-the-password").await);
+        }
+        answers.push(replies);
+    }
+    for replies in &answers {
+        for failed in &replies[..3] {
+            failed.assert_problem(401, "invalid_credentials");
+        }
+        let limited = &replies[3];
+        limited.assert_problem(429, "rate_limited");
+        assert!(
+            (1..=1200).contains(&retry_after(limited)),
+            "Retry-After {}",
+            retry_after(limited)
+        );
+    }
+    // An existing and an unknown account answer alike (the 429s' `Retry-After` may differ by
+    // the second that passed between them).
+    for (existing, unknown) in answers[0][..3].iter().zip(&answers[1][..3]) {
+        assert_eq!(existing.body, unknown.body);
+    }
+    // While limited, even the right password is refused: guessing it is what is limited.
+    login_from(&app, "203.0.113.1", "CAROL", &password_of("carol"))
+        .await
+        .assert_problem(429, "rate_limited");
+    // Other accounts are not affected, and successful logins are not failures.
+    let dave = login_from(&app, "198.51.100.0", "dave", &password_of("dave")).await;
+    assert_eq!(dave.status, StatusCode::OK, "{}", dave.text());
+    for _ in 0..6 {
+        let ok = login_from(&app, "203.0.113.2", "erin", &password_of("erin")).await;
+        assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    }
+}
+
+/// A fabricated stored hash whose verification keeps a hashing thread busy for seconds
+/// (1.2 million passes over 8 KiB: about 3 s on the development machine). It matches nothing.
+const SLOW_HASH: &str = "$argon2id$v=19$m=8,t=1200000,p=1$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+/// Password hashing is the costliest work an anonymous client can ask for. Its queue is
+/// bounded (503 with `Retry-After` beyond it), and a password longer than any account can have
+/// is refused without hashing, while every hashing thread is busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashing_before_authentication_is_bounded() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
+        config.password_hash_queue = 1;
+    })
+    .await;
+    app.register("alice").await;
+    app.register("slow").await;
+    let wrong = json!({"username": "alice", "password": "not-her-password"});
+    let failed = app.post_json("/auth/login", wrong.clone()).await;
+    failed.assert_problem(401, "invalid_credentials");
+    app.execute_sql(&format!(
+        "UPDATE users SET password_hash = '{SLOW_HASH}' WHERE username_key = 'slow'"
+    ))
+    .await;
+
+    // Occupy every hashing thread (the server has one per core, like this process).
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let mut slow = tokio::task::JoinSet::new();
+    for _ in 0..threads {
+        let request = app
+            .http
+            .post(app.url("/auth/login"))
+            .json(&json!({"username": "slow", "password": "whatever-1"}));
+        slow.spawn(async move { request.send().await.map(|r| r.status()) });
+    }
+    // Then fill the queue: a login that waits is abandoned by its client (it stays queued);
+    // the first one refused at once shows the queue is full.
+    let mut busy = None;
+    for _ in 0..50 {
+        let attempt = app
+            .http
+            .post(app.url("/auth/login"))
+            .json(&wrong)
+            .timeout(Duration::from_millis(300))
+            .send()
+            .await;
+        if let Ok(response) = attempt
+            && response.status() == StatusCode::SERVICE_UNAVAILABLE
+        {
+            let headers = response.headers().clone();
+            let body = response.bytes().await.unwrap().to_vec();
+            busy = Some(Reply {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                headers,
+                body,
+            });
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let busy = busy.expect("a login is refused while hashing is saturated");
+    busy.assert_problem(503, "service_unavailable");
+    assert!(retry_after(&busy) >= 1);
+    app.post_json(
+        "/auth/register",
+        json!({"username": "newcomer", "password": "long enough"}),
+    )
+    .await
+    .assert_problem(503, "service_unavailable");
+
+    // Over-long passwords never reach the saturated pool: refused at once, exactly like any
+    // other failed login.
+    for username in ["alice", "slow", "nobody"] {
+        let started = std::time::Instant::now();
+        let reply = send(
+            app.http
+                .post(app.url("/auth/login"))
+                .json(&json!({"username": username, "password": "p".repeat(129)}))
+                .timeout(Duration::from_secs(2)),
+        )
+        .await;
+        reply.assert_problem(401, "invalid_credentials");
+        assert_eq!(reply.body, failed.body, "same answer as a wrong password");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+    slow.abort_all();
 }

@@ -1,10 +1,12 @@
 //! `TestApp`: the real server on port 0, on a fresh database, with typed helpers.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nebula::Server;
 use nebula::config::Config;
+use nebula::rate_limit::RateLimits;
 use nebula_wire::{AuthResponse, Message, Problem, Room, User};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
@@ -151,6 +153,9 @@ pub struct TestApp {
     config: Config,
     pub http: reqwest::Client,
     pub database_url: String,
+    /// The running server's rate limiters (only these: a handle on the whole state would keep
+    /// its writers alive past shutdown).
+    pub limits: Arc<RateLimits>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     // Declared last: dropped after the server has stopped.
@@ -168,12 +173,13 @@ impl TestApp {
         let (db, database_url) = TestDb::create(&backend).await;
         let mut config = test_config(&database_url);
         configure(&mut config);
-        let (addr, shutdown, server) = start_server(config.clone()).await;
+        let (addr, shutdown, server, limits) = launch(config.clone()).await;
         TestApp {
             base: format!("http://{addr}"),
             config,
             http: http_client(),
             database_url,
+            limits,
             shutdown: Some(shutdown),
             server: Some(server),
             _db: db,
@@ -193,14 +199,29 @@ impl TestApp {
     /// Stops the server gracefully and starts a new one on the same database (new port).
     pub async fn restart(&mut self) {
         self.stop().await;
-        let (addr, shutdown, server) = start_server(self.config.clone()).await;
+        let (addr, shutdown, server, limits) = launch(self.config.clone()).await;
         self.base = format!("http://{addr}");
+        self.limits = limits;
         self.shutdown = Some(shutdown);
         self.server = Some(server);
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Runs one SQL statement on the server's database behind its back (to break or rig it).
+    pub async fn execute_sql(&self, statement: &str) {
+        let statement = sqlx::AssertSqlSafe(statement.to_owned());
+        if self.database_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+            sqlx::query(statement).execute(&pool).await.unwrap();
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+            sqlx::query(statement).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
     }
 
     /// An anonymous request.
@@ -292,6 +313,7 @@ pub fn test_config(database_url: &str) -> Config {
     config.dev_mode = false;
     config.rate_limit_auth_per_minute = 0;
     config.rate_limit_messages_per_second = 0;
+    config.rate_limit_login_failures_per_account_per_hour = 0;
     config.database_max_connections = 5;
     config
 }
@@ -304,16 +326,30 @@ pub async fn start_server(
     oneshot::Sender<()>,
     JoinHandle<anyhow::Result<()>>,
 ) {
+    let (addr, shutdown, handle, _) = launch(config).await;
+    (addr, shutdown, handle)
+}
+
+/// [`start_server`], also returning the server's rate limiters (to look at their memory).
+async fn launch(
+    config: Config,
+) -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    JoinHandle<anyhow::Result<()>>,
+    Arc<RateLimits>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = Server::build(config.validate().expect("valid config"))
         .await
         .expect("server builds");
+    let limits = server.state().limits.clone();
     let (shutdown, stop) = oneshot::channel::<()>();
     let handle = tokio::spawn(server.serve(listener, async move {
         let _ = stop.await;
     }));
-    (addr, shutdown, handle)
+    (addr, shutdown, handle, limits)
 }
 
 /// A logged-in user.

@@ -5,8 +5,10 @@
 mod helpers;
 
 mod accounts;
+mod browsers;
 mod cluster;
 mod errors;
+mod leaks;
 mod limits;
 mod members;
 mod membership;
@@ -14,6 +16,7 @@ mod messages;
 mod notifications;
 mod operations;
 mod privacy;
+mod proxies;
 mod realtime;
 mod rooms;
 mod ws_client;

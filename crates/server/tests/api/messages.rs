@@ -14,6 +14,7 @@ on_both_backends!(
     history_pages_count_from_the_newest,
     keyset_windows_walk_history_both_ways,
     history_queries_are_validated,
+    keyset_cursors_combine_into_a_range,
     a_repeated_client_msg_id_returns_the_original,
     content_limits_count_characters,
     members_only_may_read_and_post,
@@ -66,12 +67,17 @@ async fn history_pages_count_from_the_newest(backend: Backend) {
     assert!(
         seqs(
             alice
-                .history(room.id, "?page=18446744073709551615")
+                .history(room.id, "?page=9223372036854775807")
                 .await
                 .json()
         )
         .is_empty()
     );
+    // Beyond int64, as the OpenAPI document says.
+    alice
+        .history(room.id, "?page=18446744073709551615")
+        .await
+        .assert_problem(400, "invalid_query");
 }
 
 async fn keyset_windows_walk_history_both_ways(backend: Backend) {
@@ -121,14 +127,45 @@ async fn history_queries_are_validated(backend: Backend) {
         "?page=0",
         "?before_seq=abc",
         "?before_seq=99999999999999999999999",
-        "?before_seq=5&after_seq=1",
-        "?page=1&before_seq=3",
     ] {
         alice
             .history(room.id, query)
             .await
             .assert_problem(400, "invalid_query");
     }
+}
+
+/// Both cursors make a range; any keyset parameter makes page parameters irrelevant.
+async fn keyset_cursors_combine_into_a_range(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = app.register("alice").await;
+    let room = alice.create_room("Lobby", false).await;
+    for n in 1..=10 {
+        alice.say(room.id, &format!("m{n}")).await;
+    }
+    let window = |query: &'static str| {
+        let alice = alice.clone();
+        async move {
+            let window: MessageWindow = alice.history(room.id, query).await.json();
+            (
+                window.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+                window.has_more,
+            )
+        }
+    };
+    assert_eq!(
+        window("?after_seq=1&before_seq=5").await,
+        (vec![2, 3, 4], false)
+    );
+    assert_eq!(
+        window("?after_seq=1&before_seq=9&limit=3").await,
+        (vec![2, 3, 4], true)
+    );
+    assert_eq!(window("?after_seq=5&before_seq=3").await, (vec![], false));
+    assert_eq!(
+        window("?page=1&page_size=2&before_seq=3").await,
+        (vec![1, 2], false)
+    );
 }
 
 async fn a_repeated_client_msg_id_returns_the_original(backend: Backend) {

@@ -49,7 +49,11 @@ pub async fn run(
         config.config.database_max_connections,
     )
     .await?;
-    let sender = PushSender::new(config.vapid.clone(), config.push_ttl())?;
+    let sender = PushSender::new(
+        config.vapid.clone(),
+        config.push_ttl(),
+        config.endpoint_policy(),
+    )?;
     let dispatcher = Dispatcher::new(store.clone(), sender);
     let consumer = Consumer::new(config.consumer(), dispatcher);
     let ops = OpsState {
@@ -57,7 +61,8 @@ pub async fn run(
         broker_connected: consumer.connected_flag(),
         metrics,
     };
-    let api = ApiState::new(store.clone(), &config.jwt_secret, config.vapid.public_key());
+    let api = ApiState::new(store.clone(), &config.jwt_secret, config.vapid.public_key())
+        .with_rules(config.subscription_rules());
     let app = app(api, ops);
 
     let consumer_task = tokio::spawn(consumer.run(shutdown.clone()));

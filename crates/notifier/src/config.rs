@@ -8,7 +8,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::consumer::ConsumerConfig;
+use crate::endpoint::EndpointPolicy;
 use crate::error::{Error, Result};
+use crate::http::{DEFAULT_MAX_SUBSCRIPTIONS_PER_USER, SubscriptionRules};
 use crate::topology::QUEUE;
 use crate::vapid::VapidKeys;
 
@@ -109,6 +111,25 @@ pub struct Config {
     #[arg(long, env = "WEBPUSH_TTL_SECONDS", default_value_t = 86_400)]
     pub push_ttl_seconds: u64,
 
+    /// Also accept and push to endpoints on loopback, private, link-local and other
+    /// non-public addresses, and over plain http. For local testing only: with it, anyone who
+    /// can subscribe can make this service send requests into its own network.
+    #[arg(
+        long,
+        env = "WEBPUSH_ALLOW_PRIVATE_ENDPOINTS",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub allow_private_endpoints: bool,
+
+    /// Most push subscriptions (browsers, devices) one user may have.
+    #[arg(
+        long,
+        env = "WEBPUSH_MAX_SUBSCRIPTIONS_PER_USER",
+        default_value_t = DEFAULT_MAX_SUBSCRIPTIONS_PER_USER
+    )]
+    pub max_subscriptions_per_user: u32,
+
     /// Days to remember processed event ids for dedupe.
     #[arg(long, env = "NOTIFIER_PROCESSED_RETENTION_DAYS", default_value_t = 30)]
     pub processed_retention_days: u32,
@@ -206,6 +227,18 @@ impl Config {
                 "must be at least NOTIFIER_RETRY_BASE_MS, which must be at least 1",
             ));
         }
+        if self.max_subscriptions_per_user == 0 {
+            return Err(Error::config(
+                "WEBPUSH_MAX_SUBSCRIPTIONS_PER_USER",
+                "must be at least 1",
+            ));
+        }
+        if self.allow_private_endpoints {
+            tracing::warn!(
+                "WEBPUSH_ALLOW_PRIVATE_ENDPOINTS=true: push endpoints on private and loopback \
+                 addresses and plain http are accepted; never set it in production"
+            );
+        }
         if self.processed_retention_days == 0 {
             return Err(Error::config(
                 "NOTIFIER_PROCESSED_RETENTION_DAYS",
@@ -241,5 +274,18 @@ impl ValidConfig {
     /// The push TTL.
     pub fn push_ttl(&self) -> Duration {
         Duration::from_secs(self.config.push_ttl_seconds)
+    }
+
+    /// Where pushes may go.
+    pub fn endpoint_policy(&self) -> EndpointPolicy {
+        EndpointPolicy::new(self.config.allow_private_endpoints)
+    }
+
+    /// What browsers may subscribe.
+    pub fn subscription_rules(&self) -> SubscriptionRules {
+        SubscriptionRules {
+            endpoints: self.endpoint_policy(),
+            max_per_user: self.config.max_subscriptions_per_user,
+        }
     }
 }

@@ -10,10 +10,18 @@
 //! done when the push service answers, so a retry pushes only to the subscriptions still
 //! missing it, and two copies of one event handled at once (a publisher that sent it twice,
 //! two notifier instances) never push the same subscription twice: the second finds the claim
-//! and reports the event incomplete, and its retry then finds the event processed. A claim
-//! left by a pusher that died is taken over after the lease. The one window left is a crash
-//! between a push service's answer and the "done" record: that single push is sent again.
-//! The payload carries `event_id` and the push a `Topic` header so the client can collapse it.
+//! and reports the event incomplete, and its retry then finds the event processed. A copy
+//! that checked "processed" just before the other one finished, and so reaches a claim after
+//! the event's per-subscription rows were deleted, is told by the claim itself that the event
+//! is processed (see `PushStore::claim_delivery`) and sends nothing. A claim left by a pusher
+//! that died is taken over after the lease. The one window left is a crash between a push
+//! service's answer and the "done" record: that single push is sent again. The payload
+//! carries `event_id` and the push a `Topic` header so the client can collapse it.
+//!
+//! Endpoints the [`PushSender`] refuses to contact (see `crate::endpoint`) are settled, not
+//! retried: one whose URL can never be allowed is deleted like a subscription the push
+//! service called gone; one whose host resolved only to non-public addresses is kept (DNS
+//! answers change) and skipped for this event, like a push refused for good.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -25,7 +33,7 @@ use nebula_wire::notify::MemberNotification;
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::push::{PushOutcome, PushPayload, PushSender};
-use crate::store::{PushStore, Subscription};
+use crate::store::{Claim, PushStore, Subscription};
 
 /// What [`Dispatcher::deliver`] did with an event.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,6 +71,8 @@ enum Step {
     Pushed(PushOutcome),
     /// Another handler of the same event holds the claim; the event is not finished yet.
     Busy,
+    /// Another copy of the event finished it meanwhile: nothing to send.
+    Finished,
 }
 impl Dispatcher {
     /// A dispatcher over `store`, sending with `sender`.
@@ -135,9 +145,14 @@ impl Dispatcher {
         for outcome in outcomes {
             match outcome? {
                 Step::Pushed(PushOutcome::Delivered) => report.sent += 1,
-                Step::Pushed(PushOutcome::Gone) => report.removed += 1,
-                Step::Pushed(PushOutcome::Rejected(_)) => report.rejected += 1,
+                Step::Pushed(PushOutcome::Gone | PushOutcome::EndpointRefused(_)) => {
+                    report.removed += 1
+                }
+                Step::Pushed(PushOutcome::Rejected(_) | PushOutcome::AddressRefused(_)) => {
+                    report.rejected += 1
+                }
                 Step::Pushed(PushOutcome::Transient(_)) | Step::Busy => failed += 1,
+                Step::Finished => {}
             }
         }
         if failed > 0 {
@@ -161,13 +176,20 @@ impl Dispatcher {
         event: &MemberNotification,
     ) -> Result<Step> {
         let (event_id, id) = (event.event_id, subscription.id);
-        if !self
+        match self
             .store
             .claim_delivery(event_id, id, self.claim_lease)
             .await?
         {
-            tracing::debug!(subscription = %id, "push claimed by another handler");
-            return Ok(Step::Busy);
+            Claim::Claimed => {}
+            Claim::Taken => {
+                tracing::debug!(subscription = %id, "push claimed by another handler");
+                return Ok(Step::Busy);
+            }
+            Claim::Processed => {
+                tracing::debug!(subscription = %id, "event finished by another handler");
+                return Ok(Step::Finished);
+            }
         }
         let outcome = self.sender.send(&subscription, payload, event_id).await;
         match &outcome {
@@ -182,10 +204,24 @@ impl Dispatcher {
                     metrics::subscription_removed();
                 }
             }
+            PushOutcome::EndpointRefused(reason) => {
+                metrics::push_failed();
+                tracing::warn!(subscription = %id, %reason,
+                    "push endpoint not allowed; removing the subscription without contacting it");
+                if self.store.remove_subscription_by_id(id).await? {
+                    metrics::subscription_removed();
+                }
+            }
             PushOutcome::Rejected(status) => {
                 metrics::push_failed();
                 tracing::warn!(subscription = %id, %status, "push refused; not retrying it");
                 // Done, so a retry of this event does not ask again.
+                self.store.complete_delivery(event_id, id).await?;
+            }
+            PushOutcome::AddressRefused(reason) => {
+                metrics::push_failed();
+                tracing::warn!(subscription = %id, %reason,
+                    "push endpoint resolves to no public address; not contacted, not retried");
                 self.store.complete_delivery(event_id, id).await?;
             }
             PushOutcome::Transient(reason) => {

@@ -18,6 +18,11 @@ pub enum Error {
     InvalidBody(String),
     #[error("{field}: {reason}")]
     Validation { field: &'static str, reason: String },
+    /// A push endpoint this service will not push to (see `crate::endpoint`).
+    #[error("endpoint {0}")]
+    InvalidSubscription(String),
+    #[error("a user may have at most {max} push subscriptions; unsubscribe a browser first")]
+    TooManySubscriptions { max: u32 },
     #[error("{detail}")]
     Unauthorized {
         code: &'static str,
@@ -98,6 +103,16 @@ impl Error {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation_failed",
                 "Validation failed",
+            ),
+            InvalidSubscription(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_subscription",
+                "Invalid subscription",
+            ),
+            TooManySubscriptions { .. } => (
+                StatusCode::CONFLICT,
+                "too_many_subscriptions",
+                "Too many subscriptions",
             ),
             Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code, "Unauthorized"),
             PayloadTooLarge => (

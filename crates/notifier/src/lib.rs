@@ -15,6 +15,7 @@ pub mod app;
 pub mod config;
 pub mod consumer;
 pub mod dispatch;
+pub mod endpoint;
 pub mod error;
 pub mod http;
 pub mod metrics;
@@ -25,10 +26,11 @@ pub mod vapid;
 
 pub use consumer::{Consumer, ConsumerConfig};
 pub use dispatch::{DeliveryReport, Dispatcher};
+pub use endpoint::EndpointPolicy;
 pub use error::{Error, Result};
-pub use http::{ApiState, router};
+pub use http::{ApiState, SubscriptionRules, router};
 pub use push::{PushOutcome, PushPayload, PushSender};
-pub use store::{NewSubscription, PushStore, Subscription};
+pub use store::{Claim, NewSubscription, PushStore, Subscription};
 pub use topology::{DEAD_LETTER_EXCHANGE, EXCHANGE, QUEUE, Topology, declare_topology};
 pub use vapid::{GeneratedVapidKeys, VapidKeys, generate_vapid_keys};
 

@@ -15,7 +15,8 @@ pub const PUSHES_SENT: &str = "nebula_notifier_pushes_sent_total";
 pub const PUSHES_FAILED: &str = "nebula_notifier_pushes_failed_total";
 /// Messages sent to the dead-letter queue (malformed, or out of attempts).
 pub const EVENTS_DEAD_LETTERED: &str = "nebula_notifier_events_dead_lettered_total";
-/// Subscriptions deleted because their push service answered 404/410.
+/// Subscriptions deleted because their push service answered 404/410, or because their
+/// endpoint's URL may not be pushed to (see `crate::endpoint`).
 pub const SUBSCRIPTIONS_REMOVED: &str = "nebula_notifier_subscriptions_removed_total";
 /// 1 while the consumer holds a broker connection, else 0.
 pub const BROKER_CONNECTED: &str = "nebula_notifier_broker_connected";
@@ -37,7 +38,7 @@ pub fn describe() {
     );
     describe_counter!(
         SUBSCRIPTIONS_REMOVED,
-        "Subscriptions deleted after a 404/410 from their push service"
+        "Subscriptions deleted after a 404/410 from their push service, or with a refused endpoint"
     );
     describe_gauge!(BROKER_CONNECTED, "1 while connected to RabbitMQ");
     // Start at zero so dashboards show the series before the first event.

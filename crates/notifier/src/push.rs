@@ -1,7 +1,8 @@
 //! Sending one Web Push message (RFC 8030) to one subscription.
 //!
 //! web-push-native does the RFC 8291 `aes128gcm` encryption; we sign VAPID ourselves (see
-//! [`VapidKeys::authorization`]) and send with reqwest over rustls + ring.
+//! [`VapidKeys::authorization`]) and send with reqwest over rustls + ring, only where the
+//! [`EndpointPolicy`] allows (see `crate::endpoint`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use web_push_native::{Auth, WebPushBuilder, p256};
 
+use crate::endpoint::{EndpointPolicy, NoPublicAddress};
 use crate::error::{Error, Result};
 use crate::store::Subscription;
 use crate::vapid::{VapidKeys, decode_base64url};
@@ -63,6 +65,12 @@ pub enum PushOutcome {
     Rejected(StatusCode),
     /// Network error, timeout, 408, 429 or 5xx: worth trying again later.
     Transient(String),
+    /// The endpoint's URL may not be pushed to (plain http, `localhost`, a non-public IP
+    /// literal): nothing was sent, and nothing ever will be, so the subscription is deleted.
+    EndpointRefused(String),
+    /// The endpoint's host resolved only to non-public addresses: nothing was sent. Not
+    /// retried, but the subscription is kept, since a DNS answer can change.
+    AddressRefused(String),
 }
 
 /// Sends encrypted, VAPID-signed pushes. Cheap to clone.
@@ -71,6 +79,7 @@ pub struct PushSender {
     http: reqwest::Client,
     vapid: Arc<VapidKeys>,
     ttl: Duration,
+    endpoints: EndpointPolicy,
 }
 
 /// How long a push service may keep an undelivered message (the `TTL` header).
@@ -80,19 +89,29 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 const VAPID_VALIDITY: Duration = Duration::from_secs(12 * 60 * 60);
 
 impl PushSender {
-    /// A sender with its own HTTP client (HTTP/2 where the push service offers it).
-    pub fn new(vapid: VapidKeys, ttl: Duration) -> Result<Self> {
+    /// A sender with its own HTTP client (HTTP/2 where the push service offers it), pushing
+    /// only to the endpoints `endpoints` allows.
+    pub fn new(vapid: VapidKeys, ttl: Duration, endpoints: EndpointPolicy) -> Result<Self> {
         crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             // A push service that takes longer is treated as down; the event is retried.
             .timeout(Duration::from_secs(15))
             .user_agent(concat!("nebula-notifier/", env!("CARGO_PKG_VERSION")))
+            // Every host name is resolved here and only allowed addresses are connected to.
+            .dns_resolver(endpoints.resolver())
+            // A push service never redirects; following one would send the push (and the
+            // request) wherever the endpoint's owner points it, past the checks above.
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the host itself, out of the resolver's sight.
+            .no_proxy()
+            .https_only(!endpoints.allows_private())
             .build()?;
         Ok(PushSender {
             http,
             vapid: Arc::new(vapid),
             ttl,
+            endpoints,
         })
     }
 
@@ -109,7 +128,14 @@ impl PushSender {
         payload: &PushPayload,
         event_id: Uuid,
     ) -> PushOutcome {
-        let request = match self.build(subscription, payload, event_id) {
+        // Checked again here, not only at subscribe time: the row may predate the rule, or
+        // have been stored by a process that allowed private endpoints. reqwest does not
+        // resolve IP literals, so this is also what keeps those off private addresses.
+        let url = match self.endpoints.check(&subscription.endpoint) {
+            Ok(url) => url,
+            Err(refused) => return PushOutcome::EndpointRefused(refused.to_string()),
+        };
+        let request = match self.build(&url, subscription, payload, event_id) {
             Ok(request) => request,
             Err(err) => {
                 // Only stored keys that are not a valid P-256 point / 16-byte secret get here;
@@ -120,20 +146,24 @@ impl PushSender {
         };
         match self.http.execute(request).await {
             Ok(response) => classify(response.status()),
-            Err(err) => PushOutcome::Transient(err.to_string()),
+            Err(err) => match no_public_address(&err) {
+                Some(refused) => PushOutcome::AddressRefused(refused.to_string()),
+                None => PushOutcome::Transient(err.to_string()),
+            },
         }
     }
 
+    /// The request to `url`, the subscription's endpoint as checked: what was checked is
+    /// what is sent to.
     fn build(
         &self,
+        url: &Url,
         subscription: &Subscription,
         payload: &PushPayload,
         event_id: Uuid,
     ) -> Result<reqwest::Request> {
-        let url = Url::parse(&subscription.endpoint)
-            .map_err(|err| Error::PushBuild(format!("endpoint: {err}")))?;
-        let uri: Uri = subscription
-            .endpoint
+        let uri: Uri = url
+            .as_str()
             .parse()
             .map_err(|err| Error::PushBuild(format!("endpoint: {err}")))?;
         let ua_public = decode_base64url(&subscription.p256dh)
@@ -152,7 +182,7 @@ impl PushSender {
             .with_valid_duration(self.ttl)
             .build(body)
             .map_err(|err| Error::PushBuild(err.to_string()))?;
-        let authorization = self.vapid.authorization(&url, VAPID_VALIDITY)?;
+        let authorization = self.vapid.authorization(url, VAPID_VALIDITY)?;
         let headers = request.headers_mut();
         headers.insert(
             header::AUTHORIZATION,
@@ -170,10 +200,25 @@ impl PushSender {
     }
 }
 
+/// The resolver's refusal, if that is why the request failed.
+fn no_public_address(err: &reqwest::Error) -> Option<&NoPublicAddress> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<NoPublicAddress>() {
+            return Some(refused);
+        }
+        source = cause.source();
+    }
+    None
+}
+
 /// Sorts a push service's status into what the dispatcher does next.
 fn classify(status: StatusCode) -> PushOutcome {
     match status.as_u16() {
         200..=299 => PushOutcome::Delivered,
+        // Redirects are not followed (see `PushSender::new`), and asking again would get
+        // the same answer.
+        300..=399 => PushOutcome::Rejected(status),
         404 | 410 => PushOutcome::Gone,
         408 | 429 => PushOutcome::Transient(format!("push service answered {status}")),
         400..=499 => PushOutcome::Rejected(status),

@@ -212,6 +212,24 @@ pub struct Config {
     #[arg(long, env = "WEBPUSH_VAPID_SUBJECT")]
     pub webpush_vapid_subject: Option<String>,
 
+    /// Also accept and push to endpoints on loopback, private, link-local and other
+    /// non-public addresses, and over plain http (embedded mode). For local testing only.
+    #[arg(
+        long,
+        env = "WEBPUSH_ALLOW_PRIVATE_ENDPOINTS",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub webpush_allow_private_endpoints: bool,
+
+    /// Most push subscriptions (browsers, devices) one user may have (embedded mode).
+    #[arg(
+        long,
+        env = "WEBPUSH_MAX_SUBSCRIPTIONS_PER_USER",
+        default_value_t = nebula_notifier::http::DEFAULT_MAX_SUBSCRIPTIONS_PER_USER
+    )]
+    pub webpush_max_subscriptions_per_user: u32,
+
     /// In-process delivery attempts per notification before it is dead-lettered.
     #[arg(long, env = "OUTBOX_MAX_ATTEMPTS", default_value_t = 10)]
     pub outbox_max_attempts: u32,

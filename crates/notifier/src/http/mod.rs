@@ -14,6 +14,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+use crate::endpoint::EndpointPolicy;
 use crate::store::PushStore;
 
 pub use auth::{AuthUser, Authenticator};
@@ -31,17 +32,48 @@ pub struct ApiState {
     store: PushStore,
     auth: Arc<Authenticator>,
     vapid_public_key: Arc<str>,
+    rules: SubscriptionRules,
+}
+
+/// What a browser may subscribe.
+#[derive(Debug, Clone)]
+pub struct SubscriptionRules {
+    /// Which endpoints are accepted (`WEBPUSH_ALLOW_PRIVATE_ENDPOINTS`); the push sender must
+    /// use the same policy, or it refuses what was accepted here.
+    pub endpoints: EndpointPolicy,
+    /// Most subscriptions one user may have (`WEBPUSH_MAX_SUBSCRIPTIONS_PER_USER`).
+    pub max_per_user: u32,
+}
+
+/// `WEBPUSH_MAX_SUBSCRIPTIONS_PER_USER` unless configured: a user's browsers and devices.
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_USER: u32 = 10;
+
+impl Default for SubscriptionRules {
+    /// Public https endpoints only, [`DEFAULT_MAX_SUBSCRIPTIONS_PER_USER`] per user.
+    fn default() -> Self {
+        SubscriptionRules {
+            endpoints: EndpointPolicy::default(),
+            max_per_user: DEFAULT_MAX_SUBSCRIPTIONS_PER_USER,
+        }
+    }
 }
 
 impl ApiState {
     /// State over `store`, accepting tokens signed with `jwt_secret`, handing out
-    /// `vapid_public_key` (base64url) to browsers.
+    /// `vapid_public_key` (base64url) to browsers, with the default [`SubscriptionRules`].
     pub fn new(store: PushStore, jwt_secret: &str, vapid_public_key: &str) -> Self {
         ApiState {
             store,
             auth: Arc::new(Authenticator::new(jwt_secret)),
             vapid_public_key: Arc::from(vapid_public_key),
+            rules: SubscriptionRules::default(),
         }
+    }
+
+    /// The same state with other rules for subscriptions.
+    pub fn with_rules(mut self, rules: SubscriptionRules) -> Self {
+        self.rules = rules;
+        self
     }
 }
 

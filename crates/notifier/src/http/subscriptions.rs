@@ -5,14 +5,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
-use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use web_push_native::p256;
 
-use super::ApiState;
 use super::auth::AuthUser;
 use super::json::JsonBody;
+use super::{ApiState, SubscriptionRules};
+use crate::endpoint::normalize;
 use crate::error::{Error, Result};
 use crate::store::NewSubscription;
 use crate::vapid::decode_base64url;
@@ -57,14 +57,22 @@ pub struct VapidPublicKey {
 const MAX_ENDPOINT_LEN: usize = 2048;
 
 /// Stores (or refreshes) the caller's browser subscription.
+///
+/// 422 `invalid_subscription` for an endpoint that may not be pushed to; 409
+/// `too_many_subscriptions` for a new endpoint beyond the per-user limit.
 #[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub async fn subscribe(
     State(state): State<ApiState>,
     user: AuthUser,
     JsonBody(body): JsonBody<SubscribeRequest>,
 ) -> Result<impl IntoResponse> {
-    let new = validate(body)?;
-    let stored = state.store.upsert_subscription(user.id, &new).await?;
+    let new = validate(body, &state.rules)?;
+    let max = state.rules.max_per_user;
+    let stored = state
+        .store
+        .upsert_subscription_within(user.id, &new, max)
+        .await?
+        .ok_or(Error::TooManySubscriptions { max })?;
     let response = SubscriptionResponse {
         id: stored.id,
         endpoint: stored.endpoint,
@@ -91,6 +99,15 @@ pub async fn unsubscribe(
         .store
         .remove_subscription(user.id, &body.endpoint)
         .await?;
+    // Stored endpoints are normalised; rows from before that are as the browser gave them.
+    if let Ok(normal) = normalize(&body.endpoint)
+        && normal.as_str() != body.endpoint
+    {
+        state
+            .store
+            .remove_subscription(user.id, normal.as_str())
+            .await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -102,31 +119,18 @@ pub async fn vapid_public_key(State(state): State<ApiState>) -> Json<VapidPublic
 }
 
 /// Checks everything a push will need, so bad input fails here with a 422 instead of
-/// failing every push later; keys are stored normalised (base64url, no padding).
-fn validate(body: SubscribeRequest) -> Result<NewSubscription> {
+/// failing every push later; the endpoint is stored normalised (so two spellings of one URL
+/// are one subscription), keys as base64url without padding.
+fn validate(body: SubscribeRequest, rules: &SubscriptionRules) -> Result<NewSubscription> {
     if body.endpoint.len() > MAX_ENDPOINT_LEN {
-        return Err(Error::validation(
-            "endpoint",
-            format!("must be at most {MAX_ENDPOINT_LEN} bytes"),
-        ));
+        return Err(Error::InvalidSubscription(format!(
+            "must be at most {MAX_ENDPOINT_LEN} bytes"
+        )));
     }
-    let url = Url::parse(&body.endpoint)
-        .map_err(|err| Error::validation("endpoint", format!("is not a URL: {err}")))?;
-    if !matches!(url.scheme(), "https" | "http") {
-        return Err(Error::validation(
-            "endpoint",
-            "must be an https or http URL",
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(Error::validation("endpoint", "must name a host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::validation(
-            "endpoint",
-            "must not contain credentials",
-        ));
-    }
+    let endpoint = rules
+        .endpoints
+        .check(&body.endpoint)
+        .map_err(|refused| Error::InvalidSubscription(refused.to_string()))?;
 
     let p256dh = decode_base64url(&body.keys.p256dh)
         .ok_or_else(|| Error::validation("keys.p256dh", "must be base64url"))?;
@@ -145,7 +149,7 @@ fn validate(body: SubscribeRequest) -> Result<NewSubscription> {
     use base64::Engine as _;
     let encode = |raw: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
     Ok(NewSubscription {
-        endpoint: body.endpoint,
+        endpoint: endpoint.into(),
         p256dh: encode(&p256dh),
         auth: encode(&auth),
     })

@@ -21,6 +21,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::error::{Error, Result};
 
+pub use events::Claim;
 pub use subscriptions::{NewSubscription, Subscription};
 
 /// Runs one expression against whichever pool the store holds.

@@ -3,7 +3,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use nebula_notifier::{ApiState, router};
+use nebula_notifier::{ApiState, EndpointPolicy, SubscriptionRules, router};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -22,13 +22,23 @@ struct Reply {
 }
 
 impl Api {
+    /// The API accepting the loopback push service's endpoints, as with
+    /// `WEBPUSH_ALLOW_PRIVATE_ENDPOINTS=true`.
     async fn start() -> Api {
-        let pipeline = Pipeline::sqlite().await;
+        let rules = SubscriptionRules {
+            endpoints: EndpointPolicy::new(true),
+            ..SubscriptionRules::default()
+        };
+        Api::start_with(Pipeline::sqlite().await, rules).await
+    }
+
+    async fn start_with(pipeline: Pipeline, rules: SubscriptionRules) -> Api {
         let state = ApiState::new(
             pipeline.store().clone(),
             JWT_SECRET,
             pipeline.vapid.public_key(),
-        );
+        )
+        .with_rules(rules);
         Api {
             app: router(state),
             pipeline,
@@ -214,22 +224,22 @@ async fn invalid_subscriptions_are_refused_with_422() {
         (
             "not a URL",
             json!({"endpoint": "not a url", "keys": keys}),
-            "validation_failed",
+            "invalid_subscription",
         ),
         (
             "ftp endpoint",
             json!({"endpoint": "ftp://push.example/abc", "keys": keys}),
-            "validation_failed",
+            "invalid_subscription",
         ),
         (
             "credentials in URL",
             json!({"endpoint": "https://u:p@push.example/abc", "keys": keys}),
-            "validation_failed",
+            "invalid_subscription",
         ),
         (
             "endpoint too long",
             json!({"endpoint": format!("https://push.example/{}", "a".repeat(3000)), "keys": keys}),
-            "validation_failed",
+            "invalid_subscription",
         ),
         (
             "p256dh not base64url",
@@ -439,5 +449,174 @@ async fn the_vapid_public_key_is_public() {
     assert_eq!(
         reply.body,
         json!({"public_key": api.pipeline.vapid.public_key()})
+    );
+}
+
+#[tokio::test]
+async fn with_default_settings_non_public_endpoints_are_refused_at_subscribe() {
+    let api = Api::start_with(Pipeline::sqlite().await, SubscriptionRules::default()).await;
+    let alice = user("alice");
+    let browser = api.pipeline.endpoint.new_browser();
+    let keys = json!({"p256dh": browser.p256dh, "auth": browser.auth});
+
+    for endpoint in [
+        // The loopback push service itself, as the report had it.
+        browser.endpoint.as_str(),
+        "http://push.example.com/x",
+        "https://127.0.0.1/internal-admin",
+        "https://127.1/x",
+        "https://2130706433/x",
+        "https://0.0.0.0/x",
+        "https://10.0.0.7/x",
+        "https://172.16.5.4/x",
+        "https://192.168.1.1/x",
+        "https://100.64.0.1/x",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://224.0.0.1/x",
+        "https://[::1]/x",
+        "https://[::ffff:127.0.0.1]/x",
+        "https://[fe80::1]/x",
+        "https://[fd00::1]/x",
+        "https://[ff02::1]/x",
+        "https://localhost/x",
+        "https://push.localhost./x",
+    ] {
+        let reply = api
+            .subscribe(&token(&alice), json!({"endpoint": endpoint, "keys": keys}))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{endpoint}: {}",
+            reply.body
+        );
+        assert_problem(
+            &reply,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_subscription",
+        );
+    }
+    assert!(
+        api.pipeline
+            .store()
+            .subscriptions_of(alice.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A public https endpoint is fine; its host is resolved (and checked) when pushing.
+    let reply = api
+        .subscribe(
+            &token(&alice),
+            json!({"endpoint": "https://fcm.googleapis.com/fcm/send/abc", "keys": keys}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn endpoints_are_normalized_before_the_uniqueness_check() {
+    let api = Api::start_with(Pipeline::sqlite().await, SubscriptionRules::default()).await;
+    let alice = user("alice");
+    let browser = api.pipeline.endpoint.new_browser();
+    let keys = json!({"p256dh": browser.p256dh, "auth": browser.auth});
+
+    for endpoint in [
+        "https://push.example.com/send/AbC",
+        "HTTPS://Push.EXAMPLE.com:443/send/AbC",
+        "https://push.example.com/send/AbC#again",
+    ] {
+        let reply = api
+            .subscribe(&token(&alice), json!({"endpoint": endpoint, "keys": keys}))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        assert_eq!(reply.body["endpoint"], "https://push.example.com/send/AbC");
+    }
+    let stored = api
+        .pipeline
+        .store()
+        .subscriptions_of(alice.id)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+
+    // Unsubscribing with another spelling of it removes it too.
+    let reply = api
+        .call(
+            "DELETE",
+            "/webpush/subscribe",
+            Some(&token(&alice)),
+            Some(json!({"endpoint": "https://PUSH.example.com/send/AbC#x"}).to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(
+        api.pipeline
+            .store()
+            .subscriptions_of(alice.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_user_may_subscribe_at_most_the_configured_number_of_browsers() {
+    let rules = SubscriptionRules {
+        endpoints: EndpointPolicy::new(true),
+        max_per_user: 2,
+    };
+    let api = Api::start_with(Pipeline::sqlite().await, rules).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let browsers: Vec<_> = (0..3)
+        .map(|_| api.pipeline.endpoint.new_browser())
+        .collect();
+
+    for browser in &browsers[..2] {
+        let reply = api
+            .subscribe(&token(&alice), subscription_json(browser))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    }
+    let reply = api
+        .subscribe(&token(&alice), subscription_json(&browsers[2]))
+        .await;
+    assert_problem(&reply, StatusCode::CONFLICT, "too_many_subscriptions");
+
+    // Subscribing a browser again is a refresh, not a new subscription.
+    let reply = api
+        .subscribe(&token(&alice), subscription_json(&browsers[0]))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    // Other users have their own allowance.
+    let reply = api
+        .subscribe(&token(&bob), subscription_json(&browsers[2]))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+
+    // After unsubscribing one, there is room again.
+    let reply = api
+        .call(
+            "DELETE",
+            "/webpush/subscribe",
+            Some(&token(&alice)),
+            Some(json!({"endpoint": browsers[1].endpoint}).to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let newer = api.pipeline.endpoint.new_browser();
+    let reply = api
+        .subscribe(&token(&alice), subscription_json(&newer))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(
+        api.pipeline
+            .store()
+            .subscriptions_of(alice.id)
+            .await
+            .unwrap()
+            .len(),
+        2
     );
 }

@@ -4,6 +4,8 @@
 
 mod consumer;
 mod delivery;
+mod duplicates;
+mod endpoints;
 mod faults;
 mod http_api;
 mod service;

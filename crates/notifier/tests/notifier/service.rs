@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::push_endpoint::PushEndpoint;
-use crate::support::{JWT_SECRET, SUBJECT, token, user};
+use crate::support::rabbit::{TestQueue, shared_broker};
+use crate::support::{JWT_SECRET, SUBJECT, event, token, user};
 
 /// The process-wide recorder, installed once for the whole test binary.
 fn metrics() -> PrometheusHandle {
@@ -35,6 +36,8 @@ async fn the_service_serves_its_api_health_and_metrics_and_shuts_down() {
     config.vapid_private_key = Some(keys.private_key.clone());
     config.vapid_public_key = Some(keys.public_key.clone());
     config.vapid_subject = Some(SUBJECT.to_owned());
+    // The push service below is on 127.0.0.1.
+    config.allow_private_endpoints = true;
     // A port nothing listens on: the consumer keeps retrying, the API still works.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -136,6 +139,100 @@ async fn the_service_serves_its_api_health_and_metrics_and_shuts_down() {
         .unwrap();
 }
 
+/// The report against the standalone service, with default settings: a loopback
+/// endpoint is refused at subscribe, and one stored anyway (by a process that allowed it, or
+/// before the rule) is never contacted when a member joins; RabbitMQ, database and sockets
+/// all real.
+#[tokio::test]
+async fn with_default_settings_the_service_never_contacts_a_loopback_endpoint() {
+    let Some(amqp) =
+        shared_broker("with_default_settings_the_service_never_contacts_a_loopback_endpoint").await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = nebula_notifier::generate_vapid_keys();
+    let queue = TestQueue::new(&amqp).await;
+    let mut config = Config::defaults();
+    config.database_url = format!("sqlite://{}", dir.path().join("service.db").display());
+    config.jwt_secret = Some(JWT_SECRET.to_owned());
+    config.dev_mode = false;
+    config.vapid_private_key = Some(keys.private_key.clone());
+    config.vapid_subject = Some(SUBJECT.to_owned());
+    config.rabbit_url = amqp.clone();
+    config.rabbit_queue = queue.topology.queue().to_owned();
+    assert!(!config.allow_private_endpoints, "the default");
+    let config = config.validate().unwrap();
+    let consumer_config = config.consumer();
+    let database_url = config.config.database_url.clone();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let service = tokio::spawn(nebula_notifier::app::run(
+        listener,
+        config,
+        metrics(),
+        shutdown.clone(),
+    ));
+    let http = reqwest::Client::new();
+    let endpoint = PushEndpoint::start(&keys.public_key, SUBJECT).await;
+    let browser = endpoint.new_browser();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let subscription = json!({"endpoint": browser.endpoint, "keys": {"p256dh": browser.p256dh, "auth": browser.auth}});
+
+    let reply = loop {
+        match http
+            .post(format!("{base}/webpush/subscribe"))
+            .bearer_auth(token(&bob))
+            .json(&subscription)
+            .send()
+            .await
+        {
+            Ok(reply) => break reply,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    assert_eq!(reply.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = reply.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_subscription", "{problem}");
+
+    let store = nebula_notifier::PushStore::connect(&database_url, 1)
+        .await
+        .unwrap();
+    let new = nebula_notifier::NewSubscription {
+        endpoint: browser.endpoint.clone(),
+        p256dh: browser.p256dh.clone(),
+        auth: browser.auth.clone(),
+    };
+    store.upsert_subscription(bob.id, &new).await.unwrap();
+    let joined = event(nebula_wire::notify::MemberChange::Joined, &alice, &[&bob]);
+    queue.publish(&joined).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !store.is_processed(joined.event_id).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the event was never processed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert_eq!(
+        endpoint.connections(),
+        0,
+        "the loopback endpoint was contacted"
+    );
+    assert!(store.subscriptions_of(bob.id).await.unwrap().is_empty());
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), service)
+        .await
+        .expect("service did not stop")
+        .unwrap()
+        .unwrap();
+    store.close().await;
+    queue.delete(&consumer_config).await;
+}
+
 #[test]
 fn production_config_needs_real_secrets() {
     let mut config = Config::defaults();
@@ -177,4 +274,47 @@ fn production_config_needs_real_secrets() {
     );
     config.vapid_subject = Some(SUBJECT.into());
     config.validate().unwrap();
+
+    config.max_subscriptions_per_user = 0;
+    assert!(
+        config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("WEBPUSH_MAX_SUBSCRIPTIONS_PER_USER")
+    );
+}
+
+#[test]
+fn the_endpoint_settings_are_flags_and_environment_variables() {
+    use clap::{CommandFactory as _, Parser as _};
+    let command = nebula_notifier::config::Cli::command();
+    let env_of = |id: &str| {
+        command
+            .get_arguments()
+            .find(|arg| arg.get_id() == id)
+            .and_then(|arg| arg.get_env())
+            .map(|env| env.to_string_lossy().into_owned())
+    };
+    assert_eq!(
+        env_of("allow_private_endpoints").as_deref(),
+        Some("WEBPUSH_ALLOW_PRIVATE_ENDPOINTS")
+    );
+    assert_eq!(
+        env_of("max_subscriptions_per_user").as_deref(),
+        Some("WEBPUSH_MAX_SUBSCRIPTIONS_PER_USER")
+    );
+    let defaults = Config::defaults();
+    assert!(!defaults.allow_private_endpoints);
+    assert_eq!(defaults.max_subscriptions_per_user, 10);
+    let cli = nebula_notifier::config::Cli::try_parse_from([
+        "nebula-notifier",
+        "--allow-private-endpoints",
+        "true",
+        "--max-subscriptions-per-user",
+        "3",
+    ])
+    .unwrap();
+    assert!(cli.config.allow_private_endpoints);
+    assert_eq!(cli.config.max_subscriptions_per_user, 3);
 }

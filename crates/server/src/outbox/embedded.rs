@@ -10,13 +10,15 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use futures_util::stream;
-use nebula_notifier::{ApiState, Dispatcher, PushSender, VapidKeys};
+use nebula_notifier::{
+    ApiState, Dispatcher, EndpointPolicy, PushSender, SubscriptionRules, VapidKeys,
+};
 use nebula_wire::notify::MemberNotification;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{DEAD_LETTERED, PUBLISHED, Settings, backoff, non_empty, rabbit_url};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ValidConfig};
 use crate::store::{OutboxRow, Store};
 
 /// Rooms delivered at once; each has at most a few pushes in flight (the dispatcher's own
@@ -94,19 +96,37 @@ pub(super) struct Embedded {
 
 impl Embedded {
     /// The dispatcher over this database (creating the notifier's tables) and the state of
-    /// the Web Push HTTP API, which accepts the server's own tokens.
+    /// the Web Push HTTP API, which accepts the server's own tokens. Both apply the same
+    /// endpoint rules (`WEBPUSH_ALLOW_PRIVATE_ENDPOINTS`), as `nebula-notifier` does.
     pub(super) async fn start(
         store: &Store,
         vapid: &VapidKeys,
-        jwt_secret: &str,
+        config: &ValidConfig,
     ) -> anyhow::Result<(Embedded, ApiState)> {
         let push_store = store
             .push_store()
             .await
             .context("preparing the Web Push tables")?;
-        let sender = PushSender::new(vapid.clone(), nebula_notifier::push::DEFAULT_TTL)
-            .context("building the Web Push client")?;
-        let api = ApiState::new(push_store.clone(), jwt_secret, vapid.public_key());
+        let settings = &config.config;
+        let endpoints = EndpointPolicy::new(settings.webpush_allow_private_endpoints);
+        if endpoints.allows_private() {
+            tracing::warn!(
+                "WEBPUSH_ALLOW_PRIVATE_ENDPOINTS=true: push endpoints on private and loopback \
+                 addresses and plain http are accepted; never set it in production"
+            );
+        }
+        let sender = PushSender::new(
+            vapid.clone(),
+            nebula_notifier::push::DEFAULT_TTL,
+            endpoints.clone(),
+        )
+        .context("building the Web Push client")?;
+        let rules = SubscriptionRules {
+            endpoints,
+            max_per_user: settings.webpush_max_subscriptions_per_user,
+        };
+        let api = ApiState::new(push_store.clone(), &config.jwt_secret, vapid.public_key())
+            .with_rules(rules);
         register_push_metrics();
         Ok((
             Embedded {
@@ -246,6 +266,39 @@ mod tests {
     }
 
     #[test]
+    fn push_endpoint_settings_default_to_public_only_and_ten_per_user() {
+        use clap::CommandFactory as _;
+        let defaults = config(&[]);
+        assert!(!defaults.webpush_allow_private_endpoints);
+        assert_eq!(defaults.webpush_max_subscriptions_per_user, 10);
+        let set = config(&[
+            "--webpush-allow-private-endpoints",
+            "true",
+            "--webpush-max-subscriptions-per-user",
+            "3",
+        ]);
+        assert!(set.webpush_allow_private_endpoints);
+        assert_eq!(set.webpush_max_subscriptions_per_user, 3);
+        // The same variable names as nebula-notifier's.
+        let command = Config::command();
+        let env_of = |id: &str| {
+            command
+                .get_arguments()
+                .find(|arg| arg.get_id() == id)
+                .and_then(|arg| arg.get_env())
+                .map(|env| env.to_string_lossy().into_owned())
+        };
+        assert_eq!(
+            env_of("webpush_allow_private_endpoints").as_deref(),
+            Some("WEBPUSH_ALLOW_PRIVATE_ENDPOINTS")
+        );
+        assert_eq!(
+            env_of("webpush_max_subscriptions_per_user").as_deref(),
+            Some("WEBPUSH_MAX_SUBSCRIPTIONS_PER_USER")
+        );
+    }
+
+    #[test]
     fn dev_mode_without_keys_makes_throwaway_ones() {
         let keys = embedded_vapid_keys(&config(&["--dev-mode", "true"])).unwrap();
         assert_eq!(keys.unwrap().subject(), DEV_SUBJECT);
@@ -325,6 +378,10 @@ mod tests {
             (vec!["--rabbit-url", "amqps://broker"], "RABBIT_URL"),
             (vec!["--rabbit-queue", " "], "RABBIT_QUEUE"),
             (vec!["--outbox-max-attempts", "0"], "OUTBOX_MAX_ATTEMPTS"),
+            (
+                vec!["--webpush-max-subscriptions-per-user", "0"],
+                "WEBPUSH_MAX_SUBSCRIPTIONS_PER_USER",
+            ),
         ];
         for (args, setting) in cases {
             let message = refusal(&args);

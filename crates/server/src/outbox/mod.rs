@@ -128,6 +128,12 @@ pub fn validate_settings(config: &Config) -> Result<(), ConfigError> {
             reason: "must be at least 1".into(),
         });
     }
+    if config.webpush_max_subscriptions_per_user == 0 {
+        return Err(ConfigError {
+            setting: "WEBPUSH_MAX_SUBSCRIPTIONS_PER_USER",
+            reason: "must be at least 1".into(),
+        });
+    }
     Ok(())
 }
 
@@ -172,7 +178,7 @@ pub async fn start(
             (Sink::Broker(Box::new(broker)), Outbox::with_broker(status))
         }
         (None, Some(vapid)) => {
-            let (embedded, api) = Embedded::start(store, vapid, &config.jwt_secret).await?;
+            let (embedded, api) = Embedded::start(store, vapid, config).await?;
             tracing::info!("notifications are pushed in-process (no RABBIT_URL)");
             (Sink::Embedded(embedded), Outbox::embedded(api))
         }

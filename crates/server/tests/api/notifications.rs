@@ -26,8 +26,8 @@ use lapin::options::QueueDeleteOptions;
 use lapin::{Connection, ConnectionProperties};
 use nebula::config::Config;
 use nebula_notifier::{
-    ConsumerConfig, Dispatcher, GeneratedVapidKeys, NewSubscription, PushSender, PushStore,
-    Topology, VapidKeys,
+    ConsumerConfig, Dispatcher, EndpointPolicy, GeneratedVapidKeys, NewSubscription, PushSender,
+    PushStore, Topology, VapidKeys,
 };
 use nebula_wire::notify::MemberNotification;
 use reqwest::StatusCode;
@@ -42,9 +42,11 @@ const SUBJECT: &str = "mailto:tests@nebula.invalid";
 /// Generous: a relay backing off from a stopped broker waits up to 30 s between attempts.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Embedded mode: no broker, these VAPID keys.
+/// Embedded mode: no broker, these VAPID keys, and the loopback push service allowed
+/// (`WEBPUSH_ALLOW_PRIVATE_ENDPOINTS=true`).
 fn embedded(config: &mut Config, vapid: &GeneratedVapidKeys) {
     config.rabbit_url = None;
+    config.webpush_allow_private_endpoints = true;
     config.webpush_vapid_private_key = Some(vapid.private_key.clone());
     config.webpush_vapid_public_key = Some(vapid.public_key.clone());
     config.webpush_vapid_subject = Some(SUBJECT.to_owned());
@@ -178,7 +180,9 @@ impl RunningConsumer {
     fn start(url: &str, queue: &str, store: PushStore, vapid: &GeneratedVapidKeys) -> Self {
         let keys =
             VapidKeys::from_base64(&vapid.private_key, Some(&vapid.public_key), SUBJECT).unwrap();
-        let sender = PushSender::new(keys, Duration::from_secs(3600)).unwrap();
+        // The push service is on 127.0.0.1, as with WEBPUSH_ALLOW_PRIVATE_ENDPOINTS=true.
+        let sender =
+            PushSender::new(keys, Duration::from_secs(3600), EndpointPolicy::new(true)).unwrap();
         let mut config = ConsumerConfig::new(url, queue);
         // One event at a time: the notifier pushes concurrently events it holds at once, so
         // only with prefetch 1 does the endpoint see them in queue order, which is what

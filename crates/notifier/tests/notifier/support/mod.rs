@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use jsonwebtoken::{EncodingKey, Header};
-use nebula_notifier::{Dispatcher, NewSubscription, PushSender, PushStore, VapidKeys};
+use nebula_notifier::{
+    Dispatcher, EndpointPolicy, NewSubscription, PushSender, PushStore, VapidKeys,
+};
 use nebula_wire::User;
 use nebula_wire::notify::{MemberChange, MemberNotification};
 use push_endpoint::{Browser, PushEndpoint};
@@ -131,7 +133,9 @@ impl Drop for PgDatabase {
     }
 }
 
-/// Store + dispatcher + loopback push service, all real.
+/// Store + dispatcher + loopback push service, all real. Unless built `with_policy`, the
+/// sender is allowed to push to private endpoints (`WEBPUSH_ALLOW_PRIVATE_ENDPOINTS`): the push
+/// service is on 127.0.0.1.
 pub struct Pipeline {
     pub db: TestDb,
     pub vapid: VapidKeys,
@@ -144,12 +148,18 @@ impl Pipeline {
         Pipeline::over(TestDb::sqlite().await).await
     }
 
+    /// A pipeline whose sender may push to the loopback push service.
     pub async fn over(db: TestDb) -> Pipeline {
+        Pipeline::with_policy(db, EndpointPolicy::new(true)).await
+    }
+
+    /// A pipeline whose sender pushes where `policy` allows.
+    pub async fn with_policy(db: TestDb, policy: EndpointPolicy) -> Pipeline {
         let keys = nebula_notifier::generate_vapid_keys();
         let vapid =
             VapidKeys::from_base64(&keys.private_key, Some(&keys.public_key), SUBJECT).unwrap();
         let endpoint = PushEndpoint::start(vapid.public_key(), SUBJECT).await;
-        let sender = PushSender::new(vapid.clone(), Duration::from_secs(3600)).unwrap();
+        let sender = PushSender::new(vapid.clone(), Duration::from_secs(3600), policy).unwrap();
         let dispatcher = Dispatcher::new(db.store.clone(), sender);
         Pipeline {
             db,

@@ -4,6 +4,7 @@
 //! payload; anything wrong is answered 400/401 and recorded as an error the tests assert on.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use axum::serve::ListenerExt as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -72,6 +74,10 @@ struct Inner {
     /// While set, pushes beyond this many accepted ones are held unanswered, then refused.
     hold_after: Option<usize>,
     held: usize,
+    /// Browsers whose pushes wait at this gate until it is opened, then are handled as usual.
+    gates: HashMap<String, Arc<Notify>>,
+    /// Pushes waiting at a gate, per browser.
+    waiting: HashMap<String, usize>,
 }
 
 struct Shared {
@@ -81,6 +87,8 @@ struct Shared {
     inner: Mutex<Inner>,
     changed: Notify,
     release: Notify,
+    /// TCP connections accepted, whatever came (or did not come) over them.
+    connections: AtomicUsize,
 }
 
 /// The running endpoint; stops when dropped.
@@ -107,10 +115,16 @@ impl PushEndpoint {
             inner: Mutex::new(Inner::default()),
             changed: Notify::new(),
             release: Notify::new(),
+            connections: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/push/{id}", post(receive))
             .with_state(Arc::clone(&shared));
+        let counted = Arc::clone(&shared);
+        let listener = listener.tap_io(move |_| {
+            counted.connections.fetch_add(1, Ordering::SeqCst);
+            counted.changed.notify_waiters();
+        });
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -156,6 +170,47 @@ impl PushEndpoint {
 
     pub fn held(&self) -> usize {
         self.shared.inner.lock().unwrap().held
+    }
+
+    /// From now on, pushes for `browser` wait unanswered until [`PushEndpoint::open`].
+    pub fn close_gate(&self, browser: &Browser) {
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .gates
+            .insert(browser.id.clone(), Arc::new(Notify::new()));
+    }
+
+    /// Lets the pushes waiting at `browser`'s gate (and later ones) through, handled as usual.
+    pub fn open(&self, browser: &Browser) {
+        let gate = self.shared.inner.lock().unwrap().gates.remove(&browser.id);
+        if let Some(gate) = gate {
+            gate.notify_waiters();
+        }
+    }
+
+    /// Pushes for `browser` waiting at its gate right now.
+    pub fn waiting_for(&self, browser: &Browser) -> usize {
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .waiting
+            .get(&browser.id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// TCP connections accepted so far: a request that never got this far never reached
+    /// the host at all.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// The `scheme://host:port` pushes are expected at.
+    pub fn origin(&self) -> &str {
+        &self.shared.origin
     }
 
     pub fn received(&self) -> Vec<ReceivedPush> {
@@ -236,11 +291,40 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let mode = {
+    let (mode, gate) = {
         let mut inner = shared.inner.lock().unwrap();
         *inner.requests.entry(id.clone()).or_default() += 1;
-        inner.modes.get(&id).copied()
+        (inner.modes.get(&id).copied(), inner.gates.get(&id).cloned())
     };
+    if let Some(gate) = gate {
+        // Listening before counting ourselves as waiting, so an `open` the test sends as soon
+        // as it sees us waiting cannot be missed.
+        let opened = gate.notified();
+        tokio::pin!(opened);
+        opened.as_mut().enable();
+        let still_closed = {
+            let mut inner = shared.inner.lock().unwrap();
+            let closed = inner
+                .gates
+                .get(&id)
+                .is_some_and(|current| Arc::ptr_eq(current, &gate));
+            if closed {
+                *inner.waiting.entry(id.clone()).or_default() += 1;
+            }
+            closed
+        };
+        shared.changed.notify_waiters();
+        if still_closed {
+            opened.await;
+            *shared
+                .inner
+                .lock()
+                .unwrap()
+                .waiting
+                .entry(id.clone())
+                .or_default() -= 1;
+        }
+    }
     shared.changed.notify_waiters();
     let Some(mode) = mode else {
         return StatusCode::NOT_FOUND;

@@ -8,7 +8,10 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use super::push_endpoint::{Mode, PushEndpoint};
-use super::{SUBJECT, WAIT, embedded, eventually, outbox_rows, subscribe, wait_outbox_empty};
+use super::{
+    SUBJECT, WAIT, embedded, eventually, outbox_rows, store_subscription, subscribe,
+    wait_outbox_empty,
+};
 use crate::helpers::{Backend, TestApp, send};
 use crate::on_both_backends;
 
@@ -16,6 +19,8 @@ on_both_backends!(
     the_other_members_browsers_are_told_who_joined_and_left,
     a_failed_push_is_retried_then_dead_lettered,
     without_keys_in_production_web_push_is_off,
+    with_default_settings_a_loopback_push_endpoint_is_never_contacted,
+    a_user_may_subscribe_at_most_the_configured_number_of_browsers,
 );
 
 async fn the_other_members_browsers_are_told_who_joined_and_left(backend: Backend) {
@@ -149,4 +154,76 @@ async fn without_keys_in_production_web_push_is_off(backend: Backend) {
     assert_eq!(alice.join(room.id).await.status, StatusCode::CREATED);
     // Nothing could deliver them, so they do not pile up either.
     wait_outbox_empty(&app).await;
+}
+
+/// The report: a user subscribes `http://127.0.0.1:<port>/internal-admin`, another user
+/// joins their room, and the server must not POST there. With default settings the subscribe
+/// is refused; a row stored anyway (before the rule, or by a process that allowed private
+/// endpoints) is dropped at send time without a connection being made.
+async fn with_default_settings_a_loopback_push_endpoint_is_never_contacted(backend: Backend) {
+    let vapid = nebula_notifier::generate_vapid_keys();
+    let app = TestApp::spawn_with(backend, |config| {
+        embedded(config, &vapid);
+        config.webpush_allow_private_endpoints = false;
+    })
+    .await;
+    let endpoint = PushEndpoint::start(&vapid.public_key, SUBJECT).await;
+    let bob = app.register("bob").await;
+    let room = bob.create_room("Lobby", false).await;
+    let mut browser = endpoint.new_browser();
+    browser.endpoint = format!("{}/internal-admin", endpoint.origin());
+
+    let reply = bob
+        .post(
+            "/webpush/subscribe",
+            json!({"endpoint": browser.endpoint, "keys": {"p256dh": browser.p256dh, "auth": browser.auth}}),
+        )
+        .await;
+    reply.assert_problem(422, "invalid_subscription");
+
+    let push_store = nebula_notifier::PushStore::connect(&app.database_url, 1)
+        .await
+        .unwrap();
+    store_subscription(&push_store, &bob, &browser).await;
+    let alice = app.register("alice").await;
+    assert_eq!(alice.join(room.id).await.status, StatusCode::CREATED);
+    wait_outbox_empty(&app).await;
+
+    assert_eq!(
+        endpoint.connections(),
+        0,
+        "the server connected to loopback"
+    );
+    assert!(
+        push_store
+            .subscriptions_of(bob.user.id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a subscription that can never be pushed to is deleted"
+    );
+    push_store.close().await;
+}
+
+async fn a_user_may_subscribe_at_most_the_configured_number_of_browsers(backend: Backend) {
+    let vapid = nebula_notifier::generate_vapid_keys();
+    let app = TestApp::spawn_with(backend, |config| {
+        embedded(config, &vapid);
+        config.webpush_max_subscriptions_per_user = 1;
+    })
+    .await;
+    let endpoint = PushEndpoint::start(&vapid.public_key, SUBJECT).await;
+    let bob = app.register("bob").await;
+    let (laptop, phone) = (endpoint.new_browser(), endpoint.new_browser());
+    subscribe(&bob, &laptop).await;
+
+    let reply = bob
+        .post(
+            "/webpush/subscribe",
+            json!({"endpoint": phone.endpoint, "keys": {"p256dh": phone.p256dh, "auth": phone.auth}}),
+        )
+        .await;
+    reply.assert_problem(409, "too_many_subscriptions");
+    // The same browser again is a refresh.
+    subscribe(&bob, &laptop).await;
 }

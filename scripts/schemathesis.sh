@@ -10,7 +10,7 @@
 # SCHEMATHESIS_EXAMPLES the examples per operation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-target/debug/nebula}
+bin=$(realpath "${1:-target/debug/nebula}")
 venv=.venv-schemathesis
 version=4.32.5
 
@@ -25,7 +25,7 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 # reach the logic behind them (the limits have their own tests).
 (cd "$work" && DATABASE_URL="sqlite://$work/nebula.db" BACKEND_ADDR="127.0.0.1:$port" DEV_MODE=true \
   RATE_LIMIT_AUTH_PER_MINUTE=0 RATE_LIMIT_MESSAGES_PER_SECOND=0 NO_COLOR=1 \
-  exec "$OLDPWD/$bin") >"$work/nebula.log" 2>&1 &
+  exec "$bin") >"$work/nebula.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do

@@ -28,7 +28,7 @@ pub use consumer::{Consumer, ConsumerConfig};
 pub use dispatch::{DeliveryReport, Dispatcher};
 pub use endpoint::EndpointPolicy;
 pub use error::{Error, Result};
-pub use http::{ApiState, SubscriptionRules, router};
+pub use http::{ApiState, SubscriptionRules, WebPushApi, router};
 pub use push::{PushOutcome, PushPayload, PushSender};
 pub use store::{Claim, NewSubscription, PushStore, Subscription};
 pub use topology::{DEAD_LETTER_EXCHANGE, EXCHANGE, QUEUE, Topology, declare_topology};

@@ -23,6 +23,19 @@ pub use subscriptions::{
     SubscribeRequest, SubscriptionKeys, SubscriptionResponse, UnsubscribeRequest, VapidPublicKey,
 };
 
+/// The OpenAPI description of [`router`]'s routes (the chat server merges it into its own
+/// document when it serves them; security scheme `bearer`).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        subscriptions::subscribe,
+        subscriptions::unsubscribe,
+        subscriptions::vapid_public_key
+    ),
+    tags((name = "webpush", description = "Browser push subscriptions"))
+)]
+pub struct WebPushApi;
+
 /// A subscription is well under 1 KiB; anything near this limit is not one.
 const BODY_LIMIT: usize = 16 * 1024;
 

@@ -5,7 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
+use nebula_wire::Problem;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 use web_push_native::p256;
 
@@ -19,27 +21,36 @@ use crate::vapid::decode_base64url;
 
 /// A browser `PushSubscription` as `subscription.toJSON()` gives it. Other fields
 /// (`expirationTime`) are ignored.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct SubscribeRequest {
+    /// The push service URL: `https` and a public host (unless
+    /// `WEBPUSH_ALLOW_PRIVATE_ENDPOINTS`), at most 2048 bytes.
+    #[schema(max_length = 2048, pattern = "^https?://")]
     pub endpoint: String,
     pub keys: SubscriptionKeys,
 }
 
 /// The subscription's encryption keys, base64url.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct SubscriptionKeys {
+    /// The browser's uncompressed P-256 public key (65 bytes).
+    #[schema(pattern = "^[A-Za-z0-9_-]{87}=?$")]
     pub p256dh: String,
+    /// The 16-byte authentication secret.
+    #[schema(pattern = "^[A-Za-z0-9_-]{22}(==)?$")]
     pub auth: String,
 }
 
 /// `DELETE /webpush/subscribe` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct UnsubscribeRequest {
+    /// 1–2048 bytes; any spelling of a stored endpoint.
+    #[schema(min_length = 1, max_length = 2048)]
     pub endpoint: String,
 }
 
 /// What a stored subscription looks like to its owner.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SubscriptionResponse {
     pub id: Uuid,
     pub endpoint: String,
@@ -47,7 +58,7 @@ pub struct SubscriptionResponse {
 }
 
 /// `GET /webpush/vapid-public-key` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VapidPublicKey {
     /// Pass to `pushManager.subscribe({applicationServerKey})`.
     pub public_key: String,
@@ -60,6 +71,13 @@ const MAX_ENDPOINT_LEN: usize = 2048;
 ///
 /// 422 `invalid_subscription` for an endpoint that may not be pushed to; 409
 /// `too_many_subscriptions` for a new endpoint beyond the per-user limit.
+#[utoipa::path(post, path = "/webpush/subscribe", tag = "webpush", security(("bearer" = [])),
+    request_body = SubscribeRequest,
+    responses(
+        (status = 201, body = SubscriptionResponse, description = "stored, or refreshed"),
+        (status = 409, body = Problem, description = "`too_many_subscriptions`: `WEBPUSH_MAX_SUBSCRIPTIONS_PER_USER` other browsers are subscribed"),
+        (status = 422, body = Problem, description = "`invalid_subscription` (an endpoint that may not be pushed to) / `validation_failed` (keys that are not a P-256 key and a 16-byte secret) / `invalid_body`"),
+    ))]
 #[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub async fn subscribe(
     State(state): State<ApiState>,
@@ -83,6 +101,12 @@ pub async fn subscribe(
 
 /// Forgets the caller's subscription for an endpoint. 204 whether or not it existed, so a
 /// client can always retry it.
+#[utoipa::path(delete, path = "/webpush/subscribe", tag = "webpush", security(("bearer" = [])),
+    request_body = UnsubscribeRequest,
+    responses(
+        (status = 204, description = "forgotten (or never stored)"),
+        (status = 422, body = Problem, description = "`validation_failed` / `invalid_body`"),
+    ))]
 #[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub async fn unsubscribe(
     State(state): State<ApiState>,
@@ -112,6 +136,8 @@ pub async fn unsubscribe(
 }
 
 /// The key browsers must subscribe with. Public, so a page can fetch it before login.
+#[utoipa::path(get, path = "/webpush/vapid-public-key", tag = "webpush",
+    responses((status = 200, body = VapidPublicKey)))]
 pub async fn vapid_public_key(State(state): State<ApiState>) -> Json<VapidPublicKey> {
     Json(VapidPublicKey {
         public_key: state.vapid_public_key.to_string(),

@@ -42,6 +42,7 @@ use crate::telemetry::track_http;
         (name = "messages", description = "History and posting"),
         (name = "realtime", description = "WebSocket endpoints"),
         (name = "operations", description = "Health, metrics, service info"),
+        (name = "webpush", description = "Browser push subscriptions (in-process notifications only)"),
     )
 )]
 struct ApiDoc;
@@ -63,17 +64,16 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document (refined JSON: see `openapi`) and the routes it describes.
-fn api() -> (Router<AppState>, serde_json::Value) {
-    let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The routes of the API and their OpenAPI document, as generated.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
         .merge(rooms::routes())
         .merge(members::routes())
         .merge(messages::routes())
         .merge(meta::routes())
         .merge(crate::gateway::routes())
-        .split_for_parts();
-    (router, refined(document))
+        .split_for_parts()
 }
 
 /// The generated document with what every route of a kind can answer (see `openapi`). JSON
@@ -85,16 +85,22 @@ fn refined(document: utoipa::openapi::OpenApi) -> serde_json::Value {
     value
 }
 
-/// The OpenAPI document alone (for tests and tools).
-pub fn openapi() -> serde_json::Value {
-    api().1
+/// The OpenAPI document (refined JSON) of a server that does or does not serve the Web Push
+/// subscription API in-process.
+pub fn openapi(with_webpush: bool) -> serde_json::Value {
+    let mut document = api().1;
+    if with_webpush {
+        document.merge(nebula_notifier::WebPushApi::openapi());
+    }
+    refined(document)
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Every route of the server with its middleware.
 pub fn router(state: AppState) -> Router {
-    let (api_routes, openapi) = api();
+    let api_routes = api().0;
+    let openapi = openapi(state.outbox.serves_webpush());
     let body_limit = state.config.config.body_limit_bytes;
     let cors = state.config.allowed_origins().cors_layer();
     api_routes

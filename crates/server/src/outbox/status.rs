@@ -107,6 +107,11 @@ impl Outbox {
     /// `POST`/`DELETE /webpush/subscribe` and `GET /webpush/vapid-public-key` when
     /// notifications are pushed in-process (with a broker, `nebula-notifier` serves them);
     /// otherwise no routes.
+    /// Whether this node serves the Web Push subscription API (in-process notifications).
+    pub fn serves_webpush(&self) -> bool {
+        self.webpush.is_some()
+    }
+
     pub fn webpush_routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         match &self.webpush {
             // The notifier's router carries its own state; `with_state(())` only re-types it

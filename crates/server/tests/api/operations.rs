@@ -7,7 +7,8 @@ use crate::on_both_backends;
 
 on_both_backends!(
     service_info_health_metrics_and_docs,
-    health_reports_a_lost_database
+    health_reports_a_lost_database,
+    the_webpush_api_is_documented_where_it_is_served,
 );
 
 async fn service_info_health_metrics_and_docs(backend: Backend) {
@@ -49,11 +50,28 @@ async fn service_info_health_metrics_and_docs(backend: Backend) {
         "/rooms/{room_id}",
         "/rooms/{room_id}/members",
         "/rooms/{room_id}/members/me",
+        "/rooms/{room_id}/members/{user_id}",
         "/rooms/{room_id}/messages",
         "/health",
         "/metrics",
     ] {
         assert!(openapi["paths"].get(path).is_some(), "{path} is documented");
+    }
+    // Every error body is a problem document, and so documented.
+    for (path, item) in openapi["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let content = response["content"].as_object();
+                let is_error = status.starts_with('4') || status.starts_with('5');
+                // `/health` answers 503 with its own report, not a problem.
+                if let (true, Some(content)) = (is_error && !path.starts_with("/health"), content) {
+                    assert!(
+                        content.contains_key("application/problem+json"),
+                        "{method} {path} {status}: {content:?}"
+                    );
+                }
+            }
+        }
     }
     let docs = send(app.http.get(app.url("/docs/"))).await;
     assert_eq!(docs.status, StatusCode::OK);
@@ -90,4 +108,26 @@ async fn health_reports_a_lost_database(backend: Backend) {
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(app.get("/health/live").await.status, StatusCode::OK);
+}
+
+/// The Web Push subscription API is listed exactly where it is served (in-process
+/// notifications with VAPID keys; dev mode generates throwaway ones).
+async fn the_webpush_api_is_documented_where_it_is_served(backend: Backend) {
+    let without = TestApp::spawn(backend.clone()).await;
+    let openapi: serde_json::Value = without.get("/openapi.json").await.json();
+    assert!(openapi["paths"].get("/webpush/subscribe").is_none());
+    assert_eq!(
+        without.get("/webpush/vapid-public-key").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let with = TestApp::spawn_with(backend, |config| config.dev_mode = true).await;
+    let openapi: serde_json::Value = with.get("/openapi.json").await.json();
+    for path in ["/webpush/subscribe", "/webpush/vapid-public-key"] {
+        assert!(openapi["paths"].get(path).is_some(), "{path} is documented");
+    }
+    assert_eq!(
+        with.get("/webpush/vapid-public-key").await.status,
+        StatusCode::OK
+    );
 }

@@ -131,6 +131,12 @@ pub struct Config {
     #[arg(long, env = "WS_MAX_CONNECTIONS_PER_USER", default_value_t = 20)]
     pub ws_max_connections_per_user: usize,
 
+    /// Online users listed in a `subscribed` event (the first by username; `online_count`
+    /// gives the total and `GET /rooms/{id}/online` pages through the rest). Small, because
+    /// every subscriber of a busy room receives the list.
+    #[arg(long, env = "SUBSCRIBED_ONLINE_MAX", default_value_t = 20)]
+    pub subscribed_online_max: usize,
+
     /// Seconds between server pings on an idle WebSocket.
     #[arg(long, env = "WS_PING_INTERVAL_SECONDS", default_value_t = 20)]
     pub ws_ping_interval_seconds: u64,

@@ -9,7 +9,8 @@
 
 pub mod cluster;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::Mutex;
 
 use nebula_wire::{PresenceStatus, ServerEvent, User};
@@ -17,8 +18,24 @@ use uuid::Uuid;
 
 use crate::bus::Bus;
 
-/// user → (the user, how many of their connections are subscribed to the room).
-type RoomPresence = HashMap<Uuid, (User, usize)>;
+/// A room's online users in the order lists show them: by lowercased username (unique), then
+/// id; each with how many of their connections here are subscribed to the room. Ordered so a
+/// page of the list costs its own length, not the room's.
+type RoomPresence = BTreeMap<OnlineKey, (User, usize)>;
+
+/// Where a user sorts in online lists.
+type OnlineKey = (String, Uuid);
+
+fn online_key(user: &User) -> OnlineKey {
+    (user.username.to_ascii_lowercase(), user.id)
+}
+
+/// One page of a room's online users: `users` in list order, and how many are online in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OnlinePage {
+    pub users: Vec<User>,
+    pub total: u64,
+}
 
 /// One node's connections per room and user. Changes only on subscribe and unsubscribe, never
 /// per delivered event, so one lock is enough.
@@ -37,14 +54,14 @@ impl NodePresence {
         let entry = rooms
             .entry(room_id)
             .or_default()
-            .entry(user.id)
+            .entry(online_key(user))
             .or_insert_with(|| (user.clone(), 0));
         entry.1 += 1;
         entry.1 == 1
     }
 
     /// Counts one connection fewer; `true` if the user just went offline in the room.
-    pub fn leave(&self, room_id: Uuid, user_id: Uuid) -> bool {
+    pub fn leave(&self, room_id: Uuid, user: &User) -> bool {
         let mut rooms = self
             .rooms
             .lock()
@@ -52,32 +69,42 @@ impl NodePresence {
         let Some(users) = rooms.get_mut(&room_id) else {
             return false;
         };
-        let Some(entry) = users.get_mut(&user_id) else {
+        let key = online_key(user);
+        let Some(entry) = users.get_mut(&key) else {
             return false;
         };
         entry.1 -= 1;
         if entry.1 > 0 {
             return false;
         }
-        users.remove(&user_id);
+        users.remove(&key);
         if users.is_empty() {
             rooms.remove(&room_id);
         }
         true
     }
 
-    /// Users online in the room, by username.
-    pub fn online(&self, room_id: Uuid) -> Vec<User> {
+    /// Up to `limit` users online in the room whose lowercased username sorts after `after`.
+    pub fn page(&self, room_id: Uuid, after: Option<&str>, limit: usize) -> OnlinePage {
         let rooms = self
             .rooms
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut users: Vec<User> = rooms
-            .get(&room_id)
-            .map(|users| users.values().map(|(user, _)| user.clone()).collect())
-            .unwrap_or_default();
-        users.sort_by(|a, b| a.username.cmp(&b.username));
-        users
+        let Some(users) = rooms.get(&room_id) else {
+            return OnlinePage::default();
+        };
+        let from = match after {
+            Some(name) => Bound::Excluded((name.to_ascii_lowercase(), Uuid::max())),
+            None => Bound::Unbounded,
+        };
+        OnlinePage {
+            users: users
+                .range((from, Bound::Unbounded))
+                .take(limit)
+                .map(|(_, (user, _))| user.clone())
+                .collect(),
+            total: users.len() as u64,
+        }
     }
 }
 
@@ -113,7 +140,7 @@ impl Presence {
     /// A connection of the user left the room (unsubscribed or closed). Returns whether it
     /// was the user's last one in the room on this node.
     pub fn disconnected(&self, room_id: Uuid, user: &User) -> bool {
-        if !self.node.leave(room_id, user.id) {
+        if !self.node.leave(room_id, user) {
             return false;
         }
         match &self.cluster {
@@ -123,19 +150,33 @@ impl Presence {
         true
     }
 
-    /// Who is online in the room, by username (this node's users at least, when Redis is
-    /// unreachable).
-    pub async fn online(&self, room_id: Uuid) -> Vec<User> {
-        let mut users = self.node.online(room_id);
-        if let Some(cluster) = &self.cluster {
-            for user in cluster.online(room_id).await {
-                if !users.iter().any(|known| known.id == user.id) {
-                    users.push(user);
-                }
+    /// Up to `limit` users online in the room (on any node) whose lowercased username sorts
+    /// after `after`, and how many are online in all. When Redis is unreachable, this node's
+    /// users at least.
+    pub async fn online(&self, room_id: Uuid, after: Option<&str>, limit: usize) -> OnlinePage {
+        let local = self.node.page(room_id, after, limit);
+        let Some(cluster) = &self.cluster else {
+            return local;
+        };
+        match cluster.online(room_id, after, limit).await {
+            Ok(shared) => merge_pages(local, shared, limit),
+            Err(err) => {
+                tracing::debug!(error = %err, "online list from this node only");
+                local
             }
-            users.sort_by(|a, b| a.username.cmp(&b.username));
         }
-        users
+    }
+}
+
+/// The union of two pages in list order (the cluster's may lag this node's by a moment).
+fn merge_pages(local: OnlinePage, shared: OnlinePage, limit: usize) -> OnlinePage {
+    let mut users: BTreeMap<OnlineKey, User> = BTreeMap::new();
+    for user in local.users.into_iter().chain(shared.users) {
+        users.entry(online_key(&user)).or_insert(user);
+    }
+    OnlinePage {
+        users: users.into_values().take(limit).collect(),
+        total: local.total.max(shared.total),
     }
 }
 
@@ -173,13 +214,31 @@ mod tests {
             "a second tab is not a transition"
         );
         assert!(presence.join(room, &bo));
-        assert_eq!(presence.online(room).len(), 2);
-        assert!(!presence.leave(room, ann.id));
-        assert!(presence.leave(room, ann.id));
+        assert_eq!(presence.page(room, None, 10).total, 2);
+        assert!(!presence.leave(room, &ann));
+        assert!(presence.leave(room, &ann));
         assert!(
-            !presence.leave(room, ann.id),
+            !presence.leave(room, &ann),
             "leaving twice is not a second transition"
         );
-        assert_eq!(presence.online(room), [bo]);
+        assert_eq!(presence.page(room, None, 10).users, [bo]);
+    }
+
+    #[test]
+    fn online_lists_are_paged_by_username() {
+        let presence = NodePresence::default();
+        let room = Uuid::new_v4();
+        let users: Vec<User> = ["Cy", "ann", "bo", "dee"].into_iter().map(user).collect();
+        for user in &users {
+            presence.join(room, user);
+        }
+        let first = presence.page(room, None, 2);
+        assert_eq!(first.total, 4);
+        let names: Vec<_> = first.users.iter().map(|u| u.username.as_str()).collect();
+        assert_eq!(names, ["ann", "bo"]);
+        let next = presence.page(room, Some("BO"), 10);
+        let names: Vec<_> = next.users.iter().map(|u| u.username.as_str()).collect();
+        assert_eq!(names, ["Cy", "dee"]);
+        assert!(presence.page(room, Some("dee"), 10).users.is_empty());
     }
 }

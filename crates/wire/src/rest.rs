@@ -162,6 +162,28 @@ impl From<AssignableRole> for Role {
     }
 }
 
+/// Query of `GET /rooms/{room_id}/online`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+pub struct OnlineQuery {
+    /// A username: the page starts after it (in case-insensitive order). Take it from `next`.
+    #[param(max_length = 32, pattern = "^[A-Za-z0-9_.-]*$")]
+    pub after: Option<String>,
+    /// 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u64>,
+}
+
+/// `GET /rooms/{room_id}/online`: one page of the room's online members, by username.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OnlinePage {
+    pub users: Vec<User>,
+    /// How many members are online in all.
+    pub online_count: u64,
+    /// The `after` of the next page; absent on the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
 /// A stored chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Message {

@@ -70,7 +70,12 @@ pub enum ServerEvent {
     Subscribed {
         room_id: Uuid,
         last_seq: Seq,
+        /// The first online users by username (at most `SUBSCRIBED_ONLINE_MAX`); the rest
+        /// page through `GET /rooms/{room_id}/online`.
         online: Vec<User>,
+        /// How many members are online in all.
+        #[serde(default)]
+        online_count: u64,
     },
     #[serde(rename = "unsubscribed")]
     Unsubscribed { room_id: Uuid },
@@ -183,6 +188,7 @@ mod tests {
                 room_id,
                 last_seq: 0,
                 online: vec![],
+                online_count: 0,
             },
             ServerEvent::Unsubscribed { room_id },
             ServerEvent::MessageNew {

@@ -140,11 +140,20 @@ impl Connection {
                 return self.send_event(&api.ws_error(reference)).await;
             }
         };
-        let online = self.state.presence.online(room_id).await;
+        let online = self
+            .state
+            .presence
+            .online(
+                room_id,
+                None,
+                self.state.config.config.subscribed_online_max,
+            )
+            .await;
         self.send_event(&ServerEvent::Subscribed {
             room_id,
             last_seq,
-            online,
+            online: online.users,
+            online_count: online.total,
         })
         .await?;
         match since_seq {

@@ -6,6 +6,7 @@ pub mod extract;
 mod members;
 mod messages;
 mod meta;
+mod online;
 mod openapi;
 mod rooms;
 pub mod security;
@@ -70,6 +71,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(auth::routes())
         .merge(rooms::routes())
         .merge(members::routes())
+        .merge(online::routes())
         .merge(messages::routes())
         .merge(meta::routes())
         .merge(crate::gateway::routes())

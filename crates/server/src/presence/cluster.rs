@@ -1,7 +1,8 @@
 //! Presence across nodes, kept in Redis.
 //!
-//! Per room, a hash `room:{id}:online` maps each online user to their JSON, and per room and
-//! user a set lists the nodes where they are connected. Two scripts change them atomically:
+//! Per room, a hash `room:{id}:online` maps each online user to their JSON, a sorted set
+//! `room:{id}:online:list` orders them by username for paged lists, and per room and user a
+//! set lists the nodes where they are connected. Two scripts change them atomically:
 //! the first node to add a user, and the last node to remove them, get the transition — so
 //! each cluster-wide online/offline is announced exactly once, by exactly one node.
 //!
@@ -24,16 +25,20 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::announce;
+use super::{OnlinePage, announce};
 use crate::bus::Bus;
 use crate::cluster::Cluster;
 
-/// KEYS: online hash, user's node set, node's entry index. ARGV: node, user id, user JSON,
-/// entry. Returns 1 when the user just came online cluster-wide.
+/// KEYS: online hash, user's node set, node's entry index, online list. ARGV: node, user id,
+/// user JSON, entry, list member. Returns 1 when the user just came online cluster-wide.
 const JOIN: &str = r"
 redis.call('SADD', KEYS[3], ARGV[4])
 redis.call('SADD', KEYS[2], ARGV[1])
-return redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3])
+local added = redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3])
+if added == 1 then
+  redis.call('ZADD', KEYS[4], 0, ARGV[5])
+end
+return added
 ";
 
 /// KEYS as for JOIN. ARGV: node, user id, entry. Returns the user's JSON when they just went
@@ -45,11 +50,19 @@ if redis.call('SCARD', KEYS[2]) == 0 then
   local user = redis.call('HGET', KEYS[1], ARGV[2])
   if user then
     redis.call('HDEL', KEYS[1], ARGV[2])
+    local name = cjson.decode(user)['username']
+    redis.call('ZREM', KEYS[4], string.lower(name) .. '\0' .. ARGV[2])
     return user
   end
 end
 return false
 ";
+
+/// The online list's member for a user: lowercased username, NUL, id. Usernames are ASCII
+/// `[A-Za-z0-9_.-]`, so Redis's byte order is the list order and Lua's `string.lower` agrees.
+fn list_member(user: &User) -> String {
+    format!("{}\0{}", user.username.to_ascii_lowercase(), user.id)
+}
 
 enum Op {
     Joined(Uuid, User),
@@ -97,19 +110,59 @@ impl ClusterPresence {
         let _ = self.ops.send(Op::Left(room_id, user));
     }
 
-    /// Users online in the room on any node (empty when Redis is unreachable).
-    pub async fn online(&self, room_id: Uuid) -> Vec<User> {
+    /// Up to `limit` users online in the room on any node whose lowercased username sorts
+    /// after `after`, and how many are online in all: a range of the room's sorted online
+    /// list, so a page costs its own length whatever the room's.
+    pub async fn online(
+        &self,
+        room_id: Uuid,
+        after: Option<&str>,
+        limit: usize,
+    ) -> redis::RedisResult<OnlinePage> {
         let mut conn = self.cluster.commands();
-        let key = Keys(self.cluster.clone()).online(room_id);
-        let users: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(key)
+        let keys = Keys(self.cluster.clone());
+        // Members are `name\0id`: everything of `name` itself sorts below `name\x01`, and
+        // every longer name above it.
+        let from = match after {
+            Some(name) => format!("[{}\u{1}", name.to_ascii_lowercase()),
+            None => "-".to_owned(),
+        };
+        let (members, total): (Vec<String>, u64) = redis::pipe()
+            .cmd("ZRANGE")
+            .arg(keys.online_list(room_id))
+            .arg(from)
+            .arg("+")
+            .arg("BYLEX")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .cmd("HLEN")
+            .arg(keys.online(room_id))
             .query_async(&mut conn)
-            .await
-            .unwrap_or_default();
-        users
-            .values()
-            .filter_map(|json| serde_json::from_str(json).ok())
-            .collect()
+            .await?;
+        let ids: Vec<&str> = members
+            .iter()
+            .filter_map(|member| member.split_once('\0').map(|(_, id)| id))
+            .collect();
+        if ids.is_empty() {
+            return Ok(OnlinePage {
+                users: Vec::new(),
+                total,
+            });
+        }
+        let users: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(keys.online(room_id))
+            .arg(&ids)
+            .query_async(&mut conn)
+            .await?;
+        Ok(OnlinePage {
+            users: users
+                .into_iter()
+                .flatten()
+                .filter_map(|json| serde_json::from_str(&json).ok())
+                .collect(),
+            total,
+        })
     }
 }
 
@@ -119,6 +172,9 @@ struct Keys(Cluster);
 impl Keys {
     fn online(&self, room_id: Uuid) -> String {
         self.0.key(format_args!("room:{room_id}:online"))
+    }
+    fn online_list(&self, room_id: Uuid) -> String {
+        self.0.key(format_args!("room:{room_id}:online:list"))
     }
     fn user_nodes(&self, room_id: Uuid, user_id: Uuid) -> String {
         self.0
@@ -206,10 +262,12 @@ impl Worker {
             .key(self.keys.online(room_id))
             .key(self.keys.user_nodes(room_id, user.id))
             .key(self.keys.node_entries(node))
+            .key(self.keys.online_list(room_id))
             .arg(node.to_string())
             .arg(user.id.to_string())
             .arg(user_json)
             .arg(entry(room_id, user.id))
+            .arg(list_member(user))
             .invoke_async(&mut self.conn)
             .await?;
         Ok(added == 1)
@@ -225,6 +283,7 @@ impl Worker {
             .key(self.keys.online(room_id))
             .key(self.keys.user_nodes(room_id, user_id))
             .key(self.keys.node_entries(node))
+            .key(self.keys.online_list(room_id))
             .arg(node.to_string())
             .arg(user_id.to_string())
             .arg(entry(room_id, user_id))

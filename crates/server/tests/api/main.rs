@@ -15,6 +15,7 @@ mod membership;
 mod messages;
 mod notifications;
 mod operations;
+mod presence;
 mod privacy;
 mod proxies;
 mod realtime;

@@ -6,12 +6,13 @@
 //! connection's bounded queue, and socket writes give up as soon as the queue has overflowed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use metrics::{Counter, Histogram};
 use nebula_wire::{Seq, ServerEvent, User};
 use tokio::sync::mpsc;
@@ -27,6 +28,8 @@ use crate::error::ApiError;
 use crate::hub::{ConnId, Frame};
 use crate::state::AppState;
 
+/// Most queued events written with one flush.
+const WRITE_BATCH: usize = 64;
 /// How long one socket write may take before the client counts as not reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages a connection may have waiting for their commit; beyond this it stops reading
@@ -56,6 +59,8 @@ pub(crate) struct Connection {
     held: HashMap<Uuid, BTreeMap<Seq, Frame>>,
     /// When the oldest open gap stops being waited for and is read from the database.
     gap_deadline: Option<tokio::time::Instant>,
+    /// With `WS_WRITE_DELAY_MS`: queued events wait until then to be written as one batch.
+    hold_until: Option<tokio::time::Instant>,
     strikes: u32,
     strike_window_start: Instant,
     last_heard: Instant,
@@ -87,6 +92,7 @@ impl Connection {
             pending: FuturesUnordered::new(),
             held: HashMap::new(),
             gap_deadline: None,
+            hold_until: None,
             strikes: 0,
             strike_window_start: Instant::now(),
             last_heard: Instant::now(),
@@ -123,8 +129,13 @@ impl Connection {
         {
             return reason;
         }
-        let shutdown = self.state.shutdown.clone();
-        let overflowed = self.overflowed.clone();
+        // Created once, not per turn of the loop: waiting on a cancellation token registers
+        // the waiter under the token's lock, which per delivered event was measurable.
+        let (shutdown_token, overflowed_token) =
+            (self.state.shutdown.clone(), self.overflowed.clone());
+        let shutdown = shutdown_token.cancelled();
+        let overflowed = overflowed_token.cancelled();
+        tokio::pin!(shutdown, overflowed);
         let until_expiry =
             u64::try_from(token_expires_at - chrono::Utc::now().timestamp()).unwrap_or(0);
         let expiry = tokio::time::sleep(Duration::from_secs(until_expiry));
@@ -134,11 +145,15 @@ impl Connection {
         loop {
             let step = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return Box::pin(self.drain_for_shutdown()).await,
-                () = overflowed.cancelled() => return CloseReason::SlowConsumer,
+                () = &mut shutdown => return Box::pin(self.drain_for_shutdown()).await,
+                () = &mut overflowed => return CloseReason::SlowConsumer,
                 () = &mut expiry => return CloseReason::TokenExpired,
                 Some(outcome) = self.pending.next(), if !self.pending.is_empty() => self.acknowledge(outcome).await,
-                Some(frame) = self.queue.recv() => self.deliver(frame).await,
+                Some(frame) = self.queue.recv(), if self.hold_until.is_none() => self.deliver_batch(frame).await,
+                () = hold_timer(self.hold_until), if self.hold_until.is_some() => {
+                    self.hold_until = None;
+                    Ok(())
+                }
                 () = gap_timer(self.gap_deadline) => Box::pin(self.repair_gaps()).await,
                 incoming = self.socket.next(), if self.pending.len() < MAX_IN_FLIGHT => self.receive(incoming).await,
                 _ = ping.tick() => self.keep_alive().await,
@@ -147,6 +162,27 @@ impl Connection {
                 return reason;
             }
         }
+    }
+
+    /// Writes `first` and whatever else is queued (up to `WRITE_BATCH` frames) with one flush,
+    /// so a burst of events costs one `write` per socket, not one per event. With
+    /// `WS_WRITE_DELAY_MS`, the next batch waits that long after this one: under a steady
+    /// stream, events coalesce into fewer writes; after a quiet spell, the first goes out at
+    /// once.
+    async fn deliver_batch(&mut self, first: Frame) -> Result<(), CloseReason> {
+        self.deliver(first).await?;
+        for _ in 1..WRITE_BATCH {
+            match self.queue.try_recv() {
+                Ok(frame) => self.deliver(frame).await?,
+                Err(_) => break,
+            }
+        }
+        self.flush().await?;
+        let delay = self.state.config.write_delay();
+        if !delay.is_zero() {
+            self.hold_until = Some(tokio::time::Instant::now() + delay);
+        }
+        Ok(())
     }
 
     /// Handles one frame from the client.
@@ -205,12 +241,12 @@ impl Connection {
         self.release_held(room_id).await
     }
 
-    /// Writes a frame and does its bookkeeping.
+    /// Queues a frame for the socket (written at the batch's flush) and does its bookkeeping.
     async fn write_frame(&mut self, frame: Frame) -> Result<(), CloseReason> {
         if let Some(seq) = frame.seq {
             self.rooms.insert(frame.room_id, seq);
         }
-        self.send_text(frame.text.clone()).await?;
+        self.feed(WsMessage::Text(frame.text.clone())).await?;
         count_delivered(frame.kind);
         if let Some(latency) = frame.received_at.and_then(|at| at.elapsed().ok()) {
             DELIVERY_LATENCY.record(latency.as_secs_f64());
@@ -266,7 +302,7 @@ impl Connection {
             }
             self.release_held(room_id).await?;
         }
-        Ok(())
+        self.flush().await
     }
 
     /// Sends stored messages `after < seq <= up_to` of a room as `message.new`, in order.
@@ -356,11 +392,21 @@ impl Connection {
     /// Writes to the socket unless the client has stopped reading: a write blocked for
     /// `WRITE_TIMEOUT`, or an overflow of its queue meanwhile, ends the connection.
     async fn write(&mut self, message: WsMessage) -> Result<(), CloseReason> {
-        tokio::select! {
-            result = self.socket.send(message) => result.map_err(|_| CloseReason::Normal),
-            () = self.overflowed.cancelled() => Err(CloseReason::SlowConsumer),
-            () = tokio::time::sleep(WRITE_TIMEOUT) => Err(CloseReason::SlowConsumer),
-        }
+        self.feed(message).await?;
+        self.flush().await
+    }
+
+    /// Adds a message to the socket's write buffer; it goes out at the next flush (or once
+    /// the buffer passes `WRITE_BUFFER_BYTES`).
+    async fn feed(&mut self, message: WsMessage) -> Result<(), CloseReason> {
+        let feed = self.socket.feed(message);
+        guarded(feed, &self.overflowed).await
+    }
+
+    /// Writes out whatever was fed, under the same conditions as `write`.
+    async fn flush(&mut self) -> Result<(), CloseReason> {
+        let flush = self.socket.flush();
+        guarded(flush, &self.overflowed).await
     }
 
     /// Leaves a room's fan-out and presence (unsubscribe, membership lost, or disconnect).
@@ -447,6 +493,33 @@ fn count_delivered(kind: &str) {
         .position(|known| *known == kind)
         .unwrap_or(DELIVERED_KINDS.len() - 1);
     DELIVERED[index].increment(1);
+}
+
+/// Completes a socket write unless the client has stopped reading (see `Connection::write`).
+///
+/// A write that completes at once, the usual case, is not raced against the timeout and the
+/// overflow signal: arming a timer and a cancellation waiter per event cost more than the
+/// write itself.
+async fn guarded<F>(mut write: F, overflowed: &CancellationToken) -> Result<(), CloseReason>
+where
+    F: Future<Output = Result<(), axum::Error>> + Unpin,
+{
+    if let Some(result) = (&mut write).now_or_never() {
+        return result.map_err(|_| CloseReason::Normal);
+    }
+    tokio::select! {
+        result = write => result.map_err(|_| CloseReason::Normal),
+        () = overflowed.cancelled() => Err(CloseReason::SlowConsumer),
+        () = tokio::time::sleep(WRITE_TIMEOUT) => Err(CloseReason::SlowConsumer),
+    }
+}
+
+/// Fires when a held write batch may go; never while none is held.
+async fn hold_timer(until: Option<tokio::time::Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Fires at the gap deadline; never while no gap is open.

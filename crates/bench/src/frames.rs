@@ -268,6 +268,7 @@ mod tests {
                 username: "ada".into(),
                 created_at: Utc::now(),
             }],
+            online_count: 1,
         })
         .unwrap();
         assert!(matches!(

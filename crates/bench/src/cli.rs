@@ -120,6 +120,9 @@ pub struct FloorArgs {
     /// Bytes per write.
     #[arg(long, default_value_t = FloorOptions::default().frame_bytes)]
     pub floor_frame_bytes: usize,
+    /// CPU to pin the floor's writer and reader threads to [default: the current one].
+    #[arg(long)]
+    pub floor_cpu: Option<usize>,
 }
 
 impl FloorArgs {
@@ -128,6 +131,7 @@ impl FloorArgs {
             pairs: self.floor_pairs,
             writes: self.floor_writes,
             frame_bytes: self.floor_frame_bytes,
+            cpu: self.floor_cpu,
         }
     }
 }

@@ -7,13 +7,18 @@
 //! runs), which absolute microseconds cannot.
 //!
 //! Method: `pairs` loopback TCP connections are opened; a reader thread drains every one of
-//! them (a single-threaded tokio runtime, so it sleeps in epoll rather than spinning); this
-//! thread writes one `frame_bytes` buffer per `write()` round-robin over the writing ends
+//! them (a single-threaded tokio runtime, so it sleeps in epoll rather than spinning); a
+//! writer thread writes one `frame_bytes` buffer per `write()` round-robin over the writing ends
 //! (`TCP_NODELAY` on, as servers set it), first a warm-up, then `writes` measured writes.
 //! The figure is this thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`: user + system, not wall
 //! clock) over the measured writes, divided by their number. On loopback the receiving side's
 //! TCP processing runs in the writer's system call too, just as it does for a server writing
 //! to a local client, so it is part of the floor. The reader's own CPU is not.
+//!
+//! Both threads are pinned to one CPU. Left to the scheduler, they ran on one core in some
+//! measurements and on two in others on the two-core development machine, and the result
+//! jumped between ~1.5 and ~4.3 µs with every round of one measurement agreeing; pinned,
+//! repeated measurements agreed within ~10 % even with other work on the machine.
 
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
@@ -34,6 +39,8 @@ pub struct FloorOptions {
     pub writes: u64,
     /// Bytes per write: about one small chat event with its WebSocket header.
     pub frame_bytes: usize,
+    /// The CPU both threads are pinned to; `None`: the one the caller is running on.
+    pub cpu: Option<usize>,
 }
 
 impl Default for FloorOptions {
@@ -42,6 +49,7 @@ impl Default for FloorOptions {
             pairs: 100,
             writes: 200_000,
             frame_bytes: 150,
+            cpu: None,
         }
     }
 }
@@ -61,24 +69,66 @@ impl FloorOptions {
     }
 }
 
+/// The measured writes are split into this many rounds and the median round is the floor:
+/// one round disturbed by a neighbour on a shared machine does not move it.
+const ROUNDS: u64 = 5;
+
 /// One measurement.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Floor {
-    /// CPU time of the writing thread per `write()`, in nanoseconds.
+    /// CPU time of the writing thread per `write()`, in nanoseconds: the median of the
+    /// rounds.
     pub cpu_ns_per_write: f64,
+    /// The cheapest round.
+    pub cpu_ns_min: f64,
+    /// The dearest round.
+    pub cpu_ns_max: f64,
     /// Wall-clock time per `write()` (includes waiting when the reader fell behind).
     pub wall_ns_per_write: f64,
     /// Share of that CPU time spent in the kernel (from `/proc/thread-self/stat`, 10 ms
     /// ticks, so only indicative on short measurements).
     pub system_share: Option<f64>,
+    /// How often the reader thread went to sleep and was woken, per write (warm-up
+    /// included): near 0 means the reader was always busy, so the writes rarely paid for
+    /// waking it.
+    pub reader_wakeups_per_write: Option<f64>,
     pub writes: u64,
     pub pairs: usize,
     pub frame_bytes: usize,
+    /// The CPU the writer and the reader were pinned to (`None`: pinning was refused and
+    /// the scheduler placed them).
+    pub cpu: Option<usize>,
 }
 
 /// Measures the floor. Blocking: call it from a thread that may block (`spawn_blocking`).
+/// The work happens on two threads of its own, so pinning them leaves the caller's
+/// affinity alone.
 pub fn measure(options: &FloorOptions) -> anyhow::Result<Floor> {
     options.validate()?;
+    let options = *options;
+    let cpu = options.cpu.unwrap_or_else(rustix::thread::sched_getcpu);
+    std::thread::Builder::new()
+        .name("floor-writer".into())
+        .spawn(move || measure_on(&options, cpu))
+        .context("starting the writer thread")?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the floor's writer thread panicked"))?
+}
+
+/// Pins the calling thread to `cpu`; returns it if that worked.
+fn pin(cpu: usize) -> Option<usize> {
+    let mut set = rustix::thread::CpuSet::new();
+    if cpu >= rustix::thread::CpuSet::MAX_CPU {
+        return None;
+    }
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set)
+        .ok()
+        .map(|()| cpu)
+}
+
+fn measure_on(options: &FloorOptions, cpu: usize) -> anyhow::Result<Floor> {
+    let pinned = pin(cpu);
     let listener = TcpListener::bind("127.0.0.1:0").context("binding a loopback listener")?;
     let address = listener.local_addr()?;
     let mut writers = Vec::with_capacity(options.pairs);
@@ -93,7 +143,10 @@ pub fn measure(options: &FloorOptions) -> anyhow::Result<Floor> {
     }
     let draining = std::thread::Builder::new()
         .name("floor-reader".into())
-        .spawn(move || drain(readers))
+        .spawn(move || {
+            pin(cpu);
+            drain(readers)
+        })
         .context("starting the reader thread")?;
 
     let frame = vec![b'x'; options.frame_bytes];
@@ -109,17 +162,24 @@ pub fn measure(options: &FloorOptions) -> anyhow::Result<Floor> {
     };
     write(warm_up, 0)?;
     let ticks_before = system::thread_user_system_ticks();
-    let cpu_before = system::thread_cpu_ns();
     let wall_before = Instant::now();
-    write(options.writes, warm_up)?;
-    let cpu = system::thread_cpu_ns().saturating_sub(cpu_before);
+    let per_round = (options.writes / ROUNDS).max(1);
+    let mut rounds = Vec::with_capacity(ROUNDS as usize);
+    for round in 0..ROUNDS {
+        let cpu_before = system::thread_cpu_ns();
+        write(per_round, warm_up + round * per_round)?;
+        let cpu = system::thread_cpu_ns().saturating_sub(cpu_before);
+        rounds.push(cpu as f64 / per_round as f64);
+    }
     let wall = wall_before.elapsed();
     let ticks_after = system::thread_user_system_ticks();
     drop(writers);
-    let received = draining
+    let measured = per_round * ROUNDS;
+    rounds.sort_by(f64::total_cmp);
+    let (received, reader_switches) = draining
         .join()
         .map_err(|_| anyhow::anyhow!("the floor's reader thread panicked"))??;
-    let written = (warm_up + options.writes) * options.frame_bytes as u64;
+    let written = (warm_up + measured) * options.frame_bytes as u64;
     if received != written {
         bail!("the floor's readers got {received} bytes of {written}");
     }
@@ -129,24 +189,30 @@ pub fn measure(options: &FloorOptions) -> anyhow::Result<Floor> {
             let (user, sys) = (user1.saturating_sub(user0), sys1.saturating_sub(sys0));
             (user + sys > 0).then(|| sys as f64 / (user + sys) as f64)
         });
-    let writes = options.writes as f64;
     Ok(Floor {
-        cpu_ns_per_write: cpu as f64 / writes,
-        wall_ns_per_write: wall.as_nanos() as f64 / writes,
+        cpu_ns_per_write: rounds[rounds.len() / 2],
+        cpu_ns_min: rounds[0],
+        cpu_ns_max: rounds[rounds.len() - 1],
+        wall_ns_per_write: wall.as_nanos() as f64 / measured as f64,
         system_share,
-        writes: options.writes,
+        reader_wakeups_per_write: reader_switches
+            .map(|switches| switches as f64 / (warm_up + measured) as f64),
+        writes: measured,
         pairs: options.pairs,
         frame_bytes: options.frame_bytes,
+        cpu: pinned,
     })
 }
 
-/// Reads every connection to its end; returns the bytes read.
-fn drain(readers: Vec<TcpStream>) -> anyhow::Result<u64> {
+/// Reads every connection to its end; returns the bytes read and how many times this thread
+/// slept (voluntary context switches) meanwhile.
+fn drain(readers: Vec<TcpStream>) -> anyhow::Result<(u64, Option<u64>)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
         .context("starting the floor's reader runtime")?;
-    runtime.block_on(async move {
+    let switches_before = system::thread_voluntary_switches();
+    let received = runtime.block_on(async move {
         let mut tasks = tokio::task::JoinSet::new();
         for reader in readers {
             let mut reader = tokio::net::TcpStream::from_std(reader)?;
@@ -166,7 +232,11 @@ fn drain(readers: Vec<TcpStream>) -> anyhow::Result<u64> {
             total += read??;
         }
         anyhow::Ok(total)
-    })
+    })?;
+    let switches = system::thread_voluntary_switches()
+        .zip(switches_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    Ok((received, switches))
 }
 
 #[cfg(test)]
@@ -179,6 +249,7 @@ mod tests {
             pairs: 8,
             writes: 20_000,
             frame_bytes: 150,
+            cpu: None,
         })
         .unwrap();
         // A loopback write costs the kernel somewhere between a few hundred ns and tens of

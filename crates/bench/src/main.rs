@@ -63,17 +63,27 @@ fn floor_only(options: &floor::FloorOptions, json: bool) -> anyhow::Result<ExitC
         println!("{}", serde_json::to_string_pretty(&measured)?);
     } else {
         println!(
-            "write() of {} B to loopback TCP: {:.3} µs CPU per write ({:.3} µs wall{}), \
-             {} writes over {} pairs",
+            "write() of {} B to loopback TCP: {:.3} µs CPU per write (rounds {:.3}–{:.3}; \
+             {:.3} µs wall{}{}), {} writes over {} pairs, pinned to CPU {}",
             measured.frame_bytes,
             measured.cpu_ns_per_write / 1000.0,
+            measured.cpu_ns_min / 1000.0,
+            measured.cpu_ns_max / 1000.0,
             measured.wall_ns_per_write / 1000.0,
             measured.system_share.map_or(String::new(), |share| format!(
                 ", {:.0} % in the kernel",
                 share * 100.0
             )),
+            measured
+                .reader_wakeups_per_write
+                .map_or(String::new(), |w| format!(
+                    ", {w:.2} reader wake-ups per write"
+                )),
             measured.writes,
             measured.pairs,
+            measured
+                .cpu
+                .map_or("- (refused)".into(), |cpu| cpu.to_string()),
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -220,7 +220,9 @@ fn kib(value: Option<u64>) -> String {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = &self.timings;
-        let rate = if self.senders == 0 {
+        let rate = if let Some(probe) = &self.subscribe_probe {
+            format!("none sending, {} subscribe probes", probe.latency.count)
+        } else if self.senders == 0 {
             "none sending".to_owned()
         } else if self.rate_per_sender > 0.0 {
             match self.deliveries_per_second_target {
@@ -329,7 +331,13 @@ impl fmt::Display for Report {
                 kib(r.server_rss_after_kib),
                 r.server_rss_per_connection_kib
                     .map_or(String::new(), |per| format!(
-                        " ({per:.1} KiB per connection)"
+                        " ({per:.1} KiB per connection{})",
+                        if per < 0.0 {
+                            ": negative, the server gave back memory of an earlier run; \
+                             restart it before measuring memory"
+                        } else {
+                            ""
+                        }
                     )),
                 r.server_cpu_s.map_or("?".into(), |cpu| format!(
                     "{cpu:.1} s ({:.2} cores)",
@@ -417,11 +425,15 @@ mod tests {
     fn floor(ns: f64) -> Floor {
         Floor {
             cpu_ns_per_write: ns,
+            cpu_ns_min: ns,
+            cpu_ns_max: ns,
             wall_ns_per_write: ns * 1.5,
             system_share: Some(0.9),
+            reader_wakeups_per_write: Some(0.5),
             writes: 1000,
             pairs: 10,
             frame_bytes: 150,
+            cpu: Some(0),
         }
     }
 

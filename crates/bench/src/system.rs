@@ -88,6 +88,15 @@ pub fn thread_cpu_ns() -> u64 {
         + u64::try_from(time.tv_nsec).unwrap_or(0)
 }
 
+/// Voluntary context switches of the calling thread so far (times it blocked and was woken).
+pub fn thread_voluntary_switches() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("voluntary_ctxt_switches:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// User and system ticks of the calling thread (`/proc/thread-self/stat`).
 pub fn thread_user_system_ticks() -> Option<(u64, u64)> {
     let times = parse_cpu_times(&std::fs::read_to_string("/proc/thread-self/stat").ok()?)?;
@@ -164,6 +173,7 @@ mod tests {
         assert!(Process::This.cpu_seconds().is_some());
         assert!(Process::This.cpu_seconds_with_children().is_some());
         assert!(thread_user_system_ticks().is_some());
+        assert!(thread_voluntary_switches().is_some());
     }
 
     #[test]

@@ -8,27 +8,31 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use futures_util::SinkExt;
+use futures_util::StreamExt;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use nebula_wire::{ClientEvent, Seq};
+use nebula_wire::Seq;
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message as Frame};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use crate::frames::{self, Incoming};
 use crate::live::Live;
-use crate::reader::{Reader, ReaderOutcome};
+use crate::reader::{ReaderOutcome, ReaderSpec};
+use crate::target::Target;
 
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub(crate) type WsSink = SplitSink<Socket, Frame>;
 pub(crate) type WsStream = SplitStream<Socket>;
+/// The write half, shared by the sender and (for Socket.IO's application-level pongs) the
+/// reader. The reader never waits on it: it hands a pong to a task of its own, so a sender
+/// blocked on a full socket cannot stop the reading that would unblock it.
+pub(crate) type SharedSink = Arc<Mutex<WsSink>>;
 
 /// How long the handshake plus `subscribe` may take.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,7 +46,8 @@ pub struct ConnectSpec {
     pub index: usize,
     /// Index of the room it subscribes to.
     pub room: usize,
-    pub room_id: Uuid,
+    /// The room's id as the target spells it.
+    pub room_id: String,
     pub token: String,
 }
 
@@ -50,7 +55,7 @@ pub struct ConnectSpec {
 pub struct Connection {
     pub index: usize,
     pub room: usize,
-    pub(crate) sink: WsSink,
+    pub(crate) sink: SharedSink,
     /// Permits for unacknowledged sends; the reader returns one per ack or error.
     pub(crate) window: Arc<Semaphore>,
     /// Highest seq this connection has received (for the drain check).
@@ -59,63 +64,65 @@ pub struct Connection {
 }
 
 /// Small read buffers keep thousands of idle sockets cheap (tungstenite's default is 128 KiB
-/// per socket); no write buffer, so each frame goes out when sent; frames up to 8 MiB since a
-/// `subscribed` answer lists every online member of a big room.
+/// per socket); no write buffer, so each frame goes out when sent; frames up to 16 MiB since
+/// a `subscribed` answer lists every online member of a big room.
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(16 * 1024)
         .write_buffer_size(0)
-        .max_message_size(Some(8 << 20))
-        .max_frame_size(Some(8 << 20))
+        .max_message_size(Some(16 << 20))
+        .max_frame_size(Some(16 << 20))
+}
+
+/// Opens a WebSocket to `url` with the simulator's socket settings.
+pub(crate) async fn connect(url: &str) -> anyhow::Result<Socket> {
+    let (socket, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(socket_config()), true)
+            .await
+            .map_err(describe_connect_error)?;
+    Ok(socket)
+}
+
+/// The parts of a connection the run shares with it.
+pub struct Shared {
+    pub target: Target,
+    pub in_flight: usize,
+    pub live: Arc<Live>,
+    pub closing: CancellationToken,
 }
 
 impl Connection {
-    /// Connects to `endpoint` (`ws://host/ws`), subscribes, and starts reading.
+    /// Connects to `endpoint`, subscribes as the target does it, and starts reading.
     pub async fn open(
         endpoint: &str,
         spec: ConnectSpec,
-        in_flight: usize,
-        live: Arc<Live>,
-        closing: CancellationToken,
+        shared: &Shared,
     ) -> anyhow::Result<Connection> {
-        let url = format!("{endpoint}?token={}", spec.token);
-        let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
-            let (socket, _) =
-                tokio_tungstenite::connect_async_with_config(url, Some(socket_config()), true)
-                    .await
-                    .map_err(describe_connect_error)?;
-            let (mut sink, mut stream) = socket.split();
-            let subscribe = ClientEvent::Subscribe {
-                room_id: spec.room_id,
-                since_seq: None,
-            };
-            sink.send(Frame::text(serde_json::to_string(&subscribe)?))
+        let (socket, last_seq) =
+            tokio::time::timeout(SUBSCRIBE_TIMEOUT, shared.target.open(endpoint, &spec))
                 .await
-                .context("sending subscribe")?;
-            let last_seq = wait_subscribed(&mut stream, spec.room_id).await?;
-            anyhow::Ok((sink, stream, last_seq))
-        })
-        .await
-        .context("no `subscribed` answer in time")??;
-        let (sink, stream, last_seq) = subscribed;
-        let window = Arc::new(Semaphore::new(in_flight));
+                .context("no `subscribed` answer in time")??;
+        let (sink, stream) = socket.split();
+        let sink = Arc::new(Mutex::new(sink));
+        let window = Arc::new(Semaphore::new(shared.in_flight));
         let seen = Arc::new(AtomicI64::new(last_seq));
-        let reader = Reader::new(
-            spec.index,
-            spec.room,
-            spec.room_id,
-            last_seq,
-            live,
-            window.clone(),
-            seen.clone(),
-        );
+        let reader = ReaderSpec {
+            target: shared.target,
+            index: spec.index,
+            room_id: spec.room_id,
+            live: shared.live.clone(),
+            window: window.clone(),
+            seen: seen.clone(),
+            sink: sink.clone(),
+        }
+        .start(spec.room, last_seq);
         Ok(Connection {
             index: spec.index,
             room: spec.room,
             sink,
             window,
             seen,
-            reader: tokio::spawn(reader.run(stream, closing)),
+            reader: tokio::spawn(reader.run(stream, shared.closing.clone())),
         })
     }
 
@@ -136,7 +143,10 @@ impl Connection {
             code: CloseCode::Normal,
             reason: "benchmark finished".into(),
         }));
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.sink.send(frame)).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            self.sink.lock().await.send(frame).await
+        })
+        .await;
         match tokio::time::timeout(CLOSE_TIMEOUT * 2, &mut self.reader).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(panicked)) => {
@@ -148,28 +158,6 @@ impl Connection {
             }
         }
     }
-}
-
-/// Reads frames until the answer to our `subscribe`.
-async fn wait_subscribed(stream: &mut WsStream, room_id: Uuid) -> anyhow::Result<Seq> {
-    let room = room_id.to_string();
-    while let Some(frame) = stream.next().await {
-        match frame.context("reading the subscribe answer")? {
-            Frame::Text(text) => match frames::parse(text.as_str()) {
-                Ok(Incoming::Subscribed { room_id, last_seq }) if room_id == room => {
-                    return Ok(last_seq);
-                }
-                Ok(Incoming::Error { code, .. }) => bail!("subscribe refused: {code}"),
-                Ok(_) => {}
-                Err(err) => bail!("unreadable frame before `subscribed`: {err}"),
-            },
-            Frame::Close(frame) => {
-                bail!("closed before `subscribed`: {:?}", frame.map(|f| f.code))
-            }
-            _ => {}
-        }
-    }
-    bail!("connection ended before `subscribed`")
 }
 
 /// Turns an HTTP refusal of the upgrade into its status line.

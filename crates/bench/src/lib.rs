@@ -5,6 +5,12 @@
 //! accounts for every delivery by `seq`, so a run measures throughput and latency *and*
 //! checks the contract's ordering guarantees under load.
 //!
+//! It drives Nebula or, with [`Target::Socketio`], the Socket.IO + PostgreSQL peer the
+//! project's performance targets are compared with, through the same scenarios and the same
+//! accounting; given the server's PID it reports server CPU per delivery and RSS per
+//! connection, and it can measure the machine's loopback `write()` floor in the same run
+//! ([`floor`]).
+//!
 //! The binary is a thin wrapper around [`run`]; tests call it directly with [`Options`]:
 //!
 //! ```no_run
@@ -22,10 +28,12 @@
 pub mod accounting;
 pub mod cli;
 mod client;
+pub mod floor;
 pub mod frames;
 pub mod latency;
 mod live;
 pub mod options;
+pub mod presence;
 pub mod progress;
 mod reader;
 pub mod report;
@@ -34,8 +42,10 @@ pub mod scenarios;
 mod sender;
 pub mod setup;
 pub mod system;
+pub mod target;
 
 pub use options::Options;
 pub use report::Report;
 pub use runner::run;
 pub use scenarios::Scenario;
+pub use target::Target;

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use anyhow::bail;
 
+use crate::floor::FloorOptions;
 use crate::scenarios::{Layout, Scenario};
+use crate::target::Target;
 
 /// Settings of one run. [`Options::new`] gives a scenario's defaults; change fields freely,
 /// then [`crate::run`] checks them with [`Options::validate`].
@@ -12,6 +14,8 @@ use crate::scenarios::{Layout, Scenario};
 pub struct Options {
     /// Base HTTP URL of the server; the WebSocket URL is derived from it.
     pub url: String,
+    /// Which server speaks at `url`.
+    pub target: Target,
     pub scenario: Scenario,
     /// Registered users; each opens exactly one WebSocket.
     pub users: usize,
@@ -20,6 +24,8 @@ pub struct Options {
     pub senders: usize,
     /// Messages per second **per sender**; `0` means as fast as the in-flight window allows.
     pub rate: f64,
+    /// The deliveries/s `rate` was derived from, if it was (for the report).
+    pub deliveries_per_second: Option<f64>,
     /// How long senders send (and idle connections are held).
     pub duration: Duration,
     /// Content length of each message in bytes (ASCII, so also in characters).
@@ -34,10 +40,31 @@ pub struct Options {
     pub drain_timeout: Duration,
     /// A server process to read memory and CPU use from (`/proc/<pid>`).
     pub server_pid: Option<u32>,
+    /// Database processes whose CPU time is reported beside the server's.
+    pub db: DbProcesses,
+    /// Measure the `write()` floor before and after the measured window.
+    pub floor: Option<FloorOptions>,
+    /// `presence`: how many times the probe socket subscribes (one latency sample each).
+    pub probes: usize,
     /// Draw progress on stderr.
     pub progress: bool,
     /// Prefix of this run's usernames and room names, so runs never collide.
     pub run_id: String,
+}
+
+/// Which database processes to charge CPU to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DbProcesses {
+    /// Explicit PIDs (`--db-pids`).
+    pub pids: Vec<u32>,
+    /// Every process whose name is `postgres` (`--pg`), found in `/proc` at each reading.
+    pub all_postgres: bool,
+}
+
+impl DbProcesses {
+    pub fn is_empty(&self) -> bool {
+        self.pids.is_empty() && !self.all_postgres
+    }
 }
 
 /// Longest username the contract allows.
@@ -48,13 +75,24 @@ impl Options {
     pub fn new(url: impl Into<String>, scenario: Scenario) -> Options {
         let defaults = scenario.defaults(None, None);
         let run_id = format!("nb{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+        let layout = Layout {
+            users: defaults.users,
+            rooms: defaults.rooms,
+            senders: defaults.senders,
+        };
+        let rate = defaults
+            .deliveries_per_second
+            .and_then(|target| layout.rate_for(target))
+            .unwrap_or(defaults.rate);
         Options {
             url: url.into(),
+            target: Target::Nebula,
             scenario,
             users: defaults.users,
             rooms: defaults.rooms,
             senders: defaults.senders,
-            rate: defaults.rate,
+            rate,
+            deliveries_per_second: defaults.deliveries_per_second,
             duration: Duration::from_secs(30),
             message_size: 100,
             in_flight: defaults.in_flight,
@@ -62,6 +100,9 @@ impl Options {
             connect_concurrency: 64,
             drain_timeout: Duration::from_secs(10),
             server_pid: None,
+            db: DbProcesses::default(),
+            floor: None,
+            probes: 20,
             progress: false,
             run_id,
         }
@@ -75,18 +116,31 @@ impl Options {
         }
     }
 
-    /// `ws://host:port/ws` for `http://host:port`.
+    /// The target's WebSocket URL (`ws://host:port/ws` for Nebula).
     pub fn ws_endpoint(&self) -> anyhow::Result<String> {
-        let base = self.url.trim_end_matches('/');
-        match base.split_once("://") {
-            Some(("http", rest)) => Ok(format!("ws://{rest}/ws")),
-            Some(("https", _)) => bail!("https is not supported: the simulator speaks plain ws"),
-            _ => bail!("--url must look like http://host:port, not {:?}", self.url),
-        }
+        self.target.endpoint(&self.url)
+    }
+
+    /// Users to set up: the connected ones, plus the presence probe's user.
+    pub fn accounts(&self) -> usize {
+        self.users + usize::from(self.scenario == Scenario::Presence)
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
         self.ws_endpoint()?;
+        if self.scenario == Scenario::Presence {
+            if self.target != Target::Nebula {
+                bail!(
+                    "--scenario presence needs --target nebula: the Socket.IO peer has no presence"
+                );
+            }
+            if self.probes == 0 {
+                bail!("--probes must be at least 1");
+            }
+        }
+        if let Some(floor) = &self.floor {
+            floor.validate()?;
+        }
         if self.users == 0 {
             bail!("--users must be at least 1");
         }
@@ -112,7 +166,7 @@ impl Options {
         if self.register_concurrency == 0 || self.connect_concurrency == 0 {
             bail!("concurrency limits must be at least 1");
         }
-        let longest = self.username(self.users - 1);
+        let longest = self.username(self.accounts() - 1);
         if longest.len() > MAX_USERNAME
             || !self
                 .run_id
@@ -136,7 +190,9 @@ impl Options {
 
     /// Sockets plus the HTTP pool plus slack: what the file-descriptor limit must allow.
     pub fn descriptors_needed(&self) -> u64 {
-        let sockets = self.users + self.register_concurrency.max(self.connect_concurrency);
+        let floor = self.floor.as_ref().map_or(0, |floor| floor.pairs * 2);
+        let sockets =
+            self.accounts() + self.register_concurrency.max(self.connect_concurrency) + floor;
         u64::try_from(sockets)
             .unwrap_or(u64::MAX)
             .saturating_add(64)
@@ -153,6 +209,23 @@ mod tests {
         assert_eq!(options.ws_endpoint().unwrap(), "ws://127.0.0.1:3838/ws");
         options.url = "https://example.test".into();
         assert!(options.ws_endpoint().is_err());
+    }
+
+    #[test]
+    fn large_room_defaults_to_forty_thousand_deliveries_per_second() {
+        let options = Options::new("http://localhost:3838", Scenario::LargeRoom);
+        assert_eq!(options.rate, 4.0, "10 senders × 4/s × 1000 subscribers");
+        assert_eq!(options.deliveries_per_second, Some(40_000.0));
+    }
+
+    #[test]
+    fn presence_is_nebula_only_and_adds_a_probe_user() {
+        let mut options = Options::new("http://localhost:3838", Scenario::Presence);
+        options.users = 10;
+        assert_eq!(options.accounts(), 11);
+        options.validate().unwrap();
+        options.target = Target::Socketio;
+        assert!(options.validate().is_err());
     }
 
     #[test]

@@ -6,18 +6,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use nebula_wire::Seq;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::accounting::SeqTracker;
-use crate::client::WsStream;
-use crate::frames::{self, ClientMsgId, Incoming};
+use crate::client::{SharedSink, WsStream};
+use crate::frames::{ClientMsgId, Incoming};
 use crate::latency::LocalSamples;
 use crate::live::{Live, bump};
+use crate::target::Target;
 
 /// How long a reader keeps reading after our close, waiting for the server's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -50,33 +50,25 @@ impl ReaderOutcome {
     }
 }
 
-pub struct Reader {
-    index: usize,
-    room_id: String,
-    live: Arc<Live>,
-    window: Arc<Semaphore>,
-    seen: Arc<AtomicI64>,
-    /// One bit per send of this connection: set once it is acked or refused.
-    answered: Vec<u64>,
-    outcome: ReaderOutcome,
+/// What a reader is given: who it reads for and where it reports.
+pub struct ReaderSpec {
+    pub target: Target,
+    pub index: usize,
+    pub room_id: String,
+    pub live: Arc<Live>,
+    /// The sender's window: one permit back per answered send.
+    pub window: Arc<Semaphore>,
+    /// Highest seq received, for the drain check.
+    pub seen: Arc<AtomicI64>,
+    /// For answers the protocol itself demands (Engine.IO pongs).
+    pub sink: SharedSink,
 }
 
-impl Reader {
-    pub fn new(
-        index: usize,
-        room: usize,
-        room_id: Uuid,
-        last_seq: Seq,
-        live: Arc<Live>,
-        window: Arc<Semaphore>,
-        seen: Arc<AtomicI64>,
-    ) -> Reader {
+impl ReaderSpec {
+    /// A reader for a socket subscribed to room index `room` at `last_seq`.
+    pub fn start(self, room: usize, last_seq: Seq) -> Reader {
         Reader {
-            index,
-            room_id: room_id.to_string(),
-            live,
-            window,
-            seen,
+            spec: self,
             answered: Vec::new(),
             outcome: ReaderOutcome {
                 room,
@@ -87,11 +79,20 @@ impl Reader {
             },
         }
     }
+}
 
+pub struct Reader {
+    spec: ReaderSpec,
+    /// One bit per send of this connection: set once it is acked or refused.
+    answered: Vec<u64>,
+    outcome: ReaderOutcome,
+}
+
+impl Reader {
     /// Reads until the socket ends (or `CLOSE_GRACE` after `closing` is cancelled).
     pub async fn run(mut self, mut stream: WsStream, closing: CancellationToken) -> ReaderOutcome {
-        self.live.open.fetch_add(1, Ordering::Relaxed);
-        let live = self.live.clone();
+        self.spec.live.open.fetch_add(1, Ordering::Relaxed);
+        let live = self.spec.live.clone();
         let mut ack_samples = LocalSamples::new(&live.ack_latency);
         let mut e2e_samples = LocalSamples::new(&live.e2e_latency);
         let deadline = tokio::time::sleep(Duration::MAX);
@@ -126,12 +127,12 @@ impl Reader {
                 }
             }
         }
-        self.live.open.fetch_sub(1, Ordering::Relaxed);
+        self.spec.live.open.fetch_sub(1, Ordering::Relaxed);
         self.outcome
     }
 
     fn on_text(&mut self, text: &str, acks: &mut LocalSamples<'_>, e2e: &mut LocalSamples<'_>) {
-        let incoming = match frames::parse(text) {
+        let incoming = match self.spec.target.parse(text) {
             Ok(incoming) => incoming,
             Err(_) => return self.count_error("unreadable_frame"),
         };
@@ -141,44 +142,56 @@ impl Reader {
                 seq,
                 client_msg_id,
             } => {
-                if room_id != self.room_id.as_str() {
+                if room_id != self.spec.room_id.as_str() {
                     return self.count_error("foreign_room");
                 }
-                bump(&self.live.delivered);
+                bump(&self.spec.live.delivered);
                 self.outcome.tracker.record(seq);
-                self.seen
+                self.spec
+                    .seen
                     .store(self.outcome.tracker.highest(), Ordering::Relaxed);
                 if let Some(id) = client_msg_id.as_deref().and_then(ClientMsgId::parse) {
-                    e2e.record_micros(self.live.now_us().saturating_sub(id.sent_at_us));
+                    e2e.record_micros(self.spec.live.now_us().saturating_sub(id.sent_at_us));
                 }
             }
-            Incoming::Ack {
-                seq, client_msg_id, ..
-            } => {
+            Incoming::Ack { seq, client_msg_id } => {
                 let Some(id) = client_msg_id.as_deref().and_then(ClientMsgId::parse) else {
                     return self.count_error("foreign_ack");
                 };
-                if id.connection != self.index {
+                if id.connection != self.spec.index {
                     return self.count_error("foreign_ack");
                 }
                 if !self.first_answer(id.n) {
                     self.outcome.duplicate_acks += 1;
                     return;
                 }
-                self.window.add_permits(1);
-                bump(&self.live.acked);
-                self.live.acked_seq(self.outcome.room, seq);
-                acks.record_micros(self.live.now_us().saturating_sub(id.sent_at_us));
+                self.spec.window.add_permits(1);
+                bump(&self.spec.live.acked);
+                self.spec.live.acked_seq(self.outcome.room, seq);
+                acks.record_micros(self.spec.live.now_us().saturating_sub(id.sent_at_us));
             }
             Incoming::Error { code, reference } => {
                 self.count_error(&code);
                 let refused = reference.as_deref().and_then(ClientMsgId::parse);
                 if let Some(id) = refused
-                    && id.connection == self.index
+                    && id.connection == self.spec.index
                     && self.first_answer(id.n)
                 {
-                    self.window.add_permits(1);
-                    bump(&self.live.failed);
+                    self.spec.window.add_permits(1);
+                    bump(&self.spec.live.failed);
+                }
+            }
+            Incoming::Ping { reply } => {
+                // Not awaited here: the sender may hold the sink while the server waits for
+                // us to read.
+                let sink = self.spec.sink.clone();
+                tokio::spawn(async move {
+                    let _ = sink.lock().await.send(Frame::text(reply)).await;
+                });
+            }
+            Incoming::Closed => {
+                if self.outcome.ended_early.is_none() {
+                    self.outcome.ended_early = Some("disconnect".into());
                 }
             }
             Incoming::Subscribed { .. } | Incoming::Other => {}
@@ -200,7 +213,7 @@ impl Reader {
     }
 
     fn count_error(&mut self, code: &str) {
-        bump(&self.live.errors);
+        bump(&self.spec.live.errors);
         match self.outcome.errors.get_mut(code) {
             Some(count) => *count += 1,
             None => {

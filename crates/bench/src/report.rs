@@ -6,12 +6,16 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::accounting::Delivery;
+use crate::floor::Floor;
 use crate::latency::LatencySummary;
+use crate::presence::SubscribeProbe;
 use crate::scenarios::Scenario;
+use crate::target::Target;
 
 /// Everything one run measured. Field names are the JSON keys (`--json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    pub target: Target,
     pub scenario: Scenario,
     pub run_id: String,
     pub url: String,
@@ -20,6 +24,8 @@ pub struct Report {
     pub senders: usize,
     /// Target messages per second per sender; 0 = unlimited.
     pub rate_per_sender: f64,
+    /// The deliveries/s the rate was derived from (`--deliveries-per-second`), if any.
+    pub deliveries_per_second_target: Option<f64>,
     pub message_size: usize,
     pub in_flight: usize,
     /// Sockets that opened and subscribed.
@@ -47,6 +53,10 @@ pub struct Report {
     /// Sockets the server closed (by close code) or dropped before the run closed them.
     pub closes: BTreeMap<String, u64>,
     pub resources: Resources,
+    /// Server (and database) CPU per unit of work, and the `write()` floor.
+    pub costs: Costs,
+    /// `presence` only: the extra socket's subscribe latency.
+    pub subscribe_probe: Option<SubscribeProbe>,
 }
 
 /// Seconds per phase. Setup (register, rooms, join, connect) is reported apart from the
@@ -88,6 +98,81 @@ pub struct Resources {
     pub server_cpu_s: Option<f64>,
     pub bench_rss_kib: Option<u64>,
     pub bench_cpu_s: Option<f64>,
+}
+
+/// CPU per unit of work over the measured window (run + drain): the issue's "server CPU per
+/// delivery", with the machine's `write()` floor measured in the same run to compare against.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Costs {
+    /// Messages delivered to subscribers during the window (`message.new` /
+    /// `receiveMessage`; acks are not deliveries).
+    pub deliveries: u64,
+    /// Sends acknowledged during the window.
+    pub messages: u64,
+    /// Server CPU (user + system, all threads) per delivery, in µs.
+    pub server_cpu_us_per_delivery: Option<f64>,
+    /// Server CPU per acknowledged message, in µs (the ingest figure).
+    pub server_cpu_us_per_message: Option<f64>,
+    /// Database processes read (`--db-pids` / `--pg`) at the end of the window.
+    pub db_processes: Option<usize>,
+    /// Their CPU during the window, in seconds.
+    pub db_cpu_s: Option<f64>,
+    /// Their CPU per 1000 acknowledged messages, in ms.
+    pub db_cpu_ms_per_1k_messages: Option<f64>,
+    /// `--measure-floor`: the floor measured just before the window …
+    pub floor_before: Option<Floor>,
+    /// … and just after it.
+    pub floor_after: Option<Floor>,
+    /// The mean of the two, in ns of CPU per `write()`.
+    pub floor_ns_per_write: Option<f64>,
+    /// `server_cpu_us_per_delivery` as a multiple of the floor.
+    pub server_cpu_per_delivery_in_floors: Option<f64>,
+}
+
+/// What [`Costs::compute`] works from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CostInputs {
+    pub deliveries: u64,
+    pub messages: u64,
+    pub server_cpu_s: Option<f64>,
+    /// (CPU seconds during the window, processes read).
+    pub db_cpu: Option<(f64, usize)>,
+    pub floor_before: Option<Floor>,
+    pub floor_after: Option<Floor>,
+}
+
+impl Costs {
+    pub fn compute(inputs: CostInputs) -> Costs {
+        let per = |cpu_s: Option<f64>, count: u64, unit: f64| {
+            cpu_s
+                .filter(|_| count > 0)
+                .map(|cpu| cpu * unit / count as f64)
+        };
+        let server_cpu_us_per_delivery = per(inputs.server_cpu_s, inputs.deliveries, 1e6);
+        let floors: Vec<f64> = [inputs.floor_before, inputs.floor_after]
+            .iter()
+            .flatten()
+            .map(|floor| floor.cpu_ns_per_write)
+            .collect();
+        let floor_ns_per_write =
+            (!floors.is_empty()).then(|| floors.iter().sum::<f64>() / floors.len() as f64);
+        Costs {
+            deliveries: inputs.deliveries,
+            messages: inputs.messages,
+            server_cpu_us_per_delivery,
+            server_cpu_us_per_message: per(inputs.server_cpu_s, inputs.messages, 1e6),
+            db_processes: inputs.db_cpu.map(|(_, processes)| processes),
+            db_cpu_s: inputs.db_cpu.map(|(cpu, _)| cpu),
+            db_cpu_ms_per_1k_messages: per(inputs.db_cpu.map(|(cpu, _)| cpu), inputs.messages, 1e6),
+            floor_before: inputs.floor_before,
+            floor_after: inputs.floor_after,
+            floor_ns_per_write,
+            server_cpu_per_delivery_in_floors: server_cpu_us_per_delivery
+                .zip(floor_ns_per_write)
+                .filter(|(_, floor)| *floor > 0.0)
+                .map(|(per_delivery, floor)| per_delivery * 1000.0 / floor),
+        }
+    }
 }
 
 impl Report {
@@ -135,17 +220,26 @@ fn kib(value: Option<u64>) -> String {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = &self.timings;
-        let rate = if self.senders == 0 {
+        let rate = if let Some(probe) = &self.subscribe_probe {
+            format!("none sending, {} subscribe probes", probe.latency.count)
+        } else if self.senders == 0 {
             "none sending".to_owned()
         } else if self.rate_per_sender > 0.0 {
-            format!("{} msg/s each", self.rate_per_sender)
+            match self.deliveries_per_second_target {
+                Some(target) => format!(
+                    "{:.3} msg/s each for {target:.0} deliveries/s",
+                    self.rate_per_sender
+                ),
+                None => format!("{} msg/s each", self.rate_per_sender),
+            }
         } else {
             format!("flat out, {} in flight each", self.in_flight)
         };
         writeln!(
             f,
-            "nebula-bench {} ({}): {} users, {} rooms, {} senders ({rate}), {}-byte messages{}",
+            "nebula-bench {} → {} ({}): {} users, {} rooms, {} senders ({rate}), {}-byte messages{}",
             self.scenario.name(),
+            self.target.name(),
             self.run_id,
             self.users,
             self.rooms,
@@ -208,6 +302,15 @@ impl fmt::Display for Report {
         )?;
         latency_line(f, "ack latency", &self.ack_latency)?;
         latency_line(f, "end-to-end", &self.e2e_latency)?;
+        if let Some(probe) = &self.subscribe_probe {
+            latency_line(f, "subscribe", &probe.latency)?;
+            writeln!(
+                f,
+                "{:<13} largest `subscribed` frame {:.1} KiB (lists the online members)",
+                "",
+                probe.subscribed_bytes as f64 / 1024.0
+            )?;
+        }
         counts_line(f, "errors", &self.errors)?;
         if self.errors.contains_key("rate_limited") {
             writeln!(
@@ -228,7 +331,13 @@ impl fmt::Display for Report {
                 kib(r.server_rss_after_kib),
                 r.server_rss_per_connection_kib
                     .map_or(String::new(), |per| format!(
-                        " ({per:.1} KiB per connection)"
+                        " ({per:.1} KiB per connection{})",
+                        if per < 0.0 {
+                            ": negative, the server gave back memory of an earlier run; \
+                             restart it before measuring memory"
+                        } else {
+                            ""
+                        }
                     )),
                 r.server_cpu_s.map_or("?".into(), |cpu| format!(
                     "{cpu:.1} s ({:.2} cores)",
@@ -236,6 +345,7 @@ impl fmt::Display for Report {
                 )),
             )?;
         }
+        self.fmt_costs(f)?;
         writeln!(
             f,
             "{:<13} RSS {}, CPU {}",
@@ -246,5 +356,122 @@ impl fmt::Display for Report {
                 cpu / (t.run_s + t.drain_s).max(1e-9)
             )),
         )
+    }
+}
+
+impl Report {
+    /// The `cost`, `database` and `floor` lines.
+    fn fmt_costs(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.costs;
+        if c.server_cpu_us_per_delivery.is_some() || c.server_cpu_us_per_message.is_some() {
+            let mut parts = Vec::new();
+            if let Some(per) = c.server_cpu_us_per_delivery {
+                let floors = c
+                    .server_cpu_per_delivery_in_floors
+                    .map_or(String::new(), |x| format!(" = {x:.2}× the write() floor"));
+                parts.push(format!(
+                    "{per:.2} µs per delivery ({} deliveries){floors}",
+                    c.deliveries
+                ));
+            }
+            if let Some(per) = c.server_cpu_us_per_message {
+                parts.push(format!("{per:.1} µs per acked message"));
+            }
+            writeln!(f, "{:<13} server CPU {}", "cost", parts.join(", "))?;
+        }
+        if let Some(cpu) = c.db_cpu_s {
+            writeln!(
+                f,
+                "{:<13} CPU {cpu:.2} s in {} processes{}",
+                "database",
+                c.db_processes.unwrap_or(0),
+                c.db_cpu_ms_per_1k_messages
+                    .map_or(String::new(), |ms| format!(", {ms:.1} ms per 1k messages")),
+            )?;
+        }
+        if let Some(floor) = c.floor_ns_per_write {
+            let show = |floor: &Option<Floor>| {
+                floor.map_or("-".into(), |floor| {
+                    format!("{:.2}", floor.cpu_ns_per_write / 1000.0)
+                })
+            };
+            let sample = c.floor_before.or(c.floor_after);
+            writeln!(
+                f,
+                "{:<13} write() of {} B to loopback: {:.2} µs CPU (before {}, after {}; {} pairs, {} writes{})",
+                "floor",
+                sample.map_or(0, |s| s.frame_bytes),
+                floor / 1000.0,
+                show(&c.floor_before),
+                show(&c.floor_after),
+                sample.map_or(0, |s| s.pairs),
+                sample.map_or(0, |s| s.writes),
+                sample
+                    .and_then(|s| s.system_share)
+                    .map_or(String::new(), |share| format!(
+                        ", {:.0} % in the kernel",
+                        share * 100.0
+                    )),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn floor(ns: f64) -> Floor {
+        Floor {
+            cpu_ns_per_write: ns,
+            cpu_ns_min: ns,
+            cpu_ns_max: ns,
+            wall_ns_per_write: ns * 1.5,
+            system_share: Some(0.9),
+            reader_wakeups_per_write: Some(0.5),
+            writes: 1000,
+            pairs: 10,
+            frame_bytes: 150,
+            cpu: Some(0),
+        }
+    }
+
+    #[test]
+    fn cpu_per_delivery_and_per_message() {
+        let costs = Costs::compute(CostInputs {
+            deliveries: 400_000,
+            messages: 400,
+            server_cpu_s: Some(4.0),
+            db_cpu: Some((0.2, 12)),
+            floor_before: Some(floor(2_000.0)),
+            floor_after: Some(floor(3_000.0)),
+        });
+        assert_eq!(costs.server_cpu_us_per_delivery, Some(10.0));
+        assert_eq!(costs.server_cpu_us_per_message, Some(10_000.0));
+        assert_eq!(costs.db_cpu_ms_per_1k_messages, Some(500.0));
+        assert_eq!(costs.db_processes, Some(12));
+        assert_eq!(costs.floor_ns_per_write, Some(2_500.0));
+        assert_eq!(costs.server_cpu_per_delivery_in_floors, Some(4.0));
+    }
+
+    #[test]
+    fn nothing_to_divide_by_gives_no_figure() {
+        let costs = Costs::compute(CostInputs {
+            server_cpu_s: Some(1.0),
+            floor_after: Some(floor(1_000.0)),
+            ..CostInputs::default()
+        });
+        assert_eq!(costs.server_cpu_us_per_delivery, None);
+        assert_eq!(costs.server_cpu_us_per_message, None);
+        assert_eq!(costs.server_cpu_per_delivery_in_floors, None);
+        assert_eq!(costs.floor_ns_per_write, Some(1_000.0));
+        let without_pid = Costs::compute(CostInputs {
+            deliveries: 10,
+            messages: 1,
+            ..CostInputs::default()
+        });
+        assert_eq!(without_pid.server_cpu_us_per_delivery, None);
+        assert_eq!(without_pid.db_cpu_s, None);
     }
 }

@@ -11,16 +11,19 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounting::Delivery;
-use crate::client::{ConnectSpec, Connection};
-use crate::frames::{SendTemplate, filler_content};
-use crate::live::Live;
+use crate::client::{ConnectSpec, Connection, Shared};
+use crate::floor::{self, Floor};
+use crate::frames::filler_content;
+use crate::live::{Counts, Live};
 use crate::options::Options;
+use crate::presence::{self, SubscribeProbe};
 use crate::progress::Progress;
 use crate::reader::ReaderOutcome;
-use crate::report::{Report, Resources, Throughput, Timings};
+use crate::report::{CostInputs, Costs, Report, Resources, Throughput, Timings};
+use crate::scenarios::Scenario;
 use crate::sender::{Finished, SendPlan, send_until};
-use crate::setup::{self, Api, World};
-use crate::system::Process;
+use crate::setup::World;
+use crate::system::{self, Process};
 
 /// How often the drain re-checks whether everything arrived.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
@@ -43,21 +46,30 @@ pub async fn run(
     }));
     let progress = Progress::new(options.progress);
     let endpoint = options.ws_endpoint()?;
-    let api = Api::new(&options.url)?;
 
     let setup_started = Instant::now();
     let (world, setup_times) = tokio::select! {
-        prepared = setup::prepare(&api, &options, &progress) => prepared?,
+        prepared = options.target.prepare(&options, &progress) => prepared?,
         () = interrupted.cancelled() => bail!("interrupted during setup"),
     };
     let server = options.server_pid.map(Process::Pid);
+    if let Some(pid) = options.server_pid
+        && server.and_then(Process::cpu_seconds).is_none()
+    {
+        bail!("--server-pid {pid}: no such process readable in /proc");
+    }
     let server_rss_before = server.and_then(Process::rss_kib);
 
     let live = Arc::new(Live::new(options.rooms)?);
-    let closing = CancellationToken::new();
+    let shared = Shared {
+        target: options.target,
+        in_flight: options.in_flight,
+        live: live.clone(),
+        closing: CancellationToken::new(),
+    };
     let connect_started = Instant::now();
     let (connections, connect_failures) = tokio::select! {
-        opened = connect_all(&endpoint, &world, &options, &live, &closing, &progress) => opened,
+        opened = connect_all(&endpoint, &world, &options, &shared, &progress) => opened,
         () = interrupted.cancelled() => bail!("interrupted while connecting"),
     };
     if connections.is_empty() {
@@ -66,18 +78,27 @@ pub async fn run(
     let connect_time = connect_started.elapsed();
     let setup_time = setup_started.elapsed();
 
-    let cpu_before = (
-        server.and_then(Process::cpu_seconds),
-        Process::This.cpu_seconds(),
-    );
+    let floor_before = measure_floor(&options, &progress, "before").await?;
+    let before = Snapshot::take(server, &options, &live);
     let run_started = Instant::now();
     let watch_done = CancellationToken::new();
     let watcher = progress.watch_run(live.clone(), options.duration, watch_done.clone());
     let stop_sending = CancellationToken::new();
     let sending = start_senders(connections, &world, &options, &live, &stop_sending)?;
-    let was_interrupted = tokio::select! {
-        () = tokio::time::sleep(options.duration) => false,
-        () = interrupted.cancelled() => true,
+    let (was_interrupted, subscribe_probe) = if options.scenario == Scenario::Presence {
+        let probe_user = &world.accounts[options.users];
+        let room = &world.rooms[options.layout().room_of(options.users)];
+        tokio::select! {
+            probed = presence::probe(&endpoint, &probe_user.token, room, options.probes) => {
+                (false, Some(probed?))
+            }
+            () = interrupted.cancelled() => (true, None),
+        }
+    } else {
+        tokio::select! {
+            () = tokio::time::sleep(options.duration) => (false, None),
+            () = interrupted.cancelled() => (true, None),
+        }
     };
     if was_interrupted {
         progress.note("interrupted: stopping senders, draining, then reporting");
@@ -97,28 +118,33 @@ pub async fn run(
     let drain_started = Instant::now();
     let drained = drain(&live, &connections, options.drain_timeout).await;
     let drain_time = drain_started.elapsed();
-    let cpu_after = (
-        server.and_then(Process::cpu_seconds),
-        Process::This.cpu_seconds(),
-    );
-    let resources = Resources {
-        server_rss_before_kib: server_rss_before,
-        server_rss_after_kib: server.and_then(Process::rss_kib),
-        server_rss_per_connection_kib: None,
-        server_cpu_s: cpu_after
-            .0
-            .zip(cpu_before.0)
-            .map(|(after, before)| after - before),
-        bench_rss_kib: Process::This.rss_kib(),
-        bench_cpu_s: cpu_after
-            .1
-            .zip(cpu_before.1)
-            .map(|(after, before)| after - before),
-    };
+    let after = Snapshot::take(server, &options, &live);
+    let server_rss_after = server.and_then(Process::rss_kib);
     watch_done.cancel();
     let _ = watcher.await;
+    let floor_after = measure_floor(&options, &progress, "after").await?;
 
-    closing.cancel();
+    let resources = Resources {
+        server_rss_before_kib: server_rss_before,
+        server_rss_after_kib: server_rss_after,
+        server_rss_per_connection_kib: None,
+        server_cpu_s: difference(after.server_cpu, before.server_cpu),
+        bench_rss_kib: Process::This.rss_kib(),
+        bench_cpu_s: difference(after.bench_cpu, before.bench_cpu),
+    };
+    let costs = Costs::compute(CostInputs {
+        deliveries: after.counts.delivered - before.counts.delivered,
+        messages: after.counts.acked - before.counts.acked,
+        server_cpu_s: resources.server_cpu_s,
+        db_cpu: after
+            .db_cpu
+            .zip(before.db_cpu)
+            .map(|((after, processes), (before, _))| (after - before, processes)),
+        floor_before,
+        floor_after,
+    });
+
+    shared.closing.cancel();
     let opened = connections.len();
     let outcomes = join_all(connections.into_iter().map(Connection::close)).await;
 
@@ -139,8 +165,49 @@ pub async fn run(
         send_errors,
         interrupted: was_interrupted,
         resources,
+        costs,
+        subscribe_probe,
     };
     Ok(build_report(&options, &live, outcomes, measured))
+}
+
+/// CPU clocks and counters at one edge of the measured window.
+struct Snapshot {
+    server_cpu: Option<f64>,
+    bench_cpu: Option<f64>,
+    db_cpu: Option<(f64, usize)>,
+    counts: Counts,
+}
+
+impl Snapshot {
+    fn take(server: Option<Process>, options: &Options, live: &Live) -> Snapshot {
+        Snapshot {
+            server_cpu: server.and_then(Process::cpu_seconds),
+            bench_cpu: Process::This.cpu_seconds(),
+            db_cpu: system::db_cpu_seconds(&options.db),
+            counts: live.counts(),
+        }
+    }
+}
+
+fn difference(after: Option<f64>, before: Option<f64>) -> Option<f64> {
+    after.zip(before).map(|(after, before)| after - before)
+}
+
+/// Measures the `write()` floor if the run asked for it, on a thread that may block.
+async fn measure_floor(
+    options: &Options,
+    progress: &Progress,
+    when: &str,
+) -> anyhow::Result<Option<Floor>> {
+    let Some(floor) = options.floor else {
+        return Ok(None);
+    };
+    progress.note(&format!(
+        "measuring the write() floor ({when} the window) …"
+    ));
+    let measured = tokio::task::spawn_blocking(move || floor::measure(&floor)).await??;
+    Ok(Some(measured))
 }
 
 /// Opens every user's socket, a bounded number of handshakes at a time.
@@ -148,8 +215,7 @@ async fn connect_all(
     endpoint: &str,
     world: &World,
     options: &Options,
-    live: &Arc<Live>,
-    closing: &CancellationToken,
+    shared: &Shared,
     progress: &Progress,
 ) -> (Vec<Connection>, BTreeMap<String, u64>) {
     let layout = options.layout();
@@ -159,13 +225,12 @@ async fn connect_all(
             let spec = ConnectSpec {
                 index,
                 room: layout.room_of(index),
-                room_id: world.rooms[layout.room_of(index)],
+                room_id: world.rooms[layout.room_of(index)].clone(),
                 token: world.accounts[index].token.clone(),
             };
-            let (live, closing, bar) = (live.clone(), closing.clone(), &bar);
+            let bar = &bar;
             async move {
-                let opened =
-                    Connection::open(endpoint, spec, options.in_flight, live, closing).await;
+                let opened = Connection::open(endpoint, spec, shared).await;
                 bar.inc();
                 opened
             }
@@ -205,7 +270,11 @@ fn start_senders(
             tasks.push(tokio::spawn(async move { (connection, None) }));
             continue;
         }
-        let template = SendTemplate::new(world.rooms[connection.room], &content, connection.index)?;
+        let template = options.target.send_template(
+            &world.rooms[connection.room],
+            &content,
+            connection.index,
+        )?;
         let offset = interval.map_or(Duration::ZERO, |interval| {
             interval * (connection.index as u32 % senders) / senders
         });
@@ -255,6 +324,8 @@ struct Measured {
     send_errors: BTreeMap<String, u64>,
     interrupted: bool,
     resources: Resources,
+    costs: Costs,
+    subscribe_probe: Option<SubscribeProbe>,
 }
 
 fn build_report(
@@ -297,6 +368,7 @@ fn build_report(
         .filter(|_| measured.opened > 0)
         .map(|(after, before)| (after as f64 - before as f64) / measured.opened as f64);
     Report {
+        target: options.target,
         scenario: options.scenario,
         run_id: options.run_id.clone(),
         url: options.url.clone(),
@@ -304,6 +376,7 @@ fn build_report(
         rooms: options.rooms,
         senders: options.senders,
         rate_per_sender: options.rate,
+        deliveries_per_second_target: options.deliveries_per_second,
         message_size: options.message_size,
         in_flight: options.in_flight,
         connections: measured.opened,
@@ -326,6 +399,8 @@ fn build_report(
         errors,
         closes,
         resources,
+        costs: measured.costs,
+        subscribe_probe: measured.subscribe_probe,
     }
 }
 

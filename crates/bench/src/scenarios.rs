@@ -21,6 +21,19 @@ pub enum Scenario {
     Ingest,
     /// Connections that subscribe and then only hold: measures the memory cost of a socket.
     Idle,
+    /// One room of 1000, everyone subscribed, 10 senders paced to 40,000 deliveries/s:
+    /// server CPU per delivery and RSS per connection in a large room.
+    LargeRoom,
+    /// 10 rooms of 100, everyone subscribed, 2 senders per room paced to 20,000
+    /// deliveries/s: server CPU per delivery in rooms of a common size.
+    Rooms,
+    /// 50 senders with 8 messages in flight each over 5 rooms, closed loop (as fast as acks
+    /// allow): acked messages/s with small windows, as many real clients have.
+    SmallWindowIngest,
+    /// 10,000 users online and subscribed in one room, then one more socket subscribes and
+    /// unsubscribes repeatedly: subscribe latency and memory with a large online list
+    /// (Nebula only: the Socket.IO peer has no presence).
+    Presence,
 }
 
 /// What a scenario sets when its flags are not given.
@@ -31,45 +44,70 @@ pub struct Defaults {
     pub senders: usize,
     /// Messages per second per sender; 0 means as fast as the window allows.
     pub rate: f64,
+    /// When set, `rate` is derived from it and the layout (see
+    /// [`Layout::deliveries_per_message_round`]) unless `--rate` is given.
+    pub deliveries_per_second: Option<f64>,
     pub in_flight: usize,
 }
 
 impl Scenario {
+    /// Users when `--users` is not given.
+    pub fn default_users(self) -> usize {
+        match self {
+            Scenario::Chat | Scenario::SmallWindowIngest => 50,
+            Scenario::Ingest => 8,
+            Scenario::Presence => 10_000,
+            Scenario::Fanout
+            | Scenario::ManyRooms
+            | Scenario::Idle
+            | Scenario::LargeRoom
+            | Scenario::Rooms => 1000,
+        }
+    }
+
     /// Defaults for this scenario, given whatever `--users` / `--rooms` were set explicitly
     /// (senders and rooms scale with them).
     pub fn defaults(self, users: Option<usize>, rooms: Option<usize>) -> Defaults {
-        let users = users.unwrap_or(match self {
-            Scenario::Chat => 50,
-            Scenario::Ingest => 8,
-            Scenario::Fanout | Scenario::ManyRooms | Scenario::Idle => 1000,
-        });
+        let users = users.unwrap_or(self.default_users());
+        let per_room = |members: usize| (users / members).max(1);
         let rooms = rooms
             .unwrap_or(match self {
-                Scenario::Chat => 5,
-                Scenario::Fanout => 1,
+                Scenario::Chat | Scenario::SmallWindowIngest => 5,
+                Scenario::Fanout | Scenario::LargeRoom | Scenario::Presence => 1,
                 Scenario::ManyRooms => users / 5,
                 Scenario::Ingest => 4,
-                Scenario::Idle => 10,
+                Scenario::Idle | Scenario::Rooms => per_room(100),
             })
             .clamp(1, users.max(1));
         let senders = match self {
             Scenario::Chat => (users / 5).max(1),
             Scenario::Fanout => users.min(5),
+            Scenario::LargeRoom => users.min(10),
             Scenario::ManyRooms => rooms,
-            Scenario::Ingest => users,
-            Scenario::Idle => 0,
+            Scenario::Rooms => users.min(rooms * 2),
+            Scenario::Ingest | Scenario::SmallWindowIngest => users,
+            Scenario::Idle | Scenario::Presence => 0,
         };
         let (rate, in_flight) = match self {
-            Scenario::Chat | Scenario::ManyRooms => (1.0, 8),
+            Scenario::Chat | Scenario::ManyRooms | Scenario::LargeRoom | Scenario::Rooms => {
+                (1.0, 8)
+            }
             Scenario::Fanout => (2.0, 8),
             Scenario::Ingest => (0.0, 64),
-            Scenario::Idle => (0.0, 1),
+            Scenario::SmallWindowIngest => (0.0, 8),
+            Scenario::Idle | Scenario::Presence => (0.0, 1),
+        };
+        let deliveries_per_second = match self {
+            Scenario::LargeRoom => Some(40_000.0),
+            Scenario::Rooms => Some(20_000.0),
+            _ => None,
         };
         Defaults {
             users,
             rooms,
             senders,
             rate,
+            deliveries_per_second,
             in_flight,
         }
     }
@@ -82,6 +120,10 @@ impl Scenario {
             Scenario::ManyRooms => "many-rooms",
             Scenario::Ingest => "ingest",
             Scenario::Idle => "idle",
+            Scenario::LargeRoom => "large-room",
+            Scenario::Rooms => "rooms",
+            Scenario::SmallWindowIngest => "small-window-ingest",
+            Scenario::Presence => "presence",
         }
     }
 }
@@ -112,7 +154,25 @@ impl Layout {
 
     /// How many sockets are subscribed to `room`.
     pub fn subscribers_in(&self, room: usize) -> usize {
-        (0..self.users).filter(|&u| self.room_of(u) == room).count()
+        let rooms = self.rooms.max(1);
+        if room >= rooms {
+            return 0;
+        }
+        self.users / rooms + usize::from(room < self.users % rooms)
+    }
+
+    /// Deliveries when every sender sends one message: each reaches every subscriber of
+    /// its room, itself included. A per-sender rate `r` gives `r ×` this deliveries/s.
+    pub fn deliveries_per_message_round(&self) -> usize {
+        (0..self.senders.min(self.users))
+            .map(|sender| self.subscribers_in(self.room_of(sender)))
+            .sum()
+    }
+
+    /// The per-sender rate that offers `deliveries_per_second` with this layout.
+    pub fn rate_for(&self, deliveries_per_second: f64) -> Option<f64> {
+        let round = self.deliveries_per_message_round();
+        (round > 0).then(|| deliveries_per_second / round as f64)
     }
 }
 
@@ -147,5 +207,58 @@ mod tests {
         // More rooms than users would leave rooms empty.
         assert_eq!(Scenario::Chat.defaults(Some(3), Some(10)).rooms, 3);
         assert_eq!(Scenario::Idle.defaults(None, None).senders, 0);
+    }
+
+    #[test]
+    fn the_issue_shapes_have_their_sizes() {
+        let large = Scenario::LargeRoom.defaults(None, None);
+        assert_eq!((large.users, large.rooms, large.senders), (1000, 1, 10));
+        let rooms = Scenario::Rooms.defaults(None, None);
+        assert_eq!((rooms.users, rooms.rooms, rooms.senders), (1000, 10, 20));
+        let small = Scenario::SmallWindowIngest.defaults(None, None);
+        assert_eq!(
+            (small.users, small.rooms, small.senders, small.in_flight),
+            (50, 5, 50, 8)
+        );
+        assert_eq!(small.rate, 0.0);
+        let idle = Scenario::Idle.defaults(Some(5000), None);
+        assert_eq!(idle.rooms, 50, "100 members per room");
+        let presence = Scenario::Presence.defaults(None, None);
+        assert_eq!(
+            (presence.users, presence.rooms, presence.senders),
+            (10_000, 1, 0)
+        );
+    }
+
+    #[test]
+    fn subscribers_and_deliveries_follow_the_layout() {
+        let layout = Layout {
+            users: 1000,
+            rooms: 10,
+            senders: 20,
+        };
+        assert_eq!(layout.deliveries_per_message_round(), 2000);
+        assert_eq!(layout.rate_for(20_000.0), Some(10.0));
+        let large = Layout {
+            users: 1000,
+            rooms: 1,
+            senders: 10,
+        };
+        assert_eq!(large.rate_for(70_000.0), Some(7.0));
+        let uneven = Layout {
+            users: 10,
+            rooms: 3,
+            senders: 2,
+        };
+        assert_eq!(
+            (0..4).map(|r| uneven.subscribers_in(r)).collect::<Vec<_>>(),
+            [4, 3, 3, 0]
+        );
+        assert_eq!(uneven.deliveries_per_message_round(), 7);
+        let silent = Layout {
+            senders: 0,
+            ..uneven
+        };
+        assert_eq!(silent.rate_for(100.0), None);
     }
 }

@@ -10,7 +10,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::{self, Message as Frame};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{Connection, WsSink};
+use crate::client::{Connection, SharedSink};
 use crate::frames::SendTemplate;
 use crate::live::{Live, bump};
 
@@ -35,13 +35,14 @@ pub type Finished = (Connection, Option<String>);
 /// Sends until `stop` is cancelled, then hands the connection back. A write error ends
 /// sending on this connection and is returned beside it.
 pub async fn send_until(
-    mut connection: Connection,
+    connection: Connection,
     plan: SendPlan,
     live: Arc<Live>,
     stop: CancellationToken,
 ) -> Finished {
+    let sink = connection.sink.clone();
     let mut sending = Sending {
-        sink: &mut connection.sink,
+        sink: &sink,
         window: connection.window.clone(),
         template: &plan.template,
         live: &live,
@@ -59,7 +60,7 @@ pub async fn send_until(
 }
 
 struct Sending<'a> {
-    sink: &'a mut WsSink,
+    sink: &'a SharedSink,
     window: Arc<Semaphore>,
     template: &'a SendTemplate,
     live: &'a Live,
@@ -89,28 +90,37 @@ impl Sending<'_> {
                 return Ok(());
             }
             let frame = self.next_frame();
-            within_grace(self.stop, self.sink.send(frame)).await?;
+            let sink = self.sink;
+            within_grace(
+                self.stop,
+                async move { sink.lock().await.send(frame).await },
+            )
+            .await?;
         }
     }
 
     /// As many sends as the window allows: wait for one free slot, then take every other free
     /// slot at once and write them with one flush.
     async fn flat_out(&mut self) -> Result<(), tungstenite::Error> {
+        let mut batch = Vec::with_capacity(FLUSH_EVERY);
         while self.reserve().await {
-            let frame = self.next_frame();
-            within_grace(self.stop, self.sink.feed(frame)).await?;
-            for _ in 1..FLUSH_EVERY {
-                if self.stop.is_cancelled() {
-                    break;
-                }
+            batch.push(self.next_frame());
+            while batch.len() < FLUSH_EVERY && !self.stop.is_cancelled() {
                 match self.window.try_acquire() {
                     Ok(permit) => permit.forget(),
                     Err(_) => break,
                 }
-                let frame = self.next_frame();
-                within_grace(self.stop, self.sink.feed(frame)).await?;
+                batch.push(self.next_frame());
             }
-            within_grace(self.stop, self.sink.flush()).await?;
+            let (sink, frames) = (self.sink, batch.drain(..));
+            within_grace(self.stop, async move {
+                let mut sink = sink.lock().await;
+                for frame in frames {
+                    sink.feed(frame).await?;
+                }
+                sink.flush().await
+            })
+            .await?;
         }
         Ok(())
     }

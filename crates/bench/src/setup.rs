@@ -11,7 +11,6 @@ use nebula_wire::{
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use uuid::Uuid;
 
 use crate::options::Options;
 use crate::progress::Progress;
@@ -21,18 +20,20 @@ const PASSWORD: &str = "nebula-bench-password";
 /// Concurrent joins and room creations: cheap requests, no argon2.
 const CHEAP_CONCURRENCY: usize = 16;
 
-/// A registered user.
+/// A user the simulator can connect as.
 #[derive(Debug, Clone)]
 pub struct Account {
-    pub user_id: Uuid,
+    /// What authenticates the socket: a JWT for Nebula, `user:<name>` for the Socket.IO peer.
     pub token: String,
 }
 
-/// The run's users and rooms, by index.
+/// The run's users and rooms, by index: `accounts` holds `options.accounts()` users (the
+/// connected ones first, then any presence probe), `rooms` the room ids as the target
+/// spells them.
 #[derive(Debug, Clone)]
 pub struct World {
     pub accounts: Vec<Account>,
-    pub rooms: Vec<Uuid>,
+    pub rooms: Vec<String>,
 }
 
 /// How long each setup step took.
@@ -84,7 +85,7 @@ impl Api {
     }
 
     /// Joins a public room (an empty body joins oneself).
-    pub async fn join(&self, token: &str, room: Uuid) -> anyhow::Result<()> {
+    pub async fn join(&self, token: &str, room: &str) -> anyhow::Result<()> {
         let _: serde_json::Value = self
             .post(
                 &format!("/rooms/{room}/members"),
@@ -137,17 +138,14 @@ pub async fn prepare(
     let mut times = SetupTimes::default();
 
     let started = Instant::now();
-    let bar = progress.phase("register", options.users);
-    let accounts: Vec<Account> = stream::iter(0..options.users)
+    let bar = progress.phase("register", options.accounts());
+    let accounts: Vec<Account> = stream::iter(0..options.accounts())
         .map(|index| {
             let (api, bar) = (api, &bar);
             async move {
                 let auth = api.register(options.username(index)).await?;
                 bar.inc();
-                anyhow::Ok(Account {
-                    user_id: auth.user.id,
-                    token: auth.token,
-                })
+                anyhow::Ok(Account { token: auth.token })
             }
         })
         .buffered(options.register_concurrency)
@@ -158,7 +156,7 @@ pub async fn prepare(
 
     let started = Instant::now();
     let bar = progress.phase("rooms", options.rooms);
-    let rooms: Vec<Uuid> = stream::iter(0..options.rooms)
+    let rooms: Vec<String> = stream::iter(0..options.rooms)
         .map(|room| {
             let creator = &accounts[layout.creator_of(room)];
             let name = format!("{} room {room}", options.run_id);
@@ -166,7 +164,7 @@ pub async fn prepare(
             async move {
                 let room = api.create_room(&creator.token, name).await?;
                 bar.inc();
-                anyhow::Ok(room.id)
+                anyhow::Ok(room.id.to_string())
             }
         })
         .buffered(CHEAP_CONCURRENCY)
@@ -176,13 +174,13 @@ pub async fn prepare(
     times.rooms = started.elapsed();
 
     let started = Instant::now();
-    let joiners: Vec<usize> = (0..options.users)
+    let joiners: Vec<usize> = (0..options.accounts())
         .filter(|&user| layout.creator_of(layout.room_of(user)) != user)
         .collect();
     let bar = progress.phase("join", joiners.len());
     stream::iter(joiners)
         .map(|user| {
-            let (token, room) = (&accounts[user].token, rooms[layout.room_of(user)]);
+            let (token, room) = (&accounts[user].token, &rooms[layout.room_of(user)]);
             let bar = &bar;
             async move {
                 api.join(token, room).await?;
@@ -197,4 +195,32 @@ pub async fn prepare(
     times.join = started.elapsed();
 
     Ok((World { accounts, rooms }, times))
+}
+
+/// The Socket.IO peer has no accounts and no rooms to create: a user is a name in its token,
+/// a room is a string. Only checks that the server answers `/health`, so a wrong `--url`
+/// fails here with a clear message rather than as a thousand failed handshakes.
+pub async fn name_only(options: &Options) -> anyhow::Result<(World, SetupTimes)> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let health = format!("{}/health", options.url.trim_end_matches('/'));
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("building the HTTP client")?
+        .get(&health)
+        .send()
+        .await
+        .with_context(|| format!("GET {health}: is the Socket.IO peer running?"))?;
+    if !response.status().is_success() {
+        bail!("GET {health}: {}", response.status());
+    }
+    let accounts = (0..options.accounts())
+        .map(|index| Account {
+            token: format!("user:{}", options.username(index)),
+        })
+        .collect();
+    let rooms = (0..options.rooms)
+        .map(|room| format!("{}-room-{room}", options.run_id))
+        .collect();
+    Ok((World { accounts, rooms }, SetupTimes::default()))
 }

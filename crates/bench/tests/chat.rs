@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use nebula::Server;
 use nebula::config::Config;
+use nebula_bench::floor::FloorOptions;
 use nebula_bench::{Options, Scenario};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -42,6 +43,14 @@ async fn a_short_chat_run_delivers_everything_in_order() {
     options.rate = 20.0;
     options.duration = Duration::from_secs(3);
     options.message_size = 64;
+    // The server runs in this process: its "server" CPU includes the simulator's, which is
+    // fine for checking that the figures are there.
+    options.server_pid = Some(std::process::id());
+    options.floor = Some(FloorOptions {
+        pairs: 4,
+        writes: 5_000,
+        ..FloorOptions::default()
+    });
     let report = nebula_bench::run(options, std::future::pending())
         .await
         .expect("the run completes");
@@ -72,6 +81,44 @@ async fn a_short_chat_run_delivers_everything_in_order() {
         serde_json::from_str(&report.to_json().expect("json")).expect("valid JSON");
     assert_eq!(json["scenario"], "chat");
     assert_eq!(json["delivery"]["missing"], 0);
+    let costs = report.costs;
+    assert_eq!(costs.deliveries, delivery.delivered, "{report}");
+    assert!(
+        costs.server_cpu_us_per_delivery.is_some_and(|us| us > 0.0),
+        "{report}"
+    );
+    assert!(
+        costs.floor_before.is_some() && costs.floor_after.is_some(),
+        "{report}"
+    );
+    assert!(
+        costs.server_cpu_per_delivery_in_floors.is_some(),
+        "{report}"
+    );
+    assert!(json["costs"]["floor_ns_per_write"].is_number());
+
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_measures_one_more_subscribe() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (url, stop) = spawn_server(&dir).await;
+
+    let mut options = Options::new(url, Scenario::Presence);
+    options.users = 6;
+    options.probes = 3;
+    let report = nebula_bench::run(options, std::future::pending())
+        .await
+        .expect("the run completes");
+    println!("{report}");
+
+    assert_eq!(report.connections, 6, "{report}");
+    let probe = report.subscribe_probe.expect("a subscribe probe");
+    assert_eq!(probe.latency.count, 3, "{report}");
+    // The answer lists the six online members (and the probe itself).
+    assert!(probe.subscribed_bytes > 6 * 40, "{report}");
+    assert!(report.is_clean(), "{report}");
 
     let _ = stop.send(());
 }

@@ -1,0 +1,278 @@
+//! Nebula's side of the wire: `GET /ws?token=…`, `subscribe` → `subscribed`, `message.send`
+//! → `message.ack` + `message.new` (the contract's Part 1). Frames are checked against the
+//! shared `nebula_wire` types in the tests so they cannot drift apart.
+
+use std::borrow::Cow;
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use nebula_wire::{ClientEvent, Seq};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use uuid::Uuid;
+
+use crate::client::{ConnectSpec, Socket, connect};
+use crate::frames::{Incoming, SendTemplate};
+
+/// `ws://host:port/ws` for `http://host:port`.
+pub fn endpoint(base: &str) -> anyhow::Result<String> {
+    Ok(format!("{}/ws", super::ws_base(base)?))
+}
+
+/// Opens `/ws?token=…` and subscribes to the spec's room; returns the socket and the room's
+/// `last_seq` at subscription.
+pub(crate) async fn open(endpoint: &str, spec: &ConnectSpec) -> anyhow::Result<(Socket, Seq)> {
+    let mut socket = connect(&format!("{endpoint}?token={}", spec.token)).await?;
+    let (last_seq, _) = subscribe(&mut socket, &spec.room_id).await?;
+    Ok((socket, last_seq))
+}
+
+/// Sends `subscribe` and reads until its `subscribed`; returns `last_seq` and the size of the
+/// `subscribed` frame.
+pub(crate) async fn subscribe(socket: &mut Socket, room_id: &str) -> anyhow::Result<(Seq, usize)> {
+    let room = Uuid::parse_str(room_id).context("a Nebula room id is a UUID")?;
+    let subscribe = ClientEvent::Subscribe {
+        room_id: room,
+        since_seq: None,
+    };
+    socket
+        .send(Frame::text(serde_json::to_string(&subscribe)?))
+        .await
+        .context("sending subscribe")?;
+    wait_subscribed(socket, room_id).await
+}
+
+/// Reads frames until the `subscribed` answer for `room_id`; returns its `last_seq` and the
+/// size of that frame in bytes (it lists the room's online members).
+pub(crate) async fn wait_subscribed(
+    socket: &mut Socket,
+    room_id: &str,
+) -> anyhow::Result<(Seq, usize)> {
+    while let Some(frame) = socket.next().await {
+        match frame.context("reading the subscribe answer")? {
+            Frame::Text(text) => match parse(text.as_str()) {
+                Ok(Incoming::Subscribed {
+                    room_id: room,
+                    last_seq,
+                }) if room == room_id => return Ok((last_seq, text.len())),
+                Ok(Incoming::Error { code, .. }) => bail!("subscribe refused: {code}"),
+                Ok(_) => {}
+                Err(err) => bail!("unreadable frame before `subscribed`: {err}"),
+            },
+            Frame::Close(frame) => {
+                bail!("closed before `subscribed`: {:?}", frame.map(|f| f.code))
+            }
+            _ => {}
+        }
+    }
+    bail!("connection ended before `subscribed`")
+}
+
+/// `message.send` frames for one connection in one room.
+pub fn send_template(
+    room_id: &str,
+    content: &str,
+    connection: usize,
+) -> serde_json::Result<SendTemplate> {
+    let room_id = serde_json::to_string(room_id)?;
+    let content = serde_json::to_string(content)?;
+    Ok(SendTemplate {
+        numbered: None,
+        prefix: format!(
+            r#"{{"type":"message.send","room_id":{room_id},"content":{content},"client_msg_id":""#
+        ),
+        suffix: "\"}",
+        connection,
+    })
+}
+
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    /// A message object in `message.new` / `message.ack`, but a string in `error`: kept raw
+    /// and read once the type is known.
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    client_msg_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    room_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    last_seq: Option<Seq>,
+    #[serde(borrow, default)]
+    code: Option<Cow<'a, str>>,
+    #[serde(rename = "ref", borrow, default)]
+    reference: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RawMessage<'a> {
+    #[serde(borrow)]
+    room_id: Cow<'a, str>,
+    seq: Seq,
+    #[serde(borrow, default)]
+    client_msg_id: Option<Cow<'a, str>>,
+}
+
+/// Reads one text frame. `Err` means it was not a server event at all.
+pub fn parse<'a>(text: &'a str) -> Result<Incoming<'a>, serde_json::Error> {
+    let raw: RawEvent<'a> = serde_json::from_str(text)?;
+    let missing = |field| serde::de::Error::missing_field(field);
+    let message = |raw: Option<&'a RawValue>| {
+        serde_json::from_str::<RawMessage<'a>>(raw.ok_or_else(|| missing("message"))?.get())
+    };
+    Ok(match raw.kind.as_ref() {
+        "message.new" => {
+            let message = message(raw.message)?;
+            Incoming::New {
+                room_id: message.room_id,
+                seq: message.seq,
+                client_msg_id: message.client_msg_id,
+            }
+        }
+        "message.ack" => {
+            let message = message(raw.message)?;
+            Incoming::Ack {
+                seq: message.seq,
+                // The ack's own field is the contract's; the message carries the same value.
+                client_msg_id: raw.client_msg_id.or(message.client_msg_id),
+            }
+        }
+        "error" => Incoming::Error {
+            code: raw.code.ok_or_else(|| missing("code"))?,
+            reference: raw.reference,
+        },
+        "subscribed" => Incoming::Subscribed {
+            room_id: raw.room_id.ok_or_else(|| missing("room_id"))?,
+            last_seq: raw.last_seq.ok_or_else(|| missing("last_seq"))?,
+        },
+        _ => Incoming::Other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use nebula_wire::{Message, ServerEvent, User};
+
+    use super::*;
+    use crate::frames::filler_content;
+
+    fn message(room_id: Uuid, seq: Seq, client_msg_id: Option<&str>) -> Message {
+        Message {
+            id: Uuid::new_v4(),
+            room_id,
+            seq,
+            sender_id: Uuid::new_v4(),
+            sender_username: "ada".into(),
+            content: "quote \" backslash \\ and ünïcode".into(),
+            client_msg_id: client_msg_id.map(str::to_owned),
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn send_frames_are_valid_client_events() {
+        let room_id = Uuid::new_v4();
+        let content = filler_content(37);
+        let template = send_template(&room_id.to_string(), &content, 12).unwrap();
+        let frame = template.frame(7, 123_456);
+        let event: ClientEvent = serde_json::from_str(&frame).unwrap();
+        assert_eq!(
+            event,
+            ClientEvent::MessageSend {
+                room_id,
+                content,
+                client_msg_id: Some("12-7-123456".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn parses_what_the_wire_types_serialize() {
+        let room = Uuid::new_v4();
+        let new = serde_json::to_string(&ServerEvent::MessageNew {
+            message: message(room, 5, Some("1-2-3")),
+        })
+        .unwrap();
+        assert_eq!(
+            parse(&new).unwrap(),
+            Incoming::New {
+                room_id: room.to_string().into(),
+                seq: 5,
+                client_msg_id: Some("1-2-3".into())
+            }
+        );
+        let ack = serde_json::to_string(&ServerEvent::MessageAck {
+            client_msg_id: Some("1-2-3".into()),
+            message: message(room, 6, Some("1-2-3")),
+        })
+        .unwrap();
+        assert!(matches!(parse(&ack).unwrap(), Incoming::Ack { seq: 6, .. }));
+        let error = serde_json::to_string(&ServerEvent::Error {
+            code: "rate_limited".into(),
+            message: "slow down".into(),
+            reference: Some("1-2-3".into()),
+        })
+        .unwrap();
+        assert_eq!(
+            parse(&error).unwrap(),
+            Incoming::Error {
+                code: "rate_limited".into(),
+                reference: Some("1-2-3".into())
+            }
+        );
+        let subscribed = serde_json::to_string(&ServerEvent::Subscribed {
+            room_id: room,
+            last_seq: 9,
+            online: vec![User {
+                id: Uuid::new_v4(),
+                username: "ada".into(),
+                created_at: Utc::now(),
+            }],
+            online_count: 1,
+        })
+        .unwrap();
+        assert!(matches!(
+            parse(&subscribed).unwrap(),
+            Incoming::Subscribed { last_seq: 9, .. }
+        ));
+        assert_eq!(
+            parse(&serde_json::to_string(&ServerEvent::Pong).unwrap()).unwrap(),
+            Incoming::Other
+        );
+        assert!(parse("not json").is_err());
+        assert!(parse(r#"{"type":"message.new"}"#).is_err());
+    }
+
+    /// Not a test: compares the borrowed view with full `ServerEvent` parsing.
+    /// `cargo test --release -p nebula-bench parse_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "measurement, not a check"]
+    fn parse_cost() {
+        let room = Uuid::new_v4();
+        let mut event = message(room, 1, Some("3-14-1592653"));
+        event.content = filler_content(100);
+        let text = serde_json::to_string(&ServerEvent::MessageNew { message: event }).unwrap();
+        let rounds = 200_000;
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(parse(std::hint::black_box(&text)).unwrap());
+        }
+        let light = started.elapsed();
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            let full: ServerEvent = serde_json::from_str(std::hint::black_box(&text)).unwrap();
+            std::hint::black_box(full);
+        }
+        let full = started.elapsed();
+        println!(
+            "message.new ({} bytes): view {:?}/frame, full ServerEvent {:?}/frame",
+            text.len(),
+            light / rounds,
+            full / rounds
+        );
+    }
+}

@@ -11,14 +11,13 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::SystemTime;
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use metrics::Counter;
 use nebula_wire::{Message, Seq, ServerEvent};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::bus::encode;
+use crate::gateway::outbound::{Offered, Outbound};
 
 /// A connection's id, unique within this process.
 pub type ConnId = u64;
@@ -62,8 +61,8 @@ pub struct FrameData {
     /// Set on `message.new`: when the server received the message from its sender, for the
     /// end-to-end latency histogram. Wall-clock time, so it stays meaningful across nodes.
     pub received_at: Option<SystemTime>,
-    /// The JSON text, shared by every recipient.
-    pub text: Utf8Bytes,
+    /// The JSON text (valid UTF-8), shared by every recipient.
+    pub text: Bytes,
 }
 
 impl Frame {
@@ -122,9 +121,8 @@ impl FrameData {
 #[derive(Debug, Clone)]
 pub struct Subscriber {
     pub user_id: Uuid,
-    pub queue: mpsc::Sender<Frame>,
-    /// Cancelled when the queue overflows: the connection closes itself as a slow consumer.
-    pub overflowed: CancellationToken,
+    /// Where its events go: straight to its socket, or to its task (see `gateway::outbound`).
+    pub out: Arc<Outbound>,
 }
 
 /// One room's local subscribers.
@@ -309,144 +307,95 @@ impl Hub {
         }
     }
 
-    /// Queues the frame for every subscriber of its room; returns how many got it.
+    /// Delivers the frame to every subscriber of its room; returns how many took it.
     ///
-    /// Holds the shard's read lock only for the loop of `try_send`s, which never block.
+    /// The subscribers are copied out under the shard's read lock and written to after it is
+    /// released: writes are system calls, and a big room's would otherwise hold up every
+    /// subscribe and unsubscribe on the shard.
     pub fn publish(&self, frame: &Frame) -> usize {
+        RECIPIENTS.with_borrow_mut(|recipients| {
+            recipients.clear();
+            {
+                let table = self
+                    .shard(frame.room_id)
+                    .read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let Some(room) = table.get(&frame.room_id) else {
+                    return 0;
+                };
+                if let Some(seq) = frame.seq {
+                    room.last_seq.fetch_max(seq, Ordering::Relaxed);
+                }
+                recipients.extend(
+                    room.subscribers
+                        .values()
+                        .filter(|subscriber| frame.skip_user != Some(subscriber.user_id))
+                        .map(|subscriber| subscriber.out.clone()),
+                );
+            }
+            let mut delivered = 0;
+            for out in recipients.drain(..) {
+                match out.offer(frame) {
+                    Offered::Written | Offered::Queued => delivered += 1,
+                    Offered::Shed => SHED.increment(1),
+                    Offered::Dropped | Offered::Overflowed => {}
+                }
+            }
+            if frame.member_left.is_some() && frame.member_rev > 0 {
+                self.removal_delivered(frame.room_id, frame.member_rev);
+            }
+            delivered
+        })
+    }
+
+    /// A removal announced right after the revision the subscribers were checked at is
+    /// exactly the one change between them: once it is handed to every subscriber (its user's
+    /// connections drop the room on handling it, before anything published after it), everyone
+    /// here is up to its revision.
+    fn removal_delivered(&self, room_id: Uuid, member_rev: i64) {
         let table = self
-            .shard(frame.room_id)
+            .shard(room_id)
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(room) = table.get(&frame.room_id) else {
-            return 0;
-        };
-        if let Some(seq) = frame.seq {
-            room.last_seq.fetch_max(seq, Ordering::Relaxed);
-        }
-        let sheddable = frame.is_sheddable();
-        let mut delivered = 0;
-        for subscriber in room.subscribers.values() {
-            if frame.skip_user == Some(subscriber.user_id) {
-                continue;
-            }
-            // At the high-water mark (half the queue used), typing, presence and read events are
-            // dropped for this subscriber: the room's messages keep the other half.
-            if sheddable && subscriber.queue.capacity() <= subscriber.queue.max_capacity() / 2 {
-                SHED.increment(1);
-                continue;
-            }
-            match subscriber.queue.try_send(frame.clone()) {
-                Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    if !subscriber.overflowed.is_cancelled() {
-                        metrics::counter!("nebula_ws_outbound_overflows_total").increment(1);
-                    }
-                    subscriber.overflowed.cancel();
-                }
-                // The connection is closing; its guard removes the entry.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-        }
-        // A removal announced right after the revision the subscribers were checked at is
-        // exactly the one change between them: delivering it (its user's connections drop
-        // the room on reading it) brings everyone here up to its revision.
-        if frame.member_left.is_some() && frame.member_rev > 0 {
+        if let Some(room) = table.get(&room_id) {
             let _ = room.member_rev.compare_exchange(
-                frame.member_rev - 1,
-                frame.member_rev,
+                member_rev - 1,
+                member_rev,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             );
         }
-        delivered
     }
+}
+
+thread_local! {
+    /// The recipients of the frame being published, reused so a publish allocates nothing.
+    static RECIPIENTS: std::cell::RefCell<Vec<Arc<Outbound>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 #[cfg(test)]
 mod tests {
-    use nebula_wire::{TypingState, User};
+    use nebula_wire::User;
 
     use super::*;
+    use crate::gateway::outbound::testing;
 
-    fn message(room_id: Uuid, seq: Seq) -> Frame {
-        Frame::message(
-            Message {
-                id: Uuid::new_v4(),
-                room_id,
-                seq,
-                sender_id: Uuid::nil(),
-                sender_username: "s".into(),
-                content: "c".into(),
-                client_msg_id: None,
-                created_at: chrono::Utc::now(),
-            },
-            0,
-            None,
-        )
+    fn subscriber(out: &Arc<Outbound>) -> Subscriber {
+        Subscriber {
+            user_id: Uuid::new_v4(),
+            out: out.clone(),
+        }
     }
 
-    fn typing(room_id: Uuid) -> Frame {
-        let event = ServerEvent::Typing {
-            room_id,
-            user_id: Uuid::nil(),
-            username: "t".into(),
-            state: TypingState::Start,
-        };
-        Frame::event(room_id, &event, None, 0)
-    }
-
-    #[test]
-    fn low_value_events_are_shed_before_messages_are_at_risk() {
+    #[tokio::test]
+    async fn a_check_that_missed_a_new_subscriber_raises_nothing() {
         let hub = Hub::default();
         let room = Uuid::new_v4();
-        let (queue, mut received) = mpsc::channel(8);
-        let overflowed = CancellationToken::new();
-        hub.subscribe(
-            room,
-            1,
-            Subscriber {
-                user_id: Uuid::new_v4(),
-                queue,
-                overflowed: overflowed.clone(),
-            },
-        );
-        // Below the high-water mark (half the queue) everything is delivered.
-        assert_eq!(hub.publish(&message(room, 1)), 1);
-        assert_eq!(hub.publish(&typing(room)), 1);
-        assert_eq!(hub.publish(&message(room, 2)), 1);
-        assert_eq!(hub.publish(&message(room, 3)), 1);
-        // Four queued of eight: typing is shed, messages still fit.
-        assert_eq!(hub.publish(&typing(room)), 0);
-        for seq in 4..=7 {
-            assert_eq!(hub.publish(&message(room, seq)), 1);
-        }
-        assert!(!overflowed.is_cancelled());
-        // Only a reader too slow for the messages themselves is let go.
-        assert_eq!(hub.publish(&message(room, 8)), 0);
-        assert!(overflowed.is_cancelled());
-        let mut kinds = Vec::new();
-        while let Ok(frame) = received.try_recv() {
-            kinds.push(frame.kind);
-        }
-        assert_eq!(kinds.iter().filter(|k| **k == "typing").count(), 1);
-        assert_eq!(kinds.iter().filter(|k| **k == "message.new").count(), 7);
-    }
-
-    #[test]
-    fn a_check_that_missed_a_new_subscriber_raises_nothing() {
-        let hub = Hub::default();
-        let room = Uuid::new_v4();
-        let subscriber = |user_id| {
-            let (queue, _) = mpsc::channel(8);
-            Subscriber {
-                user_id,
-                queue,
-                overflowed: CancellationToken::new(),
-            }
-        };
-        hub.subscribe(room, 1, subscriber(Uuid::new_v4()));
+        let (first, _c1, _q1) = testing::outbound(8).await;
+        let (second, _c2, _q2) = testing::outbound(8).await;
+        hub.subscribe(room, 1, subscriber(&first));
         let before = hub.local_subscribers(room).expect("watched");
-        hub.subscribe(room, 2, subscriber(Uuid::new_v4()));
+        hub.subscribe(room, 2, subscriber(&second));
         hub.checked_members(room, before.generation, 5);
         assert_eq!(hub.member_rev(room), Some(0));
         let now = hub.local_subscribers(room).expect("watched");
@@ -470,5 +419,46 @@ mod tests {
         assert_eq!(hub.member_rev(room), Some(5));
         hub.publish(&left(6));
         assert_eq!(hub.member_rev(room), Some(6));
+    }
+
+    #[tokio::test]
+    async fn a_publish_reaches_every_subscriber_but_the_skipped_user() {
+        let hub = Hub::default();
+        let room = Uuid::new_v4();
+        let mut outs = Vec::new();
+        for conn in 0..3 {
+            let (out, client, queue) = testing::outbound(8).await;
+            out.open_room(room);
+            out.set_direct(room, true);
+            let subscriber = subscriber(&out);
+            hub.subscribe(room, conn, subscriber.clone());
+            outs.push((subscriber, client, queue));
+        }
+        let typing = ServerEvent::Typing {
+            room_id: room,
+            user_id: outs[0].0.user_id,
+            username: "t".into(),
+            state: nebula_wire::TypingState::Start,
+        };
+        let frame = Frame::event(room, &typing, Some(outs[0].0.user_id), 0);
+        assert_eq!(hub.publish(&frame), 2);
+        let mut buf = [0u8; 512];
+        for (n, (_, client, _)) in outs.iter().enumerate().skip(1) {
+            client.readable().await.expect("readable");
+            let read = client.try_read(&mut buf).expect("read");
+            // A server text frame (FIN, opcode 1, no mask, 16-bit length) holding exactly the
+            // event's JSON.
+            assert_eq!(buf[0], 0x81, "subscriber {n}");
+            assert_eq!(buf[1], 126);
+            assert_eq!(
+                usize::from(u16::from_be_bytes([buf[2], buf[3]])),
+                frame.text.len()
+            );
+            assert_eq!(&buf[4..read], &frame.text[..]);
+        }
+        assert!(
+            outs[0].1.try_read(&mut buf).is_err(),
+            "the typist hears nothing"
+        );
     }
 }

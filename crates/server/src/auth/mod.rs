@@ -5,5 +5,5 @@ mod password;
 mod token;
 
 pub use extract::{AuthUser, bearer_token};
-pub use password::{HashError, Passwords};
+pub use password::{HashError, HashLoad, Passwords};
 pub use token::{Claims, TokenError, Tokens};

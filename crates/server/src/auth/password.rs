@@ -23,6 +23,7 @@
 //! ([`HashError::Busy`], answered 503 with `Retry-After`) instead of queueing work, memory and
 //! latency without limit for everyone who logs in after it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -65,6 +66,11 @@ pub struct Passwords {
 }
 
 impl Passwords {
+    /// How busy the hashing threads are.
+    pub fn load(&self) -> HashLoad {
+        self.pool.load()
+    }
+
     /// Starts the hashing threads; at most `queue` (at least 1) jobs wait for one of them.
     pub async fn new(queue: usize) -> anyhow::Result<Self> {
         let pool = HashPool::start(queue.max(1))?;
@@ -221,15 +227,36 @@ type Job = Box<dyn FnOnce(&mut HashMemory) + Send>;
 #[derive(Clone)]
 struct HashPool {
     jobs: mpsc::SyncSender<Job>,
+    load: Arc<Load>,
+}
+
+/// Jobs waiting for a hashing thread and jobs being run, for operators and tests.
+#[derive(Debug, Default)]
+struct Load {
+    queued: AtomicUsize,
+    running: AtomicUsize,
+}
+
+/// A snapshot of the hashing threads' load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashLoad {
+    /// Jobs waiting in the queue.
+    pub queued: usize,
+    /// Jobs a thread is working on.
+    pub running: usize,
+    /// Hashing threads.
+    pub threads: usize,
 }
 
 impl HashPool {
     fn start(queue: usize) -> anyhow::Result<Self> {
         let (jobs, queue) = mpsc::sync_channel::<Job>(queue);
         let queue = Arc::new(Mutex::new(queue));
+        let load = Arc::new(Load::default());
         let threads = thread::available_parallelism().map_or(2, usize::from);
         for index in 0..threads {
             let queue = queue.clone();
+            let load = load.clone();
             thread::Builder::new()
                 .name(format!("argon2-{index}"))
                 .spawn(move || {
@@ -242,7 +269,10 @@ impl HashPool {
                         };
                         match job {
                             Ok(job) => {
+                                load.queued.fetch_sub(1, Ordering::Relaxed);
+                                load.running.fetch_add(1, Ordering::Relaxed);
                                 job(&mut memory);
+                                load.running.fetch_sub(1, Ordering::Relaxed);
                                 memory.trim();
                             }
                             Err(_) => return, // every `Passwords` is gone
@@ -250,7 +280,15 @@ impl HashPool {
                     }
                 })?;
         }
-        Ok(HashPool { jobs })
+        Ok(HashPool { jobs, load })
+    }
+
+    fn load(&self) -> HashLoad {
+        HashLoad {
+            queued: self.load.queued.load(Ordering::Relaxed),
+            running: self.load.running.load(Ordering::Relaxed),
+            threads: thread::available_parallelism().map_or(2, usize::from),
+        }
     }
 
     /// Runs `work` on a hashing thread, or refuses at once when the queue is full.
@@ -262,12 +300,19 @@ impl HashPool {
         let job: Job = Box::new(move |memory| {
             let _ = reply.send(work(memory));
         });
-        self.jobs.try_send(job).map_err(|err| match err {
-            TrySendError::Full(_) => HashError::Busy,
-            TrySendError::Disconnected(_) => {
-                anyhow::anyhow!("password hashing threads stopped").into()
-            }
-        })?;
+        // Counted before it can be picked up, so `queued` never goes below zero.
+        self.load.queued.fetch_add(1, Ordering::Relaxed);
+        self.jobs
+            .try_send(job)
+            .inspect_err(|_| {
+                self.load.queued.fetch_sub(1, Ordering::Relaxed);
+            })
+            .map_err(|err| match err {
+                TrySendError::Full(_) => HashError::Busy,
+                TrySendError::Disconnected(_) => {
+                    anyhow::anyhow!("password hashing threads stopped").into()
+                }
+            })?;
         answer
             .await
             .map_err(|_| anyhow::anyhow!("password hashing thread failed").into())

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use nebula_wire::Seq;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -57,7 +57,7 @@ pub fn encode(origin: Uuid, frame: &Frame) -> Vec<u8> {
     };
     let mut bytes = serde_json::to_vec(&header).unwrap_or_default();
     bytes.push(b'\n');
-    bytes.extend_from_slice(frame.text.as_str().as_bytes());
+    bytes.extend_from_slice(&frame.text);
     bytes
 }
 
@@ -65,6 +65,7 @@ pub fn encode(origin: Uuid, frame: &Frame) -> Vec<u8> {
 pub fn decode(bytes: &[u8]) -> Option<(Uuid, Frame)> {
     let split = bytes.iter().position(|&b| b == b'\n')?;
     let header: Header = serde_json::from_slice(&bytes[..split]).ok()?;
+    // Sockets receive these bytes as a text frame: they must be UTF-8.
     let text = std::str::from_utf8(&bytes[split + 1..]).ok()?;
     let frame = Frame::from(FrameData {
         room_id: header.room_id,
@@ -76,7 +77,7 @@ pub fn decode(bytes: &[u8]) -> Option<(Uuid, Frame)> {
         received_at: header
             .received_at_us
             .map(|us| UNIX_EPOCH + Duration::from_micros(us)),
-        text: Utf8Bytes::from(text),
+        text: Bytes::copy_from_slice(text.as_bytes()),
     });
     Some((header.origin, frame))
 }
@@ -111,7 +112,7 @@ mod tests {
             member_rev: 7,
             kind: "message.new",
             received_at: Some(SystemTime::now()),
-            text: Utf8Bytes::from(r#"{"type":"message.new","message":{"content":"a\nb"}}"#),
+            text: Bytes::from_static(br#"{"type":"message.new","message":{"content":"a\nb"}}"#),
         });
         let origin = Uuid::new_v4();
         let (from, back) = decode(&encode(origin, &frame)).expect("decodes");

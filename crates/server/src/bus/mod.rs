@@ -12,7 +12,7 @@ mod redis;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use nebula_wire::{Message, Seq, ServerEvent, User};
 use uuid::Uuid;
 
@@ -145,7 +145,7 @@ impl Bus {
 }
 
 /// Serializes an event once; the resulting bytes are shared by every recipient.
-pub fn encode(event: &ServerEvent) -> Utf8Bytes {
+pub fn encode(event: &ServerEvent) -> Bytes {
     // Serializing these plain structs cannot fail (no maps with non-string keys, no I/O).
-    Utf8Bytes::from(serde_json::to_string(event).unwrap_or_default())
+    Bytes::from(serde_json::to_vec(event).unwrap_or_default())
 }

@@ -1,36 +1,44 @@
 //! One WebSocket connection: a small state machine in one task.
 //!
-//! One `select!` watches, in priority order: shutdown, the slow-consumer signal, token expiry,
-//! finished message writes (acks), live events from the hub, frames from the client, and the
-//! ping timer. Nothing here blocks the rest of the room: the hub only `try_send`s into this
-//! connection's bounded queue, and socket writes give up as soon as the queue has overflowed.
+//! Live events mostly bypass this task: the hub writes them straight to the socket through
+//! the connection's [`Outbound`]. The task reads the client's frames, answers them (acks,
+//! errors, subscriptions and their replays), writes whatever the socket could not take at
+//! once, and handles the events the fan-out hands it (gaps in seqs, subscriptions being set
+//! up, `member.left`). One `select!` watches, in priority order: shutdown, the slow-consumer
+//! signal, token expiry, finished message writes (acks), the backlog, events handed over,
+//! frames from the client, and the ping timer. Nothing here blocks the rest of the room.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
+use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use metrics::{Counter, Histogram};
 use nebula_wire::{Seq, ServerEvent, User};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::Message as WsMessage;
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
 
 use super::budget::FrameBudget;
 use super::close::CloseReason;
 use super::events::{PendingSend, SendOutcome};
+use super::outbound::{Io, Outbound};
 use super::registry::ConnectionPermit;
+use super::transport::Transport;
 use crate::bus::encode;
 use crate::error::ApiError;
 use crate::hub::{ConnId, Frame};
 use crate::state::AppState;
 
-/// Most queued events written with one flush.
-const WRITE_BATCH: usize = 64;
-/// How long one socket write may take before the client counts as not reading.
+/// Most handed-over events handled per wake-up before the task looks at anything else.
+const HANDLE_BATCH: usize = 64;
+/// How long a backlog may go without the socket taking any of it before the client counts
+/// as not reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages a connection may have waiting for their commit; beyond this it stops reading
 /// frames until acks come back (backpressure on that client alone).
@@ -47,20 +55,17 @@ pub(crate) struct Connection {
     pub(super) id: ConnId,
     pub(super) user: User,
     pub(super) state: AppState,
-    socket: WebSocket,
-    /// Our end of the queue the hub fills; subscriptions hold clones of the sender.
-    pub(super) queue_tx: mpsc::Sender<Frame>,
+    /// The protocol on the way in (and tungstenite's control frames on the way out).
+    socket: WebSocketStream<Transport>,
+    /// The way out, shared with the hub; also holds the per-room cursors.
+    pub(super) out: Arc<Outbound>,
+    /// Events the fan-out handed to this task.
     queue: mpsc::Receiver<Frame>,
-    pub(super) overflowed: CancellationToken,
-    /// Subscribed rooms → the highest seq delivered on this socket.
-    pub(super) rooms: HashMap<Uuid, Seq>,
     pub(super) pending: FuturesUnordered<PendingSend>,
     /// Per room, messages received ahead of a missing predecessor, by seq.
     held: HashMap<Uuid, BTreeMap<Seq, Frame>>,
     /// When the oldest open gap stops being waited for and is read from the database.
     gap_deadline: Option<tokio::time::Instant>,
-    /// With `WS_WRITE_DELAY_MS`: queued events wait until then to be written as one batch.
-    hold_until: Option<tokio::time::Instant>,
     strikes: u32,
     strike_window_start: Instant,
     last_heard: Instant,
@@ -73,26 +78,26 @@ pub(crate) struct Connection {
 impl Connection {
     /// Serves one upgraded socket until it closes.
     pub async fn run(
-        socket: WebSocket,
+        io: Io,
         state: AppState,
         user: User,
         permit: ConnectionPermit,
         token_expires_at: i64,
         initial_room: Option<(Uuid, Option<Seq>)>,
     ) {
-        let (queue_tx, queue) = mpsc::channel(state.config.config.ws_outbound_queue);
+        let capacity = state.config.config.ws_outbound_queue;
+        let (queue_tx, queue) = mpsc::channel(capacity);
+        let out = Arc::new(Outbound::new(io, queue_tx, Default::default(), capacity));
+        let socket = Transport::websocket(out.clone(), super::ws_config(&state)).await;
         let mut connection = Connection {
             id: state.bus.hub().next_conn_id(),
             user,
             socket,
-            queue_tx,
+            out,
             queue,
-            overflowed: CancellationToken::new(),
-            rooms: HashMap::new(),
             pending: FuturesUnordered::new(),
             held: HashMap::new(),
             gap_deadline: None,
-            hold_until: None,
             strikes: 0,
             strike_window_start: Instant::now(),
             last_heard: Instant::now(),
@@ -130,12 +135,12 @@ impl Connection {
             return reason;
         }
         // Created once, not per turn of the loop: waiting on a cancellation token registers
-        // the waiter under the token's lock, which per delivered event was measurable.
-        let (shutdown_token, overflowed_token) =
-            (self.state.shutdown.clone(), self.overflowed.clone());
+        // the waiter under the token's lock.
+        let (shutdown_token, out) = (self.state.shutdown.clone(), self.out.clone());
         let shutdown = shutdown_token.cancelled();
-        let overflowed = overflowed_token.cancelled();
-        tokio::pin!(shutdown, overflowed);
+        let overflowed = out.overflowed().cancelled();
+        let backlogged = out.backlogged();
+        tokio::pin!(shutdown, overflowed, backlogged);
         let until_expiry =
             u64::try_from(token_expires_at - chrono::Utc::now().timestamp()).unwrap_or(0);
         let expiry = tokio::time::sleep(Duration::from_secs(until_expiry));
@@ -149,11 +154,11 @@ impl Connection {
                 () = &mut overflowed => return CloseReason::SlowConsumer,
                 () = &mut expiry => return CloseReason::TokenExpired,
                 Some(outcome) = self.pending.next(), if !self.pending.is_empty() => self.acknowledge(outcome).await,
-                Some(frame) = self.queue.recv(), if self.hold_until.is_none() => self.deliver_batch(frame).await,
-                () = hold_timer(self.hold_until), if self.hold_until.is_some() => {
-                    self.hold_until = None;
-                    Ok(())
+                () = &mut backlogged => {
+                    backlogged.set(out.backlogged());
+                    self.write_backlog().await
                 }
+                Some(frame) = self.queue.recv() => self.handle_batch(frame).await,
                 () = gap_timer(self.gap_deadline) => Box::pin(self.repair_gaps()).await,
                 incoming = self.socket.next(), if self.pending.len() < MAX_IN_FLIGHT => self.receive(incoming).await,
                 _ = ping.tick() => self.keep_alive().await,
@@ -164,31 +169,39 @@ impl Connection {
         }
     }
 
-    /// Writes `first` and whatever else is queued (up to `WRITE_BATCH` frames) with one flush,
-    /// so a burst of events costs one `write` per socket, not one per event. With
-    /// `WS_WRITE_DELAY_MS`, the next batch waits that long after this one: under a steady
-    /// stream, events coalesce into fewer writes; after a quiet spell, the first goes out at
-    /// once.
-    async fn deliver_batch(&mut self, first: Frame) -> Result<(), CloseReason> {
-        self.deliver(first).await?;
-        for _ in 1..WRITE_BATCH {
+    /// Handles `first` and whatever else was handed over meanwhile (up to `HANDLE_BATCH`).
+    async fn handle_batch(&mut self, first: Frame) -> Result<(), CloseReason> {
+        self.handle(first).await?;
+        for _ in 1..HANDLE_BATCH {
             match self.queue.try_recv() {
-                Ok(frame) => self.deliver(frame).await?,
+                Ok(frame) => self.handle(frame).await?,
                 Err(_) => break,
             }
         }
-        self.flush().await?;
-        let delay = self.state.config.write_delay();
-        if !delay.is_zero() {
-            self.hold_until = Some(tokio::time::Instant::now() + delay);
-        }
         Ok(())
+    }
+
+    /// One handed-over event; the fan-out writes directly again once none is outstanding.
+    async fn handle(&mut self, frame: Frame) -> Result<(), CloseReason> {
+        let result = self.deliver(frame).await;
+        self.out.handled();
+        result
+    }
+
+    /// Writes what the socket did not take at once, waiting for it to take more; a client
+    /// that takes nothing for `WRITE_TIMEOUT`, or falls too far behind meanwhile, is let go.
+    async fn write_backlog(&mut self) -> Result<(), CloseReason> {
+        tokio::select! {
+            written = self.out.write_backlog() => written.map(|_| ()).map_err(|_| CloseReason::Normal),
+            () = self.out.overflowed().cancelled() => Err(CloseReason::SlowConsumer),
+            () = tokio::time::sleep(WRITE_TIMEOUT) => Err(CloseReason::SlowConsumer),
+        }
     }
 
     /// Handles one frame from the client.
     async fn receive(
         &mut self,
-        incoming: Option<Result<WsMessage, axum::Error>>,
+        incoming: Option<Result<WsMessage, tungstenite::Error>>,
     ) -> Result<(), CloseReason> {
         self.last_heard = Instant::now();
         match incoming {
@@ -203,28 +216,31 @@ impl Connection {
                 )
                 .await
             }
-            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Ok(()),
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => Ok(()),
             Some(Err(err)) => Err(classify_socket_error(err)),
         }
     }
 
-    /// Writes one live event, keeping `message.new` gap-free and duplicate-free per room.
+    /// Writes one handed-over event, keeping `message.new` gap-free and duplicate-free per
+    /// room.
     ///
     /// A message whose predecessor has not arrived yet (events of different nodes cross on
-    /// the bus) is held back; if the gap is still open after `BUS_GAP_WAIT_MS`, the missing
-    /// messages are read from the database (see `repair_gaps`).
+    /// the bus) is held back, and the fan-out stops writing the room directly; if the gap is
+    /// still open after `BUS_GAP_WAIT_MS`, the missing messages are read from the database
+    /// (see `repair_gaps`).
     async fn deliver(&mut self, frame: Frame) -> Result<(), CloseReason> {
-        let Some(&delivered) = self.rooms.get(&frame.room_id) else {
+        let Some(cursor) = self.out.cursor(frame.room_id) else {
             return Ok(());
         };
         let Some(seq) = frame.seq else {
             return self.write_frame(frame).await;
         };
-        if seq <= delivered {
+        if seq <= cursor.delivered {
             return Ok(()); // already sent (replay, repair, or a duplicate publication)
         }
-        if seq > delivered + 1 {
-            let room_id = frame.room_id;
+        let room_id = frame.room_id;
+        if seq > cursor.delivered + 1 {
+            self.out.set_direct(room_id, false);
             let held = self.held.entry(room_id).or_default();
             held.insert(seq, frame);
             if held.len() > MAX_HELD {
@@ -236,17 +252,21 @@ impl Connection {
             }
             return Ok(());
         }
-        let room_id = frame.room_id;
         self.write_frame(frame).await?;
         self.release_held(room_id).await
     }
 
-    /// Queues a frame for the socket (written at the batch's flush) and does its bookkeeping.
+    /// Drops what was held back for a room (its subscription starts over).
+    pub(super) fn forget_held(&mut self, room_id: Uuid) {
+        self.held.remove(&room_id);
+    }
+
+    /// Writes a frame and does its bookkeeping.
     async fn write_frame(&mut self, frame: Frame) -> Result<(), CloseReason> {
         if let Some(seq) = frame.seq {
-            self.rooms.insert(frame.room_id, seq);
+            self.out.set_delivered(frame.room_id, seq);
         }
-        self.feed(WsMessage::Text(frame.text.clone())).await?;
+        self.send_bytes(&frame.text).await?;
         count_delivered(frame.kind);
         if let Some(latency) = frame.received_at.and_then(|at| at.elapsed().ok()) {
             DELIVERY_LATENCY.record(latency.as_secs_f64());
@@ -257,10 +277,11 @@ impl Connection {
         Ok(())
     }
 
-    /// Sends held messages that now follow on, dropping any the cursor has passed.
+    /// Sends held messages that now follow on, dropping any the cursor has passed; once none
+    /// is held, the fan-out writes the room directly again.
     async fn release_held(&mut self, room_id: Uuid) -> Result<(), CloseReason> {
         loop {
-            let Some(&cursor) = self.rooms.get(&room_id) else {
+            let Some(cursor) = self.out.cursor(room_id) else {
                 self.held.remove(&room_id);
                 return Ok(());
             };
@@ -269,14 +290,15 @@ impl Connection {
             };
             let Some(entry) = held.first_entry() else {
                 self.held.remove(&room_id);
+                self.out.set_direct(room_id, true);
                 return Ok(());
             };
             let seq = *entry.key();
-            if seq > cursor + 1 {
+            if seq > cursor.delivered + 1 {
                 return Ok(()); // still a gap
             }
             let frame = entry.remove();
-            if seq == cursor + 1 {
+            if seq == cursor.delivered + 1 {
                 self.write_frame(frame).await?;
             }
         }
@@ -288,21 +310,21 @@ impl Connection {
         self.gap_deadline = None;
         let rooms: Vec<Uuid> = self.held.keys().copied().collect();
         for room_id in rooms {
-            let (Some(&cursor), Some(first)) = (
-                self.rooms.get(&room_id),
+            let (Some(cursor), Some(first)) = (
+                self.out.cursor(room_id),
                 self.held
                     .get(&room_id)
                     .and_then(|held| held.keys().next().copied()),
             ) else {
                 continue;
             };
-            if first > cursor + 1 {
+            if first > cursor.delivered + 1 {
                 metrics::counter!("nebula_ws_gap_repairs_total").increment(1);
-                self.replay(room_id, cursor, first - 1).await?;
+                self.replay(room_id, cursor.delivered, first - 1).await?;
             }
             self.release_held(room_id).await?;
         }
-        self.flush().await
+        Ok(())
     }
 
     /// Sends stored messages `after < seq <= up_to` of a room as `message.new`, in order.
@@ -329,7 +351,7 @@ impl Connection {
                 self.send_event(&ServerEvent::MessageNew { message })
                     .await?;
                 count_delivered("message.new");
-                self.rooms.insert(room_id, seq);
+                self.out.set_delivered(room_id, seq);
             }
             cursor = high;
         }
@@ -345,7 +367,11 @@ impl Connection {
         if self.last_heard.elapsed() > self.state.config.idle_timeout() {
             return Err(CloseReason::IdleTimeout);
         }
-        self.write(WsMessage::Ping(Default::default())).await
+        // Through tungstenite, which writes it into the outbound after what is there.
+        self.socket
+            .send(WsMessage::Ping(Default::default()))
+            .await
+            .map_err(|_| CloseReason::Normal)
     }
 
     /// On shutdown: stop reading, answer every message already submitted (each is committed
@@ -382,36 +408,29 @@ impl Connection {
     }
 
     pub(super) async fn send_event(&mut self, event: &ServerEvent) -> Result<(), CloseReason> {
-        self.send_text(encode(event)).await
+        self.send_bytes(&encode(event)).await
     }
 
-    async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), CloseReason> {
-        self.write(WsMessage::Text(text)).await
-    }
-
-    /// Writes to the socket unless the client has stopped reading: a write blocked for
-    /// `WRITE_TIMEOUT`, or an overflow of its queue meanwhile, ends the connection.
-    async fn write(&mut self, message: WsMessage) -> Result<(), CloseReason> {
-        self.feed(message).await?;
-        self.flush().await
-    }
-
-    /// Adds a message to the socket's write buffer; it goes out at the next flush (or once
-    /// the buffer passes `WRITE_BUFFER_BYTES`).
-    async fn feed(&mut self, message: WsMessage) -> Result<(), CloseReason> {
-        let feed = self.socket.feed(message);
-        guarded(feed, &self.overflowed).await
-    }
-
-    /// Writes out whatever was fed, under the same conditions as `write`.
-    async fn flush(&mut self) -> Result<(), CloseReason> {
-        let flush = self.socket.flush();
-        guarded(flush, &self.overflowed).await
+    /// Writes a data frame after everything already accepted for the socket; what the socket
+    /// does not take at once is written by this task's loop (`write_backlog`), or right here
+    /// when the backlog is half full (a long replay waits for the client instead of piling up).
+    async fn send_bytes(&mut self, text: &Bytes) -> Result<(), CloseReason> {
+        if !self.out.send(text) {
+            return Err(if self.out.overflowed().is_cancelled() {
+                CloseReason::SlowConsumer
+            } else {
+                CloseReason::Normal
+            });
+        }
+        if self.out.is_behind() {
+            self.write_backlog().await?;
+        }
+        Ok(())
     }
 
     /// Leaves a room's fan-out and presence (unsubscribe, membership lost, or disconnect).
     pub(super) fn drop_subscription(&mut self, room_id: Uuid) {
-        if self.rooms.remove(&room_id).is_none() {
+        if !self.out.remove_room(room_id) {
             return;
         }
         self.held.remove(&room_id);
@@ -423,28 +442,28 @@ impl Connection {
     }
 
     async fn close(mut self, reason: CloseReason) {
-        for room_id in self.rooms.keys().copied().collect::<Vec<_>>() {
+        for room_id in self.out.rooms() {
             self.drop_subscription(room_id);
         }
+        self.out.close();
         if matches!(reason, CloseReason::SlowConsumer) {
             metrics::counter!("nebula_ws_slow_consumer_disconnects_total").increment(1);
             return; // it is not reading: a close frame would only wait in its buffer
         }
         let frame = CloseFrame {
-            code: reason.code(),
+            code: CloseCode::from(reason.code()),
             reason: reason.text().into(),
         };
-        // Finish the closing handshake: wait for the client's close frame, discarding what it
-        // sent meanwhile. Dropping a socket with unread input makes the kernel reset the
-        // connection, and a reset can destroy the close frame (and acks) before the client
-        // reads them.
+        // Finish the closing handshake: write what is pending and the close frame, then wait
+        // for the client's close frame, discarding what it sent meanwhile. Dropping a socket
+        // with unread input makes the kernel reset the connection, and a reset can destroy
+        // the close frame (and acks) before the client reads them.
+        let out = self.out.clone();
         let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
-            if self
-                .socket
-                .send(WsMessage::Close(Some(frame)))
-                .await
-                .is_err()
-            {
+            if self.socket.close(Some(frame)).await.is_err() {
+                return;
+            }
+            if out.write_backlog().await.is_err() {
                 return;
             }
             while let Some(Ok(message)) = self.socket.next().await {
@@ -452,6 +471,7 @@ impl Connection {
                     break;
                 }
             }
+            let _ = out.write_backlog().await;
         })
         .await;
     }
@@ -460,9 +480,10 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         // Normally `close` already left every room; this covers a task that was aborted.
-        for room_id in self.rooms.keys().copied().collect::<Vec<_>>() {
+        for room_id in self.out.rooms() {
             self.drop_subscription(room_id);
         }
+        self.out.close();
         metrics::gauge!("nebula_ws_connections").decrement(1.0);
     }
 }
@@ -495,33 +516,6 @@ fn count_delivered(kind: &str) {
     DELIVERED[index].increment(1);
 }
 
-/// Completes a socket write unless the client has stopped reading (see `Connection::write`).
-///
-/// A write that completes at once, the usual case, is not raced against the timeout and the
-/// overflow signal: arming a timer and a cancellation waiter per event cost more than the
-/// write itself.
-async fn guarded<F>(mut write: F, overflowed: &CancellationToken) -> Result<(), CloseReason>
-where
-    F: Future<Output = Result<(), axum::Error>> + Unpin,
-{
-    if let Some(result) = (&mut write).now_or_never() {
-        return result.map_err(|_| CloseReason::Normal);
-    }
-    tokio::select! {
-        result = write => result.map_err(|_| CloseReason::Normal),
-        () = overflowed.cancelled() => Err(CloseReason::SlowConsumer),
-        () = tokio::time::sleep(WRITE_TIMEOUT) => Err(CloseReason::SlowConsumer),
-    }
-}
-
-/// Fires when a held write batch may go; never while none is held.
-async fn hold_timer(until: Option<tokio::time::Instant>) {
-    match until {
-        Some(until) => tokio::time::sleep_until(until).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Fires at the gap deadline; never while no gap is open.
 async fn gap_timer(deadline: Option<tokio::time::Instant>) {
     match deadline {
@@ -531,10 +525,9 @@ async fn gap_timer(deadline: Option<tokio::time::Instant>) {
 }
 
 /// A frame over the size limit closes with 1009; any other socket error just ends the session.
-fn classify_socket_error(err: axum::Error) -> CloseReason {
-    let inner = err.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => CloseReason::TooBig,
+fn classify_socket_error(err: tungstenite::Error) -> CloseReason {
+    match err {
+        tungstenite::Error::Capacity(_) => CloseReason::TooBig,
         _ => CloseReason::Normal,
     }
 }

@@ -94,17 +94,18 @@ impl Connection {
         if let Err(err) = member_room(&self.state.store, room_id, self.user.id).await {
             return self.reject(err, reference).await;
         }
-        let newly = !self.rooms.contains_key(&room_id);
-        if newly && self.rooms.len() >= self.state.config.config.ws_max_subscriptions {
+        let newly = self.out.cursor(room_id).is_none();
+        if newly && self.out.room_count() >= self.state.config.config.ws_max_subscriptions {
             return self.reject(ApiError::TooManySubscriptions, reference).await;
         }
-        // Until the replay is done nothing live is delivered for this room (cursor = MAX).
-        self.rooms.insert(room_id, Seq::MAX);
+        // Until the replay is done, live events for the room are handed to this task (which
+        // handles them after this returns) instead of being written by the fan-out.
+        self.out.open_room(room_id);
+        self.forget_held(room_id);
         let last_seq = if newly {
             let subscriber = Subscriber {
                 user_id: self.user.id,
-                queue: self.queue_tx.clone(),
-                overflowed: self.overflowed.clone(),
+                out: self.out.clone(),
             };
             let store = self.state.store.clone();
             let subscribed = self
@@ -117,7 +118,7 @@ impl Connection {
                 self.state.presence.connected(room_id, &self.user);
             } else {
                 // Not registered (the bus undid it): forget the room without unsubscribing.
-                self.rooms.remove(&room_id);
+                self.out.remove_room(room_id);
             }
             subscribed
         } else {
@@ -160,7 +161,8 @@ impl Connection {
             Some(since) if since < last_seq => self.replay(room_id, since.max(0), last_seq).await?,
             _ => {}
         }
-        self.rooms.insert(room_id, last_seq);
+        self.out.set_delivered(room_id, last_seq);
+        self.out.set_direct(room_id, true);
         Ok(())
     }
 
@@ -268,7 +270,7 @@ impl Connection {
         &self,
         room_id: Uuid,
     ) -> impl Future<Output = Result<(), ApiError>> + Send + 'static {
-        let subscribed = self.rooms.contains_key(&room_id);
+        let subscribed = self.out.cursor(room_id).is_some();
         let (store, user_id) = (self.state.store.clone(), self.user.id);
         async move {
             if subscribed {

@@ -9,11 +9,12 @@ mod budget;
 mod close;
 mod connection;
 mod events;
+pub mod outbound;
 pub mod registry;
+mod transport;
 pub mod typing;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use nebula_wire::{Problem, Seq};
@@ -24,6 +25,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 pub use close::CloseReason;
+use transport::WsUpgrade;
+use tungstenite::protocol::WebSocketConfig;
 
 use crate::access::member_room;
 use crate::auth::{AuthUser, bearer_token};
@@ -60,7 +63,7 @@ async fn connect(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<WsQuery>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<WsUpgrade, ApiError>,
 ) -> Result<Response, ApiError> {
     state.config.allowed_origins().check_websocket(&headers)?;
     let caller = authenticate(&state, &headers, query.token.as_deref())?;
@@ -83,7 +86,7 @@ async fn connect_to_room(
     headers: HeaderMap,
     Path(room_id): Path<Uuid>,
     Query(query): Query<WsQuery>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<WsUpgrade, ApiError>,
 ) -> Result<Response, ApiError> {
     state.config.allowed_origins().check_websocket(&headers)?;
     let caller = authenticate(&state, &headers, query.token.as_deref())?;
@@ -107,15 +110,26 @@ fn authenticate(
 
 /// Bytes read from a socket per read call; also what an idle connection keeps allocated.
 const READ_BUFFER_BYTES: usize = 1024;
-/// Events written to a socket accumulate up to this many bytes before a `write` (a batch is
-/// flushed at its end anyway). tungstenite keeps the buffer's capacity for the socket's
-/// life, so it is small: a few dozen chat events per write call.
-const WRITE_BUFFER_BYTES: usize = 4096;
+
+/// tungstenite's settings for reading a connection. Its defaults (128 KiB read buffer, 64 MiB
+/// messages) would cost ~134 KiB per idle connection and let one client make the server buffer
+/// huge frames. The read buffer stays allocated for the connection's life, so it is sized for
+/// chat traffic: several ordinary messages per read call; a larger frame grows it while it is
+/// read. (Measured at 10k idle sockets: 2 KiB cost 8.5 KiB of RSS per connection, 1 KiB 7.5.)
+/// tungstenite only writes control frames, straight into the connection's outbound.
+pub(super) fn ws_config(state: &AppState) -> WebSocketConfig {
+    let limit = state.config.config.ws_max_message_bytes;
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
+}
 
 async fn accept(
     state: AppState,
     caller: AuthUser,
-    upgrade: WebSocketUpgrade,
+    upgrade: WsUpgrade,
     initial_room: Option<(Uuid, Option<Seq>)>,
 ) -> Result<Response, ApiError> {
     let permit = state
@@ -123,37 +137,13 @@ async fn accept(
         .acquire(caller.id, state.config.config.ws_max_connections_per_user)
         .ok_or(ApiError::TooManyConnections)?;
     let user = caller.load(&state.store).await?;
-    let limit = state.config.config.ws_max_message_bytes;
-    let upgrade = upgrade
-        // tungstenite's defaults (128 KiB read buffer, 64 MiB messages) would cost ~134 KiB per
-        // idle connection and let one client make the server buffer huge frames. The read
-        // buffer stays allocated for the connection's life, so it is sized for chat traffic:
-        // several ordinary messages per read call; a larger frame grows it while it is read.
-        // Measured at 10k idle sockets: 2 KiB cost 8.5 KiB of RSS per connection, 1 KiB 7.5.
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_message_size(limit)
-        .max_frame_size(limit);
     let tracker = state.connections.clone();
     // A child of the upgrade request's span, so the session's logs carry its request id.
     let span = tracing::info_span!("ws", user_id = %user.id);
-    Ok(upgrade.on_upgrade(move |socket| {
+    Ok(upgrade.on_upgrade(move |io| {
         tracker.track_future(
-            connection::Connection::run(
-                socket,
-                state,
-                user,
-                permit,
-                caller.expires_at,
-                initial_room,
-            )
-            .instrument(span),
+            connection::Connection::run(io, state, user, permit, caller.expires_at, initial_room)
+                .instrument(span),
         )
     }))
-}
-
-impl From<WebSocketUpgradeRejection> for ApiError {
-    fn from(rejection: WebSocketUpgradeRejection) -> Self {
-        ApiError::NotWebSocket(rejection.body_text())
-    }
 }

@@ -299,8 +299,9 @@ async fn hashing_before_authentication_is_bounded() {
     ))
     .await;
 
-    // Occupy every hashing thread (the server has one per core, like this process).
-    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    // Occupy every hashing thread (the server has one per core, like this process): wait
+    // until each is running a slow verification.
+    let threads = app.passwords.load().threads;
     let mut slow = tokio::task::JoinSet::new();
     for _ in 0..threads {
         let request = app
@@ -309,31 +310,14 @@ async fn hashing_before_authentication_is_bounded() {
             .json(&json!({"username": "slow", "password": "whatever-1"}));
         slow.spawn(async move { request.send().await.map(|r| r.status()) });
     }
-    // Then fill the queue: a login that waits is abandoned by its client (it stays queued);
-    // the first one refused at once shows the queue is full.
-    let mut busy = None;
-    for _ in 0..50 {
-        let attempt = app
-            .http
-            .post(app.url("/auth/login"))
-            .json(&wrong)
-            .timeout(Duration::from_millis(300))
-            .send()
-            .await;
-        if let Ok(response) = attempt
-            && response.status() == StatusCode::SERVICE_UNAVAILABLE
-        {
-            let headers = response.headers().clone();
-            let body = response.bytes().await.unwrap().to_vec();
-            busy = Some(Reply {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                headers,
-                body,
-            });
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(|| app.passwords.load().running == threads).await;
+    // Then fill the queue (size 1) with a login that waits (its client gives up; it stays
+    // queued), and the next one is refused at once.
+    let waiting = app.http.post(app.url("/auth/login")).json(&wrong).send();
+    let waiting = tokio::spawn(waiting);
+    wait_until(|| app.passwords.load().queued == 1).await;
+    let refused = send(app.http.post(app.url("/auth/login")).json(&wrong)).await;
+    let busy = (refused.status == StatusCode::SERVICE_UNAVAILABLE).then_some(refused);
     let busy = busy.expect("a login is refused while hashing is saturated");
     busy.assert_problem(503, "service_unavailable");
     assert!(retry_after(&busy) >= 1);
@@ -360,4 +344,18 @@ async fn hashing_before_authentication_is_bounded() {
         assert!(started.elapsed() < Duration::from_secs(2));
     }
     slow.abort_all();
+    waiting.abort();
+}
+
+/// Waits until `condition` holds, checking every few milliseconds (the server's state changes
+/// on its own threads; there is no event to wait on).
+async fn wait_until(condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + crate::ws_client::PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition never held"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nebula::Server;
+use nebula::auth::Passwords;
 use nebula::config::Config;
 use nebula::rate_limit::RateLimits;
 use nebula_wire::{AuthResponse, Message, Problem, Room, User};
@@ -153,9 +154,10 @@ pub struct TestApp {
     config: Config,
     pub http: reqwest::Client,
     pub database_url: String,
-    /// The running server's rate limiters (only these: a handle on the whole state would keep
-    /// its writers alive past shutdown).
+    /// The running server's rate limiters and password hashing (only these: a handle on the
+    /// whole state would keep its writers alive past shutdown).
     pub limits: Arc<RateLimits>,
+    pub passwords: Passwords,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     // Declared last: dropped after the server has stopped.
@@ -173,13 +175,14 @@ impl TestApp {
         let (db, database_url) = TestDb::create(&backend).await;
         let mut config = test_config(&database_url);
         configure(&mut config);
-        let (addr, shutdown, server, limits) = launch(config.clone()).await;
+        let (addr, shutdown, server, (limits, passwords)) = launch(config.clone()).await;
         TestApp {
             base: format!("http://{addr}"),
             config,
             http: http_client(),
             database_url,
             limits,
+            passwords,
             shutdown: Some(shutdown),
             server: Some(server),
             _db: db,
@@ -199,9 +202,10 @@ impl TestApp {
     /// Stops the server gracefully and starts a new one on the same database (new port).
     pub async fn restart(&mut self) {
         self.stop().await;
-        let (addr, shutdown, server, limits) = launch(self.config.clone()).await;
+        let (addr, shutdown, server, (limits, passwords)) = launch(self.config.clone()).await;
         self.base = format!("http://{addr}");
         self.limits = limits;
+        self.passwords = passwords;
         self.shutdown = Some(shutdown);
         self.server = Some(server);
     }
@@ -330,26 +334,30 @@ pub async fn start_server(
     (addr, shutdown, handle)
 }
 
-/// [`start_server`], also returning the server's rate limiters (to look at their memory).
+/// [`start_server`], also returning the server's rate limiters (to look at their memory) and
+/// password hashing (to see how busy it is).
 async fn launch(
     config: Config,
 ) -> (
     SocketAddr,
     oneshot::Sender<()>,
     JoinHandle<anyhow::Result<()>>,
-    Arc<RateLimits>,
+    (Arc<RateLimits>, Passwords),
 ) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = Server::build(config.validate().expect("valid config"))
         .await
         .expect("server builds");
-    let limits = server.state().limits.clone();
+    let probes = (
+        server.state().limits.clone(),
+        server.state().passwords.clone(),
+    );
     let (shutdown, stop) = oneshot::channel::<()>();
     let handle = tokio::spawn(server.serve(listener, async move {
         let _ = stop.await;
     }));
-    (addr, shutdown, handle, limits)
+    (addr, shutdown, handle, probes)
 }
 
 /// A logged-in user.

@@ -46,6 +46,29 @@ impl Session {
         Ok(WsClient { stream })
     }
 
+    /// Opens `path` with a small kernel receive buffer (64 KiB), so that a client that stops
+    /// reading is felt after megabytes, not the tens of MiB Linux would otherwise queue.
+    pub async fn ws_with_small_buffer(&self, path: &str) -> WsClient {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let url = format!(
+            "{}{path}{separator}token={}",
+            self.base.replacen("http", "ws", 1),
+            self.token
+        );
+        let addr: std::net::SocketAddr = self
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("test servers listen on an address");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
+        let stream = socket.connect(addr).await.expect("connect");
+        let (stream, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("websocket");
+        WsClient { stream }
+    }
+
     /// A `/ws` socket subscribed to `room` (waits for `subscribed`).
     pub async fn subscribed(&self, room: Uuid) -> WsClient {
         let mut ws = self.ws("/ws").await;

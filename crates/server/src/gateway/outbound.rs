@@ -1,0 +1,628 @@
+//! The write side of one WebSocket, shared by its connection task and the hub's fan-out.
+//!
+//! Delivering an event used to mean waking the connection's task, which then copied the frame
+//! into tungstenite's buffer and wrote it: a task switch, a cross-thread wake-up and a copy per
+//! recipient, costing more than the `write` itself. Now the fan-out writes an event straight to
+//! the socket when the socket can take it and the connection has nothing else pending for it
+//! ([`Outbound::offer`]): one non-blocking vectored `write` of a two-byte header and the
+//! shared payload, no copy, no wake-up. What cannot go out at once waits in a small backlog
+//! that the connection's task writes when the socket is writable again; anything that needs
+//! the task's judgement (a gap in seqs, a subscription being set up, a `member.left`) is handed
+//! to the task's queue, after which every event of the connection goes through the queue until
+//! the task has caught up, so order is kept.
+//!
+//! Per-room delivery cursors live here, under the same lock as the socket, because both the
+//! fan-out and the task need them to decide what to write.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use nebula_wire::Seq;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::hub::Frame;
+
+/// Where a connection is in one room's stream of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The highest `message.new` seq written to the socket.
+    pub delivered: Seq,
+    /// Whether the fan-out may write this room's events itself. Off while the subscription is
+    /// being set up and while the task holds messages behind a gap: then the task decides.
+    pub direct: bool,
+}
+
+/// What became of an event offered to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// Written to the socket (or to its backlog).
+    Written,
+    /// Handed to the connection's task.
+    Queued,
+    /// Not for this connection (not subscribed, already delivered, or closing).
+    Dropped,
+    /// A low-value event skipped because the connection is behind.
+    Shed,
+    /// The connection cannot keep up: it has been told to go.
+    Overflowed,
+}
+
+/// Opcodes of the frames the server writes itself.
+#[derive(Debug, Clone, Copy)]
+pub enum Opcode {
+    Text = 0x1,
+}
+
+/// The upgraded connection as hyper hands it over.
+pub type Io = TokioIo<Upgraded>;
+
+/// The shared write side of one connection. Cheap to share (`Arc`).
+pub struct Outbound {
+    state: Mutex<State>,
+    /// The connection's task: events it must handle itself.
+    queue: mpsc::Sender<Frame>,
+    /// Raised when the backlog needs the task (a write did not complete).
+    backlogged: Notify,
+    /// Cancelled when the connection falls too far behind: its task closes it (4008).
+    overflowed: CancellationToken,
+    /// Frames (queued or in the backlog) a connection may have outstanding.
+    capacity: usize,
+}
+
+struct State {
+    /// The socket. Reads (the task's) and writes (anyone's) take turns under this lock.
+    io: Io,
+    /// Subscribed rooms.
+    rooms: HashMap<Uuid, Cursor>,
+    /// Bytes accepted but not yet written, in order.
+    backlog: VecDeque<Bytes>,
+    /// Frames in the backlog (for the high-water mark and the overflow limit).
+    backlog_frames: usize,
+    /// Events handed to the task and not yet handled by it: while any are, new events go the
+    /// same way, so nothing overtakes them.
+    queued: usize,
+    /// No more data frames: the connection is closing.
+    closed: bool,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Outbound {
+    pub fn new(
+        io: Io,
+        queue: mpsc::Sender<Frame>,
+        overflowed: CancellationToken,
+        capacity: usize,
+    ) -> Self {
+        Outbound {
+            state: Mutex::new(State {
+                io,
+                rooms: HashMap::new(),
+                backlog: VecDeque::new(),
+                backlog_frames: 0,
+                queued: 0,
+                closed: false,
+            }),
+            queue,
+            backlogged: Notify::new(),
+            overflowed,
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Offers a live event (see the module docs). Never blocks.
+    pub fn offer(&self, frame: &Frame) -> Offered {
+        let mut state = self.lock();
+        if state.closed {
+            return Offered::Dropped;
+        }
+        let Some(&cursor) = state.rooms.get(&frame.room_id) else {
+            // Not subscribed here, unless the task is about to register the room: it decides.
+            return if state.queued > 0 {
+                self.hand_over(&mut state, frame)
+            } else {
+                Offered::Dropped
+            };
+        };
+        let direct = state.queued == 0
+            && cursor.direct
+            && frame.member_left.is_none()
+            && frame
+                .seq
+                .is_none_or(|seq| seq <= cursor.delivered.saturating_add(1));
+        if !direct {
+            return self.hand_over(&mut state, frame);
+        }
+        if let Some(seq) = frame.seq {
+            if seq <= cursor.delivered {
+                return Offered::Dropped; // already delivered (replay, repair, duplicate)
+            }
+            if let Some(cursor) = state.rooms.get_mut(&frame.room_id) {
+                cursor.delivered = seq;
+            }
+        }
+        if frame.is_sheddable() && state.backlog_frames >= self.capacity / 2 {
+            return Offered::Shed;
+        }
+        self.write_frame(&mut state, Opcode::Text, &frame.text, true)
+    }
+
+    /// Hands an event to the task's queue; the queue full means the connection is too slow.
+    fn hand_over(&self, state: &mut State, frame: &Frame) -> Offered {
+        if frame.is_sheddable() && self.queue.capacity() <= self.queue.max_capacity() / 2 {
+            return Offered::Shed;
+        }
+        match self.queue.try_send(frame.clone()) {
+            Ok(()) => {
+                state.queued += 1;
+                Offered::Queued
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                state.closed = true;
+                self.overflow()
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Offered::Dropped,
+        }
+    }
+
+    /// The task handled one event it was handed.
+    pub fn handled(&self) {
+        let mut state = self.lock();
+        state.queued = state.queued.saturating_sub(1);
+    }
+
+    /// Writes a data frame from the task (an answer, a replayed message, …), after anything
+    /// already accepted; `false` when the connection is closing. Never overflows: the task
+    /// waits for the backlog itself when it is behind (see [`Outbound::is_behind`]).
+    pub fn send(&self, payload: &Bytes) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            return false;
+        }
+        self.write_frame(&mut state, Opcode::Text, payload, false);
+        true
+    }
+
+    /// Whether half the connection's capacity waits in the backlog: the task then lets the
+    /// socket catch up before writing more, leaving the other half to live events.
+    pub fn is_behind(&self) -> bool {
+        self.lock().backlog_frames >= self.capacity / 2
+    }
+
+    /// Writes bytes that are already a whole frame (tungstenite's control frames: pongs, the
+    /// closing handshake), after anything already accepted. Allowed while closing.
+    pub fn send_raw(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut state = self.lock();
+        if state.backlog.is_empty() {
+            match try_write(&mut state.io, &[IoSlice::new(bytes)]) {
+                Ok(written) if written == bytes.len() => return Ok(()),
+                Ok(written) => self.push(&mut state, Bytes::copy_from_slice(&bytes[written..])),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.push(&mut state, Bytes::copy_from_slice(bytes));
+                }
+                Err(err) => return Err(err),
+            }
+        } else {
+            self.push(&mut state, Bytes::copy_from_slice(bytes));
+        }
+        self.backlogged.notify_one();
+        Ok(())
+    }
+
+    /// One frame: header and payload in one vectored write when nothing is waiting before it.
+    /// A live event (`live`) that finds the backlog over capacity lets the connection go.
+    fn write_frame(
+        &self,
+        state: &mut State,
+        opcode: Opcode,
+        payload: &Bytes,
+        live: bool,
+    ) -> Offered {
+        let (header, header_len) = header(opcode, payload.len());
+        let header = &header[..header_len];
+        if state.backlog.is_empty() {
+            let slices = [IoSlice::new(header), IoSlice::new(payload)];
+            match try_write(&mut state.io, &slices) {
+                Ok(written) if written == header.len() + payload.len() => {
+                    return Offered::Written;
+                }
+                Ok(written) if written < header.len() => {
+                    self.push(state, Bytes::copy_from_slice(&header[written..]));
+                    self.push(state, payload.clone());
+                }
+                Ok(written) => self.push(state, payload.slice(written - header.len()..)),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.push(state, Bytes::copy_from_slice(header));
+                    self.push(state, payload.clone());
+                }
+                Err(_) => {
+                    // The peer is gone; the task notices on its next read.
+                    state.closed = true;
+                    self.backlogged.notify_one();
+                    return Offered::Dropped;
+                }
+            }
+        } else {
+            self.push(state, Bytes::copy_from_slice(header));
+            self.push(state, payload.clone());
+        }
+        state.backlog_frames += 1;
+        self.backlogged.notify_one();
+        if live && state.backlog_frames > self.capacity {
+            // Nothing more for it: the connection is let go (its task sees `overflowed`).
+            state.closed = true;
+            return self.overflow();
+        }
+        Offered::Written
+    }
+
+    fn push(&self, state: &mut State, bytes: Bytes) {
+        state.backlog.push_back(bytes);
+    }
+
+    fn overflow(&self) -> Offered {
+        if !self.overflowed.is_cancelled() {
+            metrics::counter!("nebula_ws_outbound_overflows_total").increment(1);
+        }
+        self.overflowed.cancel();
+        Offered::Overflowed
+    }
+
+    /// Resolves when the backlog has something to write (after [`Outbound::write_backlog`]
+    /// left some, or a direct write was partial).
+    pub async fn backlogged(&self) {
+        self.backlogged.notified().await;
+    }
+
+    /// Whether anything waits to be written.
+    pub fn has_backlog(&self) -> bool {
+        !self.lock().backlog.is_empty()
+    }
+
+    /// Writes the backlog out, waiting for the socket to take it. `Ok(true)` once it is empty.
+    ///
+    /// Only this (the connection's task) writes while a backlog exists; the fan-out only
+    /// appends to it. So the waker registered here is never replaced by the fan-out's
+    /// non-blocking attempts.
+    pub async fn write_backlog(&self) -> io::Result<bool> {
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            loop {
+                let State { io, backlog, .. } = &mut *state;
+                if backlog.is_empty() {
+                    state.backlog_frames = 0;
+                    state.backlog.shrink_to_fit();
+                    return Poll::Ready(Ok(true));
+                }
+                let slices: Vec<IoSlice<'_>> =
+                    backlog.iter().take(64).map(|b| IoSlice::new(b)).collect();
+                let mut written = match Pin::new(io).poll_write_vectored(cx, &slices) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    }
+                    Poll::Ready(Ok(written)) => written,
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                    Poll::Pending => return Poll::Pending,
+                };
+                drop(slices);
+                while written > 0 {
+                    let Some(front) = backlog.front_mut() else {
+                        break;
+                    };
+                    if written >= front.len() {
+                        written -= front.len();
+                        backlog.pop_front();
+                    } else {
+                        *front = front.slice(written..);
+                        written = 0;
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Reads from the socket (tungstenite's side, through `transport::Transport`).
+    pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.lock().io).poll_read(cx, buf)
+    }
+
+    /// Starts a room's subscription: nothing is written to it directly until the task says.
+    pub fn open_room(&self, room_id: Uuid) {
+        self.lock().rooms.insert(
+            room_id,
+            Cursor {
+                delivered: 0,
+                direct: false,
+            },
+        );
+    }
+
+    /// Records the highest seq written for a room (by the task).
+    pub fn set_delivered(&self, room_id: Uuid, seq: Seq) {
+        if let Some(cursor) = self.lock().rooms.get_mut(&room_id) {
+            cursor.delivered = seq;
+        }
+    }
+
+    /// Lets the fan-out write a room's events itself, or stops it.
+    pub fn set_direct(&self, room_id: Uuid, direct: bool) {
+        if let Some(cursor) = self.lock().rooms.get_mut(&room_id) {
+            cursor.direct = direct;
+        }
+    }
+
+    /// A room's cursor, `None` when not subscribed.
+    pub fn cursor(&self, room_id: Uuid) -> Option<Cursor> {
+        self.lock().rooms.get(&room_id).copied()
+    }
+
+    /// Forgets a room; `false` if it was not subscribed.
+    pub fn remove_room(&self, room_id: Uuid) -> bool {
+        self.lock().rooms.remove(&room_id).is_some()
+    }
+
+    /// The subscribed rooms.
+    pub fn rooms(&self) -> Vec<Uuid> {
+        self.lock().rooms.keys().copied().collect()
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.lock().rooms.len()
+    }
+
+    /// No more data frames (control frames of the closing handshake still go).
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+
+    pub fn overflowed(&self) -> &CancellationToken {
+        &self.overflowed
+    }
+}
+
+/// One write attempt that never waits: a socket that cannot take anything now is
+/// `WouldBlock`. No waker is registered that matters (see `write_backlog`).
+fn try_write(io: &mut Io, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(io).poll_write_vectored(&mut cx, slices) {
+        Poll::Ready(result) => result,
+        Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+    }
+}
+
+/// A server frame's header (FIN set, no mask): up to 10 bytes, and how many are used.
+fn header(opcode: Opcode, len: usize) -> ([u8; 10], usize) {
+    let mut header = [0u8; 10];
+    header[0] = 0x80 | opcode as u8;
+    if len < 126 {
+        header[1] = len as u8;
+        (header, 2)
+    } else if let Ok(len) = u16::try_from(len) {
+        header[1] = 126;
+        header[2..4].copy_from_slice(&len.to_be_bytes());
+        (header, 4)
+    } else {
+        header[1] = 127;
+        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        (header, 10)
+    }
+}
+
+/// Connections on real loopback sockets, for tests of the fan-out.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use hyper::service::service_fn;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// An outbound on a loopback connection upgraded by hyper (as the server's are), with
+    /// tiny kernel buffers so a client that does not read is felt after a few KiB; the
+    /// client's end, and the task's queue.
+    pub(crate) async fn outbound(
+        capacity: usize,
+    ) -> (Arc<Outbound>, TcpStream, mpsc::Receiver<Frame>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (upgraded_tx, upgraded_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (server, _) = listener.accept().await.expect("accept");
+            socket2::SockRef::from(&server)
+                .set_send_buffer_size(4096)
+                .expect("SO_SNDBUF");
+            let upgraded_tx = std::sync::Mutex::new(Some(upgraded_tx));
+            let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                let on_upgrade = hyper::upgrade::on(&mut request);
+                if let Some(tx) = upgraded_tx.lock().expect("lock").take() {
+                    tokio::spawn(async move {
+                        let _ = tx.send(on_upgrade.await.expect("upgrade"));
+                    });
+                }
+                async {
+                    let mut response = hyper::Response::new(http_body_util::Empty::<Bytes>::new());
+                    *response.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+                    response
+                        .headers_mut()
+                        .insert("upgrade", hyper::header::HeaderValue::from_static("test"));
+                    response.headers_mut().insert(
+                        "connection",
+                        hyper::header::HeaderValue::from_static("upgrade"),
+                    );
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server), service)
+                .with_upgrades()
+                .await;
+        });
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        socket2::SockRef::from(&client)
+            .set_recv_buffer_size(4096)
+            .expect("SO_RCVBUF");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        client
+            .write_all(
+                b"GET / HTTP/1.1\r\nhost: test\r\nconnection: upgrade\r\nupgrade: test\r\n\r\n",
+            )
+            .await
+            .expect("request");
+        // Read the 101 response to its end.
+        let mut response = Vec::new();
+        while !response.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            client.read_exact(&mut byte).await.expect("response");
+            response.push(byte[0]);
+        }
+        let upgraded = upgraded_rx.await.expect("upgraded");
+        let (queue, received) = mpsc::channel(capacity);
+        let out = Outbound::new(
+            TokioIo::new(upgraded),
+            queue,
+            CancellationToken::new(),
+            capacity,
+        );
+        (Arc::new(out), client, received)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::FrameData;
+
+    fn frame(room_id: Uuid, seq: Option<Seq>, kind: &'static str) -> Frame {
+        Frame::from(FrameData {
+            room_id,
+            seq,
+            skip_user: None,
+            member_left: None,
+            member_rev: 0,
+            kind,
+            received_at: None,
+            text: Bytes::from(vec![b'x'; 1000]),
+        })
+    }
+
+    #[tokio::test]
+    async fn events_go_straight_out_in_order_and_gaps_go_to_the_task() {
+        let (out, _client, mut queue) = testing::outbound(64).await;
+        let room = Uuid::new_v4();
+        assert_eq!(
+            out.offer(&frame(room, Some(1), "message.new")),
+            Offered::Dropped,
+            "not subscribed"
+        );
+        out.open_room(room);
+        assert_eq!(
+            out.offer(&frame(room, Some(1), "message.new")),
+            Offered::Queued,
+            "being set up"
+        );
+        out.handled();
+        out.set_delivered(room, 1);
+        out.set_direct(room, true);
+        assert_eq!(
+            out.offer(&frame(room, Some(1), "message.new")),
+            Offered::Dropped,
+            "a duplicate"
+        );
+        assert_eq!(
+            out.offer(&frame(room, Some(2), "message.new")),
+            Offered::Written
+        );
+        assert_eq!(out.offer(&frame(room, None, "typing")), Offered::Written);
+        assert_eq!(
+            out.offer(&frame(room, Some(4), "message.new")),
+            Offered::Queued,
+            "a gap"
+        );
+        // While the task has something, everything goes its way (order is kept).
+        assert_eq!(
+            out.offer(&frame(room, Some(3), "message.new")),
+            Offered::Queued
+        );
+        assert_eq!(queue.try_recv().ok().and_then(|f| f.seq), Some(1));
+        assert_eq!(queue.try_recv().ok().and_then(|f| f.seq), Some(4));
+        assert_eq!(queue.try_recv().ok().and_then(|f| f.seq), Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_shed_then_dropped() {
+        let (out, _client, _queue) = testing::outbound(8).await;
+        let room = Uuid::new_v4();
+        out.open_room(room);
+        out.set_direct(room, true);
+        // Fill the kernel's buffers until writes wait in the backlog.
+        let mut seq = 0;
+        while !out.has_backlog() {
+            seq += 1;
+            assert_eq!(
+                out.offer(&frame(room, Some(seq), "message.new")),
+                Offered::Written
+            );
+            assert!(seq < 10_000, "the socket never filled up");
+        }
+        // Below half the capacity, everything still goes.
+        for _ in 0..3 {
+            seq += 1;
+            assert_eq!(
+                out.offer(&frame(room, Some(seq), "message.new")),
+                Offered::Written
+            );
+        }
+        assert_eq!(out.offer(&frame(room, None, "typing")), Offered::Shed);
+        assert_eq!(out.offer(&frame(room, None, "presence")), Offered::Shed);
+        assert!(!out.overflowed().is_cancelled(), "messages still fit");
+        let mut outcome = Offered::Written;
+        while outcome == Offered::Written {
+            seq += 1;
+            outcome = out.offer(&frame(room, Some(seq), "message.new"));
+        }
+        assert_eq!(outcome, Offered::Overflowed);
+        assert!(out.overflowed().is_cancelled());
+    }
+
+    /// Our headers are what tungstenite, the reference, writes.
+    #[test]
+    fn headers_match_tungstenite() {
+        use tungstenite::protocol::frame::FrameHeader;
+        use tungstenite::protocol::frame::coding::{Data, OpCode};
+        for len in [0usize, 1, 125, 126, 127, 65_535, 65_536, 1 << 20] {
+            let (ours, used) = header(Opcode::Text, len);
+            let mut theirs = Vec::new();
+            FrameHeader {
+                opcode: OpCode::Data(Data::Text),
+                ..FrameHeader::default()
+            }
+            .format(len as u64, &mut theirs)
+            .expect("format");
+            assert_eq!(&ours[..used], &theirs[..], "length {len}");
+        }
+    }
+}

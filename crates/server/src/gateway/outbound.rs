@@ -268,6 +268,7 @@ impl Outbound {
             self.push(state, Bytes::copy_from_slice(header));
             self.push(state, payload.clone());
         }
+        BACKLOGGED.increment(1);
         state.backlog_frames += 1;
         self.backlogged.notify_one();
         if live && state.backlog_frames > self.capacity {
@@ -402,6 +403,10 @@ impl Outbound {
         &self.overflowed
     }
 }
+
+/// Frames that could not be written at once and waited in a backlog.
+static BACKLOGGED: std::sync::LazyLock<metrics::Counter> =
+    std::sync::LazyLock::new(|| metrics::counter!("nebula_ws_backlogged_frames_total"));
 
 /// One write attempt that never waits: a socket that cannot take anything now is
 /// `WouldBlock`. No waker is registered that matters (see `write_backlog`).

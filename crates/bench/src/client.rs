@@ -88,6 +88,7 @@ impl Connection {
             let subscribe = ClientEvent::Subscribe {
                 room_id: spec.room_id,
                 since_seq: None,
+                since_rev: None,
             };
             sink.send(Frame::text(serde_json::to_string(&subscribe)?))
                 .await

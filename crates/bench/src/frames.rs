@@ -187,6 +187,12 @@ mod tests {
             content: "quote \" backslash \\ and ünïcode".into(),
             client_msg_id: client_msg_id.map(str::to_owned),
             created_at: Utc::now(),
+            reply_to: None,
+            edited_at: None,
+            deleted_at: None,
+            reactions: vec![],
+            rev: seq,
+            attachments: vec![],
         }
     }
 
@@ -203,6 +209,8 @@ mod tests {
                 room_id,
                 content,
                 client_msg_id: Some("12-7-123456".into()),
+                reply_to: None,
+                attachments: None,
             }
         );
         assert_eq!(
@@ -263,6 +271,7 @@ mod tests {
         let subscribed = serde_json::to_string(&ServerEvent::Subscribed {
             room_id: room,
             last_seq: 9,
+            last_rev: 9,
             online: vec![User {
                 id: Uuid::new_v4(),
                 username: "ada".into(),

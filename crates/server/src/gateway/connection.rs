@@ -14,7 +14,7 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use metrics::{Counter, Histogram};
-use nebula_wire::{Seq, ServerEvent, User};
+use nebula_wire::{Rev, Seq, ServerEvent, User};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -40,8 +40,37 @@ const MAX_STRIKES: u32 = 20;
 const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 /// Messages held back behind gaps before the gaps are repaired without further waiting.
 const MAX_HELD: usize = 4096;
+/// Messages read from the database per query when replaying.
+const REPLAY_PAGE: i64 = 500;
 /// How long a closing connection waits for the client to answer its close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How far a subscribed room has been brought on this socket: `message.new` for every seq up
+/// to `seq`, and every change up to `rev` (live frames are delivered in rev order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Cursor {
+    pub seq: Seq,
+    pub rev: Rev,
+}
+
+impl Cursor {
+    /// While a room is being replayed nothing live is delivered for it.
+    pub const REPLAYING: Cursor = Cursor {
+        seq: Seq::MAX,
+        rev: Rev::MAX,
+    };
+}
+
+/// A room's delivery exceptions (usually none: the room then has no entry at all).
+#[derive(Debug, Default)]
+struct Held {
+    /// Frames that arrived ahead of a missing predecessor, by rev.
+    frames: BTreeMap<Rev, Frame>,
+    /// (seq, rev) of messages a replay sent in a version newer than the cursor it ended at:
+    /// live changes of those messages up to that rev are older news, skipped (the cursor
+    /// still moves past them). Dropped once the cursor passes the rev.
+    ahead: Vec<(Seq, Rev)>,
+}
 
 pub(crate) struct Connection {
     pub(super) id: ConnId,
@@ -52,11 +81,12 @@ pub(crate) struct Connection {
     pub(super) queue_tx: mpsc::Sender<Frame>,
     queue: mpsc::Receiver<Frame>,
     pub(super) overflowed: CancellationToken,
-    /// Subscribed rooms → the highest seq delivered on this socket.
-    pub(super) rooms: HashMap<Uuid, Seq>,
+    /// Subscribed rooms → how far this socket has been brought.
+    pub(super) rooms: HashMap<Uuid, Cursor>,
     pub(super) pending: FuturesUnordered<PendingSend>,
-    /// Per room, messages received ahead of a missing predecessor, by seq.
-    held: HashMap<Uuid, BTreeMap<Seq, Frame>>,
+    /// Per room, what delivery must still account for: frames received ahead of a missing
+    /// predecessor, and messages a replay showed in a newer version than its cursor.
+    held: HashMap<Uuid, Held>,
     /// When the oldest open gap stops being waited for and is read from the database.
     gap_deadline: Option<tokio::time::Instant>,
     /// With `WS_WRITE_DELAY_MS`: queued events wait until then to be written as one batch.
@@ -78,7 +108,7 @@ impl Connection {
         user: User,
         permit: ConnectionPermit,
         token_expires_at: i64,
-        initial_room: Option<(Uuid, Option<Seq>)>,
+        initial_room: Option<(Uuid, Option<Seq>, Option<Rev>)>,
     ) {
         let (queue_tx, queue) = mpsc::channel(state.config.config.ws_outbound_queue);
         let mut connection = Connection {
@@ -122,10 +152,10 @@ impl Connection {
     async fn serve(
         &mut self,
         token_expires_at: i64,
-        initial_room: Option<(Uuid, Option<Seq>)>,
+        initial_room: Option<(Uuid, Option<Seq>, Option<Rev>)>,
     ) -> CloseReason {
-        if let Some((room_id, since_seq)) = initial_room
-            && let Err(reason) = Box::pin(self.subscribe(room_id, since_seq)).await
+        if let Some((room_id, since_seq, since_rev)) = initial_room
+            && let Err(reason) = Box::pin(self.subscribe(room_id, since_seq, since_rev)).await
         {
             return reason;
         }
@@ -208,25 +238,27 @@ impl Connection {
         }
     }
 
-    /// Writes one live event, keeping `message.new` gap-free and duplicate-free per room.
+    /// Writes one live event, keeping a room's messages and changes in rev order, gap-free and
+    /// duplicate-free (so `message.new` arrives in seq order: a message takes its seq and its
+    /// rev in the same commit).
     ///
-    /// A message whose predecessor has not arrived yet (events of different nodes cross on
-    /// the bus) is held back; if the gap is still open after `BUS_GAP_WAIT_MS`, the missing
-    /// messages are read from the database (see `repair_gaps`).
+    /// A frame whose predecessor has not arrived yet (events of different nodes cross on the
+    /// bus) is held back; if the gap is still open after `BUS_GAP_WAIT_MS`, the room is brought
+    /// up to date from the database (see `repair_gaps`).
     async fn deliver(&mut self, frame: Frame) -> Result<(), CloseReason> {
         let Some(&delivered) = self.rooms.get(&frame.room_id) else {
             return Ok(());
         };
-        let Some(seq) = frame.seq else {
+        let Some(rev) = frame.rev else {
             return self.write_frame(frame).await;
         };
-        if seq <= delivered {
+        if rev <= delivered.rev {
             return Ok(()); // already sent (replay, repair, or a duplicate publication)
         }
-        if seq > delivered + 1 {
+        if rev > delivered.rev + 1 {
             let room_id = frame.room_id;
-            let held = self.held.entry(room_id).or_default();
-            held.insert(seq, frame);
+            let held = &mut self.held.entry(room_id).or_default().frames;
+            held.insert(rev, frame);
             if held.len() > MAX_HELD {
                 return Box::pin(self.repair_gaps()).await;
             }
@@ -243,8 +275,18 @@ impl Connection {
 
     /// Queues a frame for the socket (written at the batch's flush) and does its bookkeeping.
     async fn write_frame(&mut self, frame: Frame) -> Result<(), CloseReason> {
-        if let Some(seq) = frame.seq {
-            self.rooms.insert(frame.room_id, seq);
+        if let Some(rev) = frame.rev {
+            if let Some(cursor) = self.rooms.get_mut(&frame.room_id) {
+                cursor.rev = rev;
+                if let Some(seq) = frame.seq
+                    && frame.kind == "message.new"
+                {
+                    cursor.seq = seq;
+                }
+            }
+            if !self.held.is_empty() && self.superseded(&frame, rev) {
+                return Ok(());
+            }
         }
         self.feed(WsMessage::Text(frame.text.clone())).await?;
         count_delivered(frame.kind);
@@ -257,7 +299,27 @@ impl Connection {
         Ok(())
     }
 
-    /// Sends held messages that now follow on, dropping any the cursor has passed.
+    /// Whether a replay already sent a newer version of this frame's message (see
+    /// `Held::ahead`); forgets what the cursor, now at `rev`, has passed.
+    fn superseded(&mut self, frame: &Frame, rev: Rev) -> bool {
+        let Some(held) = self.held.get_mut(&frame.room_id) else {
+            return false;
+        };
+        if held.ahead.is_empty() {
+            return false;
+        }
+        let skip = held
+            .ahead
+            .iter()
+            .any(|&(seq, newer)| frame.seq == Some(seq) && rev <= newer);
+        held.ahead.retain(|&(_, newer)| newer > rev);
+        if held.ahead.is_empty() && held.frames.is_empty() {
+            self.held.remove(&frame.room_id);
+        }
+        skip
+    }
+
+    /// Sends held frames that now follow on, dropping any the cursor has passed.
     async fn release_held(&mut self, room_id: Uuid) -> Result<(), CloseReason> {
         loop {
             let Some(&cursor) = self.rooms.get(&room_id) else {
@@ -267,23 +329,25 @@ impl Connection {
             let Some(held) = self.held.get_mut(&room_id) else {
                 return Ok(());
             };
-            let Some(entry) = held.first_entry() else {
-                self.held.remove(&room_id);
+            let Some(entry) = held.frames.first_entry() else {
+                if held.ahead.is_empty() {
+                    self.held.remove(&room_id);
+                }
                 return Ok(());
             };
-            let seq = *entry.key();
-            if seq > cursor + 1 {
+            let rev = *entry.key();
+            if rev > cursor.rev + 1 {
                 return Ok(()); // still a gap
             }
             let frame = entry.remove();
-            if seq == cursor + 1 {
+            if rev == cursor.rev + 1 {
                 self.write_frame(frame).await?;
             }
         }
     }
 
-    /// The wait is over: reads every still-missing message from the database, then sends
-    /// what was held.
+    /// The wait is over: brings every room with a still-open gap up to the database, then
+    /// sends what was held and follows on.
     async fn repair_gaps(&mut self) -> Result<(), CloseReason> {
         self.gap_deadline = None;
         let rooms: Vec<Uuid> = self.held.keys().copied().collect();
@@ -292,46 +356,97 @@ impl Connection {
                 self.rooms.get(&room_id),
                 self.held
                     .get(&room_id)
-                    .and_then(|held| held.keys().next().copied()),
+                    .and_then(|held| held.frames.keys().next().copied()),
             ) else {
                 continue;
             };
-            if first > cursor + 1 {
+            if first > cursor.rev + 1 {
                 metrics::counter!("nebula_ws_gap_repairs_total").increment(1);
-                self.replay(room_id, cursor, first - 1).await?;
+                let (last_seq, last_rev) =
+                    self.state
+                        .store
+                        .room_positions(room_id)
+                        .await
+                        .map_err(|err| {
+                            tracing::error!(error = %err, "gap repair failed");
+                            CloseReason::ServerError
+                        })?;
+                // Everything up to the held frame is committed: the database is at least there.
+                let to = Cursor {
+                    seq: last_seq.max(cursor.seq),
+                    rev: last_rev.max(first - 1),
+                };
+                self.catch_up(room_id, cursor, to).await?;
+                if let Some(room) = self.rooms.get_mut(&room_id) {
+                    *room = to;
+                }
             }
             self.release_held(room_id).await?;
         }
         self.flush().await
     }
 
-    /// Sends stored messages `after < seq <= up_to` of a room as `message.new`, in order.
-    pub(super) async fn replay(
+    /// Brings a room from `from` to `to` (a last seq and rev read together from the database)
+    /// with stored messages: `message.new` for every seq in `from.seq < seq <= to.seq`, in seq
+    /// order, then `message.updated` for every older message (`seq <= from.seq`) whose latest
+    /// change is in `from.rev < rev <= to.rev`, in rev order. Each message goes in the version
+    /// the database holds; a new one read in a version beyond `to.rev` is remembered so that
+    /// the live changes it already includes are skipped. Changes of older messages beyond
+    /// `to.rev` arrive live. The caller moves the room's cursor to `to`.
+    pub(super) async fn catch_up(
         &mut self,
         room_id: Uuid,
-        after: Seq,
-        up_to: Seq,
+        from: Cursor,
+        to: Cursor,
     ) -> Result<(), CloseReason> {
-        let mut cursor = after;
-        while cursor < up_to {
-            let high = up_to.min(cursor + 500);
+        let failed = |err: crate::store::StoreError| {
+            tracing::error!(error = %err, "replay failed");
+            CloseReason::ServerError
+        };
+        let mut ahead = Vec::new();
+        let mut cursor = from.seq.max(0);
+        while cursor < to.seq {
+            let high = to.seq.min(cursor + REPLAY_PAGE);
             let messages = self
                 .state
                 .store
                 .messages_between(room_id, cursor, high)
                 .await
-                .map_err(|err| {
-                    tracing::error!(error = %err, "replay failed");
-                    CloseReason::ServerError
-                })?;
+                .map_err(failed)?;
             for message in messages {
-                let seq = message.seq;
+                if message.rev > to.rev {
+                    ahead.push((message.seq, message.rev));
+                }
                 self.send_event(&ServerEvent::MessageNew { message })
                     .await?;
                 count_delivered("message.new");
-                self.rooms.insert(room_id, seq);
             }
             cursor = high;
+        }
+        let older = from.seq.min(to.seq);
+        let mut after = from.rev.max(0);
+        while older > 0 && after < to.rev {
+            let entries = self
+                .state
+                .store
+                .changes(room_id, after, to.rev, Some(older), REPLAY_PAGE)
+                .await
+                .map_err(failed)?;
+            let full = entries.len() == usize::try_from(REPLAY_PAGE).unwrap_or(usize::MAX);
+            for entry in entries {
+                after = entry.message.rev;
+                self.send_event(&ServerEvent::MessageUpdated {
+                    message: entry.message,
+                })
+                .await?;
+                count_delivered("message.updated");
+            }
+            if !full {
+                break;
+            }
+        }
+        if !ahead.is_empty() {
+            self.held.entry(room_id).or_default().ahead.extend(ahead);
         }
         Ok(())
     }
@@ -468,8 +583,9 @@ impl Drop for Connection {
 }
 
 /// Event types with a delivery counter of their own; anything else counts as "other".
-const DELIVERED_KINDS: [&str; 7] = [
+const DELIVERED_KINDS: [&str; 8] = [
     "message.new",
+    "message.updated",
     "typing",
     "read",
     "presence",

@@ -304,6 +304,7 @@ async fn presence_changes_once_per_transition_across_nodes() {
         .send(ClientEvent::Subscribe {
             room_id: room.id,
             since_seq: None,
+            since_rev: None,
         })
         .await;
     let subscribed = second
@@ -392,6 +393,7 @@ async fn a_killed_node_goes_offline_and_its_clients_resume_elsewhere() {
         .send(ClientEvent::Subscribe {
             room_id: room.id,
             since_seq: Some(10),
+            since_rev: None,
         })
         .await;
     expect_seqs(&mut resumed, 11, 20, "alice after resuming").await;
@@ -628,6 +630,8 @@ async fn a_removed_member_on_another_node_hears_nothing_when_the_bus_lost_the_re
             room_id: room.id,
             content: "still here?".into(),
             client_msg_id: None,
+            reply_to: None,
+            attachments: None,
         })
         .await;
     let refused = bob_ws

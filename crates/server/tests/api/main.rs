@@ -24,4 +24,5 @@ mod reactions;
 mod realtime;
 mod rooms;
 mod updates;
+mod upgrade;
 mod ws_client;

@@ -249,6 +249,27 @@ impl TestApp {
         }
     }
 
+    /// The database's plan for a statement, as text (`EXPLAIN QUERY PLAN` / `EXPLAIN`).
+    pub async fn query_plan(&self, statement: &str) -> String {
+        if self.database_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+            let sql = sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {statement}"));
+            let rows: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows.into_iter()
+                .map(|row| row.3)
+                .collect::<Vec<_>>()
+                .join("\n")
+        } else {
+            let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+            let sql = sqlx::AssertSqlSafe(format!("EXPLAIN {statement}"));
+            let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows.join("\n")
+        }
+    }
+
     /// An anonymous request.
     pub async fn get(&self, path: &str) -> Reply {
         send(self.http.get(self.url(path))).await

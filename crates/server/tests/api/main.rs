@@ -23,6 +23,7 @@ mod proxies;
 mod reactions;
 mod realtime;
 mod rooms;
+mod scale;
 mod updates;
 mod upgrade;
 mod ws_client;

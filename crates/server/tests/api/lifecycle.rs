@@ -19,6 +19,7 @@ on_both_backends!(
     one_message_is_read_by_id,
     a_deleted_message_keeps_its_seq_and_loses_its_content_everywhere,
     owners_and_admins_delete_others_messages_members_do_not,
+    every_new_route_needs_a_token,
 );
 
 async fn a_new_message_carries_the_lifecycle_fields(backend: Backend) {
@@ -446,4 +447,39 @@ async fn owners_and_admins_delete_others_messages_members_do_not(backend: Backen
     for id in [by_member.id, by_admin.id, by_owner.id, own.id] {
         assert!(owner.message(room.id, id).await.deleted_at.is_some());
     }
+}
+
+async fn every_new_route_needs_a_token(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = app.register("alice").await;
+    let room = alice.create_room("Lobby", false).await;
+    let message = alice.say(room.id, "hello").await;
+    let one = format!("/rooms/{}/messages/{}", room.id, message.id);
+    let routes = [
+        (reqwest::Method::GET, one.clone()),
+        (reqwest::Method::PATCH, one.clone()),
+        (reqwest::Method::DELETE, one.clone()),
+        (reqwest::Method::GET, format!("{one}/history")),
+        (reqwest::Method::GET, format!("{one}/reactions")),
+        (
+            reqwest::Method::PUT,
+            format!("{one}/reactions/%F0%9F%91%8D"),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("{one}/reactions/%F0%9F%91%8D"),
+        ),
+        (reqwest::Method::GET, format!("/rooms/{}/changes", room.id)),
+    ];
+    for (method, path) in routes {
+        let reply = crate::helpers::send(
+            app.http
+                .request(method.clone(), app.url(&path))
+                .json(&json!({"content": "x"})),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert_eq!(reply.problem().code, "unauthorized", "{method} {path}");
+    }
+    assert_eq!(alice.message(room.id, message.id).await, message);
 }

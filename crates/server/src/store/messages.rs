@@ -102,9 +102,10 @@ impl Store {
     /// Writes a batch of messages in one transaction and returns one outcome per input, in order.
     ///
     /// Seqs are allocated per room by bumping `rooms.last_seq` (and `last_rev`: a new message
-    /// is also a change) inside the same transaction as the inserts: the row lock serializes writers of one room across every process, and a
-    /// rolled-back batch releases its seqs, so seq never has gaps or duplicates. Rooms are
-    /// locked in id order so two batches touching the same rooms cannot deadlock.
+    /// is also a change) inside the same transaction as the inserts: the row lock serializes
+    /// writers of one room across every process, and a rolled-back batch releases its seqs, so
+    /// seq never has gaps or duplicates. Rooms are locked in id order so two batches touching
+    /// the same rooms cannot deadlock.
     ///
     /// Senders are checked against the room's membership under the same lock: a message from
     /// someone removed before the commit is refused ([`NotAMember`]) whatever any node's

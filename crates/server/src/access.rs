@@ -4,7 +4,7 @@
 //! room. A public room is visible to all; reading or posting needs membership.
 
 use axum::http::StatusCode;
-use nebula_wire::Role;
+use nebula_wire::{ReplyTo, Role};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -40,4 +40,11 @@ pub async fn member_room(
 /// Whether a role may add other users to its room.
 pub fn can_add_members(role: Role) -> bool {
     matches!(role, Role::Owner | Role::Admin)
+}
+
+/// What a reply names: a message of the same room (`raw` is its id), else `invalid_reply`.
+pub async fn resolve_reply(store: &Store, room_id: Uuid, raw: &str) -> Result<ReplyTo, ApiError> {
+    let refused = || ApiError::InvalidReply(format!("{raw:?} is not a message of this room"));
+    let id = Uuid::parse_str(raw).map_err(|_| refused())?;
+    store.reply_target(room_id, id).await?.ok_or_else(refused)
 }

@@ -97,6 +97,15 @@ pub struct Config {
     #[arg(long, env = "MESSAGE_MAX_CHARS", default_value_t = 4000)]
     pub message_max_chars: usize,
 
+    /// Seconds after posting during which its sender may edit a message (0: no limit).
+    #[arg(long, env = "MESSAGE_EDIT_WINDOW_SECONDS", default_value_t = 0)]
+    pub message_edit_window_seconds: u64,
+
+    /// Messages after a member's last read seq that `unread_count` examines: it is exact up
+    /// to this many behind, and beyond counts only the first this many (bounded work per room).
+    #[arg(long, env = "UNREAD_COUNT_MAX", default_value_t = 1000)]
+    pub unread_count_max: u32,
+
     /// Maximum request body size in bytes; larger bodies get 413.
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
     pub body_limit_bytes: usize,
@@ -320,6 +329,9 @@ impl Config {
         if self.message_max_chars == 0 {
             return Err(invalid("MESSAGE_MAX_CHARS", "must be at least 1"));
         }
+        if self.unread_count_max == 0 {
+            return Err(invalid("UNREAD_COUNT_MAX", "must be at least 1"));
+        }
         if self.body_limit_bytes < 1024 {
             return Err(invalid("BODY_LIMIT_BYTES", "must be at least 1024"));
         }
@@ -430,6 +442,19 @@ impl ValidConfig {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.config.ws_idle_timeout_seconds)
+    }
+
+    /// How long after posting a message may be edited; `None`: no limit.
+    pub fn edit_window(&self) -> Option<Duration> {
+        match self.config.message_edit_window_seconds {
+            0 => None,
+            seconds => Some(Duration::from_secs(seconds)),
+        }
+    }
+
+    /// See `UNREAD_COUNT_MAX`.
+    pub fn unread_window(&self) -> i64 {
+        i64::from(self.config.unread_count_max)
     }
 }
 

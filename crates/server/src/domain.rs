@@ -3,6 +3,8 @@
 //! Handlers turn raw request fields into these types first, so the store never sees a
 //! username with a space or a message of 5000 characters.
 
+use uuid::Uuid;
+
 use crate::error::ApiError;
 
 /// PostgreSQL `TEXT` cannot hold U+0000, so it is refused everywhere (on SQLite too, so both
@@ -148,6 +150,89 @@ impl MessageContent {
     }
 }
 
+impl MessageContent {
+    /// Text beside attachments: may be empty, otherwise as `parse` (minus the blank rule).
+    fn parse_beside_attachments(raw: &str, max_chars: usize) -> Result<Self, ApiError> {
+        reject_nul("content", raw)?;
+        if raw.chars().count() > max_chars {
+            return Err(ApiError::validation(
+                "content",
+                format!("must be at most {max_chars} characters"),
+            ));
+        }
+        Ok(MessageContent(raw.to_owned()))
+    }
+}
+
+/// Attachments one message may carry.
+pub const MAX_ATTACHMENTS: usize = 10;
+
+/// What a message says: its text and the media ids attached to it. The text may be empty only
+/// when something is attached.
+#[derive(Debug, Clone)]
+pub struct MessageBody {
+    pub content: MessageContent,
+    pub attachments: Vec<Uuid>,
+}
+
+impl MessageBody {
+    pub fn parse(
+        content: &str,
+        attachments: Option<&[String]>,
+        max_chars: usize,
+    ) -> Result<Self, ApiError> {
+        let attachments = parse_attachments(attachments.unwrap_or_default())?;
+        let content = if attachments.is_empty() {
+            MessageContent::parse(content, max_chars)?
+        } else {
+            MessageContent::parse_beside_attachments(content, max_chars)?
+        };
+        Ok(MessageBody {
+            content,
+            attachments,
+        })
+    }
+}
+
+/// Up to `MAX_ATTACHMENTS` ids of media the sender uploaded. Nothing can be uploaded yet, so
+/// every id names media that does not exist: any attachment is refused (`invalid_attachment`),
+/// an empty list is fine. Uploads will look the ids up here.
+fn parse_attachments(raw: &[String]) -> Result<Vec<Uuid>, ApiError> {
+    if raw.len() > MAX_ATTACHMENTS {
+        return Err(ApiError::InvalidAttachment(format!(
+            "at most {MAX_ATTACHMENTS} attachments"
+        )));
+    }
+    match raw.first() {
+        None => Ok(Vec::new()),
+        Some(id) => Err(ApiError::InvalidAttachment(format!(
+            "no media {id:?} of yours exists"
+        ))),
+    }
+}
+
+/// A reaction: 1–16 Unicode scalar values, no whitespace or control characters (emoji
+/// sequences with joiners and variation selectors are fine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emoji(String);
+
+impl Emoji {
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let chars = raw.chars().count();
+        if !(1..=16).contains(&chars) || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ApiError::validation(
+                "emoji",
+                "must be 1–16 characters without whitespace or control characters",
+            ));
+        }
+        Ok(Emoji(raw.to_owned()))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
 /// A sender-chosen idempotency key: 1–128 characters.
 pub fn parse_client_msg_id(raw: Option<&str>) -> Result<Option<String>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
@@ -231,6 +316,34 @@ mod tests {
                 .ok(),
             Some("  hi  ".into())
         );
+    }
+
+    #[test]
+    fn emoji_follow_the_contract() {
+        for good in ["👍", "👨‍👩‍👧", "❤️", "+1", "🇫🇷", &"x".repeat(16)] {
+            assert!(Emoji::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            " ",
+            "👍 ",
+            "a\u{7}",
+            "\u{85}",
+            "\u{3000}",
+            &"x".repeat(17),
+        ] {
+            assert!(Emoji::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn attachments_cannot_be_named_yet_and_content_stays_required() {
+        assert!(MessageBody::parse("hi", None, 10).is_ok());
+        assert!(MessageBody::parse("hi", Some(&[]), 10).is_ok());
+        assert!(MessageBody::parse("", Some(&[]), 10).is_err());
+        let one = [Uuid::nil().to_string()];
+        let err = MessageBody::parse("", Some(&one), 10).err();
+        assert_eq!(err.map(|e| e.code()), Some("invalid_attachment"));
     }
 
     #[test]

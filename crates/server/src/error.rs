@@ -47,6 +47,22 @@ pub enum ApiError {
     NotAMember { status: StatusCode },
     #[error("{0}")]
     Forbidden(&'static str),
+    #[error("message not found")]
+    MessageNotFound,
+    #[error("only the sender of a message may edit it")]
+    NotMessageAuthor,
+    #[error("this message can no longer be edited")]
+    EditWindowExpired,
+    #[error("this message was deleted")]
+    MessageDeleted,
+    #[error("this message already has the most distinct reactions allowed")]
+    TooManyReactions,
+    /// `reply_to` is not a message of the room.
+    #[error("reply_to: {0}")]
+    InvalidReply(String),
+    /// An attachment that is not media the sender uploaded.
+    #[error("attachments: {0}")]
+    InvalidAttachment(String),
     #[error("request body is larger than the limit")]
     PayloadTooLarge,
     #[error("too many requests; retry in {retry_after_secs} s")]
@@ -127,6 +143,37 @@ impl ApiError {
             ),
             NotAMember { status } => (*status, "not_a_member", "Not a member"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            MessageNotFound => (
+                StatusCode::NOT_FOUND,
+                "message_not_found",
+                "Message not found",
+            ),
+            NotMessageAuthor => (
+                StatusCode::FORBIDDEN,
+                "not_message_author",
+                "Not the message's author",
+            ),
+            EditWindowExpired => (
+                StatusCode::FORBIDDEN,
+                "edit_window_expired",
+                "Edit window expired",
+            ),
+            MessageDeleted => (StatusCode::CONFLICT, "message_deleted", "Message deleted"),
+            TooManyReactions => (
+                StatusCode::CONFLICT,
+                "too_many_reactions",
+                "Too many reactions",
+            ),
+            InvalidReply(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_reply",
+                "Invalid reply",
+            ),
+            InvalidAttachment(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_attachment",
+                "Invalid attachment",
+            ),
             PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

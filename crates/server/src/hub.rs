@@ -13,11 +13,11 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use metrics::Counter;
-use nebula_wire::{Message, Seq, ServerEvent};
+use nebula_wire::{Message, Rev, Seq, ServerEvent};
 use uuid::Uuid;
 
 use crate::bus::encode;
-use crate::gateway::outbound::{Offered, Outbound};
+use crate::gateway::outbound::{self, Offered, Outbound};
 
 /// A connection's id, unique within this process.
 pub type ConnId = u64;
@@ -46,8 +46,12 @@ impl std::ops::Deref for Frame {
 #[derive(Debug)]
 pub struct FrameData {
     pub room_id: Uuid,
-    /// Set on `message.new`: lets a connection drop duplicates and spot gaps during replay.
+    /// Set on `message.new` and `message.updated`: the message's seq.
     pub seq: Option<Seq>,
+    /// Set on `message.new` and `message.updated`: the room's change counter at this version
+    /// of the message. Gap-free per room, so a connection delivers these frames in rev order,
+    /// drops duplicates and spots gaps (`gateway::connection`).
+    pub rev: Option<Rev>,
     /// Connections of this user skip the frame (a typing user does not see their own typing).
     pub skip_user: Option<Uuid>,
     /// Set on `member.left`: that user's connections drop their subscription to the room.
@@ -70,11 +74,12 @@ impl Frame {
     /// `received_at` is when its sender's request arrived (`None` when it is replayed from the
     /// database).
     pub fn message(message: Message, member_rev: i64, received_at: Option<SystemTime>) -> Frame {
-        let (room_id, seq) = (message.room_id, message.seq);
+        let (room_id, seq, rev) = (message.room_id, message.seq, message.rev);
         let event = ServerEvent::MessageNew { message };
         Frame::from(FrameData {
             room_id,
             seq: Some(seq),
+            rev: Some(rev),
             skip_user: None,
             member_left: None,
             member_rev,
@@ -82,6 +87,33 @@ impl Frame {
             received_at,
             text: encode(&event),
         })
+    }
+
+    /// `message.updated` for a changed message, committed at membership revision `member_rev`.
+    pub fn updated(message: Message, member_rev: i64) -> Frame {
+        let (room_id, seq, rev) = (message.room_id, message.seq, message.rev);
+        let event = ServerEvent::MessageUpdated { message };
+        Frame::from(FrameData {
+            room_id,
+            seq: Some(seq),
+            rev: Some(rev),
+            skip_user: None,
+            member_left: None,
+            member_rev,
+            kind: event.type_name(),
+            received_at: None,
+            text: encode(&event),
+        })
+    }
+
+    /// A message in the version the change feed found it at: `message.new` if that is its
+    /// creation, else `message.updated` (reconciliation replays the feed).
+    pub fn feed_entry(message: Message, is_creation: bool, member_rev: i64) -> Frame {
+        if is_creation {
+            Frame::message(message, member_rev, None)
+        } else {
+            Frame::updated(message, member_rev)
+        }
     }
 
     /// Any other room event at membership revision `member_rev`; `skip_user`'s own
@@ -99,6 +131,7 @@ impl Frame {
         Frame::from(FrameData {
             room_id,
             seq: None,
+            rev: None,
             skip_user,
             member_left,
             member_rev,
@@ -129,9 +162,9 @@ pub struct Subscriber {
 #[derive(Debug, Default)]
 struct RoomEntry {
     subscribers: HashMap<ConnId, Subscriber>,
-    /// The highest `message.new` seq published here (or known stored when the room was first
-    /// watched): how a node notices, against the database, messages it never received.
-    last_seq: AtomicI64,
+    /// The highest rev published here (or known stored when the room was first watched): how
+    /// a node notices, against the database, messages and changes it never received.
+    last_rev: AtomicI64,
     /// Every subscriber here was a member of the room at this membership revision or a later
     /// one. An event of a newer revision is delivered only after they are checked again.
     member_rev: AtomicI64,
@@ -144,8 +177,8 @@ struct RoomEntry {
 #[derive(Debug, Clone, Copy)]
 pub struct WatchedRoom {
     pub room_id: Uuid,
-    /// Highest seq published here.
-    pub last_seq: Seq,
+    /// Highest rev published here.
+    pub last_rev: Rev,
     /// Membership revision the local subscribers were last checked at.
     pub member_rev: i64,
 }
@@ -287,7 +320,7 @@ impl Hub {
                     .iter()
                     .map(|(room_id, entry)| WatchedRoom {
                         room_id: *room_id,
-                        last_seq: entry.last_seq.load(Ordering::Relaxed),
+                        last_rev: entry.last_rev.load(Ordering::Relaxed),
                         member_rev: entry.member_rev.load(Ordering::Acquire),
                     })
                     .collect::<Vec<_>>()
@@ -295,15 +328,15 @@ impl Hub {
             .collect()
     }
 
-    /// Records that messages up to `seq` are stored (and were delivered or replayed by the
+    /// Records that changes up to `rev` are stored (and were delivered or replayed by the
     /// subscribers' own reads), so later reconciliation only looks beyond it.
-    pub fn raise_seq(&self, room_id: Uuid, seq: Seq) {
+    pub fn raise_rev(&self, room_id: Uuid, rev: Rev) {
         let table = self
             .shard(room_id)
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(room) = table.get(&room_id) {
-            room.last_seq.fetch_max(seq, Ordering::Relaxed);
+            room.last_rev.fetch_max(rev, Ordering::Relaxed);
         }
     }
 
@@ -323,8 +356,8 @@ impl Hub {
                 let Some(room) = table.get(&frame.room_id) else {
                     return 0;
                 };
-                if let Some(seq) = frame.seq {
-                    room.last_seq.fetch_max(seq, Ordering::Relaxed);
+                if let Some(rev) = frame.rev {
+                    room.last_rev.fetch_max(rev, Ordering::Relaxed);
                 }
                 recipients.extend(
                     room.subscribers
@@ -333,18 +366,25 @@ impl Hub {
                         .map(|subscriber| subscriber.out.clone()),
                 );
             }
-            let mut delivered = 0;
+            let (mut delivered, mut written) = (0, 0);
             for out in recipients.drain(..) {
                 match out.offer(frame) {
-                    Offered::Written | Offered::Queued => delivered += 1,
+                    Offered::Written => written += 1,
+                    Offered::Queued => delivered += 1,
                     Offered::Shed => SHED.increment(1),
                     Offered::Dropped | Offered::Overflowed => {}
                 }
             }
+            if written > 0 {
+                // Counted once per publication; what the connections' tasks write is counted
+                // there.
+                outbound::count_delivered(frame.kind, written as u64);
+                outbound::record_latency(frame);
+            }
             if frame.member_left.is_some() && frame.member_rev > 0 {
                 self.removal_delivered(frame.room_id, frame.member_rev);
             }
-            delivered
+            delivered + written
         })
     }
 

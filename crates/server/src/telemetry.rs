@@ -100,6 +100,15 @@ pub fn register_metrics() {
     );
     describe_histogram!("nebula_commit_batch_size", "Messages per committed batch");
     describe_counter!("nebula_messages_stored_total", "Messages committed");
+    describe_histogram!(
+        "nebula_change_commit_duration_seconds",
+        metrics::Unit::Seconds,
+        "Commit latency of a batch of edits, deletes and reaction changes"
+    );
+    describe_counter!(
+        "nebula_message_changes_total",
+        "Edits, deletes and reaction changes committed (including those that changed nothing)"
+    );
     describe_gauge!(
         "nebula_db_pool_connections",
         "Database connections by state (in_use, idle)"
@@ -128,6 +137,7 @@ pub fn register_metrics() {
     // Labels are the wire's event `type`s and the close reasons' labels.
     for kind in [
         "message.new",
+        "message.updated",
         "typing",
         "read",
         "presence",
@@ -146,6 +156,7 @@ pub fn register_metrics() {
         gauge!("nebula_db_pool_connections", "state" => state).increment(0.0);
     }
     counter!("nebula_messages_stored_total").increment(0);
+    counter!("nebula_message_changes_total").increment(0);
     counter!("nebula_ws_outbound_overflows_total").increment(0);
     counter!("nebula_ws_slow_consumer_disconnects_total").increment(0);
     gauge!("nebula_ws_connections").increment(0.0);
@@ -154,6 +165,7 @@ pub fn register_metrics() {
     let _ = histogram!("nebula_message_delivery_latency_seconds");
     let _ = histogram!("nebula_commit_duration_seconds");
     let _ = histogram!("nebula_commit_batch_size");
+    let _ = histogram!("nebula_change_commit_duration_seconds");
 }
 
 /// The `method` label: a standard method, or `other`. Clients may send any token as a method,

@@ -9,6 +9,12 @@
 //!
 //! Rooms are spread over writers by id, so one room's messages always pass through one
 //! writer and are published in seq order.
+//!
+//! Changes to stored messages (edits, deletes, reactions) take the same queues and are
+//! committed the same way: the changes of a batch in one transaction of their own, after the
+//! batch's new messages (a change can only name a message whose post was already answered, so
+//! none depends on a message of its own batch, and messages keep the commit they had). Each
+//! is answered after its commit and published as `message.updated`, in rev order.
 
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Instant, SystemTime};
@@ -17,13 +23,27 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::bus::Bus;
-use crate::store::{MemberCache, NewMessage, NotAMember, Posted, Store, StoreError};
+use crate::store::{
+    Applied, ChangeOutcome, MemberCache, NewChange, NewMessage, NotAMember, Posted, Store,
+    StoreError,
+};
 
 struct Pending {
     message: NewMessage,
     /// When the sender's request arrived (the start of the end-to-end latency).
     received_at: SystemTime,
     reply: oneshot::Sender<Result<Posted, WriteError>>,
+}
+
+/// What a writer's queue carries.
+enum Op {
+    Post(Pending),
+    Change(PendingChange),
+}
+
+struct PendingChange {
+    change: NewChange,
+    reply: oneshot::Sender<Result<ChangeOutcome, WriteError>>,
 }
 
 /// Why a message was not stored.
@@ -44,7 +64,7 @@ pub enum WriteError {
 /// their queues are drained.
 #[derive(Debug, Clone)]
 pub struct Writers {
-    queues: Vec<mpsc::Sender<Pending>>,
+    queues: Vec<mpsc::Sender<Op>>,
     hasher: RandomState,
 }
 
@@ -83,19 +103,45 @@ impl Writers {
     /// Queue order is commit order within a room, so a connection that submits its messages
     /// one after another gets increasing seqs even with many of them in flight.
     pub async fn submit(&self, message: NewMessage) -> Result<Ticket, WriteError> {
-        let shard =
-            usize::try_from(self.hasher.hash_one(message.room_id) % self.queues.len() as u64)
-                .unwrap_or(0);
         let (reply, answer) = oneshot::channel();
-        self.queues[shard]
-            .send(Pending {
-                message,
-                received_at: SystemTime::now(),
-                reply,
-            })
+        let op = Op::Post(Pending {
+            message,
+            received_at: SystemTime::now(),
+            reply,
+        });
+        self.queue(op.room_id())
+            .send(op)
             .await
             .map_err(|_| WriteError::ShuttingDown)?;
         Ok(Ticket(answer))
+    }
+
+    /// Applies a change to a stored message and returns its outcome once it is committed
+    /// (and published, if it changed anything).
+    pub async fn change(&self, change: NewChange) -> Result<ChangeOutcome, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let op = Op::Change(PendingChange { change, reply });
+        self.queue(op.room_id())
+            .send(op)
+            .await
+            .map_err(|_| WriteError::ShuttingDown)?;
+        answer.await.map_err(|_| WriteError::ShuttingDown)?
+    }
+
+    /// The queue of the writer that owns a room.
+    fn queue(&self, room_id: uuid::Uuid) -> &mpsc::Sender<Op> {
+        let shard =
+            usize::try_from(self.hasher.hash_one(room_id) % self.queues.len() as u64).unwrap_or(0);
+        &self.queues[shard]
+    }
+}
+
+impl Op {
+    fn room_id(&self) -> uuid::Uuid {
+        match self {
+            Op::Post(pending) => pending.message.room_id,
+            Op::Change(pending) => pending.change.room_id,
+        }
     }
 }
 
@@ -108,10 +154,22 @@ impl Ticket {
     }
 }
 
-async fn run_writer(store: Store, bus: Bus, mut queue: mpsc::Receiver<Pending>, batch_max: usize) {
+async fn run_writer(store: Store, bus: Bus, mut queue: mpsc::Receiver<Op>, batch_max: usize) {
+    let mut ops: Vec<Op> = Vec::with_capacity(batch_max);
     let mut batch: Vec<Pending> = Vec::with_capacity(batch_max);
+    let mut changes: Vec<PendingChange> = Vec::new();
     let mut members = MemberCache::default();
-    while queue.recv_many(&mut batch, batch_max).await > 0 {
+    while queue.recv_many(&mut ops, batch_max).await > 0 {
+        for op in ops.drain(..) {
+            match op {
+                Op::Post(pending) => batch.push(pending),
+                Op::Change(pending) => changes.push(pending),
+            }
+        }
+        if batch.is_empty() {
+            commit_changes(&store, &bus, &mut changes).await;
+            continue;
+        }
         let messages: Vec<NewMessage> = batch
             .iter()
             .map(|pending| pending.message.clone())
@@ -150,6 +208,46 @@ async fn run_writer(store: Store, bus: Bus, mut queue: mpsc::Receiver<Pending>, 
                 for pending in batch.drain(..) {
                     let _ = pending.reply.send(Err(answer.clone()));
                 }
+            }
+        }
+        // After the batch's messages (see the module docs).
+        commit_changes(&store, &bus, &mut changes).await;
+    }
+}
+
+/// Commits queued changes (if any) in one transaction, then publishes and answers each.
+async fn commit_changes(store: &Store, bus: &Bus, pending: &mut Vec<PendingChange>) {
+    if pending.is_empty() {
+        return;
+    }
+    let changes: Vec<NewChange> = pending.iter().map(|p| p.change.clone()).collect();
+    let started = Instant::now();
+    let result = store.apply_changes(&changes).await;
+    metrics::histogram!("nebula_change_commit_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(committed) => {
+            for (pending, outcome) in pending.drain(..).zip(committed.outcomes) {
+                if let Ok(Applied::Changed(message)) = &outcome {
+                    let member_rev = committed
+                        .member_revs
+                        .get(&message.room_id)
+                        .copied()
+                        .unwrap_or_default();
+                    bus.publish_change(store, message, member_rev).await;
+                }
+                let _ = pending.reply.send(Ok(outcome));
+            }
+            metrics::counter!("nebula_message_changes_total").increment(changes.len() as u64);
+        }
+        Err(err) => {
+            tracing::error!(error = %err, batch = changes.len(), "change batch failed");
+            let answer = match err {
+                StoreError::Unavailable(cause) => WriteError::Unavailable(cause),
+                other => WriteError::Failed(other.to_string()),
+            };
+            for pending in pending.drain(..) {
+                let _ = pending.reply.send(Err(answer.clone()));
             }
         }
     }

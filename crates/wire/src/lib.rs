@@ -16,3 +16,7 @@ pub use ws::{ClientEvent, PresenceStatus, ServerEvent, TypingState};
 
 /// Per-room message sequence number: 1, 2, 3 … with no gaps.
 pub type Seq = i64;
+
+/// Per-room change counter: every new message, edit, delete and reaction change takes the
+/// next one. Clients compare revs; they never count on them being consecutive.
+pub type Rev = i64;

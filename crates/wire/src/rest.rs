@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::Seq;
+use crate::{Rev, Seq};
 
 /// A registered account as others may see it (never a password hash or an email).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -59,6 +59,18 @@ pub struct Room {
     pub owner_id: Uuid,
     pub member_count: i64,
     pub created_at: DateTime<Utc>,
+    /// For a member only: the room's highest `seq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<Seq>,
+    /// For a member only: the `seq` they last marked read (WebSocket `read`), 0 if never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_read_seq: Option<Seq>,
+    /// For a member only: messages after `last_read_seq` not sent by them and not deleted.
+    /// Exact while `last_seq - last_read_seq` is at most `UNREAD_COUNT_MAX` (default 1000);
+    /// beyond, the count among the first `UNREAD_COUNT_MAX` messages after `last_read_seq`
+    /// (show it as "999+").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread_count: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -192,8 +204,58 @@ pub struct Message {
     pub seq: Seq,
     pub sender_id: Uuid,
     pub sender_username: String,
+    /// `""` once the message is deleted.
     pub content: String,
     pub client_msg_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// The message this one answers (of the same room), if any.
+    #[serde(default)]
+    pub reply_to: Option<ReplyTo>,
+    /// When the content was last edited; `null` if never.
+    #[serde(default)]
+    pub edited_at: Option<DateTime<Utc>>,
+    /// When the message was deleted; `null` if it was not. A deleted message keeps its place
+    /// (`seq`) in history with empty `content`, no reactions, attachments or edit history.
+    #[serde(default)]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Reactions, most used first (ties: the emoji reacted with first comes first).
+    #[serde(default)]
+    pub reactions: Vec<ReactionCount>,
+    /// The room's change counter at this version of the message: every new message, edit,
+    /// delete and reaction change takes the next `rev` of its room. Of two versions of a
+    /// message, keep the one with the higher `rev`.
+    #[serde(default)]
+    pub rev: Rev,
+    /// Attached media (always empty until uploads exist).
+    #[serde(default)]
+    pub attachments: Vec<Media>,
+}
+
+/// What a reply points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReplyTo {
+    pub id: Uuid,
+    pub seq: Seq,
+}
+
+/// One emoji's reactions on a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReactionCount {
+    pub emoji: String,
+    pub count: i64,
+}
+
+/// An uploaded file as a message carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Media {
+    pub id: Uuid,
+    /// What the bytes are, whatever was declared at upload.
+    pub content_type: String,
+    pub size: i64,
+    pub filename: String,
+    /// Images only.
+    pub width: Option<i64>,
+    pub height: Option<i64>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -211,6 +273,77 @@ pub struct PostMessageRequest {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 128, pattern = "^[^\\u0000]*$")]
     pub client_msg_id: Option<String>,
+    /// The id of a message of this room this one answers (else 422 `invalid_reply`).
+    #[serde(default)]
+    #[schema(value_type = Option<Uuid>, format = Uuid)]
+    pub reply_to: Option<String>,
+    /// Ids of media the sender uploaded, at most 10 (else 422 `invalid_attachment`). Uploads
+    /// do not exist yet: any id is refused, an empty list is fine.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Uuid>>, max_items = 10)]
+    pub attachments: Option<Vec<String>>,
+}
+
+/// `PATCH /rooms/{room_id}/messages/{message_id}`: the new content.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EditMessageRequest {
+    /// The same limits as posting.
+    #[schema(
+        min_length = 1,
+        max_length = 4000,
+        pattern = "^[^\\u0000]*[^\\u0000\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+[^\\u0000]*$"
+    )]
+    pub content: String,
+}
+
+/// One earlier content of an edited message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MessageVersion {
+    pub content: String,
+    /// When the edit that replaced this content was made.
+    pub edited_at: DateTime<Utc>,
+}
+
+/// `GET /rooms/{room_id}/messages/{message_id}/history`: earlier contents, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessageHistory {
+    pub versions: Vec<MessageVersion>,
+}
+
+/// One emoji's reactions with who reacted (in the order they did).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReactionUsers {
+    pub emoji: String,
+    pub count: i64,
+    pub users: Vec<User>,
+}
+
+/// `GET /rooms/{room_id}/messages/{message_id}/reactions`, in the order of `message.reactions`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReactionList {
+    pub reactions: Vec<ReactionUsers>,
+}
+
+/// Query of `GET /rooms/{room_id}/changes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+pub struct ChangesQuery {
+    /// Messages created or changed after this `rev` (default 0: all of them).
+    pub since_rev: Option<Rev>,
+    /// 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u64>,
+}
+
+/// `GET /rooms/{room_id}/changes`: messages created or changed after `since_rev`, each in its
+/// current version, ascending `rev`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChangesPage {
+    pub messages: Vec<Message>,
+    /// The room's latest `rev` as the page was read. With `has_more` false, the next query
+    /// may start from the greater of it and the last message's `rev`.
+    pub last_rev: Rev,
+    /// Whether more changes follow beyond this page.
+    pub has_more: bool,
 }
 
 /// Query of `GET /rooms/{room_id}/messages`: either `page`/`page_size`, or a keyset window

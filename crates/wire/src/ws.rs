@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Member, Message, Seq, User};
+use crate::{Member, Message, Rev, Seq, User};
 
 /// Typing indicator state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +30,10 @@ pub enum ClientEvent {
         room_id: Uuid,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since_seq: Option<Seq>,
+        /// With it, messages changed after this rev (and with `seq <= since_seq`) are replayed
+        /// as `message.updated` after the new ones.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_rev: Option<Rev>,
     },
     #[serde(rename = "unsubscribe")]
     Unsubscribe { room_id: Uuid },
@@ -39,6 +43,12 @@ pub enum ClientEvent {
         content: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_msg_id: Option<String>,
+        /// The id of a message of the same room this one answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<String>,
+        /// Ids of uploaded media (none can be attached yet).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attachments: Option<Vec<String>>,
     },
     #[serde(rename = "typing")]
     Typing { room_id: Uuid, state: TypingState },
@@ -70,6 +80,9 @@ pub enum ServerEvent {
     Subscribed {
         room_id: Uuid,
         last_seq: Seq,
+        /// The room's latest `rev` when the subscription started.
+        #[serde(default)]
+        last_rev: Rev,
         /// The first online users by username (at most `SUBSCRIBED_ONLINE_MAX`); the rest
         /// page through `GET /rooms/{room_id}/online`.
         online: Vec<User>,
@@ -81,6 +94,9 @@ pub enum ServerEvent {
     Unsubscribed { room_id: Uuid },
     #[serde(rename = "message.new")]
     MessageNew { message: Message },
+    /// A message was edited, deleted or reacted to: its whole current version.
+    #[serde(rename = "message.updated")]
+    MessageUpdated { message: Message },
     #[serde(rename = "message.ack")]
     MessageAck {
         client_msg_id: Option<String>,
@@ -130,6 +146,7 @@ impl ServerEvent {
             ServerEvent::Subscribed { .. } => "subscribed",
             ServerEvent::Unsubscribed { .. } => "unsubscribed",
             ServerEvent::MessageNew { .. } => "message.new",
+            ServerEvent::MessageUpdated { .. } => "message.updated",
             ServerEvent::MessageAck { .. } => "message.ack",
             ServerEvent::Typing { .. } => "typing",
             ServerEvent::Read { .. } => "read",
@@ -153,9 +170,9 @@ impl ServerEvent {
             | ServerEvent::MemberLeft { room_id, .. }
             | ServerEvent::MemberUpdated { room_id, .. }
             | ServerEvent::Presence { room_id, .. } => Some(*room_id),
-            ServerEvent::MessageNew { message } | ServerEvent::MessageAck { message, .. } => {
-                Some(message.room_id)
-            }
+            ServerEvent::MessageNew { message }
+            | ServerEvent::MessageUpdated { message }
+            | ServerEvent::MessageAck { message, .. } => Some(message.room_id),
             ServerEvent::Error { .. } | ServerEvent::Pong => None,
         }
     }
@@ -181,17 +198,27 @@ mod tests {
             content: "c".into(),
             client_msg_id: None,
             created_at: chrono::Utc::now(),
+            reply_to: None,
+            edited_at: None,
+            deleted_at: None,
+            reactions: vec![],
+            rev: 1,
+            attachments: vec![],
         };
         let room_id = Uuid::nil();
         let events = [
             ServerEvent::Subscribed {
                 room_id,
                 last_seq: 0,
+                last_rev: 0,
                 online: vec![],
                 online_count: 0,
             },
             ServerEvent::Unsubscribed { room_id },
             ServerEvent::MessageNew {
+                message: message.clone(),
+            },
+            ServerEvent::MessageUpdated {
                 message: message.clone(),
             },
             ServerEvent::MessageAck {

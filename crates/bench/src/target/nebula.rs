@@ -35,6 +35,7 @@ pub(crate) async fn subscribe(socket: &mut Socket, room_id: &str) -> anyhow::Res
     let subscribe = ClientEvent::Subscribe {
         room_id: room,
         since_seq: None,
+        since_rev: None,
     };
     socket
         .send(Frame::text(serde_json::to_string(&subscribe)?))
@@ -170,6 +171,12 @@ mod tests {
             content: "quote \" backslash \\ and ünïcode".into(),
             client_msg_id: client_msg_id.map(str::to_owned),
             created_at: Utc::now(),
+            reply_to: None,
+            edited_at: None,
+            deleted_at: None,
+            reactions: vec![],
+            rev: seq,
+            attachments: vec![],
         }
     }
 
@@ -186,6 +193,8 @@ mod tests {
                 room_id,
                 content,
                 client_msg_id: Some("12-7-123456".into()),
+                reply_to: None,
+                attachments: None,
             }
         );
     }
@@ -227,6 +236,7 @@ mod tests {
         let subscribed = serde_json::to_string(&ServerEvent::Subscribed {
             room_id: room,
             last_seq: 9,
+            last_rev: 9,
             online: vec![User {
                 id: Uuid::new_v4(),
                 username: "ada".into(),

@@ -7,7 +7,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
-use nebula_wire::Seq;
+use nebula_wire::{Rev, Seq};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -22,6 +22,9 @@ struct Header {
     room_id: Uuid,
     #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
     seq: Option<Seq>,
+    /// The room's change counter at this version of a message (`message.new`/`.updated`).
+    #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
+    rev: Option<Rev>,
     #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
     skip_user: Option<Uuid>,
     #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
@@ -46,6 +49,7 @@ pub fn encode(origin: Uuid, frame: &Frame) -> Vec<u8> {
         origin,
         room_id: frame.room_id,
         seq: frame.seq,
+        rev: frame.rev,
         skip_user: frame.skip_user,
         member_left: frame.member_left,
         member_rev: frame.member_rev,
@@ -70,6 +74,7 @@ pub fn decode(bytes: &[u8]) -> Option<(Uuid, Frame)> {
     let frame = Frame::from(FrameData {
         room_id: header.room_id,
         seq: header.seq,
+        rev: header.rev,
         skip_user: header.skip_user,
         member_left: header.member_left,
         member_rev: header.member_rev,
@@ -84,8 +89,9 @@ pub fn decode(bytes: &[u8]) -> Option<(Uuid, Frame)> {
 
 /// Event types as static labels (metrics labels must not come from the network unchecked).
 fn known_kind(kind: &str) -> &'static str {
-    const KINDS: [&str; 7] = [
+    const KINDS: [&str; 8] = [
         "message.new",
+        "message.updated",
         "typing",
         "read",
         "presence",
@@ -107,6 +113,7 @@ mod tests {
         let frame = Frame::from(FrameData {
             room_id: Uuid::new_v4(),
             seq: Some(42),
+            rev: Some(57),
             skip_user: None,
             member_left: Some(Uuid::new_v4()),
             member_rev: 7,
@@ -118,10 +125,17 @@ mod tests {
         let (from, back) = decode(&encode(origin, &frame)).expect("decodes");
         assert_eq!(from, origin);
         assert_eq!(
-            (back.room_id, back.seq, back.member_left, back.member_rev),
+            (
+                back.room_id,
+                back.seq,
+                back.rev,
+                back.member_left,
+                back.member_rev
+            ),
             (
                 frame.room_id,
                 frame.seq,
+                frame.rev,
                 frame.member_left,
                 frame.member_rev
             )

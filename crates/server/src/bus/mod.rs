@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use nebula_wire::{Message, Seq, ServerEvent, User};
+use nebula_wire::{Message, ServerEvent, User};
 use uuid::Uuid;
 
 pub use self::redis::RedisBus;
 use crate::hub::{ConnId, Frame, Hub, Subscriber};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, SubscriptionState};
 
 /// Publishes room events and manages which rooms this node listens to.
 #[derive(Debug, Clone)]
@@ -41,9 +41,9 @@ impl Bus {
     }
 
     /// Adds a connection of `user_id` to a room's local fan-out and returns the room's last
-    /// stored seq, read *after* the node is listening to the room everywhere: any message with
-    /// a higher seq reaches the connection live (or via gap repair), so replaying up to this
-    /// seq and then going live misses nothing.
+    /// stored seq and rev, read *after* the node is listening to the room everywhere: any
+    /// change with a higher rev reaches the connection live (or via gap repair), so replaying
+    /// up to this point and then going live misses nothing.
     ///
     /// Membership is checked again in that same read: a user removed while subscribing is not
     /// left registered (`Ok(None)`; the caller's subscription is already undone).
@@ -53,7 +53,7 @@ impl Bus {
         room_id: Uuid,
         conn: ConnId,
         subscriber: Subscriber,
-    ) -> Result<Option<Seq>, StoreError> {
+    ) -> Result<Option<SubscriptionState>, StoreError> {
         let user_id = subscriber.user_id;
         let (first, generation) = self.hub().subscribe(room_id, conn, subscriber);
         if first && let Bus::Redis(bus) = self {
@@ -70,14 +70,14 @@ impl Bus {
                 return Err(err);
             }
         };
-        self.hub().raise_seq(room_id, state.last_seq);
+        self.hub().raise_rev(room_id, state.last_rev);
         // This subscriber was a member at `state.member_rev`; if it is alone in the room (no
         // one joined since), that is true of everyone here.
         if first {
             self.hub()
                 .checked_members(room_id, generation, state.member_rev);
         }
-        Ok(Some(state.last_seq))
+        Ok(Some(state))
     }
 
     /// Removes a connection from a room's local fan-out.
@@ -98,6 +98,14 @@ impl Bus {
         received_at: SystemTime,
     ) {
         let frame = Frame::message(message.clone(), member_rev, Some(received_at));
+        members::admit(self.hub(), store, &frame).await;
+        self.publish_frame(frame);
+    }
+
+    /// Publishes a changed message as `message.updated`; `member_rev` is the room's membership
+    /// revision at the change's commit.
+    pub async fn publish_change(&self, store: &Store, message: &Message, member_rev: i64) {
+        let frame = Frame::updated(message.clone(), member_rev);
         members::admit(self.hub(), store, &frame).await;
         self.publish_frame(frame);
     }

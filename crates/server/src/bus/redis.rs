@@ -6,11 +6,12 @@
 //!
 //! Pub/sub is fire-and-forget: publications of different nodes arrive in any order, and a
 //! node that is disconnected misses what was published meanwhile. Neither loses a message:
-//! - each connection keeps `message.new` in seq order and, when a predecessor is missing,
-//!   waits briefly for it and then reads it from the database (`gateway::connection`);
+//! - each connection keeps a room's messages and their changes in rev order and, when a
+//!   predecessor is missing, waits briefly for it and then reads it from the database
+//!   (`gateway::connection`);
 //! - this module reconciles every watched room against the database after each reconnect and
 //!   periodically, publishing locally whatever the node never received (a dropped last
-//!   message has no successor to reveal the gap).
+//!   change has no successor to reveal the gap).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +32,7 @@ use crate::store::Store;
 const OUTGOING_DEPTH: usize = 65_536;
 /// Most publications sent in one pipeline.
 const PUBLISH_BATCH: usize = 512;
-/// Most messages one reconciliation replays per room (the rest follow on the next round).
+/// Most changes one reconciliation replays per room (the rest follow on the next round).
 const RECONCILE_LIMIT: i64 = 1000;
 /// How long `watch` waits for Redis to confirm a subscription before going on degraded.
 const WATCH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -275,7 +276,9 @@ impl Subscriber {
 
     /// Brings every watched room up to the database: first its subscribers, dropping those
     /// removed while this node was not told (so the messages below cannot reach them), then
-    /// every stored message this node has not seen.
+    /// every stored message and change this node has not seen, in the version the database
+    /// holds (a change read from the feed is the message's latest; the connections deliver
+    /// them in rev order).
     async fn reconcile(&self) {
         for room in self.hub.rooms() {
             let (stored, member_rev) = match self.store.room_revisions(room.room_id).await {
@@ -288,20 +291,20 @@ impl Subscriber {
             if member_rev > room.member_rev {
                 members::check_members(&self.hub, &self.store, room.room_id).await;
             }
-            if stored <= room.last_seq {
+            if stored <= room.last_rev {
                 continue;
             }
-            let up_to = stored.min(room.last_seq + RECONCILE_LIMIT);
             match self
                 .store
-                .messages_between(room.room_id, room.last_seq, up_to)
+                .changes(room.room_id, room.last_rev, stored, None, RECONCILE_LIMIT)
                 .await
             {
-                Ok(messages) => {
+                Ok(entries) => {
                     metrics::counter!("nebula_bus_repaired_messages_total")
-                        .increment(messages.len() as u64);
-                    for message in messages {
-                        self.hub.publish(&Frame::message(message, member_rev, None));
+                        .increment(entries.len() as u64);
+                    for entry in entries {
+                        let frame = Frame::feed_entry(entry.message, entry.is_creation, member_rev);
+                        self.hub.publish(&frame);
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "reconciling with the database failed"),

@@ -9,14 +9,13 @@
 //! frames from the client, and the ping timer. Nothing here blocks the rest of the room.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
-use metrics::{Counter, Histogram};
-use nebula_wire::{Seq, ServerEvent, User};
+use nebula_wire::{Rev, Seq, ServerEvent, User};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::Message as WsMessage;
@@ -27,7 +26,7 @@ use uuid::Uuid;
 use super::budget::FrameBudget;
 use super::close::CloseReason;
 use super::events::{PendingSend, SendOutcome};
-use super::outbound::{Io, Outbound};
+use super::outbound::{Io, Outbound, Position, count_delivered, record_latency};
 use super::registry::ConnectionPermit;
 use super::transport::Transport;
 use crate::bus::encode;
@@ -48,8 +47,28 @@ const MAX_STRIKES: u32 = 20;
 const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 /// Messages held back behind gaps before the gaps are repaired without further waiting.
 const MAX_HELD: usize = 4096;
+/// Messages read from the database per query when replaying.
+const REPLAY_PAGE: i64 = 500;
 /// How long a closing connection waits for the client to answer its close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A room's delivery exceptions (usually none: the room then has no entry at all, and the
+/// fan-out writes its events directly).
+#[derive(Debug, Default)]
+struct Held {
+    /// Frames that arrived ahead of a missing predecessor, by rev.
+    frames: BTreeMap<Rev, Frame>,
+    /// (seq, rev) of messages a replay sent in a version newer than the position it ended at:
+    /// live changes of those messages up to that rev are older news, skipped (the position
+    /// still moves past them). Dropped once the position passes the rev.
+    ahead: Vec<(Seq, Rev)>,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.frames.is_empty() && self.ahead.is_empty()
+    }
+}
 
 pub(crate) struct Connection {
     pub(super) id: ConnId,
@@ -62,8 +81,9 @@ pub(crate) struct Connection {
     /// Events the fan-out handed to this task.
     queue: mpsc::Receiver<Frame>,
     pub(super) pending: FuturesUnordered<PendingSend>,
-    /// Per room, messages received ahead of a missing predecessor, by seq.
-    held: HashMap<Uuid, BTreeMap<Seq, Frame>>,
+    /// Per room, what delivery must still account for: frames received ahead of a missing
+    /// predecessor, and messages a replay showed in a newer version than its position.
+    held: HashMap<Uuid, Held>,
     /// When the oldest open gap stops being waited for and is read from the database.
     gap_deadline: Option<tokio::time::Instant>,
     strikes: u32,
@@ -83,7 +103,7 @@ impl Connection {
         user: User,
         permit: ConnectionPermit,
         token_expires_at: i64,
-        initial_room: Option<(Uuid, Option<Seq>)>,
+        initial_room: Option<(Uuid, Option<Seq>, Option<Rev>)>,
     ) {
         let capacity = state.config.config.ws_outbound_queue;
         let (queue_tx, queue) = mpsc::channel(capacity);
@@ -127,10 +147,10 @@ impl Connection {
     async fn serve(
         &mut self,
         token_expires_at: i64,
-        initial_room: Option<(Uuid, Option<Seq>)>,
+        initial_room: Option<(Uuid, Option<Seq>, Option<Rev>)>,
     ) -> CloseReason {
-        if let Some((room_id, since_seq)) = initial_room
-            && let Err(reason) = Box::pin(self.subscribe(room_id, since_seq)).await
+        if let Some((room_id, since_seq, since_rev)) = initial_room
+            && let Err(reason) = Box::pin(self.subscribe(room_id, since_seq, since_rev)).await
         {
             return reason;
         }
@@ -221,28 +241,29 @@ impl Connection {
         }
     }
 
-    /// Writes one handed-over event, keeping `message.new` gap-free and duplicate-free per
-    /// room.
+    /// Writes one handed-over event, keeping a room's messages and changes in rev order,
+    /// gap-free and duplicate-free (so `message.new` arrives in seq order: a message takes its
+    /// seq and its rev in the same commit).
     ///
-    /// A message whose predecessor has not arrived yet (events of different nodes cross on
-    /// the bus) is held back, and the fan-out stops writing the room directly; if the gap is
-    /// still open after `BUS_GAP_WAIT_MS`, the missing messages are read from the database
-    /// (see `repair_gaps`).
+    /// A frame whose predecessor has not arrived yet (events of different nodes cross on the
+    /// bus) is held back, and the fan-out stops writing the room directly; if the gap is still
+    /// open after `BUS_GAP_WAIT_MS`, the room is brought up to date from the database (see
+    /// `repair_gaps`).
     async fn deliver(&mut self, frame: Frame) -> Result<(), CloseReason> {
         let Some(cursor) = self.out.cursor(frame.room_id) else {
             return Ok(());
         };
-        let Some(seq) = frame.seq else {
+        let Some(rev) = frame.rev else {
             return self.write_frame(frame).await;
         };
-        if seq <= cursor.delivered {
+        if rev <= cursor.at.rev {
             return Ok(()); // already sent (replay, repair, or a duplicate publication)
         }
         let room_id = frame.room_id;
-        if seq > cursor.delivered + 1 {
+        if rev > cursor.at.rev + 1 {
             self.out.set_direct(room_id, false);
-            let held = self.held.entry(room_id).or_default();
-            held.insert(seq, frame);
+            let held = &mut self.held.entry(room_id).or_default().frames;
+            held.insert(rev, frame);
             if held.len() > MAX_HELD {
                 return Box::pin(self.repair_gaps()).await;
             }
@@ -261,24 +282,50 @@ impl Connection {
         self.held.remove(&room_id);
     }
 
+    /// Lets the fan-out write a room directly again unless something is held for it.
+    pub(super) fn resume_direct(&mut self, room_id: Uuid) {
+        if self.held.get(&room_id).is_none_or(Held::is_empty) {
+            self.held.remove(&room_id);
+            self.out.set_direct(room_id, true);
+        }
+    }
+
     /// Writes a frame and does its bookkeeping.
     async fn write_frame(&mut self, frame: Frame) -> Result<(), CloseReason> {
-        if let Some(seq) = frame.seq {
-            self.out.set_delivered(frame.room_id, seq);
+        if let Some(rev) = frame.rev {
+            self.out.advance(&frame);
+            if self.superseded(&frame, rev) {
+                return Ok(());
+            }
         }
         self.send_bytes(&frame.text).await?;
-        count_delivered(frame.kind);
-        if let Some(latency) = frame.received_at.and_then(|at| at.elapsed().ok()) {
-            DELIVERY_LATENCY.record(latency.as_secs_f64());
-        }
+        count_delivered(frame.kind, 1);
+        record_latency(&frame);
         if frame.member_left == Some(self.user.id) {
             self.drop_subscription(frame.room_id);
         }
         Ok(())
     }
 
-    /// Sends held messages that now follow on, dropping any the cursor has passed; once none
-    /// is held, the fan-out writes the room directly again.
+    /// Whether a replay already sent a newer version of this frame's message (see
+    /// `Held::ahead`); forgets what the position, now at `rev`, has passed.
+    fn superseded(&mut self, frame: &Frame, rev: Rev) -> bool {
+        let Some(held) = self.held.get_mut(&frame.room_id) else {
+            return false;
+        };
+        if held.ahead.is_empty() {
+            return false;
+        }
+        let skip = held
+            .ahead
+            .iter()
+            .any(|&(seq, newer)| frame.seq == Some(seq) && rev <= newer);
+        held.ahead.retain(|&(_, newer)| newer > rev);
+        skip
+    }
+
+    /// Sends held frames that now follow on, dropping any the position has passed; once
+    /// nothing is held, the fan-out writes the room directly again.
     async fn release_held(&mut self, room_id: Uuid) -> Result<(), CloseReason> {
         loop {
             let Some(cursor) = self.out.cursor(room_id) else {
@@ -288,24 +335,23 @@ impl Connection {
             let Some(held) = self.held.get_mut(&room_id) else {
                 return Ok(());
             };
-            let Some(entry) = held.first_entry() else {
-                self.held.remove(&room_id);
-                self.out.set_direct(room_id, true);
+            let Some(entry) = held.frames.first_entry() else {
+                self.resume_direct(room_id);
                 return Ok(());
             };
-            let seq = *entry.key();
-            if seq > cursor.delivered + 1 {
+            let rev = *entry.key();
+            if rev > cursor.at.rev + 1 {
                 return Ok(()); // still a gap
             }
             let frame = entry.remove();
-            if seq == cursor.delivered + 1 {
+            if rev == cursor.at.rev + 1 {
                 self.write_frame(frame).await?;
             }
         }
     }
 
-    /// The wait is over: reads every still-missing message from the database, then sends
-    /// what was held.
+    /// The wait is over: brings every room with a still-open gap up to the database, then
+    /// sends what was held and follows on.
     async fn repair_gaps(&mut self) -> Result<(), CloseReason> {
         self.gap_deadline = None;
         let rooms: Vec<Uuid> = self.held.keys().copied().collect();
@@ -314,46 +360,95 @@ impl Connection {
                 self.out.cursor(room_id),
                 self.held
                     .get(&room_id)
-                    .and_then(|held| held.keys().next().copied()),
+                    .and_then(|held| held.frames.keys().next().copied()),
             ) else {
                 continue;
             };
-            if first > cursor.delivered + 1 {
+            if first > cursor.at.rev + 1 {
                 metrics::counter!("nebula_ws_gap_repairs_total").increment(1);
-                self.replay(room_id, cursor.delivered, first - 1).await?;
+                let (last_seq, last_rev) =
+                    self.state
+                        .store
+                        .room_positions(room_id)
+                        .await
+                        .map_err(|err| {
+                            tracing::error!(error = %err, "gap repair failed");
+                            CloseReason::ServerError
+                        })?;
+                // Everything up to the held frame is committed: the database is at least there.
+                let to = Position {
+                    seq: last_seq.max(cursor.at.seq),
+                    rev: last_rev.max(first - 1),
+                };
+                self.catch_up(room_id, cursor.at, to).await?;
+                self.out.set_position(room_id, to);
             }
             self.release_held(room_id).await?;
         }
         Ok(())
     }
 
-    /// Sends stored messages `after < seq <= up_to` of a room as `message.new`, in order.
-    pub(super) async fn replay(
+    /// Brings a room from `from` to `to` (a last seq and rev read together from the database)
+    /// with stored messages: `message.new` for every seq in `from.seq < seq <= to.seq`, in seq
+    /// order, then `message.updated` for every older message (`seq <= from.seq`) whose latest
+    /// change is in `from.rev < rev <= to.rev`, in rev order. Each message goes in the version
+    /// the database holds; a new one read in a version beyond `to.rev` is remembered so that
+    /// the live changes it already includes are skipped. Changes of older messages beyond
+    /// `to.rev` arrive live. The caller moves the room's position to `to`.
+    pub(super) async fn catch_up(
         &mut self,
         room_id: Uuid,
-        after: Seq,
-        up_to: Seq,
+        from: Position,
+        to: Position,
     ) -> Result<(), CloseReason> {
-        let mut cursor = after;
-        while cursor < up_to {
-            let high = up_to.min(cursor + 500);
+        let failed = |err: crate::store::StoreError| {
+            tracing::error!(error = %err, "replay failed");
+            CloseReason::ServerError
+        };
+        let mut ahead = Vec::new();
+        let mut cursor = from.seq.max(0);
+        while cursor < to.seq {
+            let high = to.seq.min(cursor + REPLAY_PAGE);
             let messages = self
                 .state
                 .store
                 .messages_between(room_id, cursor, high)
                 .await
-                .map_err(|err| {
-                    tracing::error!(error = %err, "replay failed");
-                    CloseReason::ServerError
-                })?;
+                .map_err(failed)?;
             for message in messages {
-                let seq = message.seq;
+                if message.rev > to.rev {
+                    ahead.push((message.seq, message.rev));
+                }
                 self.send_event(&ServerEvent::MessageNew { message })
                     .await?;
-                count_delivered("message.new");
-                self.out.set_delivered(room_id, seq);
+                count_delivered("message.new", 1);
             }
             cursor = high;
+        }
+        let older = from.seq.min(to.seq);
+        let mut after = from.rev.max(0);
+        while older > 0 && after < to.rev {
+            let entries = self
+                .state
+                .store
+                .changes(room_id, after, to.rev, Some(older), REPLAY_PAGE)
+                .await
+                .map_err(failed)?;
+            let full = entries.len() == usize::try_from(REPLAY_PAGE).unwrap_or(usize::MAX);
+            for entry in entries {
+                after = entry.message.rev;
+                self.send_event(&ServerEvent::MessageUpdated {
+                    message: entry.message,
+                })
+                .await?;
+                count_delivered("message.updated", 1);
+            }
+            if !full {
+                break;
+            }
+        }
+        if !ahead.is_empty() {
+            self.held.entry(room_id).or_default().ahead.extend(ahead);
         }
         Ok(())
     }
@@ -486,34 +581,6 @@ impl Drop for Connection {
         self.out.close();
         metrics::gauge!("nebula_ws_connections").decrement(1.0);
     }
-}
-
-/// Event types with a delivery counter of their own; anything else counts as "other".
-const DELIVERED_KINDS: [&str; 7] = [
-    "message.new",
-    "typing",
-    "read",
-    "presence",
-    "member.joined",
-    "member.left",
-    "other",
-];
-
-/// Counter handles, resolved once: this runs for every recipient of every event, where a
-/// registry lookup per call would be the most expensive part of a delivery.
-static DELIVERED: LazyLock<[Counter; DELIVERED_KINDS.len()]> = LazyLock::new(|| {
-    DELIVERED_KINDS
-        .map(|kind| metrics::counter!("nebula_ws_events_delivered_total", "type" => kind))
-});
-static DELIVERY_LATENCY: LazyLock<Histogram> =
-    LazyLock::new(|| metrics::histogram!("nebula_message_delivery_latency_seconds"));
-
-fn count_delivered(kind: &str) {
-    let index = DELIVERED_KINDS
-        .iter()
-        .position(|known| *known == kind)
-        .unwrap_or(DELIVERED_KINDS.len() - 1);
-    DELIVERED[index].increment(1);
 }
 
 /// Fires at the gap deadline; never while no gap is open.

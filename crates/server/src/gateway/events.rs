@@ -3,17 +3,26 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use nebula_wire::{ClientEvent, Seq, ServerEvent, TypingState};
+use nebula_wire::{ClientEvent, Rev, Seq, ServerEvent, TypingState};
 use uuid::Uuid;
 
 use super::close::CloseReason;
 use super::connection::Connection;
-use crate::access::member_room;
-use crate::domain::{MessageContent, parse_client_msg_id};
+use super::outbound::Position;
+use crate::access::{member_room, resolve_reply};
+use crate::domain::{MessageBody, parse_client_msg_id};
 use crate::error::ApiError;
 use crate::hub::Subscriber;
 use crate::store::{NewMessage, Posted};
 use crate::writer::{Ticket, WriteError};
+
+/// The fields of a `message.send` besides its room.
+pub(super) struct Outgoing {
+    content: String,
+    client_msg_id: Option<String>,
+    reply_to: Option<String>,
+    attachments: Option<Vec<String>>,
+}
 
 /// A submitted `message.send` waiting for its commit.
 pub(super) type PendingSend = Pin<Box<dyn Future<Output = SendOutcome> + Send>>;
@@ -63,9 +72,11 @@ impl Connection {
             return self.reject(err, reference).await;
         }
         match event {
-            ClientEvent::Subscribe { room_id, since_seq } => {
-                Box::pin(self.subscribe(room_id, since_seq)).await
-            }
+            ClientEvent::Subscribe {
+                room_id,
+                since_seq,
+                since_rev,
+            } => Box::pin(self.subscribe(room_id, since_seq, since_rev)).await,
             ClientEvent::Unsubscribe { room_id } => {
                 self.drop_subscription(room_id);
                 self.send_event(&ServerEvent::Unsubscribed { room_id })
@@ -75,20 +86,33 @@ impl Connection {
                 room_id,
                 content,
                 client_msg_id,
-            } => self.send_message(room_id, content, client_msg_id).await,
+                reply_to,
+                attachments,
+            } => {
+                let body = Outgoing {
+                    content,
+                    client_msg_id,
+                    reply_to,
+                    attachments,
+                };
+                self.send_message(room_id, body).await
+            }
             ClientEvent::Typing { room_id, state } => self.typing(room_id, state).await,
             ClientEvent::Read { room_id, seq } => Box::pin(self.read(room_id, seq)).await,
             ClientEvent::Ping => self.send_event(&ServerEvent::Pong).await,
         }
     }
 
-    /// Subscribes to a room: live interest is registered *before* history is read, so a
-    /// message committed during the replay arrives live and the seq filter in `deliver` drops
-    /// whatever the replay already sent. No gap, no duplicate.
+    /// Subscribes to a room: live interest is registered *before* the room's last seq and rev
+    /// are read, so everything committed later arrives live; what the client missed before
+    /// that is replayed (`Connection::catch_up`: new messages after `since_seq`, then changes
+    /// after `since_rev` of the older ones), and the rev filter in `deliver` drops whatever
+    /// the replay already covered. No gap, no duplicate, nothing out of order.
     pub(super) async fn subscribe(
         &mut self,
         room_id: Uuid,
         since_seq: Option<Seq>,
+        since_rev: Option<Rev>,
     ) -> Result<(), CloseReason> {
         let reference = Some(room_id.to_string());
         if let Err(err) = member_room(&self.state.store, room_id, self.user.id).await {
@@ -102,7 +126,7 @@ impl Connection {
         // handles them after this returns) instead of being written by the fan-out.
         self.out.open_room(room_id);
         self.forget_held(room_id);
-        let last_seq = if newly {
+        let positions = if newly {
             let subscriber = Subscriber {
                 user_id: self.user.id,
                 out: self.out.clone(),
@@ -120,12 +144,21 @@ impl Connection {
                 // Not registered (the bus undid it): forget the room without unsubscribing.
                 self.out.remove_room(room_id);
             }
-            subscribed
+            subscribed.map(|state| {
+                state.map(|state| Position {
+                    seq: state.last_seq,
+                    rev: state.last_rev,
+                })
+            })
         } else {
-            self.state.store.last_seq(room_id).await.map(Some)
+            self.state
+                .store
+                .room_positions(room_id)
+                .await
+                .map(|(seq, rev)| Some(Position { seq, rev }))
         };
-        let last_seq = match last_seq {
-            Ok(Some(seq)) => seq,
+        let last = match positions {
+            Ok(Some(last)) => last,
             // Removed from the room while subscribing.
             Ok(None) => {
                 let err = ApiError::NotAMember {
@@ -152,30 +185,38 @@ impl Connection {
             .await;
         self.send_event(&ServerEvent::Subscribed {
             room_id,
-            last_seq,
+            last_seq: last.seq,
+            last_rev: last.rev,
             online: online.users,
             online_count: online.total,
         })
         .await?;
-        match since_seq {
-            Some(since) if since < last_seq => self.replay(room_id, since.max(0), last_seq).await?,
-            _ => {}
-        }
-        self.out.set_delivered(room_id, last_seq);
-        self.out.set_direct(room_id, true);
+        // Without `since_seq` no message is replayed, without `since_rev` no change.
+        let from = Position {
+            seq: since_seq.unwrap_or(last.seq),
+            rev: since_rev.unwrap_or(last.rev),
+        };
+        self.catch_up(room_id, from, last).await?;
+        self.out.set_position(room_id, last);
+        self.resume_direct(room_id);
         Ok(())
     }
 
-    async fn send_message(
-        &mut self,
-        room_id: Uuid,
-        content: String,
-        client_msg_id: Option<String>,
-    ) -> Result<(), CloseReason> {
+    async fn send_message(&mut self, room_id: Uuid, body: Outgoing) -> Result<(), CloseReason> {
+        let Outgoing {
+            content,
+            client_msg_id,
+            reply_to,
+            attachments,
+        } = body;
         let reference = client_msg_id.clone().or_else(|| Some(room_id.to_string()));
-        let parsed = MessageContent::parse(&content, self.state.config.config.message_max_chars)
-            .and_then(|content| Ok((content, parse_client_msg_id(client_msg_id.as_deref())?)));
-        let (content, client_msg_id) = match parsed {
+        let parsed = MessageBody::parse(
+            &content,
+            attachments.as_deref(),
+            self.state.config.config.message_max_chars,
+        )
+        .and_then(|body| Ok((body, parse_client_msg_id(client_msg_id.as_deref())?)));
+        let (body, client_msg_id) = match parsed {
             Ok(parsed) => parsed,
             Err(err) => {
                 return self.reject(err, reference).await;
@@ -184,6 +225,13 @@ impl Connection {
         if let Err(err) = self.ensure_member(room_id).await {
             return self.reject(err, reference).await;
         }
+        let reply_to = match reply_to {
+            None => None,
+            Some(raw) => match Box::pin(resolve_reply(&self.state.store, room_id, &raw)).await {
+                Ok(target) => Some(target),
+                Err(err) => return self.reject(err, reference).await,
+            },
+        };
         if let Err(err) = self.state.limits.check_message(self.user.id).await {
             return self.reject(err, reference).await;
         }
@@ -191,8 +239,9 @@ impl Connection {
             room_id,
             sender_id: self.user.id,
             sender_username: self.user.username.clone(),
-            content: content.into_inner(),
+            content: body.content.into_inner(),
             client_msg_id: client_msg_id.clone(),
+            reply_to,
         };
         // Submitted now, in frame order; the ack is sent when the commit completes.
         let ticket: Result<Ticket, WriteError> = self.state.writers.submit(message).await;

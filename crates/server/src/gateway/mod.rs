@@ -17,7 +17,7 @@ pub mod typing;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use nebula_wire::{Problem, Seq};
+use nebula_wire::{Problem, Rev, Seq};
 use serde::Deserialize;
 use tracing::Instrument;
 use utoipa::IntoParams;
@@ -48,6 +48,8 @@ pub struct WsQuery {
     token: Option<String>,
     /// `/ws/rooms/{room_id}` only: replay messages after this seq before live ones.
     since_seq: Option<Seq>,
+    /// `/ws/rooms/{room_id}` only: then replay changes after this rev of the older messages.
+    since_rev: Option<Rev>,
 }
 
 /// Open a WebSocket; subscribe to rooms with `subscribe` events.
@@ -91,7 +93,8 @@ async fn connect_to_room(
     state.config.allowed_origins().check_websocket(&headers)?;
     let caller = authenticate(&state, &headers, query.token.as_deref())?;
     member_room(&state.store, room_id, caller.id).await?;
-    accept(state, caller, upgrade?, Some((room_id, query.since_seq))).await
+    let initial = (room_id, query.since_seq, query.since_rev);
+    accept(state, caller, upgrade?, Some(initial)).await
 }
 
 fn authenticate(
@@ -130,7 +133,7 @@ async fn accept(
     state: AppState,
     caller: AuthUser,
     upgrade: WsUpgrade,
-    initial_room: Option<(Uuid, Option<Seq>)>,
+    initial_room: Option<(Uuid, Option<Seq>, Option<Rev>)>,
 ) -> Result<Response, ApiError> {
     let permit = state
         .user_connections

@@ -7,7 +7,7 @@
 //! ([`Outbound::offer`]): one non-blocking vectored `write` of a two-byte header and the
 //! shared payload, no copy, no wake-up. What cannot go out at once waits in a small backlog
 //! that the connection's task writes when the socket is writable again; anything that needs
-//! the task's judgement (a gap in seqs, a subscription being set up, a `member.left`) is handed
+//! the task's judgement (a gap in revs, a subscription being set up, a `member.left`) is handed
 //! to the task's queue, after which every event of the connection goes through the queue until
 //! the task has caught up, so order is kept.
 //!
@@ -18,13 +18,14 @@ use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use nebula_wire::Seq;
+use metrics::{Counter, Histogram};
+use nebula_wire::{Rev, Seq};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -32,13 +33,37 @@ use uuid::Uuid;
 
 use crate::hub::Frame;
 
+/// How far a room has been brought on a socket: `message.new` for every seq up to `seq`, and
+/// every change (creations, edits, deletes, reactions) up to `rev`. Live messages and changes
+/// go out in rev order, so `message.new` goes out in seq order too (a message takes its seq
+/// and its rev in one commit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    pub seq: Seq,
+    pub rev: Rev,
+}
+
+impl Position {
+    /// Moves past a frame written to the socket.
+    fn advance(&mut self, frame: &Frame) {
+        if let Some(rev) = frame.rev {
+            self.rev = self.rev.max(rev);
+            if let Some(seq) = frame.seq
+                && frame.kind == "message.new"
+            {
+                self.seq = self.seq.max(seq);
+            }
+        }
+    }
+}
+
 /// Where a connection is in one room's stream of events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
-    /// The highest `message.new` seq written to the socket.
-    pub delivered: Seq,
+    pub at: Position,
     /// Whether the fan-out may write this room's events itself. Off while the subscription is
-    /// being set up and while the task holds messages behind a gap: then the task decides.
+    /// being set up and while the task holds changes behind a gap or must check them against
+    /// a replay: then the task decides.
     pub direct: bool,
 }
 
@@ -150,17 +175,17 @@ impl Outbound {
             && cursor.direct
             && frame.member_left.is_none()
             && frame
-                .seq
-                .is_none_or(|seq| seq <= cursor.delivered.saturating_add(1));
+                .rev
+                .is_none_or(|rev| rev <= cursor.at.rev.saturating_add(1));
         if !direct {
             return self.hand_over(&mut state, frame);
         }
-        if let Some(seq) = frame.seq {
-            if seq <= cursor.delivered {
+        if let Some(rev) = frame.rev {
+            if rev <= cursor.at.rev {
                 return Offered::Dropped; // already delivered (replay, repair, duplicate)
             }
             if let Some(cursor) = state.rooms.get_mut(&frame.room_id) {
-                cursor.delivered = seq;
+                cursor.at.advance(frame);
             }
         }
         if frame.is_sheddable() && state.backlog_frames >= self.capacity / 2 {
@@ -355,16 +380,23 @@ impl Outbound {
         self.lock().rooms.insert(
             room_id,
             Cursor {
-                delivered: 0,
+                at: Position::default(),
                 direct: false,
             },
         );
     }
 
-    /// Records the highest seq written for a room (by the task).
-    pub fn set_delivered(&self, room_id: Uuid, seq: Seq) {
+    /// Records where the task brought a room (a replay's end).
+    pub fn set_position(&self, room_id: Uuid, at: Position) {
         if let Some(cursor) = self.lock().rooms.get_mut(&room_id) {
-            cursor.delivered = seq;
+            cursor.at = at;
+        }
+    }
+
+    /// Moves a room's position past a frame the task wrote.
+    pub fn advance(&self, frame: &Frame) {
+        if let Some(cursor) = self.lock().rooms.get_mut(&frame.room_id) {
+            cursor.at.advance(frame);
         }
     }
 
@@ -404,9 +436,47 @@ impl Outbound {
     }
 }
 
+/// Event types with a delivery counter of their own; anything else counts as "other".
+const DELIVERED_KINDS: [&str; 9] = [
+    "message.new",
+    "message.updated",
+    "typing",
+    "read",
+    "presence",
+    "member.joined",
+    "member.left",
+    "member.updated",
+    "other",
+];
+
+/// Counter handles, resolved once: this runs for every event written, where a registry
+/// lookup per call would be the most expensive part of a delivery.
+static DELIVERED: LazyLock<[Counter; DELIVERED_KINDS.len()]> = LazyLock::new(|| {
+    DELIVERED_KINDS
+        .map(|kind| metrics::counter!("nebula_ws_events_delivered_total", "type" => kind))
+});
+static DELIVERY_LATENCY: LazyLock<Histogram> =
+    LazyLock::new(|| metrics::histogram!("nebula_message_delivery_latency_seconds"));
+
+/// Counts `n` events of `kind` written to sockets.
+pub fn count_delivered(kind: &str, n: u64) {
+    let index = DELIVERED_KINDS
+        .iter()
+        .position(|known| *known == kind)
+        .unwrap_or(DELIVERED_KINDS.len() - 1);
+    DELIVERED[index].increment(n);
+}
+
+/// Records how long a live message took from its sender's request to a socket.
+pub fn record_latency(frame: &Frame) {
+    if let Some(latency) = frame.received_at.and_then(|at| at.elapsed().ok()) {
+        DELIVERY_LATENCY.record(latency.as_secs_f64());
+    }
+}
+
 /// Frames that could not be written at once and waited in a backlog.
-static BACKLOGGED: std::sync::LazyLock<metrics::Counter> =
-    std::sync::LazyLock::new(|| metrics::counter!("nebula_ws_backlogged_frames_total"));
+static BACKLOGGED: LazyLock<Counter> =
+    LazyLock::new(|| metrics::counter!("nebula_ws_backlogged_frames_total"));
 
 /// One write attempt that never waits: a socket that cannot take anything now is
 /// `WouldBlock`. No waker is registered that matters (see `write_backlog`).
@@ -521,10 +591,16 @@ mod tests {
     use super::*;
     use crate::hub::FrameData;
 
-    fn frame(room_id: Uuid, seq: Option<Seq>, kind: &'static str) -> Frame {
+    /// A frame at `rev`; for messages, the message created at that rev (seq = rev).
+    fn frame(room_id: Uuid, rev: Option<Rev>, kind: &'static str) -> Frame {
+        change(room_id, rev, rev, kind)
+    }
+
+    fn change(room_id: Uuid, seq: Option<Seq>, rev: Option<Rev>, kind: &'static str) -> Frame {
         Frame::from(FrameData {
             room_id,
             seq,
+            rev,
             skip_user: None,
             member_left: None,
             member_rev: 0,
@@ -550,7 +626,7 @@ mod tests {
             "being set up"
         );
         out.handled();
-        out.set_delivered(room, 1);
+        out.set_position(room, Position { seq: 1, rev: 1 });
         out.set_direct(room, true);
         assert_eq!(
             out.offer(&frame(room, Some(1), "message.new")),
@@ -572,9 +648,39 @@ mod tests {
             out.offer(&frame(room, Some(3), "message.new")),
             Offered::Queued
         );
-        assert_eq!(queue.try_recv().ok().and_then(|f| f.seq), Some(1));
-        assert_eq!(queue.try_recv().ok().and_then(|f| f.seq), Some(4));
-        assert_eq!(queue.try_recv().ok().and_then(|f| f.seq), Some(3));
+        assert_eq!(queue.try_recv().ok().and_then(|f| f.rev), Some(1));
+        assert_eq!(queue.try_recv().ok().and_then(|f| f.rev), Some(4));
+        assert_eq!(queue.try_recv().ok().and_then(|f| f.rev), Some(3));
+    }
+
+    #[tokio::test]
+    async fn changes_of_older_messages_follow_the_rev_and_leave_the_seq() {
+        let (out, _client, mut queue) = testing::outbound(64).await;
+        let room = Uuid::new_v4();
+        out.open_room(room);
+        out.set_position(room, Position { seq: 5, rev: 7 });
+        out.set_direct(room, true);
+        // An edit of message 2 at rev 8: written, the seq cursor stays at 5.
+        let edit = change(room, Some(2), Some(8), "message.updated");
+        assert_eq!(out.offer(&edit), Offered::Written);
+        assert_eq!(
+            out.cursor(room).map(|cursor| cursor.at),
+            Some(Position { seq: 5, rev: 8 })
+        );
+        assert_eq!(out.offer(&edit), Offered::Dropped, "the same change again");
+        // The next message takes seq 6 at rev 9.
+        let next = change(room, Some(6), Some(9), "message.new");
+        assert_eq!(out.offer(&next), Offered::Written);
+        assert_eq!(
+            out.cursor(room).map(|cursor| cursor.at),
+            Some(Position { seq: 6, rev: 9 })
+        );
+        // A change two revs ahead waits for the task.
+        assert_eq!(
+            out.offer(&frame(room, Some(11), "message.updated")),
+            Offered::Queued
+        );
+        assert_eq!(queue.try_recv().ok().and_then(|f| f.rev), Some(11));
     }
 
     #[tokio::test]

@@ -9,9 +9,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::extract::{Json, Path, Query};
-use crate::access::member_room;
+use crate::access::{member_room, resolve_reply};
 use crate::auth::AuthUser;
-use crate::domain::{MessageContent, PageRequest, parse_client_msg_id, parse_limit};
+use crate::domain::{MessageBody, PageRequest, parse_client_msg_id, parse_limit};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{Direction, NewMessage, Posted};
@@ -83,7 +83,8 @@ async fn history(
     Ok(axum::Json(response))
 }
 
-/// Post a message. Reposting a `client_msg_id` returns the original with status 200.
+/// Post a message, optionally as a reply. Reposting a `client_msg_id` returns the original
+/// with status 200.
 #[utoipa::path(post, path = "/rooms/{room_id}/messages", tag = "messages", security(("bearer" = [])),
     params(("room_id" = Uuid, Path)), request_body = PostMessageRequest,
     responses(
@@ -91,7 +92,7 @@ async fn history(
         (status = 200, body = Message, description = "the original of a repeated `client_msg_id`"),
         (status = 403, body = Problem, description = "`not_a_member`"),
         (status = 404, body = Problem, description = "`room_not_found`"),
-        (status = 422, body = Problem, description = "`validation_failed`"),
+        (status = 422, body = Problem, description = "`validation_failed`, `invalid_reply` (`reply_to` is not a message of this room) or `invalid_attachment`"),
         (status = 429, body = Problem, description = "`rate_limited`"),
     ))]
 #[tracing::instrument(skip_all, fields(user_id = %caller.id, %room_id))]
@@ -101,9 +102,17 @@ async fn post_message(
     Path(room_id): Path<Uuid>,
     Json(request): Json<PostMessageRequest>,
 ) -> Result<(StatusCode, axum::Json<Message>), ApiError> {
-    let content = MessageContent::parse(&request.content, state.config.config.message_max_chars)?;
+    let body = MessageBody::parse(
+        &request.content,
+        request.attachments.as_deref(),
+        state.config.config.message_max_chars,
+    )?;
     let client_msg_id = parse_client_msg_id(request.client_msg_id.as_deref())?;
     member_room(&state.store, room_id, caller.id).await?;
+    let reply_to = match request.reply_to.as_deref() {
+        Some(raw) => Some(resolve_reply(&state.store, room_id, raw).await?),
+        None => None,
+    };
     state.limits.check_message(caller.id).await?;
     let posted = state
         .writers
@@ -111,8 +120,9 @@ async fn post_message(
             room_id,
             sender_id: caller.id,
             sender_username: caller.username.clone(),
-            content: content.into_inner(),
+            content: body.content.into_inner(),
             client_msg_id,
+            reply_to,
         })
         .await?;
     Ok(match posted {

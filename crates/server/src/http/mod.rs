@@ -1,13 +1,16 @@
 //! The HTTP API: one module per resource, merged here with the cross-cutting layers.
 
 mod auth;
+mod changes;
 pub mod client_ip;
 pub mod extract;
+mod lifecycle;
 mod members;
 mod messages;
 mod meta;
 mod online;
 mod openapi;
+mod reactions;
 mod rooms;
 pub mod security;
 
@@ -40,7 +43,7 @@ use crate::telemetry::track_http;
         (name = "auth", description = "Accounts and tokens"),
         (name = "rooms", description = "Public and private rooms"),
         (name = "members", description = "Joining, adding and leaving"),
-        (name = "messages", description = "History and posting"),
+        (name = "messages", description = "History, posting, replies, edits, deletes, reactions and the change feed"),
         (name = "realtime", description = "WebSocket endpoints"),
         (name = "operations", description = "Health, metrics, service info"),
         (name = "webpush", description = "Browser push subscriptions (in-process notifications only)"),
@@ -73,6 +76,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(members::routes())
         .merge(online::routes())
         .merge(messages::routes())
+        .merge(lifecycle::routes())
+        .merge(reactions::routes())
+        .merge(changes::routes())
         .merge(meta::routes())
         .merge(crate::gateway::routes())
         .split_for_parts()

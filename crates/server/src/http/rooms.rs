@@ -43,15 +43,17 @@ async fn public_rooms(
     Ok(axum::Json(PublicRoomPage { rooms, total }))
 }
 
-/// Rooms the caller is a member of, public and private.
+/// Rooms the caller is a member of, public and private, each with the caller's `last_seq`,
+/// `last_read_seq` and `unread_count`.
 #[utoipa::path(get, path = "/rooms", tag = "rooms", security(("bearer" = [])),
     responses((status = 200, body = RoomList), (status = 401, body = Problem)))]
 async fn my_rooms(
     State(state): State<AppState>,
     caller: AuthUser,
 ) -> Result<axum::Json<RoomList>, ApiError> {
+    let window = state.config.unread_window();
     Ok(axum::Json(RoomList {
-        rooms: state.store.rooms_of(caller.id).await?,
+        rooms: state.store.rooms_of(caller.id, window).await?,
     }))
 }
 
@@ -80,7 +82,8 @@ async fn create_room(
     Ok((StatusCode::CREATED, axum::Json(room)))
 }
 
-/// A room's details (public rooms: anyone; private rooms: members only).
+/// A room's details (public rooms: anyone; private rooms: members only); for a member with
+/// their `last_seq`, `last_read_seq` and `unread_count`.
 #[utoipa::path(get, path = "/rooms/{room_id}", tag = "rooms", security(("bearer" = [])),
     params(("room_id" = Uuid, Path)),
     responses((status = 200, body = Room), (status = 404, body = Problem, description = "`room_not_found`")))]
@@ -89,7 +92,17 @@ async fn get_room(
     caller: AuthUser,
     Path(room_id): Path<Uuid>,
 ) -> Result<axum::Json<Room>, ApiError> {
-    Ok(axum::Json(
-        visible_room(&state.store, room_id, caller.id).await?.room,
-    ))
+    let record = visible_room(&state.store, room_id, caller.id).await?;
+    if record.viewer_role.is_some() {
+        let window = state.config.unread_window();
+        // A member who left in between sees the room as an outsider.
+        if let Some(room) = state
+            .store
+            .room_of_member(room_id, caller.id, window)
+            .await?
+        {
+            return Ok(axum::Json(room));
+        }
+    }
+    Ok(axum::Json(record.room))
 }

@@ -4,11 +4,11 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use nebula_wire::{Message, Seq};
+use nebula_wire::{Message, ReplyTo, Rev, Seq};
 use sqlx::{PgConnection, QueryBuilder, SqliteConnection};
 use uuid::Uuid;
 
-use super::rows::{MessageRow, message_columns};
+use super::rows::{MessageRow, message_columns, message_insert_columns};
 use super::{Backend, Store, StoreError, StoreResult, is_unique_violation, with_pool};
 
 /// A message waiting to be written.
@@ -19,6 +19,8 @@ pub struct NewMessage {
     pub sender_username: String,
     pub content: String,
     pub client_msg_id: Option<String>,
+    /// The message it answers, checked to be of the same room.
+    pub reply_to: Option<ReplyTo>,
 }
 
 /// Outcome of writing one message.
@@ -99,10 +101,11 @@ impl MemberCache {
 impl Store {
     /// Writes a batch of messages in one transaction and returns one outcome per input, in order.
     ///
-    /// Seqs are allocated per room by bumping `rooms.last_seq` inside the same transaction as
-    /// the inserts: the row lock serializes writers of one room across every process, and a
-    /// rolled-back batch releases its seqs, so seq never has gaps or duplicates. Rooms are
-    /// locked in id order so two batches touching the same rooms cannot deadlock.
+    /// Seqs are allocated per room by bumping `rooms.last_seq` (and `last_rev`: a new message
+    /// is also a change) inside the same transaction as the inserts: the row lock serializes
+    /// writers of one room across every process, and a rolled-back batch releases its seqs, so
+    /// seq never has gaps or duplicates. Rooms are locked in id order so two batches touching
+    /// the same rooms cannot deadlock.
     ///
     /// Senders are checked against the room's membership under the same lock: a message from
     /// someone removed before the commit is refused ([`NotAMember`]) whatever any node's
@@ -201,17 +204,18 @@ enum Attempt {
     NotMembers(Vec<(Uuid, Uuid)>),
 }
 
-/// Allocates seqs for a plan's new messages: one `UPDATE` per room, in room-id order, inside
-/// the batch's transaction, which also reads each room's membership revision under the lock.
-/// The same SQL on both backends; a macro because the transaction types differ.
+/// Allocates seqs and revs for a plan's new messages: one `UPDATE` per room, in room-id
+/// order, inside the batch's transaction, which also reads each room's membership revision
+/// under the lock. The same SQL on both backends; a macro because the transaction types differ.
 macro_rules! allocate_seqs {
     ($tx:ident, $plan:ident, $len:expr) => {{
-        let mut seqs: Vec<Option<Seq>> = vec![None; $len];
+        let mut seqs: Vec<Option<(Seq, Rev)>> = vec![None; $len];
         let mut revs: BTreeMap<Uuid, i64> = BTreeMap::new();
         for (room_id, indexes) in &$plan.new_by_room {
             let count = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
-            let (last, member_rev): (Seq, i64) = sqlx::query_as(
-                "UPDATE rooms SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq, member_rev",
+            let (last, last_rev, member_rev): (Seq, Rev, i64) = sqlx::query_as(
+                "UPDATE rooms SET last_seq = last_seq + $2, last_rev = last_rev + $2 WHERE id = $1
+                 RETURNING last_seq, last_rev, member_rev",
             )
             .bind(room_id)
             .bind(count)
@@ -219,7 +223,8 @@ macro_rules! allocate_seqs {
             .await?;
             revs.insert(*room_id, member_rev);
             for (offset, &index) in indexes.iter().enumerate() {
-                seqs[index] = Some(last - count + 1 + i64::try_from(offset).unwrap_or(0));
+                let offset = i64::try_from(offset).unwrap_or(0);
+                seqs[index] = Some((last - count + 1 + offset, last_rev - count + 1 + offset));
             }
         }
         (seqs, revs)
@@ -337,17 +342,17 @@ impl Plan {
     }
 }
 
-/// The rows to insert: one per input that got a seq.
+/// The rows to insert: one per input that got a seq (and rev).
 fn new_rows(
     batch: &[NewMessage],
-    seqs: Vec<Option<Seq>>,
+    seqs: Vec<Option<(Seq, Rev)>>,
     created_at: DateTime<Utc>,
 ) -> Vec<Option<Message>> {
     batch
         .iter()
         .zip(seqs)
         .map(|(message, seq)| {
-            seq.map(|seq| Message {
+            seq.map(|(seq, rev)| Message {
                 id: Uuid::now_v7(),
                 room_id: message.room_id,
                 seq,
@@ -356,6 +361,12 @@ fn new_rows(
                 content: message.content.clone(),
                 client_msg_id: message.client_msg_id.clone(),
                 created_at,
+                reply_to: message.reply_to,
+                edited_at: None,
+                deleted_at: None,
+                reactions: Vec::new(),
+                rev,
+                attachments: Vec::new(),
             })
         })
         .collect()
@@ -432,7 +443,11 @@ async fn sqlite_insert(tx: &mut SqliteConnection, created: &[Option<Message>]) -
     if rows.is_empty() {
         return Ok(());
     }
-    let mut insert = QueryBuilder::new(concat!("INSERT INTO messages (", message_columns!(), ") "));
+    let mut insert = QueryBuilder::new(concat!(
+        "INSERT INTO messages (",
+        message_insert_columns!(),
+        ") "
+    ));
     insert.push_values(rows, |mut row, m| {
         row.push_bind(m.id)
             .push_bind(m.room_id)
@@ -441,7 +456,11 @@ async fn sqlite_insert(tx: &mut SqliteConnection, created: &[Option<Message>]) -
             .push_bind(m.sender_username.clone())
             .push_bind(m.content.clone())
             .push_bind(m.client_msg_id.clone())
-            .push_bind(m.created_at);
+            .push_bind(m.created_at)
+            .push_bind(m.rev)
+            .push_bind(m.rev)
+            .push_bind(m.reply_to.map(|r| r.id))
+            .push_bind(m.reply_to.map(|r| r.seq));
     });
     insert.build().execute(&mut *tx).await?;
     Ok(())
@@ -454,11 +473,14 @@ async fn postgres_insert(tx: &mut PgConnection, created: &[Option<Message>]) -> 
     if rows.is_empty() {
         return Ok(());
     }
+    // A new message is its own creation: `created_rev` repeats the `rev` array (column 9).
     sqlx::query(concat!(
         "INSERT INTO messages (",
-        message_columns!(),
-        ") SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[],",
-        " $6::text[], $7::text[], $8::timestamptz[])"
+        message_insert_columns!(),
+        ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c9, c10, c11",
+        " FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[],",
+        " $6::text[], $7::text[], $8::timestamptz[], $9::int8[], $10::uuid[], $11::int8[])",
+        " AS t(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11)"
     ))
     .bind(rows.iter().map(|m| m.id).collect::<Vec<_>>())
     .bind(rows.iter().map(|m| m.room_id).collect::<Vec<_>>())
@@ -476,6 +498,17 @@ async fn postgres_insert(tx: &mut PgConnection, created: &[Option<Message>]) -> 
             .collect::<Vec<_>>(),
     )
     .bind(rows.iter().map(|m| m.created_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|m| m.rev).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|m| m.reply_to.map(|r| r.id))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|m| m.reply_to.map(|r| r.seq))
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -4,6 +4,8 @@
 //! agree, the very same SQL: `with_pool!` expands a block once per backend, so each query is
 //! written once and type-checked against both drivers. The integration suite runs against both.
 
+mod changes;
+mod lifecycle;
 mod messages;
 mod outbox;
 mod rooms;
@@ -21,6 +23,10 @@ use sqlx::sqlite::{
 };
 use tokio::sync::Notify;
 
+pub use changes::{FeedEntry, ReactionRecord};
+pub use lifecycle::{
+    Action, Applied, ChangeOutcome, ChangesCommitted, MAX_DISTINCT_REACTIONS, NewChange, Refused,
+};
 pub use messages::{Direction, MemberCache, NewMessage, NotAMember, Outcome, Posted};
 pub use outbox::{OutboxLease, OutboxRow};
 pub use rooms::{AddOutcome, MembershipCheck, RoomAccess, RoomRecord, SubscriptionState};

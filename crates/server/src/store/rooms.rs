@@ -20,10 +20,16 @@ struct RoomRow {
     last_seq: i64,
     created_at: DateTime<Utc>,
     viewer_role: Option<String>,
+    /// Only in member views (`member_room_select!`).
+    #[sqlx(default)]
+    viewer_last_read_seq: Option<i64>,
+    #[sqlx(default)]
+    viewer_unread: Option<i64>,
 }
 
 impl RoomRow {
     fn into_record(self) -> RoomRecord {
+        let member_view = self.viewer_last_read_seq.is_some();
         RoomRecord {
             viewer_role: self.viewer_role.as_deref().map(parse_role),
             last_seq: self.last_seq,
@@ -35,6 +41,9 @@ impl RoomRow {
                 owner_id: self.owner_id,
                 member_count: self.member_count,
                 created_at: self.created_at,
+                last_seq: member_view.then_some(self.last_seq),
+                last_read_seq: self.viewer_last_read_seq,
+                unread_count: self.viewer_unread,
             },
         }
     }
@@ -47,6 +56,20 @@ macro_rules! room_select {
         "SELECT r.id, r.name, r.description, r.is_private, r.owner_id, r.member_count, \
          r.last_seq, r.created_at, m.role AS viewer_role \
          FROM rooms r LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $1"
+    };
+}
+
+/// `room_select!` plus what a member sees of their reading: `$2` is the unread window
+/// (`UNREAD_COUNT_MAX`). The count is one range scan of the (room_id, seq) key over at most
+/// that many rows after the member's last read seq, whatever the depth of history.
+macro_rules! member_room_select {
+    () => {
+        "SELECT r.id, r.name, r.description, r.is_private, r.owner_id, r.member_count, \
+         r.last_seq, r.created_at, m.role AS viewer_role, m.last_read_seq AS viewer_last_read_seq, \
+         (SELECT COUNT(*) FROM messages msg WHERE msg.room_id = r.id \
+            AND msg.seq > m.last_read_seq AND msg.seq <= m.last_read_seq + $2 \
+            AND msg.sender_id <> $1 AND msg.deleted_at IS NULL) AS viewer_unread \
+         FROM rooms r JOIN room_members m ON m.room_id = r.id AND m.user_id = $1"
     };
 }
 
@@ -105,6 +128,10 @@ impl Store {
             owner_id: owner.id,
             member_count: 1,
             created_at: super::now(),
+            // Its creator is a member, who has read everything there is.
+            last_seq: Some(0),
+            last_read_seq: Some(0),
+            unread_count: Some(0),
         };
         with_writer!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -174,16 +201,37 @@ impl Store {
         ))
     }
 
-    /// Every room `user` is a member of, most recently joined first.
-    pub async fn rooms_of(&self, user: Uuid) -> StoreResult<Vec<Room>> {
+    /// Every room `user` is a member of, most recently joined first, with their unread counts
+    /// (exact within `unread_window` messages after their last read seq).
+    pub async fn rooms_of(&self, user: Uuid, unread_window: i64) -> StoreResult<Vec<Room>> {
         let sql = concat!(
-            room_select!(),
-            " WHERE m.user_id IS NOT NULL ORDER BY m.joined_at DESC, r.id DESC"
+            member_room_select!(),
+            " ORDER BY m.joined_at DESC, r.id DESC"
         );
         let rows = with_pool!(self, pool => {
-            sqlx::query_as::<_, RoomRow>(sql).bind(user).fetch_all(pool).await?
+            sqlx::query_as::<_, RoomRow>(sql).bind(user).bind(unread_window).fetch_all(pool).await?
         });
         Ok(rows.into_iter().map(|row| row.into_record().room).collect())
+    }
+
+    /// The room as a member sees it, with their unread count (see `rooms_of`); `None` if they
+    /// are not a member.
+    pub async fn room_of_member(
+        &self,
+        room_id: Uuid,
+        user: Uuid,
+        unread_window: i64,
+    ) -> StoreResult<Option<Room>> {
+        let sql = concat!(member_room_select!(), " WHERE r.id = $3");
+        let row = with_pool!(self, pool => {
+            sqlx::query_as::<_, RoomRow>(sql)
+                .bind(user)
+                .bind(unread_window)
+                .bind(room_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|row| row.into_record().room))
     }
 
     /// The room's members in the order they joined.
@@ -374,16 +422,16 @@ impl Store {
     }
 
     /// What a new subscription needs, read in one statement *after* the subscriber was
-    /// registered: the room's last seq, its membership revision, and whether the user is
+    /// registered: the room's last seq and rev, its membership revision, and whether the user is
     /// (still) a member. `None` for a room that does not exist.
     pub async fn subscription_state(
         &self,
         room_id: Uuid,
         user_id: Uuid,
     ) -> StoreResult<Option<SubscriptionState>> {
-        let row: Option<(i64, i64, bool)> = with_pool!(self, pool => {
+        let row: Option<(i64, i64, i64, bool)> = with_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT r.last_seq, r.member_rev,
+                "SELECT r.last_seq, r.last_rev, r.member_rev,
                         EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = r.id AND m.user_id = $2)
                  FROM rooms r WHERE r.id = $1",
             )
@@ -392,13 +440,14 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        Ok(
-            row.map(|(last_seq, member_rev, is_member)| SubscriptionState {
+        Ok(row.map(
+            |(last_seq, last_rev, member_rev, is_member)| SubscriptionState {
                 last_seq,
+                last_rev,
                 member_rev,
                 is_member,
-            }),
-        )
+            },
+        ))
     }
 
     /// Which of `users` are still members of the room, with the membership revision that
@@ -467,18 +516,10 @@ impl Store {
         Ok(check)
     }
 
-    /// The highest seq in the room (0 for none or no such room).
-    pub async fn last_seq(&self, room_id: Uuid) -> StoreResult<i64> {
-        let seq: Option<i64> = with_pool!(self, pool => {
-            sqlx::query_scalar("SELECT last_seq FROM rooms WHERE id = $1").bind(room_id).fetch_optional(pool).await?
-        });
-        Ok(seq.unwrap_or(0))
-    }
-
-    /// The room's last seq and membership revision (0, 0 for no such room).
+    /// The room's last rev and membership revision (0, 0 for no such room).
     pub async fn room_revisions(&self, room_id: Uuid) -> StoreResult<(i64, i64)> {
         let row: Option<(i64, i64)> = with_pool!(self, pool => {
-            sqlx::query_as("SELECT last_seq, member_rev FROM rooms WHERE id = $1")
+            sqlx::query_as("SELECT last_rev, member_rev FROM rooms WHERE id = $1")
                 .bind(room_id)
                 .fetch_optional(pool)
                 .await?
@@ -510,6 +551,7 @@ const MEMBERSHIP_CHUNK: usize = 500;
 #[derive(Debug, Clone, Copy)]
 pub struct SubscriptionState {
     pub last_seq: i64,
+    pub last_rev: i64,
     pub member_rev: i64,
     pub is_member: bool,
 }

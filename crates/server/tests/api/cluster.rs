@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::process::Stdio;
 use std::time::Duration;
 
-use nebula_wire::{AuthResponse, ClientEvent, PresenceStatus, ServerEvent, TypingState};
+use nebula_wire::{AuthResponse, ClientEvent, Message, PresenceStatus, ServerEvent, TypingState};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::process::{Child, Command};
@@ -304,6 +304,7 @@ async fn presence_changes_once_per_transition_across_nodes() {
         .send(ClientEvent::Subscribe {
             room_id: room.id,
             since_seq: None,
+            since_rev: None,
         })
         .await;
     let subscribed = second
@@ -392,6 +393,7 @@ async fn a_killed_node_goes_offline_and_its_clients_resume_elsewhere() {
         .send(ClientEvent::Subscribe {
             room_id: room.id,
             since_seq: Some(10),
+            since_rev: None,
         })
         .await;
     expect_seqs(&mut resumed, 11, 20, "alice after resuming").await;
@@ -628,6 +630,8 @@ async fn a_removed_member_on_another_node_hears_nothing_when_the_bus_lost_the_re
             room_id: room.id,
             content: "still here?".into(),
             client_msg_id: None,
+            reply_to: None,
+            attachments: None,
         })
         .await;
     let refused = bob_ws
@@ -637,4 +641,159 @@ async fn a_removed_member_on_another_node_hears_nothing_when_the_bus_lost_the_re
         matches!(&refused, ServerEvent::Error { code, .. } if code == "not_a_member"),
         "{refused:?}"
     );
+}
+
+/// Reads a subscriber's events until it has the version of `message` at `rev`; asserts that
+/// the versions it got only ever moved forward, and returns the last.
+async fn follow_until(ws: &mut WsClient, message: Uuid, rev: i64, who: &str) -> Message {
+    let mut last: Option<Message> = None;
+    while last.as_ref().is_none_or(|m| m.rev < rev) {
+        let (ServerEvent::MessageNew { message: m } | ServerEvent::MessageUpdated { message: m }) =
+            ws.expect(|e| {
+                matches!(
+                    e,
+                    ServerEvent::MessageNew { .. } | ServerEvent::MessageUpdated { .. }
+                )
+            })
+            .await
+        else {
+            unreachable!()
+        };
+        if m.id != message {
+            continue;
+        }
+        if let Some(previous) = &last {
+            assert!(
+                m.rev > previous.rev,
+                "{who}: rev {} after {}",
+                m.rev,
+                previous.rev
+            );
+        }
+        last = Some(m);
+    }
+    last.unwrap()
+}
+
+/// Edits by its author and reactions by others from all three nodes at once, and a delete in
+/// the middle of them: every subscriber, on every node, ends on the version with the highest
+/// rev — the one the database holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_of_one_message_from_every_node_converge_on_every_subscriber() {
+    let Some((backend, redis)) = services("changes_converge") else {
+        return;
+    };
+    let cluster = TestCluster::start(&backend, &redis, 3, &[]).await;
+    let alice = cluster.register(0, "alice").await;
+    let room = alice.create_room("Busy", false).await;
+    let message = alice.say(room.id, "change me").await;
+    let mut watchers = Vec::new();
+    let mut reactors = Vec::new();
+    for node in 0..3 {
+        let watcher = cluster.register(node, &format!("watcher{node}")).await;
+        watcher.join(room.id).await;
+        watchers.push(watcher.subscribed(room.id).await);
+        let reactor = cluster.register(node, &format!("reactor{node}")).await;
+        reactor.join(room.id).await;
+        reactors.push(reactor);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (node, reactor) in reactors.into_iter().enumerate() {
+        let author = on(&alice, &cluster, node);
+        tasks.spawn(async move {
+            for n in 0..8 {
+                let edit = author
+                    .edit(room.id, message.id, &format!("edit {node}.{n}"))
+                    .await;
+                assert!(matches!(edit.status.as_u16(), 200 | 409), "{}", edit.text());
+                for emoji in ["👍", "🎉"] {
+                    let status = reactor.react(room.id, message.id, emoji).await.status;
+                    assert!(matches!(status.as_u16(), 204 | 409), "{status}");
+                }
+                if n % 2 == 1 {
+                    reactor.unreact(room.id, message.id, "🎉").await;
+                }
+                if node == 1 && n == 5 {
+                    let deleted = author.delete_message(room.id, message.id).await;
+                    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+                }
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let stored = alice.message(room.id, message.id).await;
+    assert!(stored.deleted_at.is_some() && stored.content.is_empty());
+    for (node, ws) in watchers.iter_mut().enumerate() {
+        let seen = follow_until(ws, message.id, stored.rev, &format!("node {node}")).await;
+        assert_eq!(seen, stored, "the watcher on node {node}");
+    }
+}
+
+/// Pub/sub keeps dropping while messages are edited, reacted to, deleted and posted on one
+/// node: a subscriber on the other node, which hears none of it live, still ends with every
+/// change in its latest version, the new message once, and nothing out of order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pubsub_outage_loses_no_change() {
+    let Some((backend, _)) = services("pubsub_outage_changes") else {
+        return;
+    };
+    let redis = PrivateRedis::start().await;
+    let cluster = TestCluster::start(&backend, &redis.url(), 2, &[]).await;
+    let alice = cluster.register(0, "alice").await;
+    let room = alice.create_room("Stormy", false).await;
+    let bob = cluster.register(1, "bob").await;
+    bob.join(room.id).await;
+    let mut bob_ws = bob.subscribed(room.id).await;
+    let mut posted = Vec::new();
+    for n in 1..=3 {
+        posted.push(alice.say(room.id, &format!("m{n}")).await);
+    }
+    expect_seqs(&mut bob_ws, 1, 3, "bob before the outage").await;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let killer = tokio::spawn(keep_killing_pubsub(redis.url(), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    alice.edit(room.id, posted[0].id, "m1 edited").await;
+    alice.react(room.id, posted[1].id, "👍").await;
+    alice.delete_message(room.id, posted[2].id).await;
+    let fourth = alice.say(room.id, "m4").await;
+    // The very last change of the outage has no successor to reveal it, and it supersedes
+    // the reaction above (the feed no longer holds that version).
+    alice.edit(room.id, posted[1].id, "m2 edited").await;
+    stop.cancel();
+    killer.await.expect("killer");
+
+    let feed: nebula_wire::ChangesPage = alice
+        .get(&format!("/rooms/{}/changes?since_rev=3", room.id))
+        .await
+        .json();
+    let mut latest: std::collections::HashMap<Uuid, Message> = std::collections::HashMap::new();
+    let mut seqs = Vec::new();
+    while latest.values().map(|m| m.rev).max().unwrap_or(0) < feed.last_rev {
+        match bob_ws.next_event().await {
+            ServerEvent::MessageNew { message } => {
+                seqs.push(message.seq);
+                latest.insert(message.id, message);
+            }
+            ServerEvent::MessageUpdated { message } => {
+                if let Some(known) = latest.get(&message.id) {
+                    assert!(message.rev > known.rev, "{message:?} after {known:?}");
+                }
+                latest.insert(message.id, message);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seqs, [4], "the new message, once");
+    for message in feed.messages {
+        assert_eq!(
+            latest.get(&message.id),
+            Some(&message),
+            "seq {}",
+            message.seq
+        );
+    }
+    assert_eq!(latest[&fourth.id].content, "m4");
 }

@@ -173,6 +173,15 @@ impl TestApp {
     /// A server with test defaults, then `configure` applied.
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
         let (db, database_url) = TestDb::create(&backend).await;
+        Self::spawn_on(db, database_url, configure).await
+    }
+
+    /// A server on a database the test prepared (e.g. written by an older schema).
+    pub async fn spawn_on(
+        db: TestDb,
+        database_url: String,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let mut config = test_config(&database_url);
         configure(&mut config);
         let (addr, shutdown, server, (limits, passwords)) = launch(config.clone()).await;
@@ -225,6 +234,43 @@ impl TestApp {
             let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
             sqlx::query(statement).execute(&pool).await.unwrap();
             pool.close().await;
+        }
+    }
+
+    /// One integer from the server's database behind its back (e.g. `SELECT COUNT(*) …`).
+    pub async fn query_i64(&self, query: &str) -> i64 {
+        let query = sqlx::AssertSqlSafe(query.to_owned());
+        if self.database_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+            let value = sqlx::query_scalar(query).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            value
+        } else {
+            let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+            let value = sqlx::query_scalar(query).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            value
+        }
+    }
+
+    /// The database's plan for a statement, as text (`EXPLAIN QUERY PLAN` / `EXPLAIN`).
+    pub async fn query_plan(&self, statement: &str) -> String {
+        if self.database_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+            let sql = sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {statement}"));
+            let rows: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows.into_iter()
+                .map(|row| row.3)
+                .collect::<Vec<_>>()
+                .join("\n")
+        } else {
+            let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+            let sql = sqlx::AssertSqlSafe(format!("EXPLAIN {statement}"));
+            let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows.join("\n")
         }
     }
 
@@ -305,6 +351,18 @@ impl Drop for TestApp {
             let _ = shutdown.send(());
         }
     }
+}
+
+/// Every byte that is not unreserved in a URL as `%XX`.
+pub fn percent_encode(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 pub fn password_of(username: &str) -> String {
@@ -400,6 +458,48 @@ impl Session {
 
     pub async fn delete(&self, path: &str) -> Reply {
         send(self.http.delete(self.url(path)).bearer_auth(&self.token)).await
+    }
+
+    pub async fn put(&self, path: &str) -> Reply {
+        send(self.http.put(self.url(path)).bearer_auth(&self.token)).await
+    }
+
+    /// `PATCH …/messages/{message}` with new content.
+    pub async fn edit(&self, room: Uuid, message: Uuid, content: &str) -> Reply {
+        self.patch(
+            &format!("/rooms/{room}/messages/{message}"),
+            json!({"content": content}),
+        )
+        .await
+    }
+
+    pub async fn delete_message(&self, room: Uuid, message: Uuid) -> Reply {
+        self.delete(&format!("/rooms/{room}/messages/{message}"))
+            .await
+    }
+
+    /// `PUT …/reactions/{emoji}`, the emoji percent-encoded.
+    pub async fn react(&self, room: Uuid, message: Uuid, emoji: &str) -> Reply {
+        let emoji = percent_encode(emoji);
+        self.put(&format!(
+            "/rooms/{room}/messages/{message}/reactions/{emoji}"
+        ))
+        .await
+    }
+
+    pub async fn unreact(&self, room: Uuid, message: Uuid, emoji: &str) -> Reply {
+        let emoji = percent_encode(emoji);
+        self.delete(&format!(
+            "/rooms/{room}/messages/{message}/reactions/{emoji}"
+        ))
+        .await
+    }
+
+    /// `GET …/messages/{message}`, expecting 200.
+    pub async fn message(&self, room: Uuid, message: Uuid) -> Message {
+        let reply = self.get(&format!("/rooms/{room}/messages/{message}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        reply.json()
     }
 
     pub async fn create_room(&self, name: &str, is_private: bool) -> Room {

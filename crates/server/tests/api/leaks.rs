@@ -58,6 +58,7 @@ async fn database_errors_reach_websockets_as_codes_only(backend: Backend) {
     ws.send(ClientEvent::Subscribe {
         room_id: room.id,
         since_seq: None,
+        since_rev: None,
     })
     .await;
     let event = ws.expect(|e| matches!(e, ServerEvent::Error { .. })).await;
@@ -123,6 +124,8 @@ async fn a_lost_database_is_reported_without_its_errors() {
         room_id: room.id,
         content: "hello?".into(),
         client_msg_id: Some("m1".into()),
+        reply_to: None,
+        attachments: None,
     })
     .await;
     let event = ws.expect(|e| matches!(e, ServerEvent::Error { .. })).await;

@@ -235,6 +235,7 @@ async fn subscriptions_per_connection_are_capped(backend: Backend) {
         ws.send(ClientEvent::Subscribe {
             room_id: room.id,
             since_seq: None,
+            since_rev: None,
         })
         .await;
         assert!(matches!(
@@ -245,6 +246,7 @@ async fn subscriptions_per_connection_are_capped(backend: Backend) {
     ws.send(ClientEvent::Subscribe {
         room_id: rooms[2].id,
         since_seq: None,
+        since_rev: None,
     })
     .await;
     let refused = ws.next_event().await;
@@ -257,6 +259,7 @@ async fn subscriptions_per_connection_are_capped(backend: Backend) {
     ws.send(ClientEvent::Subscribe {
         room_id: rooms[0].id,
         since_seq: None,
+        since_rev: None,
     })
     .await;
     assert!(matches!(
@@ -274,6 +277,7 @@ async fn subscriptions_per_connection_are_capped(backend: Backend) {
     ws.send(ClientEvent::Subscribe {
         room_id: rooms[2].id,
         since_seq: None,
+        since_rev: None,
     })
     .await;
     let subscribed = ws.next_event().await;

@@ -63,6 +63,7 @@ async fn a_removed_members_sockets_get_member_left_and_stop(backend: Backend) {
         ws.send(ClientEvent::Subscribe {
             room_id: room.id,
             since_seq: Some(0),
+            since_rev: None,
         })
         .await;
         let refused = ws.next_event().await;
@@ -123,6 +124,8 @@ async fn a_silently_removed_member_cannot_send(backend: Backend) {
             room_id: room.id,
             content: "hello".into(),
             client_msg_id: Some("one".into()),
+            reply_to: None,
+            attachments: None,
         })
         .await;
     bob_ws
@@ -135,6 +138,8 @@ async fn a_silently_removed_member_cannot_send(backend: Backend) {
             room_id: room.id,
             content: "am I still here?".into(),
             client_msg_id: Some("two".into()),
+            reply_to: None,
+            attachments: None,
         })
         .await;
     let refused = bob_ws

@@ -27,6 +27,7 @@ async fn subscribed_lists_a_few_online_users_and_the_rest_page_over_rest(backend
         .send(nebula_wire::ClientEvent::Subscribe {
             room_id: room.id,
             since_seq: None,
+            since_rev: None,
         })
         .await;
     names.insert("owner".into());

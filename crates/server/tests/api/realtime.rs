@@ -74,6 +74,7 @@ async fn refused_clients_get_no_socket(backend: Backend) {
     ws.send(ClientEvent::Subscribe {
         room_id: den.id,
         since_seq: None,
+        since_rev: None,
     })
     .await;
     let error = ws.next_event().await;
@@ -84,6 +85,7 @@ async fn refused_clients_get_no_socket(backend: Backend) {
     ws.send(ClientEvent::Subscribe {
         room_id: lobby.id,
         since_seq: None,
+        since_rev: None,
     })
     .await;
     assert!(
@@ -105,6 +107,8 @@ async fn a_sent_message_is_acked_to_its_sender_and_fanned_out_to_subscribers(bac
             room_id: room.id,
             content: "hi bob".into(),
             client_msg_id: Some("c1".into()),
+            reply_to: None,
+            attachments: None,
         })
         .await;
     // The sender gets both its ack and, as a subscriber, message.new (in either order).
@@ -138,6 +142,8 @@ async fn a_sent_message_is_acked_to_its_sender_and_fanned_out_to_subscribers(bac
             room_id: room.id,
             content: "hi bob".into(),
             client_msg_id: Some("c1".into()),
+            reply_to: None,
+            attachments: None,
         })
         .await;
     let again = alice_ws
@@ -237,6 +243,7 @@ async fn resuming_with_since_seq_replays_exactly_what_was_missed(backend: Backen
         .send(ClientEvent::Subscribe {
             room_id: room.id,
             since_seq: Some(3),
+            since_rev: None,
         })
         .await;
     assert!(matches!(
@@ -283,6 +290,7 @@ async fn subscribing_while_messages_flow_has_no_gap_and_no_duplicate(backend: Ba
     ws.send(ClientEvent::Subscribe {
         room_id: room.id,
         since_seq: Some(0),
+        since_rev: None,
     })
     .await;
     let mut seen = Vec::new();
@@ -330,6 +338,7 @@ async fn typing_read_presence_and_membership_events(backend: Backend) {
         .send(ClientEvent::Subscribe {
             room_id: room.id,
             since_seq: None,
+            since_rev: None,
         })
         .await;
     let subscribed = bob_ws.next_event().await;
@@ -426,6 +435,8 @@ async fn leaving_a_room_ends_its_subscription(backend: Backend) {
             room_id: room.id,
             content: "let me in".into(),
             client_msg_id: None,
+            reply_to: None,
+            attachments: None,
         })
         .await;
     let refused = bob_ws.next_event().await;
@@ -458,6 +469,8 @@ async fn malformed_frames_get_errors_and_the_socket_stays_usable(backend: Backen
         room_id: room.id,
         content: "   ".into(),
         client_msg_id: Some("blank".into()),
+        reply_to: None,
+        attachments: None,
     })
     .await;
     let invalid = ws.next_event().await;
@@ -471,6 +484,8 @@ async fn malformed_frames_get_errors_and_the_socket_stays_usable(backend: Backen
         room_id: room.id,
         content: "still works".into(),
         client_msg_id: None,
+        reply_to: None,
+        attachments: None,
     })
     .await;
     // Its own message.new may come first (the contract allows either order).
@@ -501,6 +516,8 @@ async fn flooding_closes_with_1008(backend: Backend) {
             room_id: room.id,
             content: format!("spam {n}"),
             client_msg_id: None,
+            reply_to: None,
+            attachments: None,
         })
         .await;
     }
@@ -532,6 +549,7 @@ async fn a_stalled_client_is_dropped_alone_and_resumes(backend: Backend) {
         .send(ClientEvent::Subscribe {
             room_id: room.id,
             since_seq: None,
+            since_rev: None,
         })
         .await;
     stalled_ws
@@ -551,6 +569,8 @@ async fn a_stalled_client_is_dropped_alone_and_resumes(backend: Backend) {
                         room_id: room.id,
                         content: content.clone(),
                         client_msg_id: Some(n.to_string()),
+                        reply_to: None,
+                        attachments: None,
                     })
                     .await;
             }
@@ -598,6 +618,7 @@ async fn a_stalled_client_is_dropped_alone_and_resumes(backend: Backend) {
         .send(ClientEvent::Subscribe {
             room_id: room.id,
             since_seq: Some(last),
+            since_rev: None,
         })
         .await;
     let mut rest = Vec::new();
@@ -622,6 +643,8 @@ async fn shutdown_closes_with_1012_and_loses_no_acked_message(backend: Backend) 
             room_id: room.id,
             content: format!("m{n}"),
             client_msg_id: Some(format!("c{n}")),
+            reply_to: None,
+            attachments: None,
         })
         .await;
     }

@@ -75,6 +75,7 @@ impl Session {
         ws.send(ClientEvent::Subscribe {
             room_id: room,
             since_seq: None,
+            since_rev: None,
         })
         .await;
         ws.expect(|e| matches!(e, ServerEvent::Subscribed { .. }))
@@ -136,6 +137,17 @@ impl WsClient {
         }
     }
 
+    /// The next `message.updated`, skipping other events.
+    pub async fn next_updated(&mut self) -> Message {
+        match self
+            .expect(|e| matches!(e, ServerEvent::MessageUpdated { .. }))
+            .await
+        {
+            ServerEvent::MessageUpdated { message } => message,
+            _ => unreachable!(),
+        }
+    }
+
     /// Sends `count` messages whose content and `client_msg_id` are `"{tag}-{i}"`.
     pub async fn send_numbered(
         &mut self,
@@ -149,6 +161,8 @@ impl WsClient {
                 room_id,
                 content: id.clone(),
                 client_msg_id: Some(id),
+                reply_to: None,
+                attachments: None,
             })
             .await;
         }

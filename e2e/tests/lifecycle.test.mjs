@@ -46,15 +46,22 @@ async function waitChips(page, li, expected) {
   );
 }
 
-/** A page's WebSocket that the test can cut off and let back (the page itself stays open). */
+/**
+ * A page's WebSocket that the test can cut off and let back (the page itself stays open);
+ * `sent` records the frames the page sent, parsed.
+ */
 async function cuttableSocket(page) {
-  const ctl = { offline: false, routes: new Set() };
+  const ctl = { offline: false, routes: new Set(), sent: [] };
   await page.routeWebSocket(/\/ws\?/, (ws) => {
     if (ctl.offline) {
       ws.close({ code: 1001, reason: 'test: offline' });
       return;
     }
-    ws.connectToServer();
+    const server = ws.connectToServer();
+    ws.onMessage((frame) => {
+      ctl.sent.push(JSON.parse(frame));
+      server.send(frame);
+    });
     ctl.routes.add(ws);
   });
   ctl.cut = async () => {
@@ -256,6 +263,7 @@ describe('message lifecycle in the web client', () => {
     await send(alice.page, 'posted while Bob was away');
     await message(alice.page, 'posted while Bob was away').waitFor();
 
+    const sentBefore = bobSocket.sent.length;
     bobSocket.restore();
     await waitOnline(bob.page, 30_000);
     const edited = message(bob.page, 'edited while Bob was away');
@@ -264,6 +272,11 @@ describe('message lifecycle in the web client', () => {
     await waitChips(bob.page, message(bob.page, 'keep me'), { '👍': 2, '🎉': 1 });
     await message(bob.page, 'posted while Bob was away').waitFor();
     assert.equal(await bob.page.evaluate(() => window.__samePage), true, 'the page caught up without a reload');
+    // It resumed: the subscribe asked for the messages and the changes it had not seen.
+    const resume = bobSocket.sent.slice(sentBefore).find((f) => f.type === 'subscribe' && f.room_id === roomId);
+    assert.ok(resume, 'Bob subscribed to the room again');
+    assert.ok(Number.isInteger(resume.since_seq) && resume.since_seq > 0, `since_seq: ${JSON.stringify(resume)}`);
+    assert.ok(Number.isInteger(resume.since_rev) && resume.since_rev > 0, `since_rev: ${JSON.stringify(resume)}`);
     assert.equal(await message(bob.page, 'delete me').count(), 0);
     // Nothing twice, and the same list as Alice's, seq by seq.
     const list = (p) =>

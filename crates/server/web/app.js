@@ -378,7 +378,7 @@ function applyVersion(msg) {
   const room = msg && state.rooms.get(msg.room_id);
   if (!room) return;
   // The newest page being fetched may predate this change: apply it once the page is in.
-  if (room.loading) room.early.push(msg);
+  if (room.loading) room.earlyVersions.push(msg);
   else if (room.update(msg)) timeline.refreshMessage(room, msg);
 }
 
@@ -723,6 +723,7 @@ async function loadLatest(room) {
   if (room.loading) return room.loading;
   room.loadError = false;
   room.early = [];
+  room.earlyVersions = [];
   const run = (async () => {
     const data = await api.latestMessages(room.id, PAGE_SIZE);
     const msgs = data.messages || [];
@@ -732,7 +733,9 @@ async function loadLatest(room) {
     // Never subscribed yet (socket down): the page is current up to its highest rev.
     if (room.sinceRev === null) room.sinceRev = msgs.reduce((max, m) => Math.max(max, m.rev || 0), 0);
     for (const m of room.early) if (room.insert(m) < 0) room.update(m);
+    for (const m of room.earlyVersions) room.update(m);
     room.early = [];
+    room.earlyVersions = [];
   })();
   room.loading = run;
   if (room.id === state.currentId) timeline.renderHistoryStatus(room);

@@ -26,6 +26,7 @@ export class RoomState {
     this.loading = null; // promise while fetching it
     this.loadError = false;
     this.early = []; // live messages that arrived while the newest page was loading
+    this.earlyVersions = []; // and changed messages (`message.updated`)
     this.loadingOlder = false;
     this.hasMoreOlder = true;
     this.lowSeq = null; // lowest seq loaded (null: nothing loaded)
@@ -35,6 +36,7 @@ export class RoomState {
     this.subscribed = false;
     this.subscribing = false;
     this.subscribeSince = null; // since_seq of the last subscribe sent
+    this.subscribeResumed = false; // and whether it had since_rev
     this.sinceRev = null; // every change of the room up to this rev is known (null: none yet)
     this.replayUntil = null; // last_rev of a resumed subscription whose replay may still be running
     /** id → message: reply targets fetched outside the loaded window */

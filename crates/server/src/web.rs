@@ -48,6 +48,36 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../web/ui.js"),
     ),
     (
+        "state.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/state.js"),
+    ),
+    (
+        "timeline.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/timeline.js"),
+    ),
+    (
+        "message-view.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/message-view.js"),
+    ),
+    (
+        "reactions.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/reactions.js"),
+    ),
+    (
+        "composer.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/composer.js"),
+    ),
+    (
+        "roomlist.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/roomlist.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("../web/style.css"),

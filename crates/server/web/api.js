@@ -184,8 +184,18 @@ export const api = {
   /** Keyset: the `limit` messages just above `afterSeq`, ascending; `{messages, has_more}`. */
   messagesAfter: (id, afterSeq, limit = 100) =>
     request('GET', `/rooms/${enc(id)}/messages${query({ after_seq: afterSeq, limit })}`),
-  postMessage: (id, content, clientMsgId) =>
+  postMessage: (id, content, clientMsgId, replyTo) =>
     request('POST', `/rooms/${enc(id)}/messages`, {
-      body: { content, client_msg_id: clientMsgId },
+      body: { content, client_msg_id: clientMsgId, ...(replyTo ? { reply_to: replyTo } : {}) },
     }),
+  message: (roomId, messageId) => request('GET', `/rooms/${enc(roomId)}/messages/${enc(messageId)}`),
+  editMessage: (roomId, messageId, content) =>
+    request('PATCH', `/rooms/${enc(roomId)}/messages/${enc(messageId)}`, { body: { content } }),
+  deleteMessage: (roomId, messageId) => request('DELETE', `/rooms/${enc(roomId)}/messages/${enc(messageId)}`),
+  /** `{reactions: [{emoji, count, users}]}` */
+  reactions: (roomId, messageId) => request('GET', `/rooms/${enc(roomId)}/messages/${enc(messageId)}/reactions`),
+  react: (roomId, messageId, emoji) =>
+    request('PUT', `/rooms/${enc(roomId)}/messages/${enc(messageId)}/reactions/${enc(emoji)}`),
+  unreact: (roomId, messageId, emoji) =>
+    request('DELETE', `/rooms/${enc(roomId)}/messages/${enc(messageId)}/reactions/${enc(emoji)}`),
 };

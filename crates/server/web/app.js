@@ -1,11 +1,20 @@
-// app.js — Nebula web client: screens, rooms, the live timeline.
+// app.js — Nebula web client: screens, the connection, server events, rooms, sending.
 //
 // Modules: api.js (REST + session), socket.js (WebSocket with reconnect), store.js (per-room
-// state: messages by seq, gaps, pending sends), ui.js (DOM building, textContent only).
+// state: messages by seq and rev, gaps, unread), state.js (what the page shares), timeline.js
+// (the open room's messages), message-view.js (one message's DOM), reactions.js (emoji picker,
+// who reacted), composer.js (the message box, replies), roomlist.js (the sidebar), ui.js (DOM
+// building, textContent only).
 
 import { api, getSession, setSession, clearSession, onUnauthorized } from './api.js';
+import * as composer from './composer.js';
+import { closePicker, forgetReactions, setReaction, toggleReaction } from './reactions.js';
+import { bindRoomList, renderPublicRooms, renderRoomList } from './roomlist.js';
 import { ChatSocket } from './socket.js';
+import { $, currentRoom, state } from './state.js';
 import { RoomState, charCount } from './store.js';
+import * as timeline from './timeline.js';
+import { isNearBottom, scheduleReceipts, scrollToBottom } from './timeline.js';
 import * as ui from './ui.js';
 
 const ACK_TIMEOUT_MS = 10_000;
@@ -13,33 +22,6 @@ const TYPING_RESEND_MS = 3_000; // while typing, repeat `start` this often
 const TYPING_IDLE_MS = 4_000; // send `stop` after this long without a keystroke
 const TYPING_SHOW_MS = 8_000; // forget someone's `start` after this long without news
 const PAGE_SIZE = 50;
-const MAX_CHARS = 4000;
-const NEAR_BOTTOM_PX = 80;
-
-const $ = (id) => document.getElementById(id);
-
-const state = {
-  me: null,
-  /** @type {Map<string, RoomState>} my rooms */
-  rooms: new Map(),
-  currentId: null,
-  socket: null,
-  publicQuery: '',
-  publicPage: 1,
-  publicRooms: [],
-  publicTotal: 0,
-  publicAbort: null,
-  joining: new Set(),
-  typingActive: false,
-  typingSentAt: 0,
-  typingTimer: null,
-  typingTick: null,
-  readTimer: null,
-  receiptsTimer: null,
-  authMode: 'login',
-  loggingOut: false,
-  authCheckAt: 0,
-};
 
 // ---------------------------------------------------------------------------------------------
 // Start
@@ -48,6 +30,22 @@ function boot() {
   fillIcons();
   bindAuth();
   bindChat();
+  bindRoomList({ onOpen: openRoom, onJoin: joinRoom });
+  timeline.bindTimeline({
+    onReply: (room, msg) => composer.setReply(msg),
+    onEdit: editMessage,
+    onDelete: deleteMessage,
+    onReact: (room, msg, emoji) => react(room, msg, () => setReaction(msg, emoji, true)),
+    onToggleReaction: (room, msg, emoji) => react(room, msg, () => toggleReaction(msg, emoji)),
+    loadOlder,
+    loadLatest,
+  });
+  composer.bindComposer({
+    onSend: sendCurrent,
+    onInput: noteTyping,
+    onBlur: () => stopTyping(true),
+    onEditLast: editLastMessage,
+  });
   onUnauthorized(() => logout('Your session has ended. Please log in again.'));
   if (getSession()) enterApp();
   else showAuth();
@@ -59,6 +57,7 @@ function fillIcons() {
   $('members-toggle').append(ui.icon('users', 18));
   $('members-close').append(ui.icon('close', 18));
   $('send-btn').append(ui.icon('send', 18));
+  $('reply-cancel').append(ui.icon('close', 16));
   $('jump-latest').prepend(ui.icon('down', 14), ' ');
 }
 
@@ -138,6 +137,7 @@ function logout(message = '') {
     state.rooms.clear();
     state.currentId = null;
     state.me = null;
+    forgetReactions();
     clearSession();
     if (location.hash) history.replaceState(null, '', location.pathname);
     $('my-rooms').replaceChildren();
@@ -256,10 +256,14 @@ function subscribe(room) {
   if (!state.socket?.isOpen || room.subscribed || room.subscribing) return;
   const ev = { type: 'subscribe', room_id: room.id };
   const since = room.sinceSeq;
+  // Resume: the messages after the highest contiguous seq we hold, and the changes (edits,
+  // deletes, reactions) after the highest rev up to which we know them all.
   if (since !== null) ev.since_seq = since;
+  if (since !== null && room.sinceRev !== null) ev.since_rev = room.sinceRev;
   if (state.socket.send(ev)) {
     room.subscribing = true;
     room.subscribeSince = since;
+    room.subscribeResumed = ev.since_rev !== undefined;
   }
 }
 
@@ -276,7 +280,11 @@ function handleEvent(ev) {
       return;
     }
     case 'message.new':
+      state.rooms.get(ev.message?.room_id)?.noteStreamRev(ev.message.rev, false);
       return handleMessage(ev.message, true);
+    case 'message.updated':
+      state.rooms.get(ev.message?.room_id)?.noteStreamRev(ev.message.rev, true);
+      return applyVersion(ev.message);
     case 'message.ack':
       return onAck(ev);
     case 'typing':
@@ -289,6 +297,8 @@ function handleEvent(ev) {
       return onMemberJoined(ev);
     case 'member.left':
       return onMemberLeft(ev);
+    case 'member.updated':
+      return onMemberUpdated(ev);
     case 'error':
       return onServerError(ev);
     default:
@@ -302,14 +312,8 @@ function onSubscribed(ev) {
   room.subscribed = true;
   room.subscribing = false;
   room.online = new Map((ev.online || []).map((u) => [u.id, u]));
+  room.noteSubscribed(Number(ev.last_rev) || 0, room.subscribeResumed);
   const last = Number(ev.last_seq) || 0;
-  if (!room.loaded && !room.loading) {
-    // Not holding this room's messages: just keep count of what is new.
-    if (room.lastSeq !== null && last > room.lastSeq && room.id !== state.currentId) {
-      room.unread += last - room.lastSeq;
-      renderRoomList();
-    }
-  }
   if (room.lastSeq === null || last > room.lastSeq) room.lastSeq = last;
   // With since_seq the server replays what we miss; without it (subscribed before the history
   // page arrived) anything between that page and this subscription is fetched over REST.
@@ -342,38 +346,40 @@ function handleMessage(msg, live) {
   const mine = msg.sender_id === state.me.id;
   if (mine && msg.client_msg_id && room.pending.has(msg.client_msg_id)) resolvePending(room, msg.client_msg_id);
   if (!mine && room.typing.delete(msg.sender_id) && room.id === state.currentId) renderTyping();
+  const current = room.id === state.currentId;
+  if (live && !mine && !current && room.countUnread(msg)) renderRoomList();
 
   if (!room.loaded) {
-    if (room.loading) {
-      room.early.push(msg);
-      return;
-    }
-    if (room.lastSeq === null || msg.seq > room.lastSeq) {
-      room.lastSeq = msg.seq;
-      if (!mine && room.id !== state.currentId) {
-        room.unread += 1;
-        renderRoomList();
-      }
-    }
+    if (room.loading) room.early.push(msg);
+    else if (room.lastSeq === null || msg.seq > room.lastSeq) room.lastSeq = msg.seq;
     return;
   }
 
-  const current = room.id === state.currentId;
   const wasNearBottom = current && isNearBottom();
   const idx = room.insert(msg);
-  if (idx < 0) return; // already shown: replays and acks are deduplicated by seq
+  if (idx < 0) {
+    // Already here (replays and acks come twice), perhaps in an older version.
+    applyVersion(msg);
+    return;
+  }
   if (current) {
-    insertMessageNode(room, msg, idx);
+    timeline.insertMessageNode(room, msg, idx);
     if (mine || wasNearBottom) scrollToBottom();
     else if (live) $('jump-latest').hidden = false;
     if (live && !mine) announce(`${msg.sender_username}: ${msg.content}`);
     scheduleRead();
     scheduleReceipts();
-  } else if (live && !mine) {
-    room.unread += 1;
-    renderRoomList();
   }
   if (room.hasGap) fillGapSoon(room);
+}
+
+/** Another version of a message (edited, deleted, reacted to): keep the one with the higher rev. */
+function applyVersion(msg) {
+  const room = msg && state.rooms.get(msg.room_id);
+  if (!room) return;
+  // The newest page being fetched may predate this change: apply it once the page is in.
+  if (room.loading) room.earlyVersions.push(msg);
+  else if (room.update(msg)) timeline.refreshMessage(room, msg);
 }
 
 function onTyping(ev) {
@@ -451,6 +457,17 @@ function onMemberLeft(ev) {
   }
 }
 
+function onMemberUpdated(ev) {
+  const room = state.rooms.get(ev.room_id);
+  const m = ev.member;
+  if (!room?.members || !m) return;
+  room.members.set(m.user_id, m);
+  if (room.id !== state.currentId) return;
+  renderMembers();
+  // My role decides whose messages I may delete.
+  if (m.user_id === state.me.id) timeline.refreshAll(room);
+}
+
 function onServerError(ev) {
   const ref = ev.ref;
   if (ref) {
@@ -492,7 +509,7 @@ async function refreshRooms() {
   for (const r of data.rooms || []) {
     seen.add(r.id);
     const existing = state.rooms.get(r.id);
-    if (existing) existing.room = r;
+    if (existing) existing.applyListing(r);
     else {
       const room = new RoomState(r);
       state.rooms.set(r.id, room);
@@ -510,7 +527,7 @@ function addRoom(r) {
   if (!room) {
     room = new RoomState(r);
     state.rooms.set(r.id, room);
-  } else room.room = r;
+  } else room.applyListing(r);
   subscribe(room);
   renderRoomList();
   renderPublicRooms();
@@ -532,27 +549,6 @@ function dropRoom(id, rerender = true) {
     renderRoomList();
     renderPublicRooms();
   }
-}
-
-function sortedRooms() {
-  return [...state.rooms.values()].sort((a, b) => a.room.name.localeCompare(b.room.name, undefined, { sensitivity: 'base' }));
-}
-
-function renderRoomList() {
-  const list = $('my-rooms');
-  const rooms = sortedRooms();
-  list.replaceChildren(
-    ...rooms.map((room) =>
-      ui.roomItem(room.room, {
-        active: room.id === state.currentId,
-        unread: room.id === state.currentId ? 0 : room.unread,
-        onOpen: () => openRoom(room.id),
-      }),
-    ),
-  );
-  $('my-rooms-empty').hidden = rooms.length > 0;
-  const total = rooms.reduce((n, r) => n + (r.id === state.currentId ? 0 : r.unread), 0);
-  document.title = total ? `(${total}) Nebula` : 'Nebula';
 }
 
 // Public rooms directory
@@ -584,22 +580,6 @@ async function loadPublicRooms(reset) {
       $('public-rooms').setAttribute('aria-busy', 'false');
     }
   }
-}
-
-function renderPublicRooms() {
-  const list = $('public-rooms');
-  list.replaceChildren(
-    ...state.publicRooms.map((r) =>
-      ui.publicRoomItem(r, {
-        joined: state.rooms.has(r.id),
-        busy: state.joining.has(r.id),
-        onJoin: () => joinRoom(r),
-        onOpen: () => openRoom(r.id),
-      }),
-    ),
-  );
-  $('public-empty').hidden = state.publicRooms.length > 0 || !!state.publicAbort;
-  $('public-more').hidden = state.publicRooms.length >= state.publicTotal;
 }
 
 async function joinRoom(r) {
@@ -658,19 +638,19 @@ function resetLeaveButton() {
 // ---------------------------------------------------------------------------------------------
 // The open room
 
-function currentRoom() {
-  return state.currentId ? state.rooms.get(state.currentId) || null : null;
-}
-
 function openRoom(id) {
   const room = state.rooms.get(id);
   if (!room) return;
   if (state.currentId !== id) {
     stopTyping(true);
     resetLeaveButton();
+    composer.clearReply();
+    closePicker();
+    currentRoom()?.markSeen();
+    timeline.markUnreadFrom(room, room.lastReadSent);
   }
   state.currentId = id;
-  room.unread = 0;
+  room.markSeen();
   if (location.hash !== `#room=${id}`) history.replaceState(null, '', `#room=${id}`);
   document.body.classList.add('in-room');
   $('room-empty').hidden = true;
@@ -678,13 +658,14 @@ function openRoom(id) {
   renderRoomList();
   renderRoomHeader();
   renderPresence();
-  renderTimeline();
+  timeline.renderTimeline(room);
+  renderPending(room);
   renderTyping();
   renderMembers();
   subscribe(room);
   if (!room.loaded) loadLatest(room);
   else {
-    scrollToBottom();
+    timeline.scrollToUnreadOrBottom(room);
     if (room.hasGap) fillGapSoon(room);
   }
   loadMembers(room);
@@ -738,69 +719,26 @@ function renderTyping() {
   if (names.length) state.typingTick = setTimeout(renderTyping, 1000);
 }
 
-// Timeline rendering: #message-list holds exactly room.order, in order; #pending-list holds my
-// unacknowledged sends.
-
-function renderTimeline() {
-  const room = currentRoom();
-  const list = $('message-list');
-  const nodes = [];
-  let prev = null;
-  for (const seq of room.order) {
-    const li = ui.messageNode(room.messages.get(seq), room.messages.get(seq).sender_id === state.me.id);
-    ui.updateGrouping(li, prev);
-    nodes.push(li);
-    prev = li;
-  }
-  list.replaceChildren(...nodes);
-  $('pending-list').replaceChildren(...[...room.pending.values()].map((p) => pendingNodeFor(room, p)));
-  $('jump-latest').hidden = true;
-  renderHistoryStatus();
-  renderReceipts();
-}
-
-function insertMessageNode(room, msg, idx) {
-  const list = $('message-list');
-  const li = ui.messageNode(msg, msg.sender_id === state.me.id);
-  const before = list.children[idx] || null;
-  list.insertBefore(li, before);
-  ui.updateGrouping(li, li.previousElementSibling);
-  ui.updateGrouping(li.nextElementSibling, li);
-}
-
-function renderHistoryStatus() {
-  const room = currentRoom();
-  const box = $('history-status');
-  if (!room) return;
-  if (room.loadError) {
-    box.replaceChildren(
-      ui.el('span', { text: 'Could not load messages. ' }),
-      ui.el('button', { class: 'link-btn', attrs: { type: 'button' }, text: 'Try again', on: { click: () => (room.loaded ? loadOlder(room) : loadLatest(room)) } }),
-    );
-  } else if (!room.loaded || room.loadingOlder) {
-    box.replaceChildren(ui.el('span', { class: 'spinner', attrs: { 'aria-hidden': 'true' } }), ui.el('span', { text: 'Loading messages…' }));
-  } else if (!room.hasMoreOlder) {
-    box.replaceChildren(
-      ui.el('div', { class: 'room-start' }, ui.el('strong', { text: `Welcome to ${room.room.name}` }), ui.el('span', { text: room.order.length ? 'This is the beginning of the room.' : 'No messages yet — say hello!' })),
-    );
-  } else box.replaceChildren();
-}
-
 async function loadLatest(room) {
   if (room.loading) return room.loading;
   room.loadError = false;
   room.early = [];
+  room.earlyVersions = [];
   const run = (async () => {
     const data = await api.latestMessages(room.id, PAGE_SIZE);
     const msgs = data.messages || [];
     for (const m of msgs) room.insert(m, true);
     room.hasMoreOlder = msgs.length > 0 && msgs[0].seq > 1;
     room.loaded = true;
-    for (const m of room.early) room.insert(m);
+    // Never subscribed yet (socket down): the page is current up to its highest rev.
+    if (room.sinceRev === null) room.sinceRev = msgs.reduce((max, m) => Math.max(max, m.rev || 0), 0);
+    for (const m of room.early) if (room.insert(m) < 0) room.update(m);
+    for (const m of room.earlyVersions) room.update(m);
     room.early = [];
+    room.earlyVersions = [];
   })();
   room.loading = run;
-  if (room.id === state.currentId) renderHistoryStatus();
+  if (room.id === state.currentId) timeline.renderHistoryStatus(room);
   try {
     await run;
   } catch (e) {
@@ -811,8 +749,8 @@ async function loadLatest(room) {
   }
   // Re-subscribe is not needed: we were subscribed before fetching, so nothing fell between.
   if (room.id === state.currentId) {
-    renderTimeline();
-    scrollToBottom();
+    timeline.renderTimeline(room);
+    timeline.scrollToUnreadOrBottom(room);
     fillViewport(room);
     scheduleRead();
   }
@@ -825,7 +763,7 @@ async function loadOlder(room) {
   room.loadingOlder = true;
   room.loadError = false;
   const current = () => room.id === state.currentId;
-  if (current()) renderHistoryStatus();
+  if (current()) timeline.renderHistoryStatus(room);
   const scroller = $('scroller');
   try {
     const data = await api.messagesBefore(room.id, room.lowSeq, PAGE_SIZE);
@@ -834,12 +772,13 @@ async function loadOlder(room) {
     const prevTop = scroller.scrollTop;
     for (const m of msgs) {
       const idx = room.insert(m, true);
-      if (idx >= 0 && current()) insertMessageNode(room, m, idx);
+      if (idx >= 0 && current()) timeline.insertMessageNode(room, m, idx);
+      else if (idx < 0 && room.update(m)) timeline.refreshMessage(room, m);
     }
     room.hasMoreOlder = msgs.length > 0 && !!data.has_more && msgs[0].seq > 1;
     room.loadingOlder = false;
     if (current()) {
-      renderHistoryStatus();
+      timeline.renderHistoryStatus(room);
       // Keep the message the reader was looking at in place.
       scroller.scrollTop = prevTop + (scroller.scrollHeight - prevHeight);
       scheduleReceipts();
@@ -849,7 +788,7 @@ async function loadOlder(room) {
     if (e.status !== 401) ui.toast(`Could not load older messages: ${e.detail}`, 'error');
   } finally {
     room.loadingOlder = false;
-    if (current()) renderHistoryStatus();
+    if (current()) timeline.renderHistoryStatus(room);
   }
 }
 
@@ -886,19 +825,6 @@ function fillGapSoon(room) {
   })();
 }
 
-// Scrolling
-
-function isNearBottom() {
-  const s = $('scroller');
-  return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
-}
-
-function scrollToBottom() {
-  const s = $('scroller');
-  s.scrollTop = s.scrollHeight;
-  $('jump-latest').hidden = true;
-}
-
 // Read markers
 
 function scheduleRead() {
@@ -914,57 +840,6 @@ function sendRead() {
   if (state.socket?.send({ type: 'read', room_id: room.id, seq })) room.lastReadSent = seq;
 }
 
-function scheduleReceipts() {
-  clearTimeout(state.receiptsTimer);
-  state.receiptsTimer = setTimeout(renderReceipts, 150);
-}
-
-function nameOf(room, userId) {
-  return room.members?.get(userId)?.username || room.online.get(userId)?.username || null;
-}
-
-/** "Seen by …" under the newest loaded message each other member has read. */
-function renderReceipts() {
-  const room = currentRoom();
-  const list = $('message-list');
-  const stick = isNearBottom();
-  renderReceiptsInto(room, list);
-  if (stick) scrollToBottom();
-}
-
-function renderReceiptsInto(room, list) {
-  for (const r of list.querySelectorAll('.receipts')) r.remove();
-  if (!room || !room.order.length) return;
-  const bySeq = new Map();
-  for (const [uid, seq] of room.reads) {
-    if (uid === state.me.id) continue;
-    const name = nameOf(room, uid);
-    if (!name) continue;
-    // The newest loaded message at or below the marker.
-    let lo = 0;
-    let hi = room.order.length - 1;
-    let at = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (room.order[mid] <= seq) {
-        at = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    if (at < 0) continue;
-    const s = room.order[at];
-    if (!bySeq.has(s)) bySeq.set(s, []);
-    bySeq.get(s).push(name);
-  }
-  for (const [seq, names] of bySeq) {
-    const li = list.querySelector(`li[data-seq="${seq}"]`);
-    if (!li) continue;
-    names.sort((a, b) => a.localeCompare(b));
-    const text = names.length > 3 ? `Seen by ${names.slice(0, 3).join(', ')} and ${names.length - 3} more` : `Seen by ${names.join(', ')}`;
-    li.append(ui.el('div', { class: 'receipts', text }));
-  }
-}
-
 // Members
 
 async function loadMembers(room) {
@@ -976,6 +851,8 @@ async function loadMembers(room) {
       renderMembers();
       renderRoomHeader();
       scheduleReceipts();
+      // Owners and admins may delete anyone's messages: now we know who is one.
+      timeline.refreshAll(room);
     }
   } catch {
     /* the panel shows what it has */
@@ -1044,23 +921,26 @@ function newClientMsgId() {
 
 function sendCurrent() {
   const room = currentRoom();
-  const input = $('composer-input');
-  if (!room) return;
-  const content = input.value;
-  if (!content.trim()) return;
-  if (charCount(content) > MAX_CHARS) {
-    ui.toast(`Messages are at most ${MAX_CHARS} characters.`, 'warn');
-    return;
-  }
-  input.value = '';
-  autosize();
-  updateCharCount();
+  const draft = room && composer.takeDraft();
+  if (!draft) return;
   stopTyping(true);
-  const p = { clientMsgId: newClientMsgId(), content, status: 'sending', error: null, timer: null, via: null };
+  const p = {
+    clientMsgId: newClientMsgId(),
+    content: draft.content,
+    replyTo: draft.replyTo?.id ?? null,
+    status: 'sending',
+    error: null,
+    timer: null,
+    via: null,
+  };
   room.pending.set(p.clientMsgId, p);
   $('pending-list').append(pendingNodeFor(room, p));
   scrollToBottom();
   dispatch(room, p);
+}
+
+function renderPending(room) {
+  $('pending-list').replaceChildren(...[...room.pending.values()].map((p) => pendingNodeFor(room, p)));
 }
 
 function pendingNodeFor(room, p) {
@@ -1092,6 +972,7 @@ function dispatch(room, p) {
   p.error = null;
   updatePending(room, p);
   const frame = { type: 'message.send', room_id: room.id, content: p.content, client_msg_id: p.clientMsgId };
+  if (p.replyTo) frame.reply_to = p.replyTo;
   if (room.subscribed && state.socket?.send(frame)) {
     p.via = 'ws';
     p.timer = setTimeout(() => failPending(room, p, 'no answer from the server'), ACK_TIMEOUT_MS);
@@ -1101,7 +982,7 @@ function dispatch(room, p) {
   p.via = 'rest';
   p.timer = setTimeout(() => failPending(room, p, 'no answer from the server'), ACK_TIMEOUT_MS);
   api
-    .postMessage(room.id, p.content, p.clientMsgId)
+    .postMessage(room.id, p.content, p.clientMsgId, p.replyTo)
     .then((msg) => {
       resolvePending(room, p.clientMsgId);
       handleMessage(msg, false);
@@ -1129,13 +1010,81 @@ function resolvePending(room, clientMsgId) {
   if (room.id === state.currentId) pendingEl(clientMsgId)?.remove();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Changing messages: edit, delete, react. The server answers every change with `message.updated`
+// to the room's subscribers, this page included; a PATCH's answer is applied at once too.
+
+const CHANGE_ERRORS = {
+  edit_window_expired: 'This message can no longer be edited.',
+  message_deleted: 'This message has been deleted.',
+  not_message_author: 'Only its author can edit a message.',
+  forbidden: 'You may not delete this message.',
+  too_many_reactions: 'This message has as many different reactions as it can take.',
+};
+
+function changeError(e) {
+  return CHANGE_ERRORS[e.code] || e.detail || 'Something went wrong.';
+}
+
+/** Save an edit; a failure is thrown (with a readable message) for the editor to show. */
+async function editMessage(room, msg, content) {
+  if (!content.trim()) throw new Error('A message cannot be empty. To remove it, delete it.');
+  if (charCount(content) > composer.MAX_CHARS) throw new Error(`Messages are at most ${composer.MAX_CHARS} characters.`);
+  if (content === msg.content) return;
+  try {
+    applyVersion(await api.editMessage(room.id, msg.id, content));
+  } catch (e) {
+    throw new Error(changeError(e));
+  }
+}
+
+/** ↑ in an empty message box: edit my newest message shown. */
+function editLastMessage() {
+  const room = currentRoom();
+  if (!room) return;
+  for (let i = room.order.length - 1; i >= 0; i--) {
+    const m = room.messages.get(room.order[i]);
+    if (m.sender_id === state.me.id && !m.deleted_at) {
+      timeline.messageEl(m.seq)?.querySelector('[data-action="edit"]')?.click();
+      return;
+    }
+  }
+}
+
+async function deleteMessage(room, msg) {
+  const theirs = msg.sender_id !== state.me.id;
+  const ok = await ui.confirm({
+    title: 'Delete this message?',
+    text: theirs ? `It will show as deleted for everyone. It was written by ${msg.sender_username}.` : 'It will show as deleted for everyone.',
+    confirmLabel: 'Delete',
+  });
+  if (!ok) return;
+  try {
+    await api.deleteMessage(room.id, msg.id);
+    // Offline, `message.updated` comes with the resume; the tombstone can be shown now.
+    if (!room.subscribed) applyVersion(await api.message(room.id, msg.id));
+  } catch (e) {
+    if (e.status !== 401) ui.toast(`Could not delete: ${changeError(e)}`, 'error');
+  }
+}
+
+/** Run a reaction change (`change()`), then redraw the message for my highlight. */
+async function react(room, msg, change) {
+  try {
+    await change();
+    timeline.refreshMessage(room, room.messages.get(msg.seq) || msg);
+    if (!room.subscribed) applyVersion(await api.message(room.id, msg.id));
+  } catch (e) {
+    if (e.status !== 401) ui.toast(`Could not react: ${changeError(e)}`, 'error');
+  }
+}
+
 // Typing (mine)
 
 function noteTyping() {
   const room = currentRoom();
   if (!room || !room.subscribed) return;
-  const hasText = $('composer-input').value.trim().length > 0;
-  if (!hasText) {
+  if (!composer.hasText()) {
     stopTyping(true);
     return;
   }
@@ -1158,22 +1107,6 @@ function stopTyping(send) {
   }
   state.typingActive = false;
   state.typingRoom = null;
-}
-
-// Composer helpers
-
-function autosize() {
-  const t = $('composer-input');
-  t.style.height = 'auto';
-  t.style.height = `${Math.min(t.scrollHeight, 160)}px`;
-}
-
-function updateCharCount() {
-  const n = charCount($('composer-input').value);
-  const c = $('char-count');
-  c.hidden = n < MAX_CHARS - 500;
-  c.textContent = `${n} / ${MAX_CHARS}`;
-  c.classList.toggle('over', n > MAX_CHARS);
 }
 
 let announceTimer = null;
@@ -1243,6 +1176,8 @@ function bindChat() {
   // Room header
   $('room-back').addEventListener('click', () => {
     stopTyping(true);
+    composer.clearReply();
+    currentRoom()?.markSeen();
     state.currentId = null;
     history.replaceState(null, '', location.pathname);
     closeRoomView();
@@ -1283,25 +1218,6 @@ function bindChat() {
   window.addEventListener('focus', () => {
     if (state.me && getSession()) refreshRooms();
   });
-
-  // Composer
-  const input = $('composer-input');
-  $('composer').addEventListener('submit', (e) => {
-    e.preventDefault();
-    sendCurrent();
-  });
-  input.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
-      e.preventDefault();
-      sendCurrent();
-    }
-  });
-  input.addEventListener('input', () => {
-    autosize();
-    updateCharCount();
-    noteTyping();
-  });
-  input.addEventListener('blur', () => stopTyping(true));
 
   window.addEventListener('hashchange', () => {
     const id = roomIdFromHash();

@@ -41,6 +41,10 @@ export function icon(name, size = 16) {
     retry: ['M1 4v6h6', 'M3.51 15a9 9 0 1 0 2.13-9.36L1 10'],
     close: ['M18 6 6 18', 'M6 6l12 12'],
     down: ['M12 5v14', 'M19 12l-7 7-7-7'],
+    reply: ['M9 14 4 9l5-5', 'M20 20v-7a4 4 0 0 0-4-4H4'],
+    edit: ['M12 20h9', 'M16.5 3.5a2.12 2.12 0 0 1 3 3L7 19l-4 1 1-4z'],
+    trash: ['M3 6h18', 'M19 6l-1 14a2 2 0 0 1-2 2H8a2 2 0 0 1-2-2L5 6', 'M10 11v6', 'M14 11v6', 'M9 6V4a1 1 0 0 1 1-1h4a1 1 0 0 1 1 1v2'],
+    smile: ['M12 22a10 10 0 1 0 0-20 10 10 0 0 0 0 20z', 'M8 14s1.5 2 4 2 4-2 4-2', 'M9 9h.01', 'M15 9h.01'],
   };
   const svg = document.createElementNS(SVG_NS, 'svg');
   svg.setAttribute('viewBox', '0 0 24 24');
@@ -81,8 +85,8 @@ export function avatar(username, size = 'md') {
   return a;
 }
 
-const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
-const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
+export const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+export const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
 const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', month: 'long', day: 'numeric' });
 
 export function parseDate(iso) {
@@ -102,37 +106,12 @@ export function dayLabel(d) {
   return dayFmt.format(d);
 }
 
-function timeEl(d) {
+export function timeEl(d) {
   return el('time', {
     class: 'msg-time',
     text: timeFmt.format(d),
     attrs: { datetime: d.toISOString(), title: fullFmt.format(d) },
   });
-}
-
-/** A stored message. */
-export function messageNode(msg, mine) {
-  const d = parseDate(msg.created_at);
-  const li = el(
-    'li',
-    {
-      class: `msg${mine ? ' mine' : ''}`,
-      dataset: { seq: String(msg.seq), sender: msg.sender_id, day: dayKey(d), ts: String(d.getTime()) },
-      attrs: { 'aria-label': `${msg.sender_username}, ${timeFmt.format(d)}` },
-    },
-    el(
-      'div',
-      { class: 'msg-row' },
-      avatar(msg.sender_username),
-      el(
-        'div',
-        { class: 'bubble' },
-        el('div', { class: 'msg-meta' }, el('span', { class: 'msg-author', text: msg.sender_username }), timeEl(d)),
-        el('div', { class: 'msg-body', text: msg.content }),
-      ),
-    ),
-  );
-  return li;
 }
 
 /** Decide day separators and "continued" grouping for `li` given the message before it. */
@@ -253,4 +232,24 @@ export function toast(text, kind = 'info', ms = 5000) {
     t.classList.add('leaving');
     setTimeout(() => t.remove(), 300);
   }, ms);
+}
+
+/**
+ * Ask before doing something that cannot be undone. Resolves true when confirmed. Built on the
+ * page's `#confirm-dialog` (a modal `<dialog>`: Escape or Cancel says no).
+ */
+export function confirm({ title, text, confirmLabel }) {
+  const dialog = document.getElementById('confirm-dialog');
+  document.getElementById('confirm-title').textContent = title;
+  document.getElementById('confirm-text').textContent = text;
+  const ok = document.getElementById('confirm-ok');
+  ok.textContent = confirmLabel;
+  ok.onclick = () => dialog.close('ok');
+  document.getElementById('confirm-cancel').onclick = () => dialog.close('cancel');
+  dialog.returnValue = '';
+  dialog.showModal();
+  document.getElementById('confirm-cancel').focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true });
+  });
 }

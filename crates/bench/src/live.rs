@@ -20,6 +20,9 @@ pub struct Live {
     pub delivered: AtomicU64,
     /// `error` events of any kind.
     pub errors: AtomicU64,
+    /// Frames that are neither messages, acks nor errors (presence, `subscribed`, …): how the
+    /// run sees the traffic that connecting everyone causes die down.
+    pub other: AtomicU64,
     /// Sockets currently open.
     pub open: AtomicI64,
     pub ack_latency: Latency,
@@ -48,6 +51,7 @@ impl Live {
             failed: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            other: AtomicU64::new(0),
             open: AtomicI64::new(0),
             ack_latency: Latency::new()?,
             e2e_latency: Latency::new()?,

@@ -194,7 +194,7 @@ impl Reader {
                     self.outcome.ended_early = Some("disconnect".into());
                 }
             }
-            Incoming::Subscribed { .. } | Incoming::Other => {}
+            Incoming::Subscribed { .. } | Incoming::Other => bump(&self.spec.live.other),
         }
     }
 

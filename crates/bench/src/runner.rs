@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -74,6 +75,12 @@ pub async fn run(
     };
     if connections.is_empty() {
         bail!("no WebSocket could be opened: {connect_failures:?}");
+    }
+    // Everyone subscribing makes the server announce each arrival to the room: N(N−1)/2
+    // presence events in a room of N. The measured window starts once they are delivered.
+    tokio::select! {
+        () = settle(&live) => {}
+        () = interrupted.cancelled() => bail!("interrupted while connecting"),
     }
     let connect_time = connect_started.elapsed();
     let setup_time = setup_started.elapsed();
@@ -169,6 +176,24 @@ pub async fn run(
         subscribe_probe,
     };
     Ok(build_report(&options, &live, outcomes, measured))
+}
+
+/// Waits until no presence (or other non-message) frame has arrived for `SETTLED`, at most
+/// `SETTLE_LIMIT`.
+async fn settle(live: &Live) {
+    const SETTLED: Duration = Duration::from_secs(1);
+    const SETTLE_LIMIT: Duration = Duration::from_secs(120);
+    let started = Instant::now();
+    let mut seen = live.other.load(Ordering::Relaxed);
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < SETTLED && started.elapsed() < SETTLE_LIMIT {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = live.other.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            quiet_since = Instant::now();
+        }
+    }
 }
 
 /// CPU clocks and counters at one edge of the measured window.

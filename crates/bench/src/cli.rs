@@ -43,7 +43,8 @@ pub struct Cli {
     /// How many users send [default: per scenario].
     #[arg(long)]
     pub senders: Option<usize>,
-    /// Messages per second PER SENDER; 0 = as fast as --in-flight allows [default: per scenario].
+    /// Messages (edits: changes) per second PER SENDER; 0 = as fast as --in-flight allows
+    /// [default: per scenario].
     #[arg(long, conflicts_with = "deliveries_per_second")]
     pub rate: Option<f64>,
     /// Offered deliveries per second: sets --rate to this divided by the deliveries one
@@ -57,7 +58,8 @@ pub struct Cli {
     /// Message content length in bytes.
     #[arg(long, default_value_t = 100)]
     pub message_size: usize,
-    /// Most unacknowledged sends per connection [default: per scenario].
+    /// Most unacknowledged sends per connection (edits: changes per sender) [default: per
+    /// scenario].
     #[arg(long)]
     pub in_flight: Option<usize>,
     /// Messages each sender posts over REST during setup, before the sockets open (edits:

@@ -270,10 +270,15 @@ impl fmt::Display for Report {
                 ""
             },
         )?;
+        let messages = if self.base_messages > 0 {
+            format!(", messages {:.1}", t.messages_s)
+        } else {
+            String::new()
+        };
         writeln!(
             f,
-            "{:<13} {:.1} s (register {:.1}, rooms {:.1}, join {:.1}, messages {:.1}, connect {:.1})",
-            "setup", t.setup_s, t.register_s, t.rooms_s, t.join_s, t.messages_s, t.connect_s
+            "{:<13} {:.1} s (register {:.1}, rooms {:.1}, join {:.1}{messages}, connect {:.1})",
+            "setup", t.setup_s, t.register_s, t.rooms_s, t.join_s, t.connect_s
         )?;
         writeln!(
             f,

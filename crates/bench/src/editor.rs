@@ -171,7 +171,6 @@ pub async fn change_until(
     while let Some(done) = outstanding.next().await {
         settle(done);
     }
-    drop(settle);
     (connection, errors)
 }
 

@@ -8,6 +8,13 @@
 //! - **duplicate**: a seq that arrived before (or was at or below the subscription point);
 //! - **out of order**: a new seq lower than the highest seen so far (a gap filled late);
 //! - **missing**: a seq up to the room's last one that never arrived.
+//!
+//! The same tracker checks `message.updated` by `rev` (the `edits` scenario): within a room
+//! `rev` only grows, so a rev at or below the subscription's `last_rev` or one already
+//! received is a duplicate and a rev lower than the highest so far is out of order. Revs need
+//! not be consecutive (the contract says clients must not count on it), so what is missing is
+//! counted instead: every acknowledged change must reach every subscriber once
+//! ([`SeqTracker::delivery_of`]).
 
 use nebula_wire::Seq;
 use serde::Serialize;
@@ -76,6 +83,11 @@ impl SeqTracker {
         self.highest
     }
 
+    /// How many different seqs above the subscription point arrived.
+    pub fn distinct(&self) -> u64 {
+        self.distinct
+    }
+
     /// Records one `message.new`.
     pub fn record(&mut self, seq: Seq) {
         self.received += 1;
@@ -113,6 +125,18 @@ impl SeqTracker {
     pub fn delivery(&self, room_last_seq: Seq) -> Delivery {
         let last = room_last_seq.max(self.highest);
         let expected = u64::try_from(last - self.base).unwrap_or(0);
+        Delivery {
+            delivered: self.received,
+            expected,
+            missing: expected.saturating_sub(self.distinct),
+            duplicates: self.duplicates,
+            out_of_order: self.out_of_order,
+        }
+    }
+
+    /// The verdict for a counter that may skip values (`rev`), given how many different
+    /// values this subscriber should have received.
+    pub fn delivery_of(&self, expected: u64) -> Delivery {
         Delivery {
             delivered: self.received,
             expected,
@@ -206,6 +230,25 @@ mod tests {
         delivery.add(tracker(0, &[64, 65, 130]).delivery(130));
         assert_eq!(delivery.missing, 127);
         assert_eq!(delivery.delivered, 203);
+    }
+
+    #[test]
+    fn revs_may_skip_but_must_grow() {
+        // Subscribed at rev 40; other changes in the room took revs 42 and 44.
+        let clean = tracker(40, &[41, 43, 45, 46]);
+        assert_eq!(clean.distinct(), 4);
+        assert!(clean.delivery_of(4).is_clean());
+        let late = tracker(40, &[41, 45, 43, 46]).delivery_of(4);
+        assert_eq!(
+            (late.out_of_order, late.duplicates, late.missing),
+            (1, 0, 0)
+        );
+        assert!(!late.is_clean());
+        let repeated = tracker(40, &[41, 43, 43, 40]).delivery_of(2);
+        assert_eq!((repeated.duplicates, repeated.out_of_order), (2, 0));
+        assert!(!repeated.is_clean());
+        let short = tracker(40, &[41, 43]).delivery_of(3);
+        assert_eq!((short.missing, short.expected), (1, 3));
     }
 
     #[test]

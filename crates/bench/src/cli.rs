@@ -43,7 +43,8 @@ pub struct Cli {
     /// How many users send [default: per scenario].
     #[arg(long)]
     pub senders: Option<usize>,
-    /// Messages per second PER SENDER; 0 = as fast as --in-flight allows [default: per scenario].
+    /// Messages (edits: changes) per second PER SENDER; 0 = as fast as --in-flight allows
+    /// [default: per scenario].
     #[arg(long, conflicts_with = "deliveries_per_second")]
     pub rate: Option<f64>,
     /// Offered deliveries per second: sets --rate to this divided by the deliveries one
@@ -57,9 +58,18 @@ pub struct Cli {
     /// Message content length in bytes.
     #[arg(long, default_value_t = 100)]
     pub message_size: usize,
-    /// Most unacknowledged sends per connection [default: per scenario].
+    /// Most unacknowledged sends per connection (edits: changes per sender) [default: per
+    /// scenario].
     #[arg(long)]
     pub in_flight: Option<usize>,
+    /// Messages each sender posts over REST during setup, before the sockets open (edits:
+    /// the messages it changes; at least --in-flight) [default: 16 for edits, else 0].
+    #[arg(long)]
+    pub base_messages: Option<usize>,
+    /// edits: share of changes that are reaction toggles (PUT / DELETE of the sender's
+    /// reaction), in percent; the rest are edits (PATCH).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub reaction_percent: u8,
     /// Registrations at once (each is an argon2 hash on the server).
     #[arg(long, default_value_t = 8)]
     pub register_concurrency: usize,
@@ -176,6 +186,8 @@ impl Cli {
             (None, None) => (defaults.rate, None),
         };
         options.in_flight = self.in_flight.unwrap_or(defaults.in_flight);
+        options.base_messages = self.base_messages.unwrap_or(defaults.base_messages);
+        options.reaction_percent = self.reaction_percent;
         options.duration = seconds("--duration", self.duration)?;
         options.drain_timeout = seconds("--drain-timeout", self.drain_timeout)?;
         options.message_size = self.message_size;
@@ -288,6 +300,42 @@ mod tests {
             "10",
         ]);
         assert!(silent.options().is_err(), "no senders to carry the load");
+    }
+
+    #[test]
+    fn edits_flags() {
+        let options = Cli::parse_from([
+            "nebula-bench",
+            "--scenario",
+            "edits",
+            "--rate",
+            "0",
+            "--in-flight",
+            "8",
+            "--reaction-percent",
+            "100",
+        ])
+        .options()
+        .unwrap();
+        assert_eq!(
+            (
+                options.senders,
+                options.base_messages,
+                options.reaction_percent
+            ),
+            (20, 16, 100)
+        );
+        assert_eq!((options.rate, options.in_flight), (0.0, 8));
+        let socketio = Cli::parse_from([
+            "nebula-bench",
+            "--scenario",
+            "edits",
+            "--target",
+            "socketio",
+        ]);
+        assert!(socketio.options().is_err());
+        let over = Cli::try_parse_from(["nebula-bench", "--reaction-percent", "101"]);
+        assert!(over.is_err());
     }
 
     #[test]

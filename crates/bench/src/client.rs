@@ -5,14 +5,14 @@
 //! the server is blocked writing to us (both TCP buffers full) would deadlock the pair.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::SinkExt;
 use futures_util::StreamExt;
 use futures_util::stream::{SplitSink, SplitStream};
-use nebula_wire::Seq;
+use nebula_wire::{Rev, Seq};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinHandle;
@@ -51,6 +51,13 @@ pub struct ConnectSpec {
     pub token: String,
 }
 
+/// Where a room stood when a socket subscribed: what it already had.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubscribedAt {
+    pub last_seq: Seq,
+    pub last_rev: Rev,
+}
+
 /// An open, subscribed connection.
 pub struct Connection {
     pub index: usize,
@@ -60,6 +67,9 @@ pub struct Connection {
     pub(crate) window: Arc<Semaphore>,
     /// Highest seq this connection has received (for the drain check).
     seen: Arc<AtomicI64>,
+    /// Different revs of `message.updated` this connection has received (for the drain
+    /// check).
+    updates_seen: Arc<AtomicU64>,
     reader: JoinHandle<ReaderOutcome>,
 }
 
@@ -98,14 +108,15 @@ impl Connection {
         spec: ConnectSpec,
         shared: &Shared,
     ) -> anyhow::Result<Connection> {
-        let (socket, last_seq) =
+        let (socket, at) =
             tokio::time::timeout(SUBSCRIBE_TIMEOUT, shared.target.open(endpoint, &spec))
                 .await
                 .context("no `subscribed` answer in time")??;
         let (sink, stream) = socket.split();
         let sink = Arc::new(Mutex::new(sink));
         let window = Arc::new(Semaphore::new(shared.in_flight));
-        let seen = Arc::new(AtomicI64::new(last_seq));
+        let seen = Arc::new(AtomicI64::new(at.last_seq));
+        let updates_seen = Arc::new(AtomicU64::new(0));
         let reader = ReaderSpec {
             target: shared.target,
             index: spec.index,
@@ -113,15 +124,17 @@ impl Connection {
             live: shared.live.clone(),
             window: window.clone(),
             seen: seen.clone(),
+            updates_seen: updates_seen.clone(),
             sink: sink.clone(),
         }
-        .start(spec.room, last_seq);
+        .start(spec.room, at);
         Ok(Connection {
             index: spec.index,
             room: spec.room,
             sink,
             window,
             seen,
+            updates_seen,
             reader: tokio::spawn(reader.run(stream, shared.closing.clone())),
         })
     }
@@ -129,6 +142,11 @@ impl Connection {
     /// Highest seq received so far.
     pub fn seen(&self) -> Seq {
         self.seen.load(Ordering::Relaxed)
+    }
+
+    /// Different revs of `message.updated` received so far.
+    pub fn updates_seen(&self) -> u64 {
+        self.updates_seen.load(Ordering::Relaxed)
     }
 
     /// Whether the socket is still being read (false once the server closed or dropped it).

@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use nebula_wire::Seq;
+use nebula_wire::{Rev, Seq};
 
 /// The `client_msg_id` of every simulated send: `<connection>-<n>-<sent_at_us>`.
 ///
@@ -94,10 +94,18 @@ pub enum Incoming<'a> {
         code: Cow<'a, str>,
         reference: Option<Cow<'a, str>>,
     },
+    /// A changed message delivered to a subscriber (Nebula's `message.updated`): its room,
+    /// its id and the room's `rev` at this version.
+    Updated {
+        room_id: Cow<'a, str>,
+        message_id: Cow<'a, str>,
+        rev: Rev,
+    },
     /// Nebula's answer to `subscribe`.
     Subscribed {
         room_id: Cow<'a, str>,
         last_seq: Seq,
+        last_rev: Rev,
     },
     /// An application-level ping that must be answered with the given frame (Engine.IO's
     /// `2` → `3`; Nebula's pings are WebSocket control frames tungstenite answers itself).

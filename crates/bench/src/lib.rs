@@ -28,6 +28,7 @@
 pub mod accounting;
 pub mod cli;
 mod client;
+mod editor;
 pub mod floor;
 pub mod frames;
 pub mod latency;

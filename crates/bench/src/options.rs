@@ -30,8 +30,13 @@ pub struct Options {
     pub duration: Duration,
     /// Content length of each message in bytes (ASCII, so also in characters).
     pub message_size: usize,
-    /// Most unacknowledged `message.send`s per connection.
+    /// Most unacknowledged `message.send`s per connection (`edits`: changes in flight per
+    /// sender).
     pub in_flight: usize,
+    /// Messages each sender posts over REST during setup (`edits` changes them).
+    pub base_messages: usize,
+    /// `edits`: the share of changes that are reaction toggles rather than edits, in percent.
+    pub reaction_percent: u8,
     /// Registrations at once: each costs the server an argon2 hash.
     pub register_concurrency: usize,
     /// WebSocket handshakes at once.
@@ -96,6 +101,8 @@ impl Options {
             duration: Duration::from_secs(30),
             message_size: 100,
             in_flight: defaults.in_flight,
+            base_messages: defaults.base_messages,
+            reaction_percent: 50,
             register_concurrency: 8,
             connect_concurrency: 64,
             drain_timeout: Duration::from_secs(10),
@@ -137,6 +144,27 @@ impl Options {
             if self.probes == 0 {
                 bail!("--probes must be at least 1");
             }
+        }
+        if self.scenario.makes_changes() {
+            if self.target != Target::Nebula {
+                bail!(
+                    "--scenario edits needs --target nebula: the Socket.IO peer has no edits or reactions"
+                );
+            }
+            if self.base_messages < self.in_flight {
+                bail!(
+                    "--base-messages ({}) must be at least --in-flight ({}): a sender never has \
+                     two changes to one message in flight",
+                    self.base_messages,
+                    self.in_flight
+                );
+            }
+            if self.reaction_percent > 100 {
+                bail!("--reaction-percent must be 0–100");
+            }
+        }
+        if self.base_messages > 0 && self.target != Target::Nebula {
+            bail!("--base-messages needs --target nebula: the Socket.IO peer has no REST posting");
         }
         if let Some(floor) = &self.floor {
             floor.validate()?;
@@ -191,8 +219,15 @@ impl Options {
     /// Sockets plus the HTTP pool plus slack: what the file-descriptor limit must allow.
     pub fn descriptors_needed(&self) -> u64 {
         let floor = self.floor.as_ref().map_or(0, |floor| floor.pairs * 2);
-        let sockets =
-            self.accounts() + self.register_concurrency.max(self.connect_concurrency) + floor;
+        let changes = if self.scenario.makes_changes() {
+            self.senders * self.in_flight
+        } else {
+            0
+        };
+        let sockets = self.accounts()
+            + self.register_concurrency.max(self.connect_concurrency)
+            + floor
+            + changes;
         u64::try_from(sockets)
             .unwrap_or(u64::MAX)
             .saturating_add(64)
@@ -226,6 +261,21 @@ mod tests {
         options.validate().unwrap();
         options.target = Target::Socketio;
         assert!(options.validate().is_err());
+    }
+
+    #[test]
+    fn edits_is_nebula_only_and_needs_a_message_per_change_in_flight() {
+        let mut options = Options::new("http://localhost:3838", Scenario::Edits);
+        options.validate().unwrap();
+        options.in_flight = options.base_messages + 1;
+        assert!(options.validate().is_err());
+        options.in_flight = 1;
+        options.reaction_percent = 101;
+        assert!(options.validate().is_err());
+        options.reaction_percent = 100;
+        options.target = Target::Socketio;
+        let refused = options.validate().unwrap_err().to_string();
+        assert!(refused.contains("--target nebula"), "{refused}");
     }
 
     #[test]

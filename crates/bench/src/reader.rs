@@ -1,19 +1,18 @@
-//! The read half of one connection: counts acks, errors and deliveries, checks seqs, records
-//! latencies, and notes how the socket ended.
+//! The read half of one connection: counts acks, errors and deliveries, checks seqs (and the
+//! revs of `message.updated`), records latencies, and notes how the socket ended.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use nebula_wire::Seq;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounting::SeqTracker;
-use crate::client::{SharedSink, WsStream};
+use crate::client::{SharedSink, SubscribedAt, WsStream};
 use crate::frames::{ClientMsgId, Incoming};
 use crate::latency::LocalSamples;
 use crate::live::{Live, bump};
@@ -26,10 +25,14 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct ReaderOutcome {
     pub room: usize,
+    /// `message.new` by seq.
     pub tracker: SeqTracker,
+    /// `message.updated` by rev.
+    pub revs: SeqTracker,
     /// `error` events by code, plus the reader's own findings: `unreadable_frame`,
     /// `foreign_room` (a message of a room not subscribed), `foreign_ack` (an ack for a
-    /// `client_msg_id` this connection never sent).
+    /// `client_msg_id` this connection never sent), `unexpected_update` (a `message.updated`
+    /// of a message no change was made to, or one more than the changes made to it).
     pub errors: BTreeMap<String, u64>,
     /// A second ack for a message already acknowledged.
     pub duplicate_acks: u64,
@@ -43,6 +46,7 @@ impl ReaderOutcome {
         ReaderOutcome {
             room,
             tracker: SeqTracker::new(0),
+            revs: SeqTracker::new(0),
             errors: BTreeMap::new(),
             duplicate_acks: 0,
             ended_early: Some(why),
@@ -60,19 +64,23 @@ pub struct ReaderSpec {
     pub window: Arc<Semaphore>,
     /// Highest seq received, for the drain check.
     pub seen: Arc<AtomicI64>,
+    /// Different revs of `message.updated` received, for the drain check.
+    pub updates_seen: Arc<AtomicU64>,
     /// For answers the protocol itself demands (Engine.IO pongs).
     pub sink: SharedSink,
 }
 
 impl ReaderSpec {
-    /// A reader for a socket subscribed to room index `room` at `last_seq`.
-    pub fn start(self, room: usize, last_seq: Seq) -> Reader {
+    /// A reader for a socket subscribed to room index `room` at `at`.
+    pub fn start(self, room: usize, at: SubscribedAt) -> Reader {
         Reader {
             spec: self,
             answered: Vec::new(),
+            updates_per_message: Vec::new(),
             outcome: ReaderOutcome {
                 room,
-                tracker: SeqTracker::new(last_seq),
+                tracker: SeqTracker::new(at.last_seq),
+                revs: SeqTracker::new(at.last_rev),
                 errors: BTreeMap::new(),
                 duplicate_acks: 0,
                 ended_early: None,
@@ -85,6 +93,8 @@ pub struct Reader {
     spec: ReaderSpec,
     /// One bit per send of this connection: set once it is acked or refused.
     answered: Vec<u64>,
+    /// `message.updated` received per [`crate::live::ChangeLog`] slot.
+    updates_per_message: Vec<usize>,
     outcome: ReaderOutcome,
 }
 
@@ -154,6 +164,24 @@ impl Reader {
                     e2e.record_micros(self.spec.live.now_us().saturating_sub(id.sent_at_us));
                 }
             }
+            Incoming::Updated {
+                room_id,
+                message_id,
+                rev,
+            } => {
+                if room_id != self.spec.room_id.as_str() {
+                    return self.count_error("foreign_room");
+                }
+                bump(&self.spec.live.delivered);
+                self.outcome.revs.record(rev);
+                self.spec
+                    .updates_seen
+                    .store(self.outcome.revs.distinct(), Ordering::Relaxed);
+                match self.change_started(&message_id) {
+                    Some(at) => e2e.record_micros(self.spec.live.now_us().saturating_sub(at)),
+                    None => self.count_error("unexpected_update"),
+                }
+            }
             Incoming::Ack { seq, client_msg_id } => {
                 let Some(id) = client_msg_id.as_deref().and_then(ClientMsgId::parse) else {
                     return self.count_error("foreign_ack");
@@ -196,6 +224,19 @@ impl Reader {
             }
             Incoming::Subscribed { .. } | Incoming::Other => bump(&self.spec.live.other),
         }
+    }
+
+    /// When the change this `message.updated` of `message_id` reports started: the n-th
+    /// update of a message is its n-th change (see [`crate::live::ChangeLog`]).
+    fn change_started(&mut self, message_id: &str) -> Option<u64> {
+        let changes = &self.spec.live.changes;
+        let slot = changes.slot(&uuid::Uuid::parse_str(message_id).ok()?)?;
+        if self.updates_per_message.len() < changes.len() {
+            self.updates_per_message.resize(changes.len(), 0);
+        }
+        let nth = self.updates_per_message[slot];
+        self.updates_per_message[slot] += 1;
+        changes.started_at(slot, nth)
     }
 
     /// Marks send `n` answered; false if it already was.

@@ -28,6 +28,10 @@ pub struct Report {
     pub deliveries_per_second_target: Option<f64>,
     pub message_size: usize,
     pub in_flight: usize,
+    /// Messages each sender posted during setup.
+    pub base_messages: usize,
+    /// `edits`: the share of changes that toggled a reaction, in percent (the rest edited).
+    pub reaction_percent: Option<u8>,
     /// Sockets that opened and subscribed.
     pub connections: usize,
     /// Sockets that failed to open or subscribe, by reason.
@@ -35,18 +39,23 @@ pub struct Report {
     /// Ctrl-C ended the run before `--duration`.
     pub interrupted: bool,
     pub timings: Timings,
+    /// `message.send` frames written (`edits`: changes requested over REST).
     pub sent: u64,
+    /// Sends acknowledged (`edits`: changes answered 2xx).
     pub acked: u64,
-    /// Sends answered with an `error` event.
+    /// Sends answered with an `error` event (`edits`: changes refused or failed).
     pub failed: u64,
     /// Sends with neither an ack nor an error when the run ended.
     pub unanswered: u64,
     pub duplicate_acks: u64,
+    /// `message.new` checked by seq plus `message.updated` checked by rev.
     pub delivery: Delivery,
     pub throughput: Throughput,
-    /// `message.send` written → its `message.ack` read, by the sender.
+    /// `message.send` written → its `message.ack` read, by the sender (`edits`: request
+    /// started → answer read).
     pub ack_latency: LatencySummary,
-    /// `message.send` written → `message.new` read, by every subscriber (sender included).
+    /// `message.send` written → `message.new` read, by every subscriber, sender included
+    /// (`edits`: change request started → its `message.updated` read).
     pub e2e_latency: LatencySummary,
     /// `error` events by code.
     pub errors: BTreeMap<String, u64>,
@@ -67,6 +76,8 @@ pub struct Timings {
     pub register_s: f64,
     pub rooms_s: f64,
     pub join_s: f64,
+    /// Posting `--base-messages`.
+    pub messages_s: f64,
     pub connect_s: f64,
     pub setup_s: f64,
     /// Sending (or holding, for `idle`).
@@ -107,11 +118,11 @@ pub struct Costs {
     /// Messages delivered to subscribers during the window (`message.new` /
     /// `receiveMessage`; acks are not deliveries).
     pub deliveries: u64,
-    /// Sends acknowledged during the window.
+    /// Sends (`edits`: changes) acknowledged during the window.
     pub messages: u64,
     /// Server CPU (user + system, all threads) per delivery, in µs.
     pub server_cpu_us_per_delivery: Option<f64>,
-    /// Server CPU per acknowledged message, in µs (the ingest figure).
+    /// Server CPU per acknowledged message (`edits`: change), in µs (the ingest figure).
     pub server_cpu_us_per_message: Option<f64>,
     /// Database processes read (`--db-pids` / `--pg`) at the end of the window.
     pub db_processes: Option<usize>,
@@ -220,6 +231,7 @@ fn kib(value: Option<u64>) -> String {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = &self.timings;
+        let words = Words::of(self.scenario);
         let rate = if let Some(probe) = &self.subscribe_probe {
             format!("none sending, {} subscribe probes", probe.latency.count)
         } else if self.senders == 0 {
@@ -230,10 +242,17 @@ impl fmt::Display for Report {
                     "{:.3} msg/s each for {target:.0} deliveries/s",
                     self.rate_per_sender
                 ),
-                None => format!("{} msg/s each", self.rate_per_sender),
+                None => format!("{} {}/s each", self.rate_per_sender, words.per_second),
             }
         } else {
             format!("flat out, {} in flight each", self.in_flight)
+        };
+        let rate = match self.reaction_percent {
+            Some(percent) => format!(
+                "{rate}, {percent} % reaction toggles, the rest edits of {} messages each",
+                self.base_messages
+            ),
+            None => rate,
         };
         writeln!(
             f,
@@ -251,9 +270,14 @@ impl fmt::Display for Report {
                 ""
             },
         )?;
+        let messages = if self.base_messages > 0 {
+            format!(", messages {:.1}", t.messages_s)
+        } else {
+            String::new()
+        };
         writeln!(
             f,
-            "{:<13} {:.1} s (register {:.1}, rooms {:.1}, join {:.1}, connect {:.1})",
+            "{:<13} {:.1} s (register {:.1}, rooms {:.1}, join {:.1}{messages}, connect {:.1})",
             "setup", t.setup_s, t.register_s, t.rooms_s, t.join_s, t.connect_s
         )?;
         writeln!(
@@ -278,13 +302,13 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "{:<13} sent {}  acked {}  failed {}  unanswered {}  duplicate acks {}",
-            "messages", self.sent, self.acked, self.failed, self.unanswered, self.duplicate_acks
+            words.sent, self.sent, self.acked, self.failed, self.unanswered, self.duplicate_acks
         )?;
         let d = &self.delivery;
         writeln!(
             f,
             "{:<13} {} of {} expected  missing {}  duplicates {}  out-of-order {}  → {}",
-            "deliveries",
+            words.delivered,
             d.delivered,
             d.expected,
             d.missing,
@@ -300,8 +324,8 @@ impl fmt::Display for Report {
             self.throughput.acked_per_s,
             self.throughput.delivered_per_s
         )?;
-        latency_line(f, "ack latency", &self.ack_latency)?;
-        latency_line(f, "end-to-end", &self.e2e_latency)?;
+        latency_line(f, words.ack_latency, &self.ack_latency)?;
+        latency_line(f, words.e2e_latency, &self.e2e_latency)?;
         if let Some(probe) = &self.subscribe_probe {
             latency_line(f, "subscribe", &probe.latency)?;
             writeln!(
@@ -359,6 +383,40 @@ impl fmt::Display for Report {
     }
 }
 
+/// What the report's lines call things: messages sent, or changes made (`edits`).
+struct Words {
+    sent: &'static str,
+    one: &'static str,
+    per_second: &'static str,
+    delivered: &'static str,
+    ack_latency: &'static str,
+    e2e_latency: &'static str,
+}
+
+impl Words {
+    fn of(scenario: Scenario) -> Words {
+        if scenario.makes_changes() {
+            Words {
+                sent: "changes",
+                one: "change",
+                per_second: "changes",
+                delivered: "updates (rev)",
+                ack_latency: "change ack",
+                e2e_latency: "change→update",
+            }
+        } else {
+            Words {
+                sent: "messages",
+                one: "message",
+                per_second: "msg",
+                delivered: "deliveries",
+                ack_latency: "ack latency",
+                e2e_latency: "end-to-end",
+            }
+        }
+    }
+}
+
 impl Report {
     /// The `cost`, `database` and `floor` lines.
     fn fmt_costs(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -375,7 +433,10 @@ impl Report {
                 ));
             }
             if let Some(per) = c.server_cpu_us_per_message {
-                parts.push(format!("{per:.1} µs per acked message"));
+                parts.push(format!(
+                    "{per:.1} µs per acked {}",
+                    Words::of(self.scenario).one
+                ));
             }
             writeln!(f, "{:<13} server CPU {}", "cost", parts.join(", "))?;
         }
@@ -386,7 +447,10 @@ impl Report {
                 "database",
                 c.db_processes.unwrap_or(0),
                 c.db_cpu_ms_per_1k_messages
-                    .map_or(String::new(), |ms| format!(", {ms:.1} ms per 1k messages")),
+                    .map_or(String::new(), |ms| format!(
+                        ", {ms:.1} ms per 1k {}s",
+                        Words::of(self.scenario).one
+                    )),
             )?;
         }
         if let Some(floor) = c.floor_ns_per_write {

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounting::Delivery;
 use crate::client::{ConnectSpec, Connection, Shared};
+use crate::editor::{EditPlan, change_until};
 use crate::floor::{self, Floor};
 use crate::frames::filler_content;
 use crate::live::{Counts, Live};
@@ -23,7 +24,7 @@ use crate::reader::ReaderOutcome;
 use crate::report::{CostInputs, Costs, Report, Resources, Throughput, Timings};
 use crate::scenarios::Scenario;
 use crate::sender::{Finished, SendPlan, send_until};
-use crate::setup::World;
+use crate::setup::{Api, World};
 use crate::system::{self, Process};
 
 /// How often the drain re-checks whether everything arrived.
@@ -61,7 +62,10 @@ pub async fn run(
     }
     let server_rss_before = server.and_then(Process::rss_kib);
 
-    let live = Arc::new(Live::new(options.rooms)?);
+    let live = Arc::new(Live::new(
+        options.rooms,
+        world.messages.iter().flatten().copied(),
+    )?);
     let shared = Shared {
         target: options.target,
         in_flight: options.in_flight,
@@ -114,9 +118,9 @@ pub async fn run(
     let mut send_errors = BTreeMap::new();
     let mut connections = Vec::with_capacity(sending.len());
     for task in sending {
-        let (connection, error) = task.await?;
-        if let Some(error) = error {
-            *send_errors.entry(error).or_insert(0) += 1;
+        let (connection, errors) = task.await?;
+        for (error, count) in errors {
+            *send_errors.entry(error).or_insert(0) += count;
         }
         connections.push(connection);
     }
@@ -159,6 +163,7 @@ pub async fn run(
         register_s: setup_times.register.as_secs_f64(),
         rooms_s: setup_times.rooms.as_secs_f64(),
         join_s: setup_times.join.as_secs_f64(),
+        messages_s: setup_times.messages.as_secs_f64(),
         connect_s: connect_time.as_secs_f64(),
         setup_s: setup_time.as_secs_f64(),
         run_s: run_time.as_secs_f64(),
@@ -276,7 +281,8 @@ async fn connect_all(
     (connections, failures)
 }
 
-/// Spawns a sending task for each sender; other connections pass through unchanged.
+/// Spawns a sending task for each sender (`message.send` on its socket, or REST changes
+/// for `edits`); other connections pass through unchanged.
 fn start_senders(
     connections: Vec<Connection>,
     world: &World,
@@ -289,10 +295,37 @@ fn start_senders(
     let interval = options.send_interval();
     let start = tokio::time::Instant::now();
     let senders = options.senders.max(1) as u32;
+    let api = if options.scenario.makes_changes() {
+        Some(Api::new(&options.url)?)
+    } else {
+        None
+    };
     let mut tasks = Vec::with_capacity(connections.len());
     for connection in connections {
         if !layout.is_sender(connection.index) {
-            tasks.push(tokio::spawn(async move { (connection, None) }));
+            tasks.push(tokio::spawn(async move { (connection, BTreeMap::new()) }));
+            continue;
+        }
+        let offset = interval.map_or(Duration::ZERO, |interval| {
+            interval * (connection.index as u32 % senders) / senders
+        });
+        let (live, stop) = (live.clone(), stop.clone());
+        if let Some(api) = &api {
+            let plan = EditPlan {
+                api: api.clone(),
+                token: world.accounts[connection.index].token.clone(),
+                room_id: world.rooms[connection.room].clone(),
+                messages: world.messages[connection.index]
+                    .iter()
+                    .filter_map(|id| Some((*id, live.changes.slot(id)?)))
+                    .collect(),
+                interval,
+                first_at: start + offset,
+                in_flight: options.in_flight,
+                reaction_percent: options.reaction_percent,
+                message_size: options.message_size,
+            };
+            tasks.push(tokio::spawn(change_until(connection, plan, live, stop)));
             continue;
         }
         let template = options.target.send_template(
@@ -300,26 +333,19 @@ fn start_senders(
             &content,
             connection.index,
         )?;
-        let offset = interval.map_or(Duration::ZERO, |interval| {
-            interval * (connection.index as u32 % senders) / senders
-        });
         let plan = SendPlan {
             template,
             interval,
             first_at: start + offset,
         };
-        tasks.push(tokio::spawn(send_until(
-            connection,
-            plan,
-            live.clone(),
-            stop.clone(),
-        )));
+        tasks.push(tokio::spawn(send_until(connection, plan, live, stop)));
     }
     Ok(tasks)
 }
 
-/// Waits until every send is answered and every open subscriber has reached its room's
-/// highest acknowledged seq, or `timeout`. True if everything arrived. (A socket the server
+/// Waits until every send (or change) is answered and every open subscriber has reached its
+/// room's highest acknowledged seq and received as many `message.updated` as its room had
+/// changes acknowledged, or `timeout`. True if everything arrived. (A socket the server
 /// closed will never catch up; the report lists it under closes and its gaps as missing.)
 async fn drain(live: &Live, connections: &[Connection], timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
@@ -330,7 +356,10 @@ async fn drain(live: &Live, connections: &[Connection], timeout: Duration) -> bo
             && connections
                 .iter()
                 .filter(|connection| connection.is_open())
-                .all(|connection| connection.seen() >= live.room_acked(connection.room))
+                .all(|connection| {
+                    connection.seen() >= live.room_acked(connection.room)
+                        && connection.updates_seen() >= live.room_changes(connection.room)
+                })
         {
             return true;
         }
@@ -375,6 +404,7 @@ fn build_report(
     for outcome in outcomes {
         let last = room_last.get(outcome.room).copied().unwrap_or(0);
         delivery.add(outcome.tracker.delivery(last));
+        delivery.add(outcome.revs.delivery_of(live.room_changes(outcome.room)));
         duplicate_acks += outcome.duplicate_acks;
         for (code, count) in outcome.errors {
             *errors.entry(code).or_insert(0) += count;
@@ -404,6 +434,11 @@ fn build_report(
         deliveries_per_second_target: options.deliveries_per_second,
         message_size: options.message_size,
         in_flight: options.in_flight,
+        base_messages: options.base_messages,
+        reaction_percent: options
+            .scenario
+            .makes_changes()
+            .then_some(options.reaction_percent),
         connections: measured.opened,
         connect_failures: measured.connect_failures,
         interrupted: measured.interrupted,

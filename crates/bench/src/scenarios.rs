@@ -34,6 +34,11 @@ pub enum Scenario {
     /// unsubscribes repeatedly: subscribe latency and memory with a large online list
     /// (Nebula only: the Socket.IO peer has no presence).
     Presence,
+    /// 10 rooms of 10, everyone subscribed, 2 senders per room changing their own earlier
+    /// messages over REST (edits, and reaction toggles) at 10 changes/s each: acknowledged
+    /// changes/s, `message.updated` deliveries and their order by `rev`, server CPU per
+    /// change (Nebula only: the Socket.IO peer has no edits or reactions).
+    Edits,
 }
 
 /// What a scenario sets when its flags are not given.
@@ -48,6 +53,8 @@ pub struct Defaults {
     /// [`Layout::deliveries_per_message_round`]) unless `--rate` is given.
     pub deliveries_per_second: Option<f64>,
     pub in_flight: usize,
+    /// Messages each sender posts over REST during setup, before any socket opens.
+    pub base_messages: usize,
 }
 
 impl Scenario {
@@ -56,6 +63,7 @@ impl Scenario {
         match self {
             Scenario::Chat | Scenario::SmallWindowIngest => 50,
             Scenario::Ingest => 8,
+            Scenario::Edits => 100,
             Scenario::Presence => 10_000,
             Scenario::Fanout
             | Scenario::ManyRooms
@@ -77,6 +85,7 @@ impl Scenario {
                 Scenario::ManyRooms => users / 5,
                 Scenario::Ingest => 4,
                 Scenario::Idle | Scenario::Rooms => per_room(100),
+                Scenario::Edits => per_room(10),
             })
             .clamp(1, users.max(1));
         let senders = match self {
@@ -84,7 +93,7 @@ impl Scenario {
             Scenario::Fanout => users.min(5),
             Scenario::LargeRoom => users.min(10),
             Scenario::ManyRooms => rooms,
-            Scenario::Rooms => users.min(rooms * 2),
+            Scenario::Rooms | Scenario::Edits => users.min(rooms * 2),
             Scenario::Ingest | Scenario::SmallWindowIngest => users,
             Scenario::Idle | Scenario::Presence => 0,
         };
@@ -93,6 +102,7 @@ impl Scenario {
                 (1.0, 8)
             }
             Scenario::Fanout => (2.0, 8),
+            Scenario::Edits => (10.0, 4),
             Scenario::Ingest => (0.0, 64),
             Scenario::SmallWindowIngest => (0.0, 8),
             Scenario::Idle | Scenario::Presence => (0.0, 1),
@@ -109,7 +119,14 @@ impl Scenario {
             rate,
             deliveries_per_second,
             in_flight,
+            base_messages: if self == Scenario::Edits { 16 } else { 0 },
         }
+    }
+
+    /// Whether the senders change earlier messages (REST edits and reactions, delivered as
+    /// `message.updated`) rather than send new ones.
+    pub fn makes_changes(self) -> bool {
+        self == Scenario::Edits
     }
 
     /// The name used on the command line and in reports.
@@ -124,6 +141,7 @@ impl Scenario {
             Scenario::Rooms => "rooms",
             Scenario::SmallWindowIngest => "small-window-ingest",
             Scenario::Presence => "presence",
+            Scenario::Edits => "edits",
         }
     }
 }
@@ -228,6 +246,13 @@ mod tests {
             (presence.users, presence.rooms, presence.senders),
             (10_000, 1, 0)
         );
+        let edits = Scenario::Edits.defaults(None, None);
+        assert_eq!(
+            (edits.users, edits.rooms, edits.senders, edits.in_flight),
+            (100, 10, 20, 4)
+        );
+        assert_eq!((edits.rate, edits.base_messages), (10.0, 16));
+        assert_eq!(Scenario::Rooms.defaults(None, None).base_messages, 0);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The write half of a sending connection: `message.send` at a fixed pace, or as fast as the
 //! in-flight window allows.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +30,9 @@ pub struct SendPlan {
     pub first_at: Instant,
 }
 
-/// A connection handed back after sending, with the write error that ended it early, if any.
-pub type Finished = (Connection, Option<String>);
+/// A connection handed back after sending, with its failures by kind (for `message.send`,
+/// the write error that ended sending early, if any).
+pub type Finished = (Connection, BTreeMap<String, u64>);
 
 /// Sends until `stop` is cancelled, then hands the connection back. A write error ends
 /// sending on this connection and is returned beside it.
@@ -53,10 +55,12 @@ pub async fn send_until(
         Some(interval) => sending.paced(interval, plan.first_at).await,
         None => sending.flat_out().await,
     };
-    (
-        connection,
-        result.err().map(|err| format!("send failed: {err}")),
-    )
+    let errors = result
+        .err()
+        .map(|err| (format!("send failed: {err}"), 1))
+        .into_iter()
+        .collect();
+    (connection, errors)
 }
 
 struct Sending<'a> {

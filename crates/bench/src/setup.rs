@@ -6,12 +6,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use nebula_wire::{
-    AddMemberRequest, AuthResponse, CreateRoomRequest, Problem, RegisterRequest, Room,
+    AddMemberRequest, AuthResponse, CreateRoomRequest, EditMessageRequest, Message,
+    PostMessageRequest, Problem, RegisterRequest, Room,
 };
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
+use crate::frames::filler_content;
 use crate::options::Options;
 use crate::progress::Progress;
 
@@ -29,11 +32,13 @@ pub struct Account {
 
 /// The run's users and rooms, by index: `accounts` holds `options.accounts()` users (the
 /// connected ones first, then any presence probe), `rooms` the room ids as the target
-/// spells them.
+/// spells them, `messages` the ids of the messages each user posted during setup
+/// (`--base-messages` for each sender, none for the others).
 #[derive(Debug, Clone)]
 pub struct World {
     pub accounts: Vec<Account>,
     pub rooms: Vec<String>,
+    pub messages: Vec<Vec<Uuid>>,
 }
 
 /// How long each setup step took.
@@ -42,6 +47,18 @@ pub struct SetupTimes {
     pub register: Duration,
     pub rooms: Duration,
     pub join: Duration,
+    pub messages: Duration,
+}
+
+/// One change to an earlier message, as the `edits` scenario makes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// `PATCH …/messages/{id}` with new content.
+    Edit(&'a str),
+    /// `PUT …/messages/{id}/reactions/{emoji}`.
+    React(&'a str),
+    /// `DELETE …/messages/{id}/reactions/{emoji}`.
+    Unreact(&'a str),
 }
 
 /// A thin typed client of the REST endpoints setup needs.
@@ -94,6 +111,62 @@ impl Api {
             )
             .await?;
         Ok(())
+    }
+
+    pub async fn post_message(
+        &self,
+        token: &str,
+        room: &str,
+        content: String,
+    ) -> anyhow::Result<Message> {
+        let body = PostMessageRequest {
+            content,
+            client_msg_id: None,
+            reply_to: None,
+            attachments: None,
+        };
+        self.post(&format!("/rooms/{room}/messages"), Some(token), &body)
+            .await
+    }
+
+    /// Makes one change to message `message` of room `room`. `Err` is what to count the
+    /// failure as: the problem's `code` (`http_<status>` without one), or `request_failed`.
+    pub async fn change(
+        &self,
+        token: &str,
+        room: &str,
+        message: Uuid,
+        change: Change<'_>,
+    ) -> Result<(), String> {
+        let path = format!("{}/rooms/{room}/messages/{message}", self.base);
+        // reqwest percent-encodes the emoji in the path.
+        let request = match change {
+            Change::Edit(content) => self.http.patch(path).json(&EditMessageRequest {
+                content: content.to_owned(),
+            }),
+            Change::React(emoji) => self.http.put(format!("{path}/reactions/{emoji}")),
+            Change::Unreact(emoji) => self
+                .http
+                .request(Method::DELETE, format!("{path}/reactions/{emoji}")),
+        };
+        let response = request
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|_| "request_failed".to_owned())?;
+        let status = response.status();
+        // Read to the end either way, so the connection goes back to the pool.
+        let body = response
+            .bytes()
+            .await
+            .map_err(|_| "request_failed".to_owned())?;
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(serde_json::from_slice::<Problem>(&body).map_or_else(
+            |_| format!("http_{}", status.as_u16()),
+            |problem| problem.code,
+        ))
     }
 
     async fn post<T: DeserializeOwned>(
@@ -194,7 +267,43 @@ pub async fn prepare(
     bar.finish();
     times.join = started.elapsed();
 
-    Ok((World { accounts, rooms }, times))
+    let started = Instant::now();
+    let posters: Vec<usize> = (0..options.users)
+        .filter(|&user| options.base_messages > 0 && layout.is_sender(user))
+        .collect();
+    let bar = progress.phase("messages", posters.len() * options.base_messages);
+    let content = filler_content(options.message_size);
+    let mut messages = vec![Vec::new(); options.accounts()];
+    let posted: Vec<(usize, Vec<Uuid>)> = stream::iter(posters)
+        .map(|user| {
+            let (token, room) = (&accounts[user].token, &rooms[layout.room_of(user)]);
+            let (bar, content) = (&bar, &content);
+            async move {
+                let mut ids = Vec::with_capacity(options.base_messages);
+                for _ in 0..options.base_messages {
+                    ids.push(api.post_message(token, room, content.clone()).await?.id);
+                    bar.inc();
+                }
+                anyhow::Ok((user, ids))
+            }
+        })
+        .buffer_unordered(CHEAP_CONCURRENCY)
+        .try_collect()
+        .await?;
+    for (user, ids) in posted {
+        messages[user] = ids;
+    }
+    bar.finish();
+    times.messages = started.elapsed();
+
+    Ok((
+        World {
+            accounts,
+            rooms,
+            messages,
+        },
+        times,
+    ))
 }
 
 /// The Socket.IO peer has no accounts and no rooms to create: a user is a name in its token,
@@ -222,5 +331,10 @@ pub async fn name_only(options: &Options) -> anyhow::Result<(World, SetupTimes)>
     let rooms = (0..options.rooms)
         .map(|room| format!("{}-room-{room}", options.run_id))
         .collect();
-    Ok((World { accounts, rooms }, SetupTimes::default()))
+    let world = World {
+        accounts,
+        rooms,
+        messages: vec![Vec::new(); options.accounts()],
+    };
+    Ok((world, SetupTimes::default()))
 }

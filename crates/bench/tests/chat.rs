@@ -3,33 +3,11 @@
 
 use std::time::Duration;
 
-use nebula::Server;
-use nebula::config::Config;
+use common::spawn_server;
 use nebula_bench::floor::FloorOptions;
 use nebula_bench::{Options, Scenario};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
-const JWT_SECRET: &str = "bench-test-secret-bench-test-secret-0123456789";
-
-/// Starts a server on a fresh SQLite database; returns its base URL and a stop switch.
-async fn spawn_server(dir: &tempfile::TempDir) -> (String, oneshot::Sender<()>) {
-    let mut config = Config::for_database(format!("sqlite://{}/t.db", dir.path().display()));
-    config.jwt_secret = Some(JWT_SECRET.to_owned());
-    config.dev_mode = false;
-    config.rate_limit_auth_per_minute = 0;
-    config.rate_limit_messages_per_second = 0;
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = Server::build(config.validate().expect("valid config"))
-        .await
-        .expect("server builds");
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async move {
-        let _ = stopped.await;
-    }));
-    (format!("http://{addr}"), stop)
-}
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_chat_run_delivers_everything_in_order() {

@@ -7,10 +7,9 @@ pub mod nebula;
 pub mod socketio;
 
 use anyhow::bail;
-use nebula_wire::Seq;
 use serde::Serialize;
 
-use crate::client::{ConnectSpec, Socket};
+use crate::client::{ConnectSpec, Socket, SubscribedAt};
 use crate::frames::{Incoming, SendTemplate};
 use crate::options::Options;
 use crate::progress::Progress;
@@ -59,12 +58,12 @@ impl Target {
     }
 
     /// Connects as `spec`'s user and subscribes to its room; returns the socket and the
-    /// room's last seq at that point (everything above it must be delivered).
+    /// room's last seq and rev at that point (everything above them must be delivered).
     pub(crate) async fn open(
         self,
         endpoint: &str,
         spec: &ConnectSpec,
-    ) -> anyhow::Result<(Socket, Seq)> {
+    ) -> anyhow::Result<(Socket, SubscribedAt)> {
         match self {
             Target::Nebula => nebula::open(endpoint, spec).await,
             Target::Socketio => socketio::open(endpoint, spec).await,

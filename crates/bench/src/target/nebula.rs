@@ -1,18 +1,19 @@
 //! Nebula's side of the wire: `GET /ws?token=…`, `subscribe` → `subscribed`, `message.send`
-//! → `message.ack` + `message.new` (the contract's Part 1). Frames are checked against the
-//! shared `nebula_wire` types in the tests so they cannot drift apart.
+//! → `message.ack` + `message.new` (the contract's Part 1), and `message.updated` for the
+//! changes the `edits` scenario makes over REST. Frames are checked against the shared
+//! `nebula_wire` types in the tests so they cannot drift apart.
 
 use std::borrow::Cow;
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
-use nebula_wire::{ClientEvent, Seq};
+use nebula_wire::{ClientEvent, Rev, Seq};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use uuid::Uuid;
 
-use crate::client::{ConnectSpec, Socket, connect};
+use crate::client::{ConnectSpec, Socket, SubscribedAt, connect};
 use crate::frames::{Incoming, SendTemplate};
 
 /// `ws://host:port/ws` for `http://host:port`.
@@ -21,16 +22,22 @@ pub fn endpoint(base: &str) -> anyhow::Result<String> {
 }
 
 /// Opens `/ws?token=…` and subscribes to the spec's room; returns the socket and the room's
-/// `last_seq` at subscription.
-pub(crate) async fn open(endpoint: &str, spec: &ConnectSpec) -> anyhow::Result<(Socket, Seq)> {
+/// `last_seq` and `last_rev` at subscription.
+pub(crate) async fn open(
+    endpoint: &str,
+    spec: &ConnectSpec,
+) -> anyhow::Result<(Socket, SubscribedAt)> {
     let mut socket = connect(&format!("{endpoint}?token={}", spec.token)).await?;
-    let (last_seq, _) = subscribe(&mut socket, &spec.room_id).await?;
-    Ok((socket, last_seq))
+    let (at, _) = subscribe(&mut socket, &spec.room_id).await?;
+    Ok((socket, at))
 }
 
-/// Sends `subscribe` and reads until its `subscribed`; returns `last_seq` and the size of the
-/// `subscribed` frame.
-pub(crate) async fn subscribe(socket: &mut Socket, room_id: &str) -> anyhow::Result<(Seq, usize)> {
+/// Sends `subscribe` and reads until its `subscribed`; returns the room's position and the
+/// size of the `subscribed` frame.
+pub(crate) async fn subscribe(
+    socket: &mut Socket,
+    room_id: &str,
+) -> anyhow::Result<(SubscribedAt, usize)> {
     let room = Uuid::parse_str(room_id).context("a Nebula room id is a UUID")?;
     let subscribe = ClientEvent::Subscribe {
         room_id: room,
@@ -44,19 +51,22 @@ pub(crate) async fn subscribe(socket: &mut Socket, room_id: &str) -> anyhow::Res
     wait_subscribed(socket, room_id).await
 }
 
-/// Reads frames until the `subscribed` answer for `room_id`; returns its `last_seq` and the
-/// size of that frame in bytes (it lists the room's online members).
+/// Reads frames until the `subscribed` answer for `room_id`; returns its `last_seq` and
+/// `last_rev` and the size of that frame in bytes (it lists the room's online members).
 pub(crate) async fn wait_subscribed(
     socket: &mut Socket,
     room_id: &str,
-) -> anyhow::Result<(Seq, usize)> {
+) -> anyhow::Result<(SubscribedAt, usize)> {
     while let Some(frame) = socket.next().await {
         match frame.context("reading the subscribe answer")? {
             Frame::Text(text) => match parse(text.as_str()) {
                 Ok(Incoming::Subscribed {
                     room_id: room,
                     last_seq,
-                }) if room == room_id => return Ok((last_seq, text.len())),
+                    last_rev,
+                }) if room == room_id => {
+                    return Ok((SubscribedAt { last_seq, last_rev }, text.len()));
+                }
                 Ok(Incoming::Error { code, .. }) => bail!("subscribe refused: {code}"),
                 Ok(_) => {}
                 Err(err) => bail!("unreadable frame before `subscribed`: {err}"),
@@ -102,6 +112,9 @@ struct RawEvent<'a> {
     room_id: Option<Cow<'a, str>>,
     #[serde(default)]
     last_seq: Option<Seq>,
+    /// Absent from servers older than the message lifecycle: no rev then.
+    #[serde(default)]
+    last_rev: Option<Rev>,
     #[serde(borrow, default)]
     code: Option<Cow<'a, str>>,
     #[serde(rename = "ref", borrow, default)]
@@ -111,10 +124,14 @@ struct RawEvent<'a> {
 #[derive(Deserialize)]
 struct RawMessage<'a> {
     #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
     room_id: Cow<'a, str>,
     seq: Seq,
     #[serde(borrow, default)]
     client_msg_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    rev: Rev,
 }
 
 /// Reads one text frame. `Err` means it was not a server event at all.
@@ -141,6 +158,14 @@ pub fn parse<'a>(text: &'a str) -> Result<Incoming<'a>, serde_json::Error> {
                 client_msg_id: raw.client_msg_id.or(message.client_msg_id),
             }
         }
+        "message.updated" => {
+            let message = message(raw.message)?;
+            Incoming::Updated {
+                room_id: message.room_id,
+                message_id: message.id,
+                rev: message.rev,
+            }
+        }
         "error" => Incoming::Error {
             code: raw.code.ok_or_else(|| missing("code"))?,
             reference: raw.reference,
@@ -148,6 +173,7 @@ pub fn parse<'a>(text: &'a str) -> Result<Incoming<'a>, serde_json::Error> {
         "subscribed" => Incoming::Subscribed {
             room_id: raw.room_id.ok_or_else(|| missing("room_id"))?,
             last_seq: raw.last_seq.ok_or_else(|| missing("last_seq"))?,
+            last_rev: raw.last_rev.unwrap_or(0),
         },
         _ => Incoming::Other,
     })
@@ -247,8 +273,25 @@ mod tests {
         .unwrap();
         assert!(matches!(
             parse(&subscribed).unwrap(),
-            Incoming::Subscribed { last_seq: 9, .. }
+            Incoming::Subscribed {
+                last_seq: 9,
+                last_rev: 9,
+                ..
+            }
         ));
+        let mut edited = message(room, 4, None);
+        edited.rev = 12;
+        let id = edited.id;
+        let updated =
+            serde_json::to_string(&ServerEvent::MessageUpdated { message: edited }).unwrap();
+        assert_eq!(
+            parse(&updated).unwrap(),
+            Incoming::Updated {
+                room_id: room.to_string().into(),
+                message_id: id.to_string().into(),
+                rev: 12
+            }
+        );
         assert_eq!(
             parse(&serde_json::to_string(&ServerEvent::Pong).unwrap()).unwrap(),
             Incoming::Other

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
-use crate::client::{ConnectSpec, Socket, connect};
+use crate::client::{ConnectSpec, Socket, SubscribedAt, connect};
 use crate::frames::{Incoming, SendTemplate};
 
 /// The acknowledgement id of `joinRoom`; sends use `n + 1`, so ids never repeat on a socket.
@@ -42,7 +42,10 @@ pub fn endpoint(base: &str) -> anyhow::Result<String> {
 
 /// Opens a Socket.IO session as the spec's user and joins its room. The peer has no
 /// subscription point: every run uses fresh room names, so the room starts at seq 0.
-pub(crate) async fn open(endpoint: &str, spec: &ConnectSpec) -> anyhow::Result<(Socket, Seq)> {
+pub(crate) async fn open(
+    endpoint: &str,
+    spec: &ConnectSpec,
+) -> anyhow::Result<(Socket, SubscribedAt)> {
     let mut socket = connect(endpoint).await?;
     let first = next_text(&mut socket).await?;
     if !matches!(packet(&first), Packet::Open(_)) {
@@ -74,7 +77,7 @@ pub(crate) async fn open(endpoint: &str, spec: &ConnectSpec) -> anyhow::Result<(
                 if !answer.ok {
                     bail!("joinRoom refused: {}", answer.error.unwrap_or_default());
                 }
-                return Ok((socket, 0));
+                return Ok((socket, SubscribedAt::default()));
             }
             Packet::Ping => socket.send(Frame::text(PONG)).await?,
             Packet::Disconnect => bail!("disconnected before joining"),

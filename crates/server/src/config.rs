@@ -140,12 +140,6 @@ pub struct Config {
     #[arg(long, env = "WS_MAX_CONNECTIONS_PER_USER", default_value_t = 20)]
     pub ws_max_connections_per_user: usize,
 
-    /// Milliseconds a socket's next batch of events waits after one was written (0: none).
-    /// For very busy rooms: events coalesce into fewer, larger writes, at the price of up to
-    /// this much latency; a socket that was quiet still gets its first event at once.
-    #[arg(long, env = "WS_WRITE_DELAY_MS", default_value_t = 0)]
-    pub ws_write_delay_ms: u64,
-
     /// Online users listed in a `subscribed` event (the first by username; `online_count`
     /// gives the total and `GET /rooms/{id}/online` pages through the rest). Small, because
     /// every subscriber of a busy room receives the list.
@@ -346,9 +340,6 @@ impl Config {
                 "must be at least WRITE_BATCH_MAX",
             ));
         }
-        if self.ws_write_delay_ms > 1000 {
-            return Err(invalid("WS_WRITE_DELAY_MS", "must be at most 1000"));
-        }
         if self.ws_max_subscriptions == 0 {
             return Err(invalid(
                 "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION",
@@ -434,10 +425,6 @@ impl ValidConfig {
 
     pub fn gap_wait(&self) -> Duration {
         Duration::from_millis(self.config.bus_gap_wait_ms)
-    }
-
-    pub fn write_delay(&self) -> Duration {
-        Duration::from_millis(self.config.ws_write_delay_ms)
     }
 
     pub fn idle_timeout(&self) -> Duration {

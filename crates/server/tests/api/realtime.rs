@@ -15,7 +15,6 @@ on_both_backends!(
     a_sent_message_is_acked_to_its_sender_and_fanned_out_to_subscribers,
     messages_posted_over_rest_reach_subscribers,
     three_concurrent_senders_every_subscriber_sees_seq_1_to_150_in_order,
-    with_a_write_delay_every_event_still_arrives_in_order,
     resuming_with_since_seq_replays_exactly_what_was_missed,
     subscribing_while_messages_flow_has_no_gap_and_no_duplicate,
     the_room_endpoint_starts_subscribed,
@@ -162,18 +161,7 @@ async fn messages_posted_over_rest_reach_subscribers(backend: Backend) {
 }
 
 async fn three_concurrent_senders_every_subscriber_sees_seq_1_to_150_in_order(backend: Backend) {
-    three_concurrent_senders(TestApp::spawn(backend).await).await;
-}
-
-/// The same with writes batched every 20 ms (`WS_WRITE_DELAY_MS`): nothing lost or reordered.
-async fn with_a_write_delay_every_event_still_arrives_in_order(backend: Backend) {
-    three_concurrent_senders(
-        TestApp::spawn_with(backend, |config| config.ws_write_delay_ms = 20).await,
-    )
-    .await;
-}
-
-async fn three_concurrent_senders(app: TestApp) {
+    let app = TestApp::spawn(backend).await;
     let owner = app.register("owner").await;
     let room = owner.create_room("Busy", false).await;
     let mut watchers = Vec::new();

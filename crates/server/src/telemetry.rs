@@ -135,15 +135,10 @@ pub fn register_metrics() {
     );
 
     // Labels are the wire's event `type`s and the close reasons' labels.
-    for kind in [
-        "message.new",
-        "message.updated",
-        "typing",
-        "read",
-        "presence",
-        "member.joined",
-        "member.left",
-    ] {
+    for kind in nebula_wire::ServerEvent::ROOM_EVENT_TYPES
+        .into_iter()
+        .chain(["other"])
+    {
         counter!("nebula_ws_events_delivered_total", "type" => kind).increment(0);
     }
     for reason in crate::gateway::CloseReason::ALL {

@@ -159,6 +159,18 @@ impl ServerEvent {
         }
     }
 
+    /// The `type`s of the events a room's fan-out carries to its subscribers (metrics labels).
+    pub const ROOM_EVENT_TYPES: [&'static str; 8] = [
+        "message.new",
+        "message.updated",
+        "typing",
+        "read",
+        "presence",
+        "member.joined",
+        "member.left",
+        "member.updated",
+    ];
+
     /// The room an event belongs to, if any.
     pub fn room_id(&self) -> Option<Uuid> {
         match self {

@@ -7,7 +7,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
-use nebula_wire::{Rev, Seq};
+use nebula_wire::{Rev, Seq, ServerEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -89,17 +89,10 @@ pub fn decode(bytes: &[u8]) -> Option<(Uuid, Frame)> {
 
 /// Event types as static labels (metrics labels must not come from the network unchecked).
 fn known_kind(kind: &str) -> &'static str {
-    const KINDS: [&str; 8] = [
-        "message.new",
-        "message.updated",
-        "typing",
-        "read",
-        "presence",
-        "member.joined",
-        "member.left",
-        "member.updated",
-    ];
-    KINDS.into_iter().find(|k| *k == kind).unwrap_or("other")
+    ServerEvent::ROOM_EVENT_TYPES
+        .into_iter()
+        .find(|known| *known == kind)
+        .unwrap_or("other")
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use metrics::{Counter, Histogram};
-use nebula_wire::{Rev, Seq};
+use nebula_wire::{Rev, Seq, ServerEvent};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -441,34 +441,28 @@ impl Outbound {
     }
 }
 
-/// Event types with a delivery counter of their own; anything else counts as "other".
-const DELIVERED_KINDS: [&str; 9] = [
-    "message.new",
-    "message.updated",
-    "typing",
-    "read",
-    "presence",
-    "member.joined",
-    "member.left",
-    "member.updated",
-    "other",
-];
-
-/// Counter handles, resolved once: this runs for every event written, where a registry
-/// lookup per call would be the most expensive part of a delivery.
-static DELIVERED: LazyLock<[Counter; DELIVERED_KINDS.len()]> = LazyLock::new(|| {
-    DELIVERED_KINDS
-        .map(|kind| metrics::counter!("nebula_ws_events_delivered_total", "type" => kind))
-});
+/// One delivery counter per room event type, and one for anything else ("other"), resolved
+/// once: this runs for every event written, where a registry lookup per call would be the most
+/// expensive part of a delivery.
+static DELIVERED: LazyLock<[Counter; ServerEvent::ROOM_EVENT_TYPES.len() + 1]> =
+    LazyLock::new(|| {
+        std::array::from_fn(|i| {
+            let kind = ServerEvent::ROOM_EVENT_TYPES
+                .get(i)
+                .copied()
+                .unwrap_or("other");
+            metrics::counter!("nebula_ws_events_delivered_total", "type" => kind)
+        })
+    });
 static DELIVERY_LATENCY: LazyLock<Histogram> =
     LazyLock::new(|| metrics::histogram!("nebula_message_delivery_latency_seconds"));
 
 /// Counts `n` events of `kind` written to sockets.
 pub fn count_delivered(kind: &str, n: u64) {
-    let index = DELIVERED_KINDS
+    let index = ServerEvent::ROOM_EVENT_TYPES
         .iter()
         .position(|known| *known == kind)
-        .unwrap_or(DELIVERED_KINDS.len() - 1);
+        .unwrap_or(ServerEvent::ROOM_EVENT_TYPES.len());
     DELIVERED[index].increment(n);
 }
 

@@ -32,6 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -177,6 +178,13 @@ impl Server {
         let connections = state.connections.clone();
         let app = http::router(state);
         tracing::info!(addr = %listener.local_addr()?, "listening");
+        // Events are small frames written one at a time: with Nagle's algorithm a frame written
+        // while the previous one is unacknowledged would wait for the peer's (delayed) ACK.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY");
+            }
+        });
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

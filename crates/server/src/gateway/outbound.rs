@@ -82,6 +82,44 @@ pub enum Offered {
     Overflowed,
 }
 
+/// Most backlog pieces handed to one `writev`.
+const WRITEV_MAX: usize = 64;
+
+/// A piece of the backlog: a frame header kept inline (a frame waiting costs no allocation of
+/// its own: its payload is the event's shared bytes), or bytes.
+#[derive(Debug)]
+enum Chunk {
+    Header { bytes: [u8; 10], start: u8, end: u8 },
+    Bytes(Bytes),
+}
+
+impl Chunk {
+    fn header(header: &[u8]) -> Chunk {
+        let mut bytes = [0u8; 10];
+        bytes[..header.len()].copy_from_slice(header);
+        Chunk::Header {
+            bytes,
+            start: 0,
+            end: header.len() as u8,
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Chunk::Header { bytes, start, end } => &bytes[usize::from(*start)..usize::from(*end)],
+            Chunk::Bytes(bytes) => bytes,
+        }
+    }
+
+    /// Drops the first `n` bytes (fewer than it holds).
+    fn advance(&mut self, n: usize) {
+        match self {
+            Chunk::Header { start, .. } => *start += n as u8,
+            Chunk::Bytes(bytes) => bytes::Buf::advance(bytes, n),
+        }
+    }
+}
+
 /// Opcodes of the frames the server writes itself.
 #[derive(Debug, Clone, Copy)]
 pub enum Opcode {
@@ -110,7 +148,7 @@ struct State {
     /// Subscribed rooms.
     rooms: HashMap<Uuid, Cursor>,
     /// Bytes accepted but not yet written, in order.
-    backlog: VecDeque<Bytes>,
+    backlog: VecDeque<Chunk>,
     /// Frames in the backlog (for the high-water mark and the overflow limit).
     backlog_frames: usize,
     /// Events handed to the task and not yet handled by it: while any are, new events go the
@@ -243,14 +281,17 @@ impl Outbound {
         if state.backlog.is_empty() {
             match try_write(&mut state.io, &[IoSlice::new(bytes)]) {
                 Ok(written) if written == bytes.len() => return Ok(()),
-                Ok(written) => self.push(&mut state, Bytes::copy_from_slice(&bytes[written..])),
+                Ok(written) => {
+                    let rest = Bytes::copy_from_slice(&bytes[written..]);
+                    self.push(&mut state, Chunk::Bytes(rest));
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.push(&mut state, Bytes::copy_from_slice(bytes));
+                    self.push(&mut state, Chunk::Bytes(Bytes::copy_from_slice(bytes)));
                 }
                 Err(err) => return Err(err),
             }
         } else {
-            self.push(&mut state, Bytes::copy_from_slice(bytes));
+            self.push(&mut state, Chunk::Bytes(Bytes::copy_from_slice(bytes)));
         }
         self.backlogged.notify_one();
         Ok(())
@@ -275,17 +316,17 @@ impl Outbound {
                 }
                 Ok(written) if written < header.len() => {
                     BACKLOGGED[Backlogged::Partial as usize].increment(1);
-                    self.push(state, Bytes::copy_from_slice(&header[written..]));
-                    self.push(state, payload.clone());
+                    self.push(state, Chunk::header(&header[written..]));
+                    self.push(state, Chunk::Bytes(payload.clone()));
                 }
                 Ok(written) => {
                     BACKLOGGED[Backlogged::Partial as usize].increment(1);
-                    self.push(state, payload.slice(written - header.len()..));
+                    self.push(state, Chunk::Bytes(payload.slice(written - header.len()..)));
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     BACKLOGGED[Backlogged::WouldBlock as usize].increment(1);
-                    self.push(state, Bytes::copy_from_slice(header));
-                    self.push(state, payload.clone());
+                    self.push(state, Chunk::header(header));
+                    self.push(state, Chunk::Bytes(payload.clone()));
                 }
                 Err(_) => {
                     // The peer is gone; the task notices on its next read.
@@ -296,8 +337,8 @@ impl Outbound {
             }
         } else {
             BACKLOGGED[Backlogged::Behind as usize].increment(1);
-            self.push(state, Bytes::copy_from_slice(header));
-            self.push(state, payload.clone());
+            self.push(state, Chunk::header(header));
+            self.push(state, Chunk::Bytes(payload.clone()));
         }
         state.backlog_frames += 1;
         self.backlogged.notify_one();
@@ -309,8 +350,8 @@ impl Outbound {
         Offered::Written
     }
 
-    fn push(&self, state: &mut State, bytes: Bytes) {
-        state.backlog.push_back(bytes);
+    fn push(&self, state: &mut State, chunk: Chunk) {
+        state.backlog.push_back(chunk);
     }
 
     fn overflow(&self) -> Offered {
@@ -347,9 +388,13 @@ impl Outbound {
                     state.backlog.shrink_to_fit();
                     return Poll::Ready(Ok(true));
                 }
-                let slices: Vec<IoSlice<'_>> =
-                    backlog.iter().take(64).map(|b| IoSlice::new(b)).collect();
-                let mut written = match Pin::new(io).poll_write_vectored(cx, &slices) {
+                let mut slices = [IoSlice::new(&[]); WRITEV_MAX];
+                let mut used = 0;
+                for (slot, chunk) in slices.iter_mut().zip(backlog.iter()) {
+                    *slot = IoSlice::new(chunk.as_slice());
+                    used += 1;
+                }
+                let mut written = match Pin::new(io).poll_write_vectored(cx, &slices[..used]) {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                     }
@@ -357,16 +402,16 @@ impl Outbound {
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
                     Poll::Pending => return Poll::Pending,
                 };
-                drop(slices);
                 while written > 0 {
                     let Some(front) = backlog.front_mut() else {
                         break;
                     };
-                    if written >= front.len() {
-                        written -= front.len();
+                    let len = front.as_slice().len();
+                    if written >= len {
+                        written -= len;
                         backlog.pop_front();
                     } else {
-                        *front = front.slice(written..);
+                        front.advance(written);
                         written = 0;
                     }
                 }
@@ -537,17 +582,29 @@ pub(crate) mod testing {
     /// An outbound on a loopback connection upgraded by hyper (as the server's are), with
     /// tiny kernel buffers so a client that does not read is felt after a few KiB; the
     /// client's end, and the task's queue.
+    /// A connection whose server side has a 4 KiB send buffer (so tests fill it quickly).
     pub(crate) async fn outbound(
         capacity: usize,
+    ) -> (Arc<Outbound>, TcpStream, mpsc::Receiver<Frame>) {
+        outbound_with_send_buffer(capacity, Some(4096)).await
+    }
+
+    /// The same with the kernel's default send buffer (`None`) or the given one.
+    pub(crate) async fn outbound_with_send_buffer(
+        capacity: usize,
+        send_buffer: Option<usize>,
     ) -> (Arc<Outbound>, TcpStream, mpsc::Receiver<Frame>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (upgraded_tx, upgraded_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let (server, _) = listener.accept().await.expect("accept");
-            socket2::SockRef::from(&server)
-                .set_send_buffer_size(4096)
-                .expect("SO_SNDBUF");
+            if let Some(size) = send_buffer {
+                socket2::SockRef::from(&server)
+                    .set_send_buffer_size(size)
+                    .expect("SO_SNDBUF");
+            }
+            server.set_nodelay(true).expect("TCP_NODELAY");
             let upgraded_tx = std::sync::Mutex::new(Some(upgraded_tx));
             let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                 let on_upgrade = hyper::upgrade::on(&mut request);
@@ -705,7 +762,7 @@ mod tests {
     /// be refused because the task's cooperative budget ran out.
     #[tokio::test]
     async fn writes_are_not_limited_by_the_tasks_budget() {
-        let (out, _client, _queue) = testing::outbound(1024).await;
+        let (out, _client, _queue) = testing::outbound_with_send_buffer(1024, None).await;
         let room = Uuid::new_v4();
         out.open_room(room);
         out.set_direct(room, true);
@@ -760,6 +817,67 @@ mod tests {
         }
         assert_eq!(outcome, Offered::Overflowed);
         assert!(out.overflowed().is_cancelled());
+    }
+
+    /// Frames that wait in the backlog (whole, or after a partial write) reach the client
+    /// byte for byte and in order once the socket drains.
+    #[tokio::test]
+    async fn what_waits_in_the_backlog_goes_out_whole_and_in_order() {
+        use tokio::io::AsyncReadExt;
+        let (out, mut client, _queue) = testing::outbound(1_000_000).await;
+        let room = Uuid::new_v4();
+        out.open_room(room);
+        out.set_direct(room, true);
+        let mut sent = Vec::new();
+        let mut after_backlog = 0;
+        while after_backlog < 30 {
+            // Sizes that take 2-, 4- and 10-byte headers.
+            let size = [100, 700, 70_000][sent.len() % 3];
+            let number = sent.len().to_string();
+            let text = Bytes::from("0".repeat(size - number.len()) + &number);
+            let frame = Frame::from(FrameData {
+                room_id: room,
+                seq: None,
+                rev: None,
+                skip_user: None,
+                member_left: None,
+                member_rev: 0,
+                kind: "message.new",
+                received_at: None,
+                text: text.clone(),
+            });
+            assert_eq!(out.offer(&frame), Offered::Written);
+            sent.push(text);
+            if out.has_backlog() {
+                after_backlog += 1;
+            }
+        }
+        let expected: usize = sent
+            .iter()
+            .map(|text| header(Opcode::Text, text.len()).1 + text.len())
+            .sum();
+        let reader = tokio::spawn(async move {
+            let mut stream = vec![0u8; expected];
+            client
+                .read_exact(&mut stream)
+                .await
+                .expect("the whole stream");
+            stream
+        });
+        assert!(out.write_backlog().await.expect("written"));
+        let stream = reader.await.expect("reader");
+        let mut at = 0;
+        for (n, text) in sent.iter().enumerate() {
+            let (head, used) = header(Opcode::Text, text.len());
+            assert_eq!(&stream[at..at + used], &head[..used], "header of frame {n}");
+            at += used;
+            assert_eq!(
+                &stream[at..at + text.len()],
+                &text[..],
+                "payload of frame {n}"
+            );
+            at += text.len();
+        }
     }
 
     /// Our headers are what tungstenite, the reference, writes.

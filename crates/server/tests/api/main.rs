@@ -5,6 +5,7 @@
 mod helpers;
 
 mod accounts;
+mod calls;
 mod browsers;
 mod cluster;
 mod errors;

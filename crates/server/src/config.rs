@@ -444,16 +444,23 @@ impl Config {
             (true, None) => return Ok(None),
             (false, Some(secret)) => secret,
             (true, Some(_)) => {
-                return Err(invalid("TURN_URIS", "TURN_SECRET is set: list the TURN URIs too"));
+                return Err(invalid(
+                    "TURN_URIS",
+                    "TURN_SECRET is set: list the TURN URIs too",
+                ));
             }
             (false, None) => {
-                return Err(invalid("TURN_SECRET", "TURN_URIS is set: the shared secret is required"));
+                return Err(invalid(
+                    "TURN_SECRET",
+                    "TURN_URIS is set: the shared secret is required",
+                ));
             }
         };
-        if let Some(uri) = uris
-            .iter()
-            .find(|uri| !["turn:", "turns:", "stun:", "stuns:"].iter().any(|scheme| uri.starts_with(scheme)))
-        {
+        if let Some(uri) = uris.iter().find(|uri| {
+            !["turn:", "turns:", "stun:", "stuns:"]
+                .iter()
+                .any(|scheme| uri.starts_with(scheme))
+        }) {
             return Err(invalid(
                 "TURN_URIS",
                 format!("`{uri}` is not a turn:, turns:, stun: or stuns: URI"),

@@ -228,7 +228,11 @@ impl ApiError {
             ),
             CallNotFound => (StatusCode::NOT_FOUND, "call_not_found", "Call not found"),
             CallExists => (StatusCode::CONFLICT, "call_exists", "Call already exists"),
-            CallState(_) => (StatusCode::CONFLICT, "invalid_call_state", "Invalid call state"),
+            CallState(_) => (
+                StatusCode::CONFLICT,
+                "invalid_call_state",
+                "Invalid call state",
+            ),
             TurnNotConfigured => (
                 StatusCode::NOT_FOUND,
                 "turn_not_configured",

@@ -292,7 +292,10 @@ impl Calls {
         sdp: String,
     ) -> Result<(), ApiError> {
         if callee == caller.id {
-            return Err(ApiError::validation("to_user_id", "you cannot call yourself"));
+            return Err(ApiError::validation(
+                "to_user_id",
+                "you cannot call yourself",
+            ));
         }
         if sdp.trim().is_empty() {
             return Err(ApiError::validation("sdp", "must not be empty"));
@@ -367,7 +370,8 @@ impl Inner {
     fn publish(&self, envelope: Envelope) {
         let mut queue = vec![envelope];
         while let Some(envelope) = queue.pop() {
-            let local_only = matches!(&envelope, Envelope::Request { owner, .. } if *owner == self.node);
+            let local_only =
+                matches!(&envelope, Envelope::Request { owner, .. } if *owner == self.node);
             if !local_only && let Some(outgoing) = &self.outgoing {
                 let wire = Wire {
                     o: self.node,
@@ -518,7 +522,10 @@ impl Inner {
             }
             ClientEvent::CallAnswer { sdp, .. } => {
                 if is_caller {
-                    return refuse(ApiError::CallState("the caller cannot answer its own call"), next);
+                    return refuse(
+                        ApiError::CallState("the caller cannot answer its own call"),
+                        next,
+                    );
                 }
                 if answered.is_some() {
                     return refuse(ApiError::CallState("this call is already answered"), next);
@@ -555,7 +562,13 @@ impl Inner {
                         next,
                     );
                 }
-                relay(&ServerEvent::CallReject { call_id, from: user }, next);
+                relay(
+                    &ServerEvent::CallReject {
+                        call_id,
+                        from: user,
+                    },
+                    next,
+                );
                 next.push(Envelope::Deliver {
                     user: callee,
                     call_id,

@@ -127,11 +127,10 @@ impl Connection {
         };
         metrics::gauge!("nebula_ws_connections").increment(1.0);
         tracing::debug!(conn = connection.id, user_id = %connection.user.id, "websocket open");
-        connection.state.calls.register(
-            connection.user.id,
-            connection.id,
-            connection.out.clone(),
-        );
+        connection
+            .state
+            .calls
+            .register(connection.user.id, connection.id, connection.out.clone());
         let reason = connection.serve(token_expires_at, initial_room).await;
         // Its calls end now, not after the closing handshake.
         connection

@@ -423,7 +423,10 @@ async fn turn_credentials_need_configuring(backend: Backend) {
     assert_eq!(user, alice.user.id.to_string());
     let expiry: i64 = expiry.parse().unwrap();
     let now = chrono::Utc::now().timestamp();
-    assert!((now + 590..=now + 610).contains(&expiry), "{expiry} vs {now}");
+    assert!(
+        (now + 590..=now + 610).contains(&expiry),
+        "{expiry} vs {now}"
+    );
     assert_eq!(credentials.password.len(), 28, "base64 of a SHA-1 HMAC");
 }
 
@@ -499,14 +502,24 @@ async fn issued_turn_credentials_work_on_a_real_coturn() {
     let dir = tempfile::tempdir().unwrap();
     let log = std::fs::File::create(dir.path().join("turnserver.log")).unwrap();
     let mut turnserver = tokio::process::Command::new("turnserver")
-        .args(["-n", "--use-auth-secret", "--realm", "nebula", "--no-tls", "--no-dtls"])
+        .args([
+            "-n",
+            "--use-auth-secret",
+            "--realm",
+            "nebula",
+            "--no-tls",
+            "--no-dtls",
+        ])
         .arg(format!("--static-auth-secret={secret}"))
         .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"])
         .args(["--listening-port", &port.to_string()])
         .args(["--min-port", &relay_min.to_string()])
         .args(["--max-port", &(relay_min + 200).to_string()])
         .args(["--allow-loopback-peers", "--no-cli", "--log-file", "stdout"])
-        .arg(format!("--pidfile={}", dir.path().join("turn.pid").display()))
+        .arg(format!(
+            "--pidfile={}",
+            dir.path().join("turn.pid").display()
+        ))
         .stdout(Stdio::from(log))
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -533,7 +546,10 @@ async fn issued_turn_credentials_work_on_a_real_coturn() {
     }
     let log = || std::fs::read_to_string(dir.path().join("turnserver.log")).unwrap_or_default();
     if let Err(output) = &outcome {
-        panic!("allocation with issued credentials failed:\n{output}\nturnserver:\n{}", log());
+        panic!(
+            "allocation with issued credentials failed:\n{output}\nturnserver:\n{}",
+            log()
+        );
     }
     let wrong = allocate(port, &credentials.username, "d3JvbmcgcGFzc3dvcmQ=").await;
     assert!(wrong.is_err(), "a wrong password must fail: {wrong:?}");

@@ -879,16 +879,12 @@ async fn a_call_is_signalled_between_nodes() {
         ServerEvent::CallCandidate { candidate, from, .. } if candidate == json!({"candidate": "from-bob"}) && from.id == bob.user.id
     ));
     // The phone is out of the call: refused by the caller's node, heard on node 1.
-    phone
-        .send(ClientEvent::CallHangup { call_id: call })
-        .await;
+    phone.send(ClientEvent::CallHangup { call_id: call }).await;
     assert!(matches!(
         phone.expect(is_call_event).await,
         ServerEvent::Error { code, .. } if code == "call_not_found"
     ));
-    laptop
-        .send(ClientEvent::CallHangup { call_id: call })
-        .await;
+    laptop.send(ClientEvent::CallHangup { call_id: call }).await;
     assert_eq!(
         caller.expect(is_call_event).await,
         ServerEvent::CallHangup {

@@ -5,8 +5,8 @@
 mod helpers;
 
 mod accounts;
-mod calls;
 mod browsers;
+mod calls;
 mod cluster;
 mod errors;
 mod feed;

@@ -368,8 +368,9 @@ impl Inner {
 
     /// Applies an envelope here (and whatever it leads to), and sends each to the other nodes.
     fn publish(&self, envelope: Envelope) {
-        let mut queue = vec![envelope];
-        while let Some(envelope) = queue.pop() {
+        // In order: what one step leads to is written after it, as the other nodes see it.
+        let mut queue = std::collections::VecDeque::from([envelope]);
+        while let Some(envelope) = queue.pop_front() {
             let local_only =
                 matches!(&envelope, Envelope::Request { owner, .. } if *owner == self.node);
             if !local_only && let Some(outgoing) = &self.outgoing {
@@ -381,7 +382,9 @@ impl Inner {
                     let _ = outgoing.send(bytes);
                 }
             }
-            self.apply(envelope, &mut queue);
+            let mut next = Vec::new();
+            self.apply(envelope, &mut next);
+            queue.extend(next);
         }
     }
 

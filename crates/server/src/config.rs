@@ -248,6 +248,30 @@ pub struct Config {
     /// In-process delivery attempts per notification before it is dead-lettered.
     #[arg(long, env = "OUTBOX_MAX_ATTEMPTS", default_value_t = 10)]
     pub outbox_max_attempts: u32,
+
+    /// Seconds a `call.invite` rings before the call ends with `call.hangup` `timeout`.
+    #[arg(long, env = "CALL_RING_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub call_ring_timeout_seconds: u64,
+
+    /// Comma-separated TURN/STUN URIs handed out by `GET /voip/turn`
+    /// (e.g. `turn:turn.example.com:3478?transport=udp,turns:turn.example.com:5349`).
+    /// Unset (or without `TURN_SECRET`): `GET /voip/turn` answers 404 `turn_not_configured`.
+    #[arg(long, env = "TURN_URIS")]
+    pub turn_uris: Option<String>,
+
+    /// coturn's `static-auth-secret` (`use-auth-secret`): signs the time-limited TURN
+    /// credentials.
+    #[arg(
+        long,
+        env = "TURN_SECRET",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
+    pub turn_secret: Option<String>,
+
+    /// Lifetime of issued TURN credentials, in seconds.
+    #[arg(long, env = "TURN_TTL_SECONDS", default_value_t = 86_400)]
+    pub turn_ttl_seconds: u64,
 }
 
 /// How log lines are written.
@@ -386,13 +410,70 @@ impl Config {
                  (e.g. TRUSTED_PROXIES=10.0.0.0/8) and unset TRUST_PROXY_HEADERS",
             ));
         }
+        if !(1..=3600).contains(&self.call_ring_timeout_seconds) {
+            return Err(invalid(
+                "CALL_RING_TIMEOUT_SECONDS",
+                "must be between 1 and 3600",
+            ));
+        }
+        let turn = self.turn()?;
         crate::outbox::validate_settings(self)?;
         let vapid = crate::outbox::embedded_vapid_keys(self)?;
         Ok(ValidConfig {
             config: self.clone(),
             jwt_secret,
             vapid,
+            turn,
         })
+    }
+
+    /// The TURN settings, when both `TURN_URIS` and `TURN_SECRET` are set (only one of them is
+    /// refused: it is a half-done configuration, not a choice).
+    fn turn(&self) -> Result<Option<TurnSettings>, ConfigError> {
+        let uris: Vec<String> = self
+            .turn_uris
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|uri| !uri.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let secret = self.turn_secret.clone().filter(|secret| !secret.is_empty());
+        let secret = match (uris.is_empty(), secret) {
+            (true, None) => return Ok(None),
+            (false, Some(secret)) => secret,
+            (true, Some(_)) => {
+                return Err(invalid(
+                    "TURN_URIS",
+                    "TURN_SECRET is set: list the TURN URIs too",
+                ));
+            }
+            (false, None) => {
+                return Err(invalid(
+                    "TURN_SECRET",
+                    "TURN_URIS is set: the shared secret is required",
+                ));
+            }
+        };
+        if let Some(uri) = uris.iter().find(|uri| {
+            !["turn:", "turns:", "stun:", "stuns:"]
+                .iter()
+                .any(|scheme| uri.starts_with(scheme))
+        }) {
+            return Err(invalid(
+                "TURN_URIS",
+                format!("`{uri}` is not a turn:, turns:, stun: or stuns: URI"),
+            ));
+        }
+        if !(60..=7 * 86_400).contains(&self.turn_ttl_seconds) {
+            return Err(invalid("TURN_TTL_SECONDS", "must be between 60 and 604800"));
+        }
+        Ok(Some(TurnSettings {
+            uris,
+            secret,
+            ttl_seconds: self.turn_ttl_seconds,
+        }))
     }
 
     /// Settings for tests and embedding: defaults, with the given database.
@@ -411,6 +492,25 @@ pub struct ValidConfig {
     /// Web Push keys for in-process delivery; `None` with `RABBIT_URL` (the notifier signs)
     /// or when embedded Web Push is disabled (see `outbox::embedded_vapid_keys`).
     pub vapid: Option<nebula_notifier::VapidKeys>,
+    /// `GET /voip/turn`'s settings; `None` when TURN is not configured.
+    pub turn: Option<TurnSettings>,
+}
+
+/// A validated TURN configuration (coturn's REST API / `use-auth-secret`).
+#[derive(Clone)]
+pub struct TurnSettings {
+    pub uris: Vec<String>,
+    pub secret: String,
+    pub ttl_seconds: u64,
+}
+
+impl std::fmt::Debug for TurnSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnSettings")
+            .field("uris", &self.uris)
+            .field("ttl_seconds", &self.ttl_seconds)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ValidConfig {
@@ -425,6 +525,10 @@ impl ValidConfig {
 
     pub fn gap_wait(&self) -> Duration {
         Duration::from_millis(self.config.bus_gap_wait_ms)
+    }
+
+    pub fn call_ring_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.call_ring_timeout_seconds)
     }
 
     pub fn idle_timeout(&self) -> Duration {

@@ -82,6 +82,21 @@ pub enum ApiError {
     OriginNotAllowed,
     #[error("no such endpoint")]
     NotFound,
+    /// A call (or, later, a message) to a user this one may not reach: no shared room, or a
+    /// block.
+    #[error("you cannot reach this user (no shared room)")]
+    CannotMessageUser,
+    /// A call event naming a call this connection is not part of (`error` event only).
+    #[error("no call with this call_id is ringing or connected on this connection")]
+    CallNotFound,
+    /// A `call.invite` reusing the id of a call still going on.
+    #[error("a call with this call_id is already in progress")]
+    CallExists,
+    /// A call event that does not fit the call's state (answering one's own call, …).
+    #[error("{0}")]
+    CallState(&'static str),
+    #[error("TURN is not configured on this server (TURN_URIS and TURN_SECRET)")]
+    TurnNotConfigured,
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
     /// A dependency (the database) is unreachable; the cause is for the log only.
@@ -206,6 +221,23 @@ impl ApiError {
                 "Origin not allowed",
             ),
             NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+            CannotMessageUser => (
+                StatusCode::FORBIDDEN,
+                "cannot_message_user",
+                "Cannot reach this user",
+            ),
+            CallNotFound => (StatusCode::NOT_FOUND, "call_not_found", "Call not found"),
+            CallExists => (StatusCode::CONFLICT, "call_exists", "Call already exists"),
+            CallState(_) => (
+                StatusCode::CONFLICT,
+                "invalid_call_state",
+                "Invalid call state",
+            ),
+            TurnNotConfigured => (
+                StatusCode::NOT_FOUND,
+                "turn_not_configured",
+                "TURN not configured",
+            ),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

@@ -11,6 +11,7 @@
 pub mod access;
 pub mod auth;
 pub mod bus;
+pub mod calls;
 pub mod cluster;
 pub mod config;
 pub mod domain;
@@ -41,6 +42,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Passwords, Tokens};
 use crate::bus::Bus;
 use crate::bus::RedisBus;
+use crate::calls::Calls;
 use crate::cluster::Cluster;
 use crate::config::ValidConfig;
 use crate::gateway::registry::UserConnections;
@@ -131,6 +133,13 @@ impl Server {
             shutdown.clone(),
         ));
         let outbox = outbox::start(&config, &store, shutdown.clone(), &mut tasks).await?;
+        let calls = Calls::start(
+            cluster.as_ref(),
+            config.call_ring_timeout(),
+            shutdown.clone(),
+            &mut tasks,
+        )
+        .await;
         tracing::info!(
             database = store.kind(),
             writers = writer_count,
@@ -155,6 +164,7 @@ impl Server {
             outbox,
             typing,
             user_connections: UserConnections::default(),
+            calls,
         });
         Ok(Server { state, tasks })
     }

@@ -58,4 +58,6 @@ pub struct Services {
     pub typing: TypingRelay,
     /// Open WebSocket connections per user on this node, capped.
     pub user_connections: UserConnections,
+    /// Call signalling (`call.*` events) between this node's connections and the others.
+    pub calls: crate::calls::Calls,
 }

@@ -12,7 +12,7 @@ pub mod ws;
 
 pub use problem::Problem;
 pub use rest::*;
-pub use ws::{ClientEvent, PresenceStatus, ServerEvent, TypingState};
+pub use ws::{CallMedia, ClientEvent, PresenceStatus, ServerEvent, TypingState};
 
 /// Per-room message sequence number: 1, 2, 3 … with no gaps.
 pub type Seq = i64;

@@ -408,3 +408,16 @@ pub enum History {
     Page(MessagePage),
     Window(MessageWindow),
 }
+
+/// `GET /voip/turn`: time-limited TURN credentials (coturn's REST API, `use-auth-secret`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TurnCredentials {
+    /// TURN/STUN URIs for `RTCPeerConnection`'s `iceServers[].urls`.
+    pub uris: Vec<String>,
+    /// `<expiry unix time>:<user id>`.
+    pub username: String,
+    /// base64(HMAC-SHA1(TURN_SECRET, username)).
+    pub password: String,
+    /// Seconds the credentials stay valid.
+    pub ttl: u64,
+}

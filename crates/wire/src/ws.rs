@@ -21,6 +21,14 @@ pub enum PresenceStatus {
     Offline,
 }
 
+/// The media of a call (`call.invite`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallMedia {
+    Audio,
+    Video,
+}
+
 /// Client → server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -56,9 +64,42 @@ pub enum ClientEvent {
     Read { room_id: Uuid, seq: Seq },
     #[serde(rename = "ping")]
     Ping,
+    /// Rings `to_user_id` (a user sharing a room with the caller); `call_id` is chosen by the
+    /// caller and names the call in every later event.
+    #[serde(rename = "call.invite")]
+    CallInvite {
+        call_id: Uuid,
+        to_user_id: Uuid,
+        media: CallMedia,
+        sdp: String,
+    },
+    #[serde(rename = "call.answer")]
+    CallAnswer { call_id: Uuid, sdp: String },
+    /// An ICE candidate (the browser's `RTCIceCandidateInit`, relayed as is).
+    #[serde(rename = "call.candidate")]
+    CallCandidate {
+        call_id: Uuid,
+        candidate: serde_json::Value,
+    },
+    #[serde(rename = "call.reject")]
+    CallReject { call_id: Uuid },
+    #[serde(rename = "call.hangup")]
+    CallHangup { call_id: Uuid },
 }
 
 impl ClientEvent {
+    /// The call an event is about, if any.
+    pub fn call_id(&self) -> Option<Uuid> {
+        match self {
+            ClientEvent::CallInvite { call_id, .. }
+            | ClientEvent::CallAnswer { call_id, .. }
+            | ClientEvent::CallCandidate { call_id, .. }
+            | ClientEvent::CallReject { call_id }
+            | ClientEvent::CallHangup { call_id } => Some(*call_id),
+            _ => None,
+        }
+    }
+
     /// The room an event is about, if any.
     pub fn room_id(&self) -> Option<Uuid> {
         match self {
@@ -67,7 +108,12 @@ impl ClientEvent {
             | ClientEvent::MessageSend { room_id, .. }
             | ClientEvent::Typing { room_id, .. }
             | ClientEvent::Read { room_id, .. } => Some(*room_id),
-            ClientEvent::Ping => None,
+            ClientEvent::Ping
+            | ClientEvent::CallInvite { .. }
+            | ClientEvent::CallAnswer { .. }
+            | ClientEvent::CallCandidate { .. }
+            | ClientEvent::CallReject { .. }
+            | ClientEvent::CallHangup { .. } => None,
         }
     }
 }
@@ -137,6 +183,41 @@ pub enum ServerEvent {
     },
     #[serde(rename = "pong")]
     Pong,
+    /// Another user rings this user.
+    #[serde(rename = "call.invite")]
+    CallInvite {
+        call_id: Uuid,
+        from: User,
+        media: CallMedia,
+        sdp: String,
+    },
+    /// The callee answered (on this connection's call).
+    #[serde(rename = "call.answer")]
+    CallAnswer {
+        call_id: Uuid,
+        from: User,
+        sdp: String,
+    },
+    #[serde(rename = "call.candidate")]
+    CallCandidate {
+        call_id: Uuid,
+        from: User,
+        candidate: serde_json::Value,
+    },
+    /// The callee declined.
+    #[serde(rename = "call.reject")]
+    CallReject { call_id: Uuid, from: User },
+    /// The call ended: `from` is the party that hung up; without it the server ended it and
+    /// `reason` says why (`timeout`, `answered_elsewhere`, `rejected_elsewhere`,
+    /// `disconnected`).
+    #[serde(rename = "call.hangup")]
+    CallHangup {
+        call_id: Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<User>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 impl ServerEvent {
@@ -156,6 +237,11 @@ impl ServerEvent {
             ServerEvent::Presence { .. } => "presence",
             ServerEvent::Error { .. } => "error",
             ServerEvent::Pong => "pong",
+            ServerEvent::CallInvite { .. } => "call.invite",
+            ServerEvent::CallAnswer { .. } => "call.answer",
+            ServerEvent::CallCandidate { .. } => "call.candidate",
+            ServerEvent::CallReject { .. } => "call.reject",
+            ServerEvent::CallHangup { .. } => "call.hangup",
         }
     }
 
@@ -185,7 +271,13 @@ impl ServerEvent {
             ServerEvent::MessageNew { message }
             | ServerEvent::MessageUpdated { message }
             | ServerEvent::MessageAck { message, .. } => Some(message.room_id),
-            ServerEvent::Error { .. } | ServerEvent::Pong => None,
+            ServerEvent::Error { .. }
+            | ServerEvent::Pong
+            | ServerEvent::CallInvite { .. }
+            | ServerEvent::CallAnswer { .. }
+            | ServerEvent::CallCandidate { .. }
+            | ServerEvent::CallReject { .. }
+            | ServerEvent::CallHangup { .. } => None,
         }
     }
 }
@@ -267,7 +359,7 @@ mod tests {
             },
             ServerEvent::Presence {
                 room_id,
-                user,
+                user: user.clone(),
                 status: PresenceStatus::Online,
             },
             ServerEvent::Error {
@@ -276,6 +368,31 @@ mod tests {
                 reference: None,
             },
             ServerEvent::Pong,
+            ServerEvent::CallInvite {
+                call_id: room_id,
+                from: user.clone(),
+                media: CallMedia::Audio,
+                sdp: "v=0".into(),
+            },
+            ServerEvent::CallAnswer {
+                call_id: room_id,
+                from: user.clone(),
+                sdp: "v=0".into(),
+            },
+            ServerEvent::CallCandidate {
+                call_id: room_id,
+                from: user.clone(),
+                candidate: serde_json::json!({"candidate": "c"}),
+            },
+            ServerEvent::CallReject {
+                call_id: room_id,
+                from: user.clone(),
+            },
+            ServerEvent::CallHangup {
+                call_id: room_id,
+                from: None,
+                reason: Some("timeout".into()),
+            },
         ];
         for event in events {
             let json = serde_json::to_value(&event).unwrap();

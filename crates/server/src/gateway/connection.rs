@@ -127,7 +127,16 @@ impl Connection {
         };
         metrics::gauge!("nebula_ws_connections").increment(1.0);
         tracing::debug!(conn = connection.id, user_id = %connection.user.id, "websocket open");
+        connection
+            .state
+            .calls
+            .register(connection.user.id, connection.id, connection.out.clone());
         let reason = connection.serve(token_expires_at, initial_room).await;
+        // Its calls end now, not after the closing handshake.
+        connection
+            .state
+            .calls
+            .unregister(&connection.user, connection.id);
         metrics::counter!("nebula_ws_disconnects_total", "reason" => reason.label()).increment(1);
         tracing::debug!(
             conn = connection.id,
@@ -575,6 +584,7 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         // Normally `close` already left every room; this covers a task that was aborted.
+        self.state.calls.unregister(&self.user, self.id);
         for room_id in self.out.rooms() {
             self.drop_subscription(room_id);
         }

@@ -100,6 +100,23 @@ impl Connection {
             ClientEvent::Typing { room_id, state } => self.typing(room_id, state).await,
             ClientEvent::Read { room_id, seq } => Box::pin(self.read(room_id, seq)).await,
             ClientEvent::Ping => self.send_event(&ServerEvent::Pong).await,
+            ClientEvent::CallInvite { .. }
+            | ClientEvent::CallAnswer { .. }
+            | ClientEvent::CallCandidate { .. }
+            | ClientEvent::CallReject { .. }
+            | ClientEvent::CallHangup { .. } => Box::pin(self.call(event)).await,
+        }
+    }
+
+    /// A call signalling event (see `crate::calls`); refused ones get an `error` whose `ref`
+    /// is the `call_id`.
+    async fn call(&mut self, event: ClientEvent) -> Result<(), CloseReason> {
+        let reference = event.call_id().map(|call_id| call_id.to_string());
+        let calls = self.state.calls.clone();
+        let store = self.state.store.clone();
+        match calls.handle(&store, &self.user, self.id, event).await {
+            Ok(()) => Ok(()),
+            Err(err) => self.reject(err, reference).await,
         }
     }
 

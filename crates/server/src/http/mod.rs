@@ -13,6 +13,7 @@ mod openapi;
 mod reactions;
 mod rooms;
 pub mod security;
+mod voip;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -45,6 +46,7 @@ use crate::telemetry::track_http;
         (name = "members", description = "Joining, adding and leaving"),
         (name = "messages", description = "History, posting, replies, edits, deletes, reactions and the change feed"),
         (name = "realtime", description = "WebSocket endpoints"),
+        (name = "calls", description = "Call set-up: TURN credentials (signalling is on the WebSocket)"),
         (name = "operations", description = "Health, metrics, service info"),
         (name = "webpush", description = "Browser push subscriptions (in-process notifications only)"),
     )
@@ -80,6 +82,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(reactions::routes())
         .merge(changes::routes())
         .merge(meta::routes())
+        .merge(voip::routes())
         .merge(crate::gateway::routes())
         .split_for_parts()
 }

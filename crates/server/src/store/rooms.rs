@@ -587,3 +587,25 @@ fn escape_like(raw: &str) -> String {
     }
     escaped
 }
+
+impl Store {
+    /// Whether two users are both members of at least one room (served by the primary key
+    /// of `room_members` and `room_members_by_user`).
+    pub async fn share_a_room(&self, a: Uuid, b: Uuid) -> StoreResult<bool> {
+        let shared: bool = with_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT EXISTS (
+                     SELECT 1 FROM room_members mine
+                     JOIN room_members theirs
+                       ON theirs.room_id = mine.room_id AND theirs.user_id = $2
+                     WHERE mine.user_id = $1
+                 )",
+            )
+            .bind(a)
+            .bind(b)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(shared)
+    }
+}

@@ -797,3 +797,150 @@ async fn a_pubsub_outage_loses_no_change() {
     }
     assert_eq!(latest[&fourth.id].content, "m4");
 }
+
+/// A `/ws` socket that answered a ping: registered for call events on its node.
+async fn call_socket(session: &Session) -> WsClient {
+    let mut ws = session.ws("/ws").await;
+    let _ = drain(&mut ws).await;
+    ws
+}
+
+fn is_call_event(event: &ServerEvent) -> bool {
+    event.type_name().starts_with("call.") || matches!(event, ServerEvent::Error { .. })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_signalled_between_nodes() {
+    let Some((backend, redis)) = services("a_call_is_signalled_between_nodes") else {
+        return;
+    };
+    let cluster = TestCluster::start(&backend, &redis, 3, &[]).await;
+    let alice = cluster.register(0, "alice").await;
+    let bob = cluster.register(1, "bob").await;
+    let room = alice.create_room("Calls", false).await;
+    bob.join(room.id).await;
+    // Alice on node 0; Bob's phone on node 1 and laptop on node 2.
+    let mut caller = call_socket(&alice).await;
+    let mut phone = call_socket(&bob).await;
+    let mut laptop = call_socket(&on(&bob, &cluster, 2)).await;
+    let call = Uuid::new_v4();
+    caller
+        .send(ClientEvent::CallInvite {
+            call_id: call,
+            to_user_id: bob.user.id,
+            media: nebula_wire::CallMedia::Audio,
+            sdp: "v=0 offer".into(),
+        })
+        .await;
+    for ws in [&mut phone, &mut laptop] {
+        let invite = ws.expect(is_call_event).await;
+        assert!(
+            matches!(&invite, ServerEvent::CallInvite { call_id, from, .. } if *call_id == call && from.id == alice.user.id),
+            "{invite:?}"
+        );
+    }
+    laptop
+        .send(ClientEvent::CallAnswer {
+            call_id: call,
+            sdp: "v=0 answer".into(),
+        })
+        .await;
+    assert_eq!(
+        caller.expect(is_call_event).await,
+        ServerEvent::CallAnswer {
+            call_id: call,
+            from: bob.user.clone(),
+            sdp: "v=0 answer".into(),
+        }
+    );
+    assert!(matches!(
+        phone.expect(is_call_event).await,
+        ServerEvent::CallHangup { reason: Some(reason), .. } if reason == "answered_elsewhere"
+    ));
+    // Candidates both ways, between node 0 and node 2 only.
+    caller
+        .send(ClientEvent::CallCandidate {
+            call_id: call,
+            candidate: json!({"candidate": "from-alice"}),
+        })
+        .await;
+    assert!(matches!(
+        laptop.expect(is_call_event).await,
+        ServerEvent::CallCandidate { candidate, from, .. } if candidate == json!({"candidate": "from-alice"}) && from.id == alice.user.id
+    ));
+    laptop
+        .send(ClientEvent::CallCandidate {
+            call_id: call,
+            candidate: json!({"candidate": "from-bob"}),
+        })
+        .await;
+    assert!(matches!(
+        caller.expect(is_call_event).await,
+        ServerEvent::CallCandidate { candidate, from, .. } if candidate == json!({"candidate": "from-bob"}) && from.id == bob.user.id
+    ));
+    // The phone is out of the call: refused by the caller's node, heard on node 1.
+    phone.send(ClientEvent::CallHangup { call_id: call }).await;
+    assert!(matches!(
+        phone.expect(is_call_event).await,
+        ServerEvent::Error { code, .. } if code == "call_not_found"
+    ));
+    laptop.send(ClientEvent::CallHangup { call_id: call }).await;
+    assert_eq!(
+        caller.expect(is_call_event).await,
+        ServerEvent::CallHangup {
+            call_id: call,
+            from: Some(bob.user.clone()),
+            reason: None,
+        }
+    );
+    assert!(drain(&mut phone).await.iter().all(|e| !is_call_event(e)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_call_times_out_on_both_nodes() {
+    let Some((backend, redis)) = services("an_unanswered_call_times_out_on_both_nodes") else {
+        return;
+    };
+    let cluster =
+        TestCluster::start(&backend, &redis, 2, &[("CALL_RING_TIMEOUT_SECONDS", "1")]).await;
+    let alice = cluster.register(0, "alice").await;
+    let bob = cluster.register(1, "bob").await;
+    let room = alice.create_room("Calls", false).await;
+    bob.join(room.id).await;
+    let mut caller = call_socket(&alice).await;
+    let mut callee = call_socket(&bob).await;
+    let call = Uuid::new_v4();
+    caller
+        .send(ClientEvent::CallInvite {
+            call_id: call,
+            to_user_id: bob.user.id,
+            media: nebula_wire::CallMedia::Video,
+            sdp: "v=0 offer".into(),
+        })
+        .await;
+    assert!(matches!(
+        callee.expect(is_call_event).await,
+        ServerEvent::CallInvite { .. }
+    ));
+    for ws in [&mut caller, &mut callee] {
+        assert_eq!(
+            ws.expect(is_call_event).await,
+            ServerEvent::CallHangup {
+                call_id: call,
+                from: None,
+                reason: Some("timeout".into()),
+            }
+        );
+    }
+    // Node 1 forgot the call too.
+    callee
+        .send(ClientEvent::CallAnswer {
+            call_id: call,
+            sdp: "v=0".into(),
+        })
+        .await;
+    assert!(matches!(
+        callee.expect(is_call_event).await,
+        ServerEvent::Error { code, .. } if code == "call_not_found"
+    ));
+}

@@ -6,6 +6,7 @@ mod helpers;
 
 mod accounts;
 mod browsers;
+mod calls;
 mod cluster;
 mod errors;
 mod feed;

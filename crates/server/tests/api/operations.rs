@@ -52,6 +52,7 @@ async fn service_info_health_metrics_and_docs(backend: Backend) {
         "/rooms/{room_id}/members/me",
         "/rooms/{room_id}/members/{user_id}",
         "/rooms/{room_id}/messages",
+        "/voip/turn",
         "/health",
         "/metrics",
     ] {

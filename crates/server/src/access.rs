@@ -4,7 +4,7 @@
 //! room. A public room is visible to all; reading or posting needs membership.
 
 use axum::http::StatusCode;
-use nebula_wire::{ReplyTo, Role};
+use nebula_wire::{ReplyTo, Role, RoomKind};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -35,6 +35,33 @@ pub async fn member_room(
             status: StatusCode::FORBIDDEN,
         }),
     }
+}
+
+/// Refuses membership changes (join, add, leave, remove, role) in a direct room: it has
+/// exactly its two users for as long as it exists (409 `direct_room`).
+pub fn fixed_membership(record: &RoomRecord) -> Result<(), ApiError> {
+    if record.room.kind == RoomKind::Direct {
+        return Err(ApiError::DirectRoom);
+    }
+    Ok(())
+}
+
+/// Refuses a message into a direct room whose two users are blocked (either way), reading the
+/// blocks from the database on every send, so a block made on any node applies at once.
+pub async fn may_post(store: &Store, record: &RoomRecord) -> Result<(), ApiError> {
+    if record.room.kind == RoomKind::Direct && store.direct_room_blocked(record.room.id).await? {
+        return Err(ApiError::CannotMessageUser);
+    }
+    Ok(())
+}
+
+/// [`may_post`] knowing only the room's id (one index probe: a group room has no
+/// `direct_rooms` row).
+pub async fn may_post_in(store: &Store, room_id: Uuid) -> Result<(), ApiError> {
+    if store.direct_room_blocked(room_id).await? {
+        return Err(ApiError::CannotMessageUser);
+    }
+    Ok(())
 }
 
 /// Whether a role may add other users to its room.

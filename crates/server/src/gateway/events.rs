@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::close::CloseReason;
 use super::connection::Connection;
 use super::outbound::Position;
-use crate::access::{member_room, resolve_reply};
+use crate::access::{may_post_in, member_room, resolve_reply};
 use crate::domain::{MessageBody, parse_client_msg_id};
 use crate::error::ApiError;
 use crate::hub::Subscriber;
@@ -223,6 +223,10 @@ impl Connection {
             }
         };
         if let Err(err) = self.ensure_member(room_id).await {
+            return self.reject(err, reference).await;
+        }
+        // Not cached like membership: a block must apply at once, whichever node made it.
+        if let Err(err) = may_post_in(&self.state.store, room_id).await {
             return self.reject(err, reference).await;
         }
         let reply_to = match reply_to {

@@ -8,7 +8,8 @@ use nebula_wire::{ReplyTo, Role, RoomKind};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::store::{RoomAccess, RoomRecord, Store};
+use crate::store::{Posted, RoomAccess, RoomRecord, Store};
+use crate::writer::WriteError;
 
 /// The room as `viewer` sees it, or `room_not_found` if it is missing or private to them.
 pub async fn visible_room(
@@ -62,6 +63,24 @@ pub async fn may_post_in(store: &Store, room_id: Uuid) -> Result<(), ApiError> {
         return Err(ApiError::CannotMessageUser);
     }
     Ok(())
+}
+
+/// A commit refuses a sender who is not a member, and also one whose direct room got blocked
+/// after [`may_post`] passed (a block that raced the send): the latter is told
+/// `cannot_message_user`, like a send after the block.
+pub async fn explain_refusal(
+    store: &Store,
+    room_id: Uuid,
+    result: Result<Posted, WriteError>,
+) -> Result<Posted, WriteError> {
+    match result {
+        Err(WriteError::NotAMember)
+            if store.direct_room_blocked(room_id).await.unwrap_or(false) =>
+        {
+            Err(WriteError::Blocked)
+        }
+        other => other,
+    }
 }
 
 /// Whether a role may add other users to its room.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::close::CloseReason;
 use super::connection::Connection;
 use super::outbound::Position;
-use crate::access::{may_post_in, member_room, resolve_reply};
+use crate::access::{explain_refusal, may_post_in, member_room, resolve_reply};
 use crate::domain::{MessageBody, parse_client_msg_id};
 use crate::error::ApiError;
 use crate::hub::Subscriber;
@@ -249,9 +249,10 @@ impl Connection {
         };
         // Submitted now, in frame order; the ack is sent when the commit completes.
         let ticket: Result<Ticket, WriteError> = self.state.writers.submit(message).await;
+        let store = self.state.store.clone();
         self.pending.push(Box::pin(async move {
             let result = match ticket {
-                Ok(ticket) => ticket.wait().await,
+                Ok(ticket) => explain_refusal(&store, room_id, ticket.wait().await).await,
                 Err(err) => Err(err),
             };
             SendOutcome {

@@ -9,7 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::extract::{Json, Path, Query};
-use crate::access::{may_post, member_room, resolve_reply};
+use crate::access::{explain_refusal, may_post, member_room, resolve_reply};
 use crate::auth::AuthUser;
 use crate::domain::{MessageBody, PageRequest, parse_client_msg_id, parse_limit};
 use crate::error::ApiError;
@@ -125,7 +125,8 @@ async fn post_message(
             client_msg_id,
             reply_to,
         })
-        .await?;
+        .await;
+    let posted = explain_refusal(&state.store, room_id, posted).await?;
     Ok(match posted {
         Posted::Created(message) => (StatusCode::CREATED, axum::Json(message)),
         Posted::Existing(message) => (StatusCode::OK, axum::Json(message)),
@@ -141,6 +142,7 @@ impl From<WriteError> for ApiError {
             WriteError::NotAMember => ApiError::NotAMember {
                 status: StatusCode::FORBIDDEN,
             },
+            WriteError::Blocked => ApiError::CannotMessageUser,
         }
     }
 }

@@ -313,6 +313,18 @@ impl Store {
             .bind(blocked)
             .execute(&mut *tx)
             .await?;
+            // Their direct room's membership revision moves, under the room row's lock: every
+            // writer's cached "is a member" for it is void, and a message commit of the room
+            // either finished before this one or sees the block (`check_senders!`).
+            let (low, high) = if blocker < blocked { (blocker, blocked) } else { (blocked, blocker) };
+            sqlx::query(
+                "UPDATE rooms SET member_rev = member_rev + 1
+                 WHERE id = (SELECT room_id FROM direct_rooms WHERE user_low = $1 AND user_high = $2)",
+            )
+            .bind(low)
+            .bind(high)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
         });
         Ok(())

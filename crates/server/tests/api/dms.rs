@@ -15,6 +15,7 @@ on_both_backends!(
     a_direct_room_is_private_and_its_members_never_change,
     blocks_refuse_direct_rooms_and_their_messages,
     dm_policy_contacts_needs_contacts,
+    a_block_is_seen_by_the_commit_itself_whatever_a_writer_cached,
 );
 
 async fn a_direct_room_is_opened_once_whoever_asks(backend: Backend) {
@@ -296,4 +297,60 @@ async fn dm_policy_contacts_needs_contacts(backend: Backend) {
     assert_eq!(accept.status, StatusCode::OK, "{}", accept.text());
     let opened = alice.post("/dms", json!({"user_id": bob.user.id})).await;
     assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.text());
+}
+
+/// The check at submit time has a twin in the message commit: a writer that already knows the
+/// sender as a member (its cache) still refuses them once a block committed, because blocking
+/// moves the room's membership revision under the room's lock. Driven through the store
+/// directly, past the submit-time check, as a block racing a send would be.
+async fn a_block_is_seen_by_the_commit_itself_whatever_a_writer_cached(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let room: Room = alice
+        .post("/dms", json!({"user_id": bob.user.id}))
+        .await
+        .json();
+    let store = nebula::store::Store::connect(&app.database_url, 2)
+        .await
+        .unwrap();
+    let mut cache = nebula::store::MemberCache::default();
+    let message = |content: &str| nebula::store::NewMessage {
+        room_id: room.id,
+        sender_id: bob.user.id,
+        sender_username: "bob".into(),
+        content: content.into(),
+        client_msg_id: None,
+        reply_to: None,
+    };
+    let before = store
+        .append_messages(&[message("before")], &mut cache)
+        .await
+        .unwrap();
+    assert!(before.outcomes[0].is_ok(), "a member, now cached");
+
+    let blocked = alice.put(&format!("/blocks/{}", bob.user.id)).await;
+    assert_eq!(blocked.status, StatusCode::NO_CONTENT);
+    let after = store
+        .append_messages(&[message("after")], &mut cache)
+        .await
+        .unwrap();
+    assert!(after.outcomes[0].is_err(), "refused in the commit");
+    // The other user too (blocks refuse the pair's room both ways).
+    let from_alice = nebula::store::NewMessage {
+        sender_id: alice.user.id,
+        sender_username: "alice".into(),
+        ..message("mine")
+    };
+    let refused = store
+        .append_messages(&[from_alice], &mut cache)
+        .await
+        .unwrap();
+    assert!(refused.outcomes[0].is_err());
+    store.close().await;
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM messages").await, 1);
+
+    // Unblocked: the commit accepts them again.
+    alice.delete(&format!("/blocks/{}", bob.user.id)).await;
+    bob.say(room.id, "hello again").await;
 }

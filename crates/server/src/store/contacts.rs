@@ -22,6 +22,23 @@ macro_rules! insert_contacts {
     };
 }
 
+/// Serializes every change between two users (requests, accepting, blocking) on both
+/// backends: a no-op update of their two `users` rows, lower id first so two transactions
+/// never wait on each other crosswise. SQLite has one writer anyway; on PostgreSQL this is what
+/// keeps two users asking each other at once from leaving two pending requests, or a request
+/// from slipping in beside a block.
+macro_rules! lock_pair {
+    ($tx:ident, $a:expr, $b:expr) => {
+        let (low, high) = if $a < $b { ($a, $b) } else { ($b, $a) };
+        for id in [low, high] {
+            sqlx::query("UPDATE users SET username = username WHERE id = $1")
+                .bind(id)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
 /// What asking `to` to become a contact did.
 #[derive(Debug)]
 pub enum RequestOutcome {
@@ -127,6 +144,7 @@ impl Store {
         let new_id = Uuid::now_v7();
         let outcome = with_writer!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_pair!(tx, from.id, to.id);
             let blocked: bool = sqlx::query_scalar(BLOCKED_EITHER).bind(from.id).bind(to.id).fetch_one(&mut *tx).await?;
             let contacts: bool = sqlx::query_scalar(ARE_CONTACTS).bind(from.id).bind(to.id).fetch_one(&mut *tx).await?;
             let reverse: Option<Uuid> = sqlx::query_scalar(
@@ -216,6 +234,15 @@ impl Store {
         let now = super::now();
         let contact = with_writer!(self, pool => {
             let mut tx = pool.begin().await?;
+            let sender: Option<Uuid> =
+                sqlx::query_scalar("SELECT from_id FROM contact_requests WHERE id = $1 AND to_id = $2")
+                    .bind(request_id)
+                    .bind(recipient)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(sender) = sender else { return Ok(None) };
+            lock_pair!(tx, sender, recipient);
+            // Again under the lock: a block may have ended the request meanwhile.
             let from: Option<Uuid> = sqlx::query_scalar(
                 "DELETE FROM contact_requests WHERE id = $1 AND to_id = $2 RETURNING from_id",
             )
@@ -291,6 +318,7 @@ impl Store {
         let now = super::now();
         with_writer!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_pair!(tx, blocker, blocked);
             sqlx::query(
                 "INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             )

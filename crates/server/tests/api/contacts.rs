@@ -18,6 +18,7 @@ on_both_backends!(
     removing_a_contact_ends_it_for_both,
     blocking_ends_contacts_and_requests,
     blocks_refuse_bad_targets,
+    two_users_asking_each_other_at_once_become_contacts,
 );
 
 async fn ask(from: &Session, to: &Session) -> ContactRequest {
@@ -286,4 +287,39 @@ async fn blocks_refuse_bad_targets(backend: Backend) {
         .put("/blocks/not-a-uuid")
         .await
         .assert_problem(400, "invalid_path");
+}
+
+async fn two_users_asking_each_other_at_once_become_contacts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for pair in 0..5 {
+        let alice = app.register(&format!("alice{pair}")).await;
+        let bob = app.register(&format!("bob{pair}")).await;
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let mut tasks = Vec::new();
+        for (me, other) in [(alice.clone(), bob.user.id), (bob.clone(), alice.user.id)] {
+            let start = start.clone();
+            tasks.push(tokio::spawn(async move {
+                start.wait().await;
+                me.post("/contacts/requests", json!({"user_id": other}))
+                    .await
+            }));
+        }
+        let mut statuses = Vec::new();
+        for task in tasks {
+            let reply = task.await.unwrap();
+            statuses.push(reply.json::<ContactRequest>().status);
+        }
+        statuses.sort_by_key(|s| *s == ContactRequestStatus::Accepted);
+        assert_eq!(
+            statuses,
+            [
+                ContactRequestStatus::Pending,
+                ContactRequestStatus::Accepted
+            ],
+            "pair {pair}"
+        );
+        assert_eq!(contacts_of(&alice).await, [format!("bob{pair}")]);
+        let pending: ContactRequestList = alice.get("/contacts/requests").await.json();
+        assert!(pending.incoming.is_empty() && pending.outgoing.is_empty());
+    }
 }

@@ -47,19 +47,12 @@ pub fn fixed_membership(record: &RoomRecord) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Refuses a message into a direct room whose two users are blocked (either way), reading the
-/// blocks from the database on every send, so a block made on any node applies at once.
+/// Refuses a message into a direct room whose two users are blocked (either way) before it is
+/// queued (no query for group rooms). Not the guarantee: the commit itself checks blocks under
+/// the room's lock (`check_senders!` in the store), and [`explain_refusal`] names what it
+/// refused; the WebSocket path relies on that alone, to keep its hot path query-free.
 pub async fn may_post(store: &Store, record: &RoomRecord) -> Result<(), ApiError> {
     if record.room.kind == RoomKind::Direct && store.direct_room_blocked(record.room.id).await? {
-        return Err(ApiError::CannotMessageUser);
-    }
-    Ok(())
-}
-
-/// [`may_post`] knowing only the room's id (one index probe: a group room has no
-/// `direct_rooms` row).
-pub async fn may_post_in(store: &Store, room_id: Uuid) -> Result<(), ApiError> {
-    if store.direct_room_blocked(room_id).await? {
         return Err(ApiError::CannotMessageUser);
     }
     Ok(())

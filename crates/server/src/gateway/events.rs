@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::close::CloseReason;
 use super::connection::Connection;
 use super::outbound::Position;
-use crate::access::{explain_refusal, may_post_in, member_room, resolve_reply};
+use crate::access::{explain_refusal, member_room, resolve_reply};
 use crate::domain::{MessageBody, parse_client_msg_id};
 use crate::error::ApiError;
 use crate::hub::Subscriber;
@@ -225,10 +225,6 @@ impl Connection {
         if let Err(err) = self.ensure_member(room_id).await {
             return self.reject(err, reference).await;
         }
-        // Not cached like membership: a block must apply at once, whichever node made it.
-        if let Err(err) = may_post_in(&self.state.store, room_id).await {
-            return self.reject(err, reference).await;
-        }
         let reply_to = match reply_to {
             None => None,
             Some(raw) => match Box::pin(resolve_reply(&self.state.store, room_id, &raw)).await {
@@ -249,6 +245,8 @@ impl Connection {
         };
         // Submitted now, in frame order; the ack is sent when the commit completes.
         let ticket: Result<Ticket, WriteError> = self.state.writers.submit(message).await;
+        // A block between the users of a direct room is checked in the commit (no query here on
+        // the hot path); a refusal is then told as `cannot_message_user`.
         let store = self.state.store.clone();
         self.pending.push(Box::pin(async move {
             let result = match ticket {

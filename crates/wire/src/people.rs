@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::rest::{Room, User};
 
-/// Names another user by id or by username (exactly one of them; `user_id` wins if both).
+/// Names another user by id or by username (at least one; `user_id` wins if both).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct UserRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,7 +27,7 @@ pub struct DirectRoomList {
 pub struct UserSearchQuery {
     /// Username prefix, matched ignoring case; 1–32 characters.
     #[param(min_length = 1, max_length = 32)]
-    pub q: Option<String>,
+    pub q: String,
 }
 
 /// `GET /users` and `GET /blocks`.

@@ -123,13 +123,12 @@ async fn contacts(
     }))
 }
 
-/// End a contact, for both users (204 also when there was none).
+/// End a contact, for both users (204 also when there was none, and for yourself).
 #[utoipa::path(delete, path = "/contacts/{user_id}", tag = "people", security(("bearer" = [])),
     params(("user_id" = Uuid, Path)),
     responses(
         (status = 204, description = "no longer contacts"),
         (status = 404, body = Problem, description = "`user_not_found`"),
-        (status = 422, body = Problem, description = "`validation_failed`: yourself"),
     ))]
 #[tracing::instrument(skip_all, fields(user_id = %caller.id, other = %user_id))]
 async fn remove_contact(
@@ -137,8 +136,11 @@ async fn remove_contact(
     caller: AuthUser,
     Path(user_id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let other = other_user_by_id(&state.store, &caller, user_id).await?;
-    state.store.remove_contact(caller.id, other.id).await?;
+    // Nobody is their own contact: nothing to end.
+    if user_id != caller.id {
+        let other = other_user_by_id(&state.store, &caller, user_id).await?;
+        state.store.remove_contact(caller.id, other.id).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -163,13 +165,13 @@ async fn block(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Lift a block (204 also when there was none). Contacts ended by the block stay ended.
+/// Lift a block (204 also when there was none, and for yourself). Contacts ended by the
+/// block stay ended.
 #[utoipa::path(delete, path = "/blocks/{user_id}", tag = "people", security(("bearer" = [])),
     params(("user_id" = Uuid, Path)),
     responses(
         (status = 204, description = "unblocked"),
         (status = 404, body = Problem, description = "`user_not_found`"),
-        (status = 422, body = Problem, description = "`validation_failed`: yourself"),
     ))]
 #[tracing::instrument(skip_all, fields(user_id = %caller.id, unblocked = %user_id))]
 async fn unblock(
@@ -177,8 +179,11 @@ async fn unblock(
     caller: AuthUser,
     Path(user_id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let other = other_user_by_id(&state.store, &caller, user_id).await?;
-    state.store.unblock(caller.id, other.id).await?;
+    // Nobody can block themselves: nothing to lift.
+    if user_id != caller.id {
+        let other = other_user_by_id(&state.store, &caller, user_id).await?;
+        state.store.unblock(caller.id, other.id).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -33,7 +33,7 @@ async fn search_users(
     _caller: AuthUser,
     Query(query): Query<UserSearchQuery>,
 ) -> Result<axum::Json<UserList>, ApiError> {
-    let q = query.q.unwrap_or_default();
+    let q = query.q;
     if q.is_empty() || q.chars().count() > 32 {
         return Err(ApiError::InvalidQuery("q must be 1–32 characters".into()));
     }

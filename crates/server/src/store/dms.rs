@@ -77,17 +77,25 @@ impl Store {
         if inserted {
             return Ok((room_id, true));
         }
-        let winner = self.direct_room_between(low.id, high.id).await?.ok_or(
-            super::StoreError::Invariant("a direct room's pair conflicted but is missing"),
-        )?;
+        // On the writer pool: on SQLite a reader could still be on a snapshot without the
+        // winner's row.
+        let winner: Option<Uuid> = with_writer!(self, pool => {
+            sqlx::query_scalar("SELECT room_id FROM direct_rooms WHERE user_low = $1 AND user_high = $2")
+                .bind(low.id)
+                .bind(high.id)
+                .fetch_optional(pool)
+                .await?
+        });
+        let winner = winner.ok_or(super::StoreError::Invariant(
+            "a direct room's pair conflicted but is missing",
+        ))?;
         Ok((winner, false))
     }
 
     /// The direct room of two users, if they have one.
     pub async fn direct_room_between(&self, a: Uuid, b: Uuid) -> StoreResult<Option<Uuid>> {
         let (low, high) = if a < b { (a, b) } else { (b, a) };
-        // The writer pool on SQLite: right after a conflict, the winner's row must be seen.
-        Ok(with_writer!(self, pool => {
+        Ok(with_pool!(self, pool => {
             sqlx::query_scalar("SELECT room_id FROM direct_rooms WHERE user_low = $1 AND user_high = $2")
                 .bind(low)
                 .bind(high)

@@ -4,11 +4,12 @@
 //! room. A public room is visible to all; reading or posting needs membership.
 
 use axum::http::StatusCode;
-use nebula_wire::{ReplyTo, Role};
+use nebula_wire::{ReplyTo, Role, RoomKind};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::store::{RoomAccess, RoomRecord, Store};
+use crate::store::{Posted, RoomAccess, RoomRecord, Store};
+use crate::writer::WriteError;
 
 /// The room as `viewer` sees it, or `room_not_found` if it is missing or private to them.
 pub async fn visible_room(
@@ -34,6 +35,44 @@ pub async fn member_room(
         _ => Err(ApiError::NotAMember {
             status: StatusCode::FORBIDDEN,
         }),
+    }
+}
+
+/// Refuses membership changes (join, add, leave, remove, role) in a direct room: it has
+/// exactly its two users for as long as it exists (409 `direct_room`).
+pub fn fixed_membership(record: &RoomRecord) -> Result<(), ApiError> {
+    if record.room.kind == RoomKind::Direct {
+        return Err(ApiError::DirectRoom);
+    }
+    Ok(())
+}
+
+/// Refuses a message into a direct room whose two users are blocked (either way) before it is
+/// queued (no query for group rooms). Not the guarantee: the commit itself checks blocks under
+/// the room's lock (`check_senders!` in the store), and [`explain_refusal`] names what it
+/// refused; the WebSocket path relies on that alone, to keep its hot path query-free.
+pub async fn may_post(store: &Store, record: &RoomRecord) -> Result<(), ApiError> {
+    if record.room.kind == RoomKind::Direct && store.direct_room_blocked(record.room.id).await? {
+        return Err(ApiError::CannotMessageUser);
+    }
+    Ok(())
+}
+
+/// A commit refuses a sender who is not a member, and also one whose direct room got blocked
+/// after [`may_post`] passed (a block that raced the send): the latter is told
+/// `cannot_message_user`, like a send after the block.
+pub async fn explain_refusal(
+    store: &Store,
+    room_id: Uuid,
+    result: Result<Posted, WriteError>,
+) -> Result<Posted, WriteError> {
+    match result {
+        Err(WriteError::NotAMember)
+            if store.direct_room_blocked(room_id).await.unwrap_or(false) =>
+        {
+            Err(WriteError::Blocked)
+        }
+        other => other,
     }
 }
 

@@ -106,6 +106,10 @@ pub struct Config {
     #[arg(long, env = "UNREAD_COUNT_MAX", default_value_t = 1000)]
     pub unread_count_max: u32,
 
+    /// Who may open a direct room with a user: `everyone`, or only their `contacts`.
+    #[arg(long, env = "DM_POLICY", value_enum, default_value_t = DmPolicy::Everyone)]
+    pub dm_policy: DmPolicy,
+
     /// Maximum request body size in bytes; larger bodies get 413.
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
     pub body_limit_bytes: usize,
@@ -272,6 +276,15 @@ pub struct Config {
     /// Lifetime of issued TURN credentials, in seconds.
     #[arg(long, env = "TURN_TTL_SECONDS", default_value_t = 86_400)]
     pub turn_ttl_seconds: u64,
+}
+
+/// Who may open a direct room (`POST /dms`) with whom. Blocks apply under either policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DmPolicy {
+    /// Any user who has not blocked (and is not blocked by) the other.
+    Everyone,
+    /// Only users who are each other's contacts.
+    Contacts,
 }
 
 /// How log lines are written.
@@ -570,6 +583,18 @@ mod tests {
             .validate()
             .expect_err("must be refused")
             .to_string()
+    }
+
+    #[test]
+    fn dm_policy_is_everyone_unless_set_and_refuses_other_values() {
+        assert_eq!(parse(&[]).dm_policy, DmPolicy::Everyone);
+        assert_eq!(
+            parse(&["--dm-policy", "contacts"]).dm_policy,
+            DmPolicy::Contacts
+        );
+        let err = Config::try_parse_from(["nebula", "--dm-policy", "friends"])
+            .expect_err("must be refused");
+        assert!(err.to_string().contains("friends"), "{err}");
     }
 
     #[test]

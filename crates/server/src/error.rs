@@ -49,6 +49,17 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("message not found")]
     MessageNotFound,
+    /// Blocked (either way), or `DM_POLICY=contacts` and not contacts.
+    #[error("you cannot message this user")]
+    CannotMessageUser,
+    /// A membership change in a direct room.
+    #[error("the members of a direct room cannot change")]
+    DirectRoom,
+    #[error("you are already contacts")]
+    AlreadyContacts,
+    /// No pending request with this id to the caller.
+    #[error("contact request not found")]
+    RequestNotFound,
     #[error("only the sender of a message may edit it")]
     NotMessageAuthor,
     #[error("this message can no longer be edited")]
@@ -82,10 +93,6 @@ pub enum ApiError {
     OriginNotAllowed,
     #[error("no such endpoint")]
     NotFound,
-    /// A call (or, later, a message) to a user this one may not reach: no shared room, or a
-    /// block.
-    #[error("you cannot reach this user (no shared room)")]
-    CannotMessageUser,
     /// A call event naming a call this connection is not part of (`error` event only).
     #[error("no call with this call_id is ringing or connected on this connection")]
     CallNotFound,
@@ -158,6 +165,18 @@ impl ApiError {
             ),
             NotAMember { status } => (*status, "not_a_member", "Not a member"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            CannotMessageUser => (
+                StatusCode::FORBIDDEN,
+                "cannot_message_user",
+                "Cannot message user",
+            ),
+            DirectRoom => (StatusCode::CONFLICT, "direct_room", "Direct room"),
+            AlreadyContacts => (StatusCode::CONFLICT, "already_contacts", "Already contacts"),
+            RequestNotFound => (
+                StatusCode::NOT_FOUND,
+                "request_not_found",
+                "Contact request not found",
+            ),
             MessageNotFound => (
                 StatusCode::NOT_FOUND,
                 "message_not_found",
@@ -221,11 +240,6 @@ impl ApiError {
                 "Origin not allowed",
             ),
             NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
-            CannotMessageUser => (
-                StatusCode::FORBIDDEN,
-                "cannot_message_user",
-                "Cannot reach this user",
-            ),
             CallNotFound => (StatusCode::NOT_FOUND, "call_not_found", "Call not found"),
             CallExists => (StatusCode::CONFLICT, "call_exists", "Call already exists"),
             CallState(_) => (

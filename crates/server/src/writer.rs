@@ -58,6 +58,9 @@ pub enum WriteError {
     /// The sender is not a member of the room (checked in the commit itself).
     #[error("not a member of the room")]
     NotAMember,
+    /// A direct room whose two users are blocked (see [`crate::access::explain_refusal`]).
+    #[error("the users of this direct room are blocked")]
+    Blocked,
 }
 
 /// Handle to the writers. Cheap to clone; the writers stop once every handle is dropped and

@@ -6,10 +6,12 @@
 //! `../shared/CONTRACT.md` is the normative text; these types follow it field for field.
 
 pub mod notify;
+pub mod people;
 pub mod problem;
 pub mod rest;
 pub mod ws;
 
+pub use people::*;
 pub use problem::Problem;
 pub use rest::*;
 pub use ws::{CallMedia, ClientEvent, PresenceStatus, ServerEvent, TypingState};

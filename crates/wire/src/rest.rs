@@ -71,6 +71,24 @@ pub struct Room {
     /// (show it as "999+").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unread_count: Option<i64>,
+    /// `group` for rooms created with `POST /rooms`, `direct` for the one room of two users
+    /// (`POST /dms`).
+    #[serde(default)]
+    pub kind: RoomKind,
+    /// For a direct room: the other of its two users, as the caller sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<User>,
+}
+
+/// What kind of room a room is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomKind {
+    /// Created with `POST /rooms`: public or private, members join and leave.
+    #[default]
+    Group,
+    /// The private room of exactly two users; its membership never changes.
+    Direct,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

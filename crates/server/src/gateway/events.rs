@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::close::CloseReason;
 use super::connection::Connection;
 use super::outbound::Position;
-use crate::access::{member_room, resolve_reply};
+use crate::access::{explain_refusal, member_room, resolve_reply};
 use crate::domain::{MessageBody, parse_client_msg_id};
 use crate::error::ApiError;
 use crate::hub::Subscriber;
@@ -262,9 +262,12 @@ impl Connection {
         };
         // Submitted now, in frame order; the ack is sent when the commit completes.
         let ticket: Result<Ticket, WriteError> = self.state.writers.submit(message).await;
+        // A block between the users of a direct room is checked in the commit (no query here on
+        // the hot path); a refusal is then told as `cannot_message_user`.
+        let store = self.state.store.clone();
         self.pending.push(Box::pin(async move {
             let result = match ticket {
-                Ok(ticket) => ticket.wait().await,
+                Ok(ticket) => explain_refusal(&store, room_id, ticket.wait().await).await,
                 Err(err) => Err(err),
             };
             SendOutcome {

@@ -9,7 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::extract::{Json, JsonOrEmpty, Path};
-use crate::access::{can_add_members, member_room, visible_room};
+use crate::access::{can_add_members, fixed_membership, member_room, visible_room};
 use crate::auth::AuthUser;
 use crate::domain::Username;
 use crate::error::ApiError;
@@ -47,6 +47,7 @@ async fn list_members(
         (status = 200, body = Member, description = "already a member"),
         (status = 403, body = Problem, description = "`not_a_member` / `forbidden`"),
         (status = 404, body = Problem, description = "`room_not_found` / `user_not_found`"),
+        (status = 409, body = Problem, description = "`direct_room`: a direct room's members never change"),
     ))]
 #[tracing::instrument(skip_all, fields(user_id = %caller.id, %room_id))]
 async fn add_member(
@@ -74,11 +75,12 @@ async fn add_member(
     let user = match target {
         // Joining yourself: public rooms only (a private room stays invisible to outsiders).
         None => {
-            visible_room(&state.store, room_id, caller.id).await?;
+            fixed_membership(&visible_room(&state.store, room_id, caller.id).await?)?;
             caller.load(&state.store).await?
         }
         Some(target) => {
-            let (_, role) = member_room(&state.store, room_id, caller.id).await?;
+            let (record, role) = member_room(&state.store, room_id, caller.id).await?;
+            fixed_membership(&record)?;
             if !can_add_members(role) {
                 return Err(ApiError::Forbidden(
                     "only the room's owner or an admin can add members",
@@ -104,6 +106,7 @@ async fn add_member(
     responses(
         (status = 204, description = "left"),
         (status = 404, body = Problem, description = "`not_a_member` (public room) / `room_not_found`"),
+        (status = 409, body = Problem, description = "`direct_room`: a direct room's members never change"),
     ))]
 #[tracing::instrument(skip_all, fields(user_id = %caller.id, %room_id))]
 async fn leave_room(
@@ -115,7 +118,7 @@ async fn leave_room(
 }
 
 async fn leave(state: &AppState, caller: &AuthUser, room_id: Uuid) -> Result<StatusCode, ApiError> {
-    visible_room(&state.store, room_id, caller.id).await?;
+    fixed_membership(&visible_room(&state.store, room_id, caller.id).await?)?;
     // Loaded first: the departure's notification, written with it, names the user.
     let user: User = caller.load(&state.store).await?;
     let member_rev =
@@ -142,6 +145,7 @@ async fn leave(state: &AppState, caller: &AuthUser, room_id: Uuid) -> Result<Sta
         (status = 204, description = "removed"),
         (status = 403, body = Problem, description = "`not_a_member` (the caller) / `forbidden` (not the owner or an admin, or an admin removing the owner or an admin)"),
         (status = 404, body = Problem, description = "`room_not_found` / `member_not_found`"),
+        (status = 409, body = Problem, description = "`direct_room`: a direct room's members never change"),
     ))]
 #[tracing::instrument(skip_all, fields(user_id = %caller.id, %room_id, target = %user_id))]
 async fn remove_member(
@@ -152,7 +156,8 @@ async fn remove_member(
     if user_id == caller.id {
         return leave(&state, &caller, room_id).await;
     }
-    let (_, role) = member_room(&state.store, room_id, caller.id).await?;
+    let (record, role) = member_room(&state.store, room_id, caller.id).await?;
+    fixed_membership(&record)?;
     let target_role = state
         .store
         .member_role(room_id, user_id)
@@ -193,6 +198,7 @@ async fn remove_member(
         (status = 200, body = Member),
         (status = 403, body = Problem, description = "`not_a_member` / `forbidden` (not the owner, or the owner's own role)"),
         (status = 404, body = Problem, description = "`room_not_found` / `member_not_found`"),
+        (status = 409, body = Problem, description = "`direct_room`: a direct room's roles never change"),
         (status = 422, body = Problem, description = "`invalid_body` (`role` must be `admin` or `member`)"),
     ))]
 #[tracing::instrument(skip_all, fields(user_id = %caller.id, %room_id, target = %user_id))]
@@ -202,7 +208,8 @@ async fn update_member(
     Path((room_id, user_id)): Path<(Uuid, Uuid)>,
     Json(request): Json<UpdateMemberRequest>,
 ) -> Result<axum::Json<Member>, ApiError> {
-    let (_, role) = member_room(&state.store, room_id, caller.id).await?;
+    let (record, role) = member_room(&state.store, room_id, caller.id).await?;
+    fixed_membership(&record)?;
     if role != Role::Owner {
         return Err(ApiError::Forbidden(
             "only the room's owner can change roles",

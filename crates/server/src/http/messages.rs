@@ -9,7 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::extract::{Json, Path, Query};
-use crate::access::{member_room, resolve_reply};
+use crate::access::{explain_refusal, may_post, member_room, resolve_reply};
 use crate::auth::AuthUser;
 use crate::domain::{MessageBody, PageRequest, parse_client_msg_id, parse_limit};
 use crate::error::ApiError;
@@ -90,7 +90,7 @@ async fn history(
     responses(
         (status = 201, body = Message),
         (status = 200, body = Message, description = "the original of a repeated `client_msg_id`"),
-        (status = 403, body = Problem, description = "`not_a_member`"),
+        (status = 403, body = Problem, description = "`not_a_member`, or `cannot_message_user` (a direct room whose users are blocked)"),
         (status = 404, body = Problem, description = "`room_not_found`"),
         (status = 422, body = Problem, description = "`validation_failed`, `invalid_reply` (`reply_to` is not a message of this room) or `invalid_attachment`"),
         (status = 429, body = Problem, description = "`rate_limited`"),
@@ -108,7 +108,8 @@ async fn post_message(
         state.config.config.message_max_chars,
     )?;
     let client_msg_id = parse_client_msg_id(request.client_msg_id.as_deref())?;
-    member_room(&state.store, room_id, caller.id).await?;
+    let (record, _) = member_room(&state.store, room_id, caller.id).await?;
+    may_post(&state.store, &record).await?;
     let reply_to = match request.reply_to.as_deref() {
         Some(raw) => Some(resolve_reply(&state.store, room_id, raw).await?),
         None => None,
@@ -124,7 +125,8 @@ async fn post_message(
             client_msg_id,
             reply_to,
         })
-        .await?;
+        .await;
+    let posted = explain_refusal(&state.store, room_id, posted).await?;
     Ok(match posted {
         Posted::Created(message) => (StatusCode::CREATED, axum::Json(message)),
         Posted::Existing(message) => (StatusCode::OK, axum::Json(message)),
@@ -140,6 +142,7 @@ impl From<WriteError> for ApiError {
             WriteError::NotAMember => ApiError::NotAMember {
                 status: StatusCode::FORBIDDEN,
             },
+            WriteError::Blocked => ApiError::CannotMessageUser,
         }
     }
 }

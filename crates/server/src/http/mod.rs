@@ -3,6 +3,8 @@
 mod auth;
 mod changes;
 pub mod client_ip;
+mod contacts;
+mod dms;
 pub mod extract;
 mod lifecycle;
 mod members;
@@ -10,6 +12,7 @@ mod messages;
 mod meta;
 mod online;
 mod openapi;
+mod people;
 mod reactions;
 mod rooms;
 pub mod security;
@@ -44,6 +47,7 @@ use crate::telemetry::track_http;
         (name = "auth", description = "Accounts and tokens"),
         (name = "rooms", description = "Public and private rooms"),
         (name = "members", description = "Joining, adding and leaving"),
+        (name = "people", description = "Direct rooms, people search, contacts and blocks"),
         (name = "messages", description = "History, posting, replies, edits, deletes, reactions and the change feed"),
         (name = "realtime", description = "WebSocket endpoints"),
         (name = "calls", description = "Call set-up: TURN credentials (signalling is on the WebSocket)"),
@@ -81,6 +85,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(lifecycle::routes())
         .merge(reactions::routes())
         .merge(changes::routes())
+        .merge(dms::routes())
+        .merge(people::routes())
+        .merge(contacts::routes())
         .merge(meta::routes())
         .merge(voip::routes())
         .merge(crate::gateway::routes())

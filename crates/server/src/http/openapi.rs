@@ -14,15 +14,22 @@
 use serde_json::{Map, Value, json};
 
 /// Constraints of request schemas that utoipa's attributes cannot state.
-fn schema_constraints() -> [(&'static str, Value); 1] {
-    [(
-        // `{}` joins yourself; `user_id` or `username` (not both) adds someone.
-        "AddMemberRequest",
-        json!({"not": {
-            "required": ["user_id", "username"],
-            "properties": {"user_id": {"type": "string"}, "username": {"type": "string"}},
-        }}),
-    )]
+fn schema_constraints() -> [(&'static str, Value); 2] {
+    [
+        (
+            // `{}` joins yourself; `user_id` or `username` (not both) adds someone.
+            "AddMemberRequest",
+            json!({"not": {
+                "required": ["user_id", "username"],
+                "properties": {"user_id": {"type": "string"}, "username": {"type": "string"}},
+            }}),
+        ),
+        (
+            // `POST /dms`, `POST /contacts/requests`: someone must be named.
+            "UserRef",
+            json!({"anyOf": [{"required": ["user_id"]}, {"required": ["username"]}]}),
+        ),
+    ]
 }
 
 /// Operations whose body may be empty, by path and method.

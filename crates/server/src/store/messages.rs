@@ -250,9 +250,19 @@ macro_rules! check_senders {
             }
             unknown.sort_unstable();
             unknown.dedup();
-            let mut query = QueryBuilder::new("SELECT user_id FROM room_members WHERE room_id = ");
+            // A member of a direct room whose two users are blocked may not post there: checked
+            // here too, under the room's lock, because blocking bumps the room's membership
+            // revision under the same lock (see `Store::block`), so a block that commits
+            // first is always seen, whatever any node's cache said.
+            let mut query = QueryBuilder::new(
+                "SELECT m.user_id FROM room_members m WHERE NOT EXISTS (
+                   SELECT 1 FROM direct_rooms d JOIN blocks b
+                     ON (b.blocker_id = d.user_low AND b.blocked_id = d.user_high)
+                     OR (b.blocker_id = d.user_high AND b.blocked_id = d.user_low)
+                   WHERE d.room_id = m.room_id) AND m.room_id = ",
+            );
             query.push_bind(*room_id);
-            query.push(" AND user_id IN (");
+            query.push(" AND m.user_id IN (");
             let mut ids = query.separated(", ");
             for sender in &unknown {
                 ids.push_bind(*sender);

@@ -5,6 +5,8 @@
 //! written once and type-checked against both drivers. The integration suite runs against both.
 
 mod changes;
+mod contacts;
+mod dms;
 mod lifecycle;
 mod messages;
 mod outbox;
@@ -24,6 +26,7 @@ use sqlx::sqlite::{
 use tokio::sync::Notify;
 
 pub use changes::{FeedEntry, ReactionRecord};
+pub use contacts::RequestOutcome;
 pub use lifecycle::{
     Action, Applied, ChangeOutcome, ChangesCommitted, MAX_DISTINCT_REACTIONS, NewChange, Refused,
 };

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use nebula_wire::notify::MemberChange;
-use nebula_wire::{Member, Role, Room, User};
+use nebula_wire::{Member, Role, Room, RoomKind, User};
 use uuid::Uuid;
 
 use super::outbox::enqueue_member_change;
@@ -10,7 +10,7 @@ use super::rows::{MemberRow, parse_role, role_str};
 use super::{Store, StoreResult, with_pool, with_writer};
 
 #[derive(Debug, sqlx::FromRow)]
-struct RoomRow {
+pub(super) struct RoomRow {
     id: Uuid,
     name: String,
     description: Option<String>,
@@ -20,6 +20,11 @@ struct RoomRow {
     last_seq: i64,
     created_at: DateTime<Utc>,
     viewer_role: Option<String>,
+    kind: String,
+    /// For direct rooms: the other user (`peer_join!`).
+    peer_id: Option<Uuid>,
+    peer_username: Option<String>,
+    peer_created_at: Option<DateTime<Utc>>,
     /// Only in member views (`member_room_select!`).
     #[sqlx(default)]
     viewer_last_read_seq: Option<i64>,
@@ -28,7 +33,7 @@ struct RoomRow {
 }
 
 impl RoomRow {
-    fn into_record(self) -> RoomRecord {
+    pub(super) fn into_record(self) -> RoomRecord {
         let member_view = self.viewer_last_read_seq.is_some();
         RoomRecord {
             viewer_role: self.viewer_role.as_deref().map(parse_role),
@@ -44,18 +49,45 @@ impl RoomRow {
                 last_seq: member_view.then_some(self.last_seq),
                 last_read_seq: self.viewer_last_read_seq,
                 unread_count: self.viewer_unread,
+                kind: if self.kind == "direct" {
+                    RoomKind::Direct
+                } else {
+                    RoomKind::Group
+                },
+                peer: match (self.peer_id, self.peer_username, self.peer_created_at) {
+                    (Some(id), Some(username), Some(created_at)) => Some(User {
+                        id,
+                        username,
+                        created_at,
+                    }),
+                    _ => None,
+                },
             },
         }
     }
 }
 
+/// The other user of a direct room as the viewer (`$1`) sees it; NULLs for group rooms.
+/// `direct_rooms.room_id` is unique, so this adds one index lookup per room.
+macro_rules! peer_join {
+    () => {
+        " LEFT JOIN direct_rooms d ON d.room_id = r.id \
+         LEFT JOIN users p ON p.id = CASE WHEN d.user_low = $1 THEN d.user_high ELSE d.user_low END"
+    };
+}
+pub(super) use peer_join;
+
 /// `rooms` columns plus the viewer's role (`$1` is the viewer's id), as `RoomRow` expects.
 /// A macro so queries are `concat!`ed into static strings.
 macro_rules! room_select {
     () => {
-        "SELECT r.id, r.name, r.description, r.is_private, r.owner_id, r.member_count, \
-         r.last_seq, r.created_at, m.role AS viewer_role \
-         FROM rooms r LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $1"
+        concat!(
+            "SELECT r.id, r.name, r.description, r.is_private, r.owner_id, r.member_count, \
+         r.last_seq, r.created_at, m.role AS viewer_role, r.kind, \
+         p.id AS peer_id, p.username AS peer_username, p.created_at AS peer_created_at \
+         FROM rooms r LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $1",
+            peer_join!()
+        )
     };
 }
 
@@ -64,14 +96,20 @@ macro_rules! room_select {
 /// that many rows after the member's last read seq, whatever the depth of history.
 macro_rules! member_room_select {
     () => {
-        "SELECT r.id, r.name, r.description, r.is_private, r.owner_id, r.member_count, \
+        concat!(
+            "SELECT r.id, r.name, r.description, r.is_private, r.owner_id, r.member_count, \
          r.last_seq, r.created_at, m.role AS viewer_role, m.last_read_seq AS viewer_last_read_seq, \
          (SELECT COUNT(*) FROM messages msg WHERE msg.room_id = r.id \
             AND msg.seq > m.last_read_seq AND msg.seq <= m.last_read_seq + $2 \
-            AND msg.sender_id <> $1 AND msg.deleted_at IS NULL) AS viewer_unread \
-         FROM rooms r JOIN room_members m ON m.room_id = r.id AND m.user_id = $1"
+            AND msg.sender_id <> $1 AND msg.deleted_at IS NULL) AS viewer_unread, r.kind, \
+         p.id AS peer_id, p.username AS peer_username, p.created_at AS peer_created_at \
+         FROM rooms r JOIN room_members m ON m.room_id = r.id AND m.user_id = $1",
+            peer_join!()
+        )
     };
 }
+
+pub(super) use member_room_select;
 
 /// A room as one user sees it.
 #[derive(Debug, Clone)]
@@ -132,6 +170,8 @@ impl Store {
             last_seq: Some(0),
             last_read_seq: Some(0),
             unread_count: Some(0),
+            kind: RoomKind::Group,
+            peer: None,
         };
         with_writer!(self, pool => {
             let mut tx = pool.begin().await?;

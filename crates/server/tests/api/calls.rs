@@ -274,8 +274,16 @@ async fn users_without_a_shared_room_cannot_call(backend: Backend) {
     // A user that does not exist is no different.
     caller.send(invite(Uuid::new_v4(), Uuid::new_v4())).await;
     assert_error(&next_call(&mut caller).await, "cannot_message_user");
-    // Sharing a room is what makes a call possible.
-    let _ = bob;
+    // Sharing a room makes a call possible, unless either of the two blocked the other.
+    let mut callee = connect(&bob).await;
+    let blocked = bob.put(&format!("/blocks/{}", alice.user.id)).await;
+    assert_eq!(blocked.status, StatusCode::NO_CONTENT, "{}", blocked.text());
+    caller.send(invite(Uuid::new_v4(), bob.user.id)).await;
+    assert_error(&next_call(&mut caller).await, "cannot_message_user");
+    let mut blocker = connect(&bob).await;
+    blocker.send(invite(Uuid::new_v4(), alice.user.id)).await;
+    assert_error(&next_call(&mut blocker).await, "cannot_message_user");
+    assert!(pending_calls(&mut callee).await.is_empty());
 }
 
 async fn bad_call_events_are_refused_and_the_socket_stays_open(backend: Backend) {

@@ -944,3 +944,57 @@ async fn an_unanswered_call_times_out_on_both_nodes() {
         ServerEvent::Error { code, .. } if code == "call_not_found"
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_direct_room_requested_at_once_on_two_nodes_is_one_room() {
+    let Some((backend, redis)) = services("direct_room_on_two_nodes") else {
+        return;
+    };
+    let cluster = TestCluster::start(&backend, &redis, 2, &[]).await;
+    // Several pairs, each asked for from both sides on both nodes at the same moment.
+    for pair in 0..4 {
+        let alice = cluster.register(0, &format!("alice{pair}")).await;
+        let bob = cluster.register(1, &format!("bob{pair}")).await;
+        let on = |who: &Session, node: usize| Session {
+            base: cluster.base(node),
+            ..who.clone()
+        };
+        let callers = [
+            (on(&alice, 0), bob.user.id),
+            (on(&alice, 1), bob.user.id),
+            (on(&bob, 0), alice.user.id),
+            (on(&bob, 1), alice.user.id),
+        ];
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(callers.len()));
+        let mut tasks = Vec::new();
+        for (caller, peer) in callers {
+            let start = start.clone();
+            tasks.push(tokio::spawn(async move {
+                start.wait().await;
+                caller.post("/dms", json!({"user_id": peer})).await
+            }));
+        }
+        let mut rooms = HashSet::new();
+        let mut created = 0;
+        for task in tasks {
+            let reply = task.await.expect("task");
+            assert!(
+                matches!(reply.status, StatusCode::CREATED | StatusCode::OK),
+                "{}",
+                reply.text()
+            );
+            created += usize::from(reply.status == StatusCode::CREATED);
+            rooms.insert(reply.json::<nebula_wire::Room>().id);
+        }
+        assert_eq!(rooms.len(), 1, "pair {pair}: one room");
+        assert_eq!(created, 1, "pair {pair}: created once");
+    }
+    // No room was left half-made by a losing request.
+    let pool = sqlx::PgPool::connect(&cluster.database_url).await.unwrap();
+    let direct: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rooms WHERE kind = 'direct'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(direct, 4);
+    pool.close().await;
+}

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use nebula_wire::{ChangesPage, ClientEvent, Message, MessagePage, Room, ServerEvent, User};
+use nebula_wire::{
+    ChangesPage, ClientEvent, Message, MessagePage, Room, RoomKind, ServerEvent, User, UserList,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -214,4 +216,18 @@ async fn a_database_of_the_previous_build_is_served_after_upgrading(backend: Bac
     let revs: Vec<(i64, i64)> = feed.messages.iter().map(|m| (m.seq, m.rev)).collect();
     assert_eq!(revs, [(4, 4), (2, 5), (1, 6), (3, 7)]);
     assert_eq!(feed.last_rev, 7);
+
+    // Migration 0011: old rooms are group rooms; the two old users can open a direct room,
+    // find each other and become contacts.
+    assert_eq!(room.kind, RoomKind::Group);
+    assert!(room.peer.is_none());
+    let direct = alice.post("/dms", json!({"user_id": BOB})).await;
+    assert_eq!(direct.status.as_u16(), 201, "{}", direct.text());
+    assert_eq!(direct.json::<Room>().peer.map(|p| p.id), Some(BOB));
+    let found: UserList = alice.get("/users?q=bo").await.json();
+    assert_eq!(found.users.len(), 1);
+    let asked = alice
+        .post("/contacts/requests", json!({"username": "bob"}))
+        .await;
+    assert_eq!(asked.status.as_u16(), 201, "{}", asked.text());
 }

@@ -512,6 +512,17 @@ impl Inner {
         };
         let callee = call.callee;
         let answered = call.answered;
+        // The callee's other connections stop ringing.
+        let stop_ringing = |reason: &str, next: &mut Vec<Envelope>| {
+            next.push(Envelope::Deliver {
+                user: callee,
+                call_id,
+                only: None,
+                except: Some(from),
+                owner: None,
+                event: hangup(call_id, None, Some(reason)),
+            });
+        };
         match event {
             ClientEvent::CallCandidate { candidate, .. } => {
                 relay(
@@ -543,14 +554,7 @@ impl Inner {
                     },
                     next,
                 );
-                next.push(Envelope::Deliver {
-                    user: callee,
-                    call_id,
-                    only: None,
-                    except: Some(from),
-                    owner: None,
-                    event: hangup(call_id, None, Some("answered_elsewhere")),
-                });
+                stop_ringing("answered_elsewhere", next);
             }
             ClientEvent::CallReject { .. } => {
                 if is_caller {
@@ -572,14 +576,7 @@ impl Inner {
                     },
                     next,
                 );
-                next.push(Envelope::Deliver {
-                    user: callee,
-                    call_id,
-                    only: None,
-                    except: Some(from),
-                    owner: None,
-                    event: hangup(call_id, None, Some("rejected_elsewhere")),
-                });
+                stop_ringing("rejected_elsewhere", next);
                 end(&mut state, call_id, next);
             }
             ClientEvent::CallHangup { .. } => {
@@ -598,14 +595,7 @@ impl Inner {
                 });
                 // A callee hanging up while ringing declines on all of its connections.
                 if !is_caller && answered.is_none() {
-                    next.push(Envelope::Deliver {
-                        user: callee,
-                        call_id,
-                        only: None,
-                        except: Some(from),
-                        owner: None,
-                        event: hangup(call_id, None, Some("rejected_elsewhere")),
-                    });
+                    stop_ringing("rejected_elsewhere", next);
                 }
                 end(&mut state, call_id, next);
             }

@@ -672,6 +672,16 @@ mod tests {
     }
 
     fn change(room_id: Uuid, seq: Option<Seq>, rev: Option<Rev>, kind: &'static str) -> Frame {
+        with_text(room_id, seq, rev, kind, Bytes::from(vec![b'x'; 1000]))
+    }
+
+    fn with_text(
+        room_id: Uuid,
+        seq: Option<Seq>,
+        rev: Option<Rev>,
+        kind: &'static str,
+        text: Bytes,
+    ) -> Frame {
         Frame::from(FrameData {
             room_id,
             seq,
@@ -681,7 +691,7 @@ mod tests {
             member_rev: 0,
             kind,
             received_at: None,
-            text: Bytes::from(vec![b'x'; 1000]),
+            text,
         })
     }
 
@@ -766,17 +776,7 @@ mod tests {
         let room = Uuid::new_v4();
         out.open_room(room);
         out.set_direct(room, true);
-        let small = Frame::from(FrameData {
-            room_id: room,
-            seq: None,
-            rev: None,
-            skip_user: None,
-            member_left: None,
-            member_rev: 0,
-            kind: "typing",
-            received_at: None,
-            text: Bytes::from_static(b"{}"),
-        });
+        let small = with_text(room, None, None, "typing", Bytes::from_static(b"{}"));
         for n in 0..500 {
             assert_eq!(out.offer(&small), Offered::Written, "write {n}");
             assert!(!out.has_backlog(), "write {n} waited in the backlog");
@@ -835,17 +835,7 @@ mod tests {
             let size = [100, 700, 70_000][sent.len() % 3];
             let number = sent.len().to_string();
             let text = Bytes::from("0".repeat(size - number.len()) + &number);
-            let frame = Frame::from(FrameData {
-                room_id: room,
-                seq: None,
-                rev: None,
-                skip_user: None,
-                member_left: None,
-                member_rev: 0,
-                kind: "message.new",
-                received_at: None,
-                text: text.clone(),
-            });
+            let frame = with_text(room, None, None, "message.new", text.clone());
             assert_eq!(out.offer(&frame), Offered::Written);
             sent.push(text);
             if out.has_backlog() {

@@ -9,6 +9,7 @@
 //! integration tests do the same on port 0.
 
 pub mod access;
+pub mod admins;
 pub mod auth;
 pub mod bus;
 pub mod calls;
@@ -39,7 +40,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Passwords, Tokens};
+use crate::auth::{Passwords, Standings, Tokens};
 use crate::bus::Bus;
 use crate::bus::RedisBus;
 use crate::calls::Calls;
@@ -140,6 +141,8 @@ impl Server {
             &mut tasks,
         )
         .await;
+        let standings = Standings::start(cluster.as_ref(), shutdown.clone(), &mut tasks).await;
+        admins::apply_admin_usernames(&store, &settings.admin_usernames).await?;
         tracing::info!(
             database = store.kind(),
             writers = writer_count,
@@ -152,6 +155,7 @@ impl Server {
                 Duration::from_secs(settings.jwt_ttl_seconds),
             ),
             passwords: Passwords::new(settings.password_hash_queue).await?,
+            standings,
             config: Arc::new(config),
             store,
             writers,

@@ -1,5 +1,7 @@
 //! The HTTP API: one module per resource, merged here with the cross-cutting layers.
 
+mod account;
+mod admin;
 mod auth;
 mod changes;
 pub mod client_ip;
@@ -45,6 +47,7 @@ use crate::telemetry::track_http;
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Accounts and tokens"),
+        (name = "admin", description = "Server administration (server admins only)"),
         (name = "rooms", description = "Public and private rooms"),
         (name = "members", description = "Joining, adding and leaving"),
         (name = "people", description = "Direct rooms, people search, contacts and blocks"),
@@ -78,6 +81,8 @@ impl Modify for BearerAuth {
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
+        .merge(account::routes())
+        .merge(admin::routes())
         .merge(rooms::routes())
         .merge(members::routes())
         .merge(online::routes())

@@ -4,6 +4,8 @@
 //! agree, the very same SQL: `with_pool!` expands a block once per backend, so each query is
 //! written once and type-checked against both drivers. The integration suite runs against both.
 
+mod accounts;
+mod admin;
 mod changes;
 mod contacts;
 mod dms;
@@ -25,6 +27,7 @@ use sqlx::sqlite::{
 };
 use tokio::sync::Notify;
 
+pub use accounts::Audit;
 pub use changes::{FeedEntry, ReactionRecord};
 pub use contacts::RequestOutcome;
 pub use lifecycle::{

@@ -4,7 +4,9 @@
 
 mod helpers;
 
+mod account_security;
 mod accounts;
+mod admin;
 mod browsers;
 mod calls;
 mod cluster;

@@ -4,18 +4,22 @@
 //! Every action here is written to the audit log in the transaction that performs it.
 
 use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use nebula_wire::{AdminListQuery, AdminUser, AdminUsers, AuditLog, AuditQuery, Problem};
+use nebula_wire::{
+    AdminListQuery, AdminRooms, AdminUser, AdminUsers, AuditLog, AuditQuery, Problem, Report,
+    ReportAction, ReportStatus, Reports, ReportsQuery, ResolveReportRequest,
+};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::client_ip::ClientIp;
-use super::extract::{Path, Query};
+use super::extract::{Json, Path, Query};
 use crate::auth::AuthUser;
 use crate::domain::{PageRequest, parse_limit};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::Audit;
+use crate::store::{Action, Audit, NewChange, Refused};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -23,6 +27,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deactivate))
         .routes(routes!(reactivate))
         .routes(routes!(audit_log))
+        .routes(routes!(list_rooms))
+        .routes(routes!(delete_room))
+        .routes(routes!(list_reports))
+        .routes(routes!(resolve_report))
 }
 
 /// A caller who is a server admin (read from the database on each request: a revoked admin
@@ -161,4 +169,172 @@ async fn audit_log(
     let limit = i64::try_from(parse_limit("limit", query.limit)?).unwrap_or(100);
     let entries = state.store.audit_log(query.before, limit).await?;
     Ok(axum::Json(AuditLog { entries }))
+}
+
+/// Every room, private and direct ones too, whose name starts with `q`, newest first.
+#[utoipa::path(get, path = "/admin/rooms", tag = "admin", security(("bearer" = [])),
+    params(AdminListQuery),
+    responses(
+        (status = 200, body = AdminRooms),
+        (status = 400, body = Problem, description = "`invalid_query`"),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem, description = "`admin_required`"),
+    ))]
+async fn list_rooms(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(query): Query<AdminListQuery>,
+) -> Result<axum::Json<AdminRooms>, ApiError> {
+    let page = PageRequest::parse(query.page, query.page_size)?;
+    let prefix = query.q.unwrap_or_default().to_lowercase();
+    if prefix.contains('\0') {
+        return Err(ApiError::InvalidQuery("q must not contain NUL".into()));
+    }
+    let limit = i64::try_from(page.page_size).unwrap_or(100);
+    let (rooms, total) = state
+        .store
+        .admin_rooms(&prefix, limit, page.offset())
+        .await?;
+    Ok(axum::Json(AdminRooms { rooms, total }))
+}
+
+/// Delete a room and its whole history. Its members' sockets get `member.left` and stop
+/// receiving it, on every node.
+#[utoipa::path(delete, path = "/admin/rooms/{room_id}", tag = "admin", security(("bearer" = [])),
+    params(("room_id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem, description = "`admin_required`"),
+        (status = 404, body = Problem, description = "`room_not_found`"),
+    ))]
+#[tracing::instrument(skip_all, fields(admin = %admin.0.id, %room_id))]
+async fn delete_room(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    admin: Admin,
+    Path(room_id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let audit = admin.audit("admin.room_deleted", format!("room:{room_id}"), ip);
+    let (members, member_rev) = state
+        .store
+        .delete_room(room_id, &audit)
+        .await?
+        .ok_or(ApiError::RoomNotFound)?;
+    // One departure per member, each at the deletion's revision: every node drops its
+    // subscribers of the room (a node that misses one checks the database, where nobody is
+    // a member any more).
+    for user in members {
+        state
+            .bus
+            .publish_member_left(&state.store, room_id, user, member_rev)
+            .await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The reports queue: `open` ones (the default) oldest first, or `resolved` ones newest first.
+#[utoipa::path(get, path = "/admin/reports", tag = "admin", security(("bearer" = [])),
+    params(ReportsQuery),
+    responses(
+        (status = 200, body = Reports),
+        (status = 400, body = Problem, description = "`invalid_query`"),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem, description = "`admin_required`"),
+    ))]
+async fn list_reports(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(query): Query<ReportsQuery>,
+) -> Result<axum::Json<Reports>, ApiError> {
+    let status = query.status.unwrap_or(ReportStatus::Open);
+    let reports = state.store.reports(status).await?;
+    Ok(axum::Json(Reports { reports }))
+}
+
+/// Resolve a report: do nothing, delete the reported message (as a moderator: it stays in
+/// history, emptied), or deactivate the reported user.
+#[utoipa::path(post, path = "/admin/reports/{report_id}/resolve", tag = "admin", security(("bearer" = [])),
+    params(("report_id" = Uuid, Path)),
+    request_body = ResolveReportRequest,
+    responses(
+        (status = 200, body = Report),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem, description = "`admin_required`"),
+        (status = 404, body = Problem, description = "`report_not_found`"),
+        (status = 409, body = Problem, description = "`report_resolved`"),
+        (status = 422, body = Problem, description = "`validation_failed` (`delete_message` on a user report, a note over 1000 characters) / `invalid_body`"),
+    ))]
+#[tracing::instrument(skip_all, fields(admin = %admin.0.id, %report_id))]
+async fn resolve_report(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    admin: Admin,
+    Path(report_id): Path<Uuid>,
+    Json(request): Json<ResolveReportRequest>,
+) -> Result<axum::Json<Report>, ApiError> {
+    if let Some(note) = &request.note
+        && (note.chars().count() > 1000 || note.contains('\0'))
+    {
+        return Err(ApiError::validation(
+            "note",
+            "must be at most 1000 characters",
+        ));
+    }
+    let report = state
+        .store
+        .report(report_id)
+        .await?
+        .ok_or(ApiError::ReportNotFound)?;
+    if report.status == ReportStatus::Resolved {
+        return Err(ApiError::ReportResolved);
+    }
+    match request.action {
+        ReportAction::None => {}
+        ReportAction::DeleteMessage => {
+            let (Some(room_id), Some(message_id)) = (report.room_id, report.message_id) else {
+                return Err(ApiError::validation(
+                    "action",
+                    "delete_message needs a message report",
+                ));
+            };
+            let outcome = state
+                .writers
+                .change(NewChange {
+                    room_id,
+                    message_id,
+                    actor: admin.0.id,
+                    action: Action::DeleteAsModerator,
+                })
+                .await?;
+            match outcome {
+                // Gone with its room already: nothing left to delete.
+                Ok(_) | Err(Refused::MessageNotFound) => {}
+                Err(refused) => return Err(refused.into()),
+            }
+        }
+        ReportAction::DeactivateUser => {
+            let _user = set_deactivated(&state, &admin, ip, report.target_user.id, true).await?;
+        }
+    }
+    let audit = admin.audit("admin.report_resolved", format!("report:{report_id}"), ip);
+    let resolved = state
+        .store
+        .resolve_report(
+            report_id,
+            admin.0.id,
+            request.action,
+            request.note.as_deref(),
+            &audit,
+        )
+        .await?;
+    if !resolved {
+        return Err(ApiError::ReportResolved);
+    }
+    let report = state
+        .store
+        .report(report_id)
+        .await?
+        .ok_or(ApiError::ReportNotFound)?;
+    Ok(axum::Json(report))
 }

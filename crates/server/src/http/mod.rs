@@ -16,6 +16,7 @@ mod online;
 mod openapi;
 mod people;
 mod reactions;
+mod reports;
 mod rooms;
 pub mod security;
 mod voip;
@@ -48,6 +49,7 @@ use crate::telemetry::track_http;
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "admin", description = "Server administration (server admins only)"),
+        (name = "moderation", description = "Reporting messages and users to the server's admins"),
         (name = "rooms", description = "Public and private rooms"),
         (name = "members", description = "Joining, adding and leaving"),
         (name = "people", description = "Direct rooms, people search, contacts and blocks"),
@@ -83,6 +85,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(auth::routes())
         .merge(account::routes())
         .merge(admin::routes())
+        .merge(reports::routes())
         .merge(rooms::routes())
         .merge(members::routes())
         .merge(online::routes())

@@ -41,6 +41,9 @@ pub enum Action {
     },
     /// By the sender, or by the room's owner or an admin (moderation).
     Delete,
+    /// A delete by a server admin (a report's resolution) or for a deleted account: allowed
+    /// whatever the actor's membership, otherwise exactly a `Delete`.
+    DeleteAsModerator,
     React(String),
     Unreact(String),
 }
@@ -205,7 +208,9 @@ impl Store {
 
                 for &index in indexes {
                     let change = &batch[index];
-                    let Some(role) = roles.get(&change.actor).copied() else {
+                    let moderating = matches!(change.action, Action::DeleteAsModerator);
+                    let role = roles.get(&change.actor).copied();
+                    let Some(role) = role.or(moderating.then_some(Role::Owner)) else {
                         outcomes[index] = Err(Refused::NotAMember);
                         continue;
                     };
@@ -242,7 +247,7 @@ impl Store {
                                 Ok(message.changed(next_rev - 1))
                             }
                         }
-                        Action::Delete => {
+                        Action::Delete | Action::DeleteAsModerator => {
                             if !is_sender && !matches!(role, Role::Owner | Role::Admin) {
                                 Err(Refused::Forbidden)
                             } else if deleted {

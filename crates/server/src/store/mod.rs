@@ -11,6 +11,7 @@ mod contacts;
 mod dms;
 mod lifecycle;
 mod messages;
+mod moderation;
 mod outbox;
 mod rooms;
 mod rows;
@@ -34,6 +35,7 @@ pub use lifecycle::{
     Action, Applied, ChangeOutcome, ChangesCommitted, MAX_DISTINCT_REACTIONS, NewChange, Refused,
 };
 pub use messages::{Direction, MemberCache, NewMessage, NotAMember, Outcome, Posted};
+pub use moderation::ReportSubject;
 pub use outbox::{OutboxLease, OutboxRow};
 pub use rooms::{AddOutcome, MembershipCheck, RoomAccess, RoomRecord, SubscriptionState};
 pub use users::UserRecord;

@@ -90,6 +90,7 @@ macro_rules! room_select {
         )
     };
 }
+pub(super) use room_select;
 
 /// `room_select!` plus what a member sees of their reading: `$2` is the unread window
 /// (`UNREAD_COUNT_MAX`). The count is one range scan of the (room_id, seq) key over at most
@@ -617,7 +618,7 @@ struct MembershipRow {
 }
 
 /// Escapes LIKE wildcards so a search for `50%` means the characters, not a pattern.
-fn escape_like(raw: &str) -> String {
+pub(super) fn escape_like(raw: &str) -> String {
     let mut escaped = String::with_capacity(raw.len());
     for c in raw.chars() {
         if matches!(c, '%' | '_' | '\\') {

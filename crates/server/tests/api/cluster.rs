@@ -1040,7 +1040,10 @@ async fn logout_all_and_deactivation_on_one_node_close_sockets_on_another() {
     assert_eq!(bob.get("/me").await.status, StatusCode::OK);
     let mut socket = bob.ws("/ws").await;
     let reply = admin
-        .post(&format!("/admin/users/{}/deactivate", bob.user.id), json!({}))
+        .post(
+            &format!("/admin/users/{}/deactivate", bob.user.id),
+            json!({}),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let started = std::time::Instant::now();
@@ -1049,8 +1052,13 @@ async fn logout_all_and_deactivation_on_one_node_close_sockets_on_another() {
         matches!(ended, crate::ws_client::Ended::Closed(Some(4001))),
         "{ended:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(1), "closed within a second");
-    bob.get("/me").await.assert_problem(401, "account_deactivated");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "closed within a second"
+    );
+    bob.get("/me")
+        .await
+        .assert_problem(401, "account_deactivated");
     let login = http_client()
         .post(format!("{}/auth/login", cluster.base(1)))
         .json(&json!({"username": "bob", "password": password_of("bob")}))

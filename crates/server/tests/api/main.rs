@@ -20,6 +20,7 @@ mod limits;
 mod members;
 mod membership;
 mod messages;
+mod moderation;
 mod notifications;
 mod operations;
 mod people;

@@ -20,6 +20,7 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod mail;
 pub mod outbox;
 pub mod presence;
 pub mod rate_limit;
@@ -156,6 +157,7 @@ impl Server {
             ),
             passwords: Passwords::new(settings.password_hash_queue).await?,
             standings,
+            mail: crate::mail::Mailbox::default(),
             config: Arc::new(config),
             store,
             writers,

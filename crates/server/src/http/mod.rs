@@ -7,6 +7,7 @@ mod changes;
 pub mod client_ip;
 mod contacts;
 mod dms;
+mod erasure;
 pub mod extract;
 mod lifecycle;
 mod members;
@@ -84,6 +85,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
         .merge(account::routes())
+        .merge(erasure::routes())
         .merge(admin::routes())
         .merge(reports::routes())
         .merge(rooms::routes())

@@ -79,29 +79,40 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> StoreResult<(Vec<AdminUser>, i64)> {
-        // `>= prefix AND < prefix + U+FFFF`: a range scan on the name's index in both
-        // databases (usernames are ASCII).
-        let high = format!("{prefix}\u{ffff}");
-        let (rows, total) = with_pool!(self, pool => {
-            let rows = sqlx::query_as::<_, AdminUserRow>(
+        // A range on the name's index in byte order, as in `search_users`: usernames are
+        // `[a-z0-9_.-]` once lowercased, all below `~`.
+        let high = format!("{prefix}~");
+        let (list_sql, count_sql) = match &self.backend {
+            super::Backend::Sqlite { .. } => (
                 "SELECT id, username, created_at, is_admin, deactivated_at FROM users
                  WHERE deleted_at IS NULL AND username_key >= $1 AND username_key < $2
                  ORDER BY username_key LIMIT $3 OFFSET $4",
-            )
-            .bind(prefix)
-            .bind(&high)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(pool)
-            .await?;
-            let total: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM users
                  WHERE deleted_at IS NULL AND username_key >= $1 AND username_key < $2",
-            )
-            .bind(prefix)
-            .bind(&high)
-            .fetch_one(pool)
-            .await?;
+            ),
+            super::Backend::Postgres(_) => (
+                "SELECT id, username, created_at, is_admin, deactivated_at FROM users
+                 WHERE deleted_at IS NULL
+                   AND username_key COLLATE \"C\" >= $1 AND username_key COLLATE \"C\" < $2
+                 ORDER BY username_key COLLATE \"C\" LIMIT $3 OFFSET $4",
+                "SELECT COUNT(*) FROM users
+                 WHERE deleted_at IS NULL
+                   AND username_key COLLATE \"C\" >= $1 AND username_key COLLATE \"C\" < $2",
+            ),
+        };
+        let (rows, total) = with_pool!(self, pool => {
+            let rows = sqlx::query_as::<_, AdminUserRow>(list_sql)
+                .bind(prefix)
+                .bind(&high)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?;
+            let total: i64 = sqlx::query_scalar(count_sql)
+                .bind(prefix)
+                .bind(&high)
+                .fetch_one(pool)
+                .await?;
             (rows, total)
         });
         Ok((rows.into_iter().map(AdminUser::from).collect(), total))

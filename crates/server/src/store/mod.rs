@@ -9,6 +9,7 @@ mod admin;
 mod changes;
 mod contacts;
 mod dms;
+mod erasure;
 mod lifecycle;
 mod messages;
 mod moderation;

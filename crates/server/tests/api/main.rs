@@ -15,6 +15,7 @@ mod dms;
 mod errors;
 mod feed;
 mod leaks;
+mod leaving;
 mod lifecycle;
 mod limits;
 mod members;

@@ -29,6 +29,17 @@ impl From<AdminUserRow> for AdminUser {
     }
 }
 
+/// The account after a (de)activation, with its new generation and standing.
+type DeactivationRow = (
+    Uuid,
+    String,
+    DateTime<Utc>,
+    bool,
+    Option<DateTime<Utc>>,
+    i64,
+    bool,
+);
+
 impl Store {
     /// Makes the account with this (lowercased) username an admin or not; `None` when there
     /// is no such account (deleted accounts included).
@@ -132,7 +143,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             // Deactivation also moves the generation on: tokens from before it stay dead
             // after a reactivation.
-            let row: Option<(Uuid, String, DateTime<Utc>, bool, Option<DateTime<Utc>>, i64, bool)> =
+            let row: Option<DeactivationRow> =
                 sqlx::query_as(
                     "UPDATE users SET deactivated_at = $2,
                             token_generation = token_generation + CASE WHEN $3 THEN 1 ELSE 0 END

@@ -260,6 +260,17 @@ impl Store {
                                 ] {
                                     sqlx::query(sql).bind(change.message_id).execute(&mut *tx).await?;
                                 }
+                                if !is_sender {
+                                    // A delete by someone else (a room's owner or admin, a
+                                    // server admin) is moderation: audited with it.
+                                    let audit = super::Audit {
+                                        actor: Some(change.actor),
+                                        action: "message_deleted_by_other",
+                                        target: Some(format!("message:{}", change.message_id)),
+                                        ip: None,
+                                    };
+                                    super::accounts::append_audit!(tx, &audit);
+                                }
                                 message.row.content = String::new();
                                 message.row.deleted_at = Some(now);
                                 message.tally.clear();

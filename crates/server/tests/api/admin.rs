@@ -4,6 +4,7 @@
 use nebula_wire::{Account, AdminUser, AdminUsers, AuditLog};
 use reqwest::StatusCode;
 use serde_json::json;
+use uuid::Uuid;
 
 use crate::helpers::{Backend, TestApp, password_of, send};
 use crate::on_both_backends;
@@ -15,6 +16,7 @@ on_both_backends!(
     deactivation_stops_logins_tokens_and_sockets_at_once,
     the_users_list_pages_and_filters,
     the_audit_log_records_and_cannot_be_changed,
+    removals_role_changes_and_deletes_by_others_are_audited,
 );
 
 async fn admin_usernames_apply_only_to_accounts_that_exist_at_start(backend: Backend) {
@@ -289,4 +291,75 @@ async fn try_sql(app: &TestApp, statement: &'static str) -> bool {
         pool.close().await;
         result.is_err()
     }
+}
+
+async fn removals_role_changes_and_deletes_by_others_are_audited(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.register("admin").await;
+    assert!(
+        nebula_admin(&app.database_url, &["grant", "admin"])
+            .status
+            .success()
+    );
+    let owner = app.register("owner").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let room = owner.create_room("Club", false).await;
+    bob.join(room.id).await;
+    carol.join(room.id).await;
+    let own = bob.say(room.id, "mine").await;
+    let other = carol.say(room.id, "theirs").await;
+    // Deleting one's own message is not moderation; the owner deleting carol's is.
+    assert_eq!(
+        bob.delete_message(room.id, own.id).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        owner.delete_message(room.id, other.id).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let role = owner
+        .patch(
+            &format!("/rooms/{}/members/{}", room.id, bob.user.id),
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(role.status, StatusCode::OK, "{}", role.text());
+    let removed = owner
+        .delete(&format!("/rooms/{}/members/{}", room.id, carol.user.id))
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    assert_eq!(bob.leave(room.id).await.status, StatusCode::NO_CONTENT);
+
+    let log: AuditLog = admin.get("/admin/audit").await.json();
+    let entries: Vec<_> = log
+        .entries
+        .iter()
+        .filter(|e| e.actor.as_ref().is_some_and(|a| a.id != admin.user.id))
+        .map(|e| {
+            (
+                e.action.as_str(),
+                e.actor.as_ref().map(|a| a.id),
+                e.target.clone(),
+            )
+        })
+        .collect();
+    let target = |user: Uuid| Some(format!("room:{}/user:{user}", room.id));
+    assert_eq!(
+        entries,
+        [
+            ("member_removed", Some(owner.user.id), target(carol.user.id)),
+            (
+                "member_role_changed",
+                Some(owner.user.id),
+                target(bob.user.id)
+            ),
+            (
+                "message_deleted_by_other",
+                Some(owner.user.id),
+                Some(format!("message:{}", other.id))
+            ),
+        ],
+        "leaving and deleting one's own message are not audited"
+    );
 }

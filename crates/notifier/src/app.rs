@@ -54,7 +54,7 @@ pub async fn run(
         config.push_ttl(),
         config.endpoint_policy(),
     )?;
-    let dispatcher = Dispatcher::new(store.clone(), sender);
+    let dispatcher = Dispatcher::new(store.clone(), sender).with_mailer(config.mailer()?);
     let consumer = Consumer::new(config.consumer(), dispatcher);
     let ops = OpsState {
         store: store.clone(),

@@ -138,6 +138,20 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
 
+    /// SMTP relay for e-mail: `smtp://host:port` (plain), `…?tls=required` (STARTTLS),
+    /// `smtps://user:password@host:465` (implicit TLS). Unset: e-mail events are dropped.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Shortcut for Resend's relay (`smtps://resend:KEY@smtp.resend.com:465`) when `SMTP_URL`
+    /// is unset.
+    #[arg(long, env = "RESEND_API_KEY", hide_env_values = true)]
+    pub resend_api_key: Option<String>,
+
+    /// Sender of e-mail: `nebula@example.com` or `Nebula <nebula@example.com>`.
+    #[arg(long, env = "FROM_EMAIL")]
+    pub from_email: Option<String>,
+
     /// Seconds to wait for in-flight work on shutdown.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
@@ -259,6 +273,16 @@ impl Config {
 }
 
 impl ValidConfig {
+    /// The SMTP mailer, if e-mail is configured (call inside the runtime: it owns a pool).
+    pub fn mailer(&self) -> Result<Option<crate::mail::Mailer>> {
+        let c = &self.config;
+        crate::mail::Mailer::from_settings(
+            c.smtp_url.as_deref(),
+            c.resend_api_key.as_deref(),
+            c.from_email.as_deref(),
+        )
+    }
+
     /// The consumer's settings.
     pub fn consumer(&self) -> ConsumerConfig {
         let c = &self.config;

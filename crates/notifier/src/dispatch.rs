@@ -28,9 +28,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::stream;
-use nebula_wire::notify::MemberNotification;
+use nebula_wire::notify::{MailNotification, MemberNotification, Notification};
 
 use crate::error::{Error, Result};
+use crate::mail::{MailOutcome, Mailer};
 use crate::metrics;
 use crate::push::{PushOutcome, PushPayload, PushSender};
 use crate::store::{Claim, PushStore, Subscription};
@@ -53,6 +54,8 @@ pub struct DeliveryReport {
 pub struct Dispatcher {
     store: PushStore,
     sender: PushSender,
+    /// `None` when no SMTP relay is configured: mail events are then dropped with a warning.
+    mailer: Option<Mailer>,
     concurrency: usize,
     claim_lease: Duration,
 }
@@ -80,9 +83,69 @@ impl Dispatcher {
         Dispatcher {
             store,
             sender,
+            mailer: None,
             concurrency: DEFAULT_CONCURRENCY,
             claim_lease: DEFAULT_CLAIM_LEASE,
         }
+    }
+
+    /// Sends mail events through `mailer`.
+    pub fn with_mailer(mut self, mailer: Option<Mailer>) -> Self {
+        self.mailer = mailer;
+        self
+    }
+
+    /// Delivers any outbox event: a membership change as pushes, a mail over SMTP.
+    pub async fn deliver_any(&self, event: &Notification) -> Result<DeliveryReport> {
+        match event {
+            Notification::Member(member) => self.deliver(member).await,
+            Notification::Mail(mail) => self.deliver_mail(mail).await,
+        }
+    }
+
+    /// Mails `event` once: a copy of an event already processed sends nothing. A mail the
+    /// relay refuses for good is settled (not retried); a transient failure returns
+    /// [`Error::Incomplete`] for the caller to retry with backoff. The one window left is a
+    /// crash between the relay's answer and `mark_processed`: the copy sent again carries the
+    /// same `Message-ID`.
+    #[tracing::instrument(skip_all, fields(event_id = %event.event_id))]
+    pub async fn deliver_mail(&self, event: &MailNotification) -> Result<DeliveryReport> {
+        if self.store.is_processed(event.event_id).await? {
+            tracing::debug!("mail already sent");
+            return Ok(DeliveryReport {
+                duplicate: true,
+                ..DeliveryReport::default()
+            });
+        }
+        let mut report = DeliveryReport::default();
+        match &self.mailer {
+            None => {
+                tracing::warn!("no SMTP_URL / RESEND_API_KEY configured; a mail was dropped");
+                report.rejected = 1;
+            }
+            Some(mailer) => match mailer.send(event).await {
+                MailOutcome::Sent => {
+                    metrics::mail_sent();
+                    report.sent = 1;
+                }
+                MailOutcome::Rejected(reason) => {
+                    metrics::mail_failed();
+                    tracing::warn!(%reason, "mail refused for good; not retrying it");
+                    report.rejected = 1;
+                }
+                MailOutcome::Transient(reason) => {
+                    metrics::mail_failed();
+                    tracing::warn!(%reason, "mail failed; will retry");
+                    return Err(Error::Incomplete {
+                        failed: 1,
+                        attempted: 1,
+                    });
+                }
+            },
+        }
+        self.store.mark_processed(event.event_id).await?;
+        tracing::info!(sent = report.sent, "mail event delivered");
+        Ok(report)
     }
 
     /// Changes the claim lease (see [`DEFAULT_CLAIM_LEASE`]).

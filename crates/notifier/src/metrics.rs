@@ -18,6 +18,10 @@ pub const EVENTS_DEAD_LETTERED: &str = "nebula_notifier_events_dead_lettered_tot
 /// Subscriptions deleted because their push service answered 404/410, or because their
 /// endpoint's URL may not be pushed to (see `crate::endpoint`).
 pub const SUBSCRIPTIONS_REMOVED: &str = "nebula_notifier_subscriptions_removed_total";
+/// Mails the SMTP relay accepted.
+pub const MAILS_SENT: &str = "nebula_notifier_mails_sent_total";
+/// Mails that failed, transiently or for good.
+pub const MAILS_FAILED: &str = "nebula_notifier_mails_failed_total";
 /// 1 while the consumer holds a broker connection, else 0.
 pub const BROKER_CONNECTED: &str = "nebula_notifier_broker_connected";
 
@@ -40,6 +44,8 @@ pub fn describe() {
         SUBSCRIPTIONS_REMOVED,
         "Subscriptions deleted after a 404/410 from their push service, or with a refused endpoint"
     );
+    describe_counter!(MAILS_SENT, "E-mails accepted by the SMTP relay");
+    describe_counter!(MAILS_FAILED, "E-mails that failed (transient or refused)");
     describe_gauge!(BROKER_CONNECTED, "1 while connected to RabbitMQ");
     // Start at zero so dashboards show the series before the first event.
     for name in [
@@ -48,6 +54,8 @@ pub fn describe() {
         PUSHES_FAILED,
         EVENTS_DEAD_LETTERED,
         SUBSCRIPTIONS_REMOVED,
+        MAILS_SENT,
+        MAILS_FAILED,
     ] {
         counter!(name).absolute(0);
     }
@@ -72,6 +80,14 @@ pub(crate) fn event_dead_lettered() {
 
 pub(crate) fn subscription_removed() {
     counter!(SUBSCRIPTIONS_REMOVED).increment(1);
+}
+
+pub(crate) fn mail_sent() {
+    counter!(MAILS_SENT).increment(1);
+}
+
+pub(crate) fn mail_failed() {
+    counter!(MAILS_FAILED).increment(1);
 }
 
 pub(crate) fn broker_connected(connected: bool) {

@@ -13,7 +13,7 @@
 use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
-use nebula_wire::notify::MemberNotification;
+use nebula_wire::notify::Notification;
 
 use crate::error::{Error, Result};
 
@@ -121,10 +121,10 @@ impl Topology {
     /// Publishes `event` as a persistent message and waits for the broker's confirm when the
     /// channel is in confirm mode (`confirm_select`), which the server's outbox relay should
     /// use so it deletes an outbox row only once RabbitMQ has the message.
-    pub async fn publish(&self, channel: &Channel, event: &MemberNotification) -> Result<()> {
+    pub async fn publish(&self, channel: &Channel, event: &Notification) -> Result<()> {
         let payload = serde_json::to_vec(event)
             .map_err(|err| Error::MalformedEvent(format!("cannot encode: {err}")))?;
-        let properties = message_properties(event.event_id.to_string(), 1);
+        let properties = message_properties(event.event_id().to_string(), 1);
         let confirm = channel
             .basic_publish(
                 EXCHANGE.into(),

@@ -286,6 +286,26 @@ pub struct Config {
     /// Lifetime of issued TURN credentials, in seconds.
     #[arg(long, env = "TURN_TTL_SECONDS", default_value_t = 86_400)]
     pub turn_ttl_seconds: u64,
+
+    /// Where users reach this server (links in e-mail: password reset, unsubscribe), e.g.
+    /// `https://chat.example.com`. Default: `http://localhost:<port>`.
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// SMTP relay for in-process e-mail (without `RABBIT_URL`; with it, `nebula-notifier`
+    /// sends): `smtp://host:port` (plain), `smtp://host:587?tls=required` (STARTTLS),
+    /// `smtps://user:password@host:465` (implicit TLS). Unset: no e-mail is sent.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Shortcut for Resend's relay (`smtps://resend:KEY@smtp.resend.com:465`) when `SMTP_URL`
+    /// is unset.
+    #[arg(long, env = "RESEND_API_KEY", hide_env_values = true)]
+    pub resend_api_key: Option<String>,
+
+    /// Sender of e-mail: `nebula@example.com` or `Nebula <nebula@example.com>`.
+    #[arg(long, env = "FROM_EMAIL")]
+    pub from_email: Option<String>,
 }
 
 /// Operator commands: run against the database, then exit (the server need not be running).
@@ -555,6 +575,14 @@ impl std::fmt::Debug for TurnSettings {
 }
 
 impl ValidConfig {
+    /// `PUBLIC_URL`, or `http://localhost:<port>`.
+    pub fn public_url(&self) -> String {
+        match crate::outbox::non_empty(&self.config.public_url) {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://localhost:{}", self.config.addr.port()),
+        }
+    }
+
     /// Origins whose pages may call the API besides the server's own (`CORS_ALLOWED_ORIGINS`).
     pub fn allowed_origins(&self) -> &AllowedOrigins {
         &self.config.cors_allowed_origins

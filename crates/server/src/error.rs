@@ -55,6 +55,12 @@ pub enum ApiError {
     AdminRequired,
     #[error("the password reset token is invalid, used or expired")]
     InvalidResetToken,
+    #[error("the verification code is wrong, expired or was sent to another address")]
+    InvalidVerificationCode,
+    #[error("the account has no e-mail address to verify")]
+    NoEmail,
+    #[error("the unsubscribe link is invalid")]
+    InvalidUnsubscribeLink,
     #[error("report not found")]
     ReportNotFound,
     #[error("this report is already resolved")]
@@ -212,6 +218,17 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_reset_token",
                 "Invalid reset token",
+            ),
+            InvalidVerificationCode => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_verification_code",
+                "Invalid verification code",
+            ),
+            NoEmail => (StatusCode::CONFLICT, "no_email", "No e-mail address"),
+            InvalidUnsubscribeLink => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_unsubscribe_link",
+                "Invalid unsubscribe link",
             ),
             ReportNotFound => (
                 StatusCode::NOT_FOUND,

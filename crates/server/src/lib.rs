@@ -157,7 +157,7 @@ impl Server {
             ),
             passwords: Passwords::new(settings.password_hash_queue).await?,
             standings,
-            mail: crate::mail::Mailbox::default(),
+            mail: crate::mail::Mails::new(&config.public_url(), &config.jwt_secret),
             config: Arc::new(config),
             store,
             writers,

@@ -44,8 +44,8 @@ pub struct Services {
     pub tokens: Tokens,
     /// Account standings (token generations, deactivation), cached per node.
     pub standings: Standings,
-    /// Mails for the mailer (password resets).
-    pub mail: crate::mail::Mailbox,
+    /// Renders mails (sent through the outbox) and signs unsubscribe links.
+    pub mail: crate::mail::Mails,
     pub passwords: Passwords,
     pub writers: Writers,
     pub bus: Bus,

@@ -15,8 +15,21 @@ pub struct Account {
     pub username: String,
     pub created_at: DateTime<Utc>,
     pub email: Option<String>,
+    /// Whether `email` was confirmed with a mailed code (`POST /me/email/confirm`); only a
+    /// verified address gets notification e-mail. Changing the address unverifies it.
+    pub email_verified: bool,
+    /// Notification e-mail wanted; turned off by the one-click unsubscribe link.
+    pub email_notifications: bool,
     pub is_admin: bool,
     pub totp_enabled: bool,
+}
+
+/// `POST /me/email/confirm`: the code mailed by `POST /me/email/verify`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConfirmEmailRequest {
+    /// The 6 digits from the mail.
+    #[schema(max_length = 32)]
+    pub code: String,
 }
 
 /// `PATCH /me`: the fields to change (absent ones stay; `email: null` removes the address).

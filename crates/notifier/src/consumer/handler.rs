@@ -4,7 +4,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions, BasicRejectOptions};
 use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Channel, Connection};
-use nebula_wire::notify::MemberNotification;
+use nebula_wire::notify::{MailNotification, MemberNotification, Notification};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -75,15 +75,15 @@ impl Handler {
                 return dead_letter(&delivery).await;
             }
         };
-        match self.dispatcher.deliver(&event).await {
+        match self.dispatcher.deliver_any(&event).await {
             Ok(_) => settle(delivery.acker.ack(BasicAckOptions::default()).await),
             Err(err) if attempt >= self.max_attempts => {
-                tracing::error!(event_id = %event.event_id, attempt, error = %err,
+                tracing::error!(event_id = %event.event_id(), attempt, error = %err,
                     "event failed on its last attempt; dead-lettering it");
                 dead_letter(&delivery).await;
             }
             Err(err) => {
-                tracing::warn!(event_id = %event.event_id, attempt, error = %err,
+                tracing::warn!(event_id = %event.event_id(), attempt, error = %err,
                     "event failed; retrying later");
                 self.retry(&delivery, &event, attempt).await;
             }
@@ -91,12 +91,12 @@ impl Handler {
     }
 
     /// Parks a copy in the holding queue for this attempt, then acks the original.
-    async fn retry(&self, delivery: &Delivery, event: &MemberNotification, attempt: u32) {
+    async fn retry(&self, delivery: &Delivery, event: &Notification, attempt: u32) {
         let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
         let Some(queue) = self.retry_queues.get(index) else {
             return dead_letter(delivery).await;
         };
-        let properties = message_properties(event.event_id.to_string(), attempt + 1);
+        let properties = message_properties(event.event_id().to_string(), attempt + 1);
         match self.publish(queue, &delivery.data, properties).await {
             Ok(()) => settle(delivery.acker.ack(BasicAckOptions::default()).await),
             Err(err) => {
@@ -148,17 +148,23 @@ fn settle(result: lapin::Result<bool>) {
 }
 
 /// Reads a notification, refusing versions this build does not know.
-fn parse(data: &[u8]) -> Result<MemberNotification> {
+fn parse(data: &[u8]) -> Result<Notification> {
     #[derive(Deserialize)]
     struct Versioned {
         version: u32,
     }
     let Versioned { version } = serde_json::from_slice(data)
         .map_err(|err| Error::MalformedEvent(format!("no version: {err}")))?;
-    if version != MemberNotification::VERSION {
+    let event: Notification =
+        serde_json::from_slice(data).map_err(|err| Error::MalformedEvent(err.to_string()))?;
+    let known = match &event {
+        Notification::Member(_) => MemberNotification::VERSION,
+        Notification::Mail(_) => MailNotification::VERSION,
+    };
+    if version != known {
         return Err(Error::MalformedEvent(format!("unknown version {version}")));
     }
-    serde_json::from_slice(data).map_err(|err| Error::MalformedEvent(err.to_string()))
+    Ok(event)
 }
 
 /// The attempt number a message carries; 1 when absent (a fresh publish).

@@ -12,7 +12,6 @@ use super::extract::Json;
 use crate::auth::{AuthUser, totp};
 use crate::domain::{Password, Username};
 use crate::error::ApiError;
-use crate::mail::Mail;
 use crate::state::AppState;
 use crate::store::{Action, Audit, NewChange};
 
@@ -155,16 +154,11 @@ async fn request_reset(
         let Some(to) = address else { continue };
         let bytes: [u8; 32] = rand::rng().random();
         let token: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+        let mail = state.mail.password_reset(&username, &to, &token);
         state
             .store
-            .create_password_reset(user_id, &totp::digest(&token))
+            .create_password_reset(user_id, &totp::digest(&token), &mail)
             .await?;
-        state.mail.send(Mail::PasswordReset {
-            user_id,
-            username,
-            to,
-            token,
-        });
     }
     Ok(StatusCode::ACCEPTED)
 }

@@ -7,6 +7,7 @@ mod changes;
 pub mod client_ip;
 mod contacts;
 mod dms;
+mod email;
 mod erasure;
 pub mod extract;
 mod lifecycle;
@@ -86,6 +87,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(auth::routes())
         .merge(account::routes())
         .merge(erasure::routes())
+        .merge(email::routes())
         .merge(admin::routes())
         .merge(reports::routes())
         .merge(rooms::routes())

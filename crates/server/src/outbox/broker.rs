@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection, ConnectionProperties};
 use nebula_notifier::Topology;
-use nebula_wire::notify::MemberNotification;
+use nebula_wire::notify::Notification;
 use tokio_util::sync::CancellationToken;
 
 use super::status::BrokerStatus;
@@ -65,7 +65,7 @@ impl Broker {
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
-                let event: MemberNotification = match serde_json::from_str(&row.payload) {
+                let event: Notification = match serde_json::from_str(&row.payload) {
                     Ok(event) => event,
                     Err(err) => {
                         // Only a row written by hand gets here; it can never be published.

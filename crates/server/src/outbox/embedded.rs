@@ -11,9 +11,9 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use futures_util::stream;
 use nebula_notifier::{
-    ApiState, Dispatcher, EndpointPolicy, PushSender, SubscriptionRules, VapidKeys,
+    ApiState, Dispatcher, EndpointPolicy, Mailer, PushSender, SubscriptionRules, VapidKeys,
 };
-use nebula_wire::notify::MemberNotification;
+use nebula_wire::notify::Notification;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -92,17 +92,32 @@ fn vapid_error(
 /// In-process delivery.
 pub(super) struct Embedded {
     dispatcher: Dispatcher,
+    /// Web Push configured; without it membership events are dropped and only mail goes out.
+    push: bool,
 }
 
 impl Embedded {
     /// The dispatcher over this database (creating the notifier's tables) and the state of
     /// the Web Push HTTP API, which accepts the server's own tokens. Both apply the same
     /// endpoint rules (`WEBPUSH_ALLOW_PRIVATE_ENDPOINTS`), as `nebula-notifier` does.
+    ///
+    /// Without VAPID keys (mail only) the pushes are signed with a throwaway pair that is
+    /// never used: membership events are dropped and the Web Push API is not served.
     pub(super) async fn start(
         store: &Store,
-        vapid: &VapidKeys,
+        vapid: Option<&VapidKeys>,
+        mailer: Option<Mailer>,
         config: &ValidConfig,
     ) -> anyhow::Result<(Embedded, ApiState)> {
+        let push = vapid.is_some();
+        let throwaway;
+        let vapid = match vapid {
+            Some(vapid) => vapid,
+            None => {
+                throwaway = VapidKeys::ephemeral(DEV_SUBJECT).context("a throwaway VAPID key")?;
+                &throwaway
+            }
+        };
         let push_store = store
             .push_store()
             .await
@@ -130,7 +145,8 @@ impl Embedded {
         register_push_metrics();
         Ok((
             Embedded {
-                dispatcher: Dispatcher::new(push_store, sender),
+                dispatcher: Dispatcher::new(push_store, sender).with_mailer(mailer),
+                push,
             },
             api,
         ))
@@ -184,10 +200,15 @@ impl Embedded {
         settings: &Settings,
         row: OutboxRow,
     ) -> anyhow::Result<()> {
-        let delivered = match serde_json::from_str::<MemberNotification>(&row.payload) {
+        let delivered = match serde_json::from_str::<Notification>(&row.payload) {
+            Ok(Notification::Member(_)) if !self.push => {
+                tracing::debug!(event_id = %row.event_id, "no Web Push configured; dropping notification");
+                store.outbox_done(row.id).await?;
+                return Ok(());
+            }
             Ok(event) => self
                 .dispatcher
-                .deliver(&event)
+                .deliver_any(&event)
                 .await
                 .map_err(|err| err.to_string()),
             Err(err) => {

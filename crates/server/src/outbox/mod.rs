@@ -137,6 +137,22 @@ pub fn validate_settings(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The in-process mailer, if `SMTP_URL` or `RESEND_API_KEY` is set.
+pub(crate) fn mailer(config: &Config) -> Result<Option<nebula_notifier::Mailer>, ConfigError> {
+    nebula_notifier::Mailer::from_settings(
+        config.smtp_url.as_deref(),
+        config.resend_api_key.as_deref(),
+        config.from_email.as_deref(),
+    )
+    .map_err(|err| match err {
+        nebula_notifier::Error::Config { setting, reason } => ConfigError { setting, reason },
+        other => ConfigError {
+            setting: "SMTP_URL",
+            reason: other.to_string(),
+        },
+    })
+}
+
 /// `RABBIT_URL`, if set to something: an empty value (`RABBIT_URL=` in a `.env`) means unset.
 pub(crate) fn rabbit_url(config: &Config) -> Option<&str> {
     non_empty(&config.rabbit_url)
@@ -170,6 +186,11 @@ pub async fn start(
 ) -> anyhow::Result<Outbox> {
     register_metrics();
     let settings = Settings::from_config(&config.config);
+    let mailer = if rabbit_url(&config.config).is_some() {
+        None
+    } else {
+        mailer(&config.config)?
+    };
     let (sink, outbox) = match (rabbit_url(&config.config), &config.vapid) {
         (Some(url), _) => {
             let status = BrokerStatus::new();
@@ -178,9 +199,17 @@ pub async fn start(
             (Sink::Broker(Box::new(broker)), Outbox::with_broker(status))
         }
         (None, Some(vapid)) => {
-            let (embedded, api) = Embedded::start(store, vapid, config).await?;
+            let (embedded, api) = Embedded::start(store, Some(vapid), mailer, config).await?;
             tracing::info!("notifications are pushed in-process (no RABBIT_URL)");
             (Sink::Embedded(embedded), Outbox::embedded(api))
+        }
+        (None, None) if mailer.is_some() => {
+            let (embedded, _) = Embedded::start(store, None, mailer, config).await?;
+            tracing::warn!(
+                "Web Push disabled (no WEBPUSH_VAPID_PRIVATE_KEY / WEBPUSH_VAPID_SUBJECT outside \
+                 dev mode); e-mail is sent in-process"
+            );
+            (Sink::Embedded(embedded), Outbox::disabled())
         }
         (None, None) => {
             tracing::warn!(

@@ -53,6 +53,8 @@ struct AccountRow {
     username: String,
     created_at: DateTime<Utc>,
     email: Option<String>,
+    email_verified: bool,
+    email_notifications: bool,
     is_admin: bool,
     totp_secret: Option<String>,
 }
@@ -64,6 +66,8 @@ impl From<AccountRow> for Account {
             username: row.username,
             created_at: row.created_at,
             email: row.email,
+            email_verified: row.email_verified,
+            email_notifications: row.email_notifications,
             is_admin: row.is_admin,
             totp_enabled: row.totp_secret.is_some(),
         }
@@ -103,7 +107,7 @@ impl Store {
     pub async fn account(&self, user_id: Uuid) -> StoreResult<Option<Account>> {
         let row = with_pool!(self, pool => {
             sqlx::query_as::<_, AccountRow>(
-                "SELECT id, username, created_at, email, is_admin, totp_secret FROM users WHERE id = $1",
+                "SELECT id, username, created_at, email, email_verified, email_notifications, is_admin, totp_secret FROM users WHERE id = $1",
             )
                 .bind(user_id)
                 .fetch_optional(pool)
@@ -120,8 +124,9 @@ impl Store {
     ) -> StoreResult<Option<Account>> {
         let row = with_writer!(self, pool => {
             sqlx::query_as::<_, AccountRow>(
-                "UPDATE users SET email = $2 WHERE id = $1
-                 RETURNING id, username, created_at, email, is_admin, totp_secret",
+                "UPDATE users SET email = $2, email_verified = (email_verified AND email IS NOT DISTINCT FROM $2)
+                 WHERE id = $1
+                 RETURNING id, username, created_at, email, email_verified, email_notifications, is_admin, totp_secret",
             )
             .bind(user_id)
             .bind(email)

@@ -4,7 +4,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use nebula_wire::notify::MailContent;
+
 use super::accounts::append_audit;
+use super::mail::enqueue_mail;
 use super::{Audit, Store, StoreResult, with_pool, with_writer};
 use crate::auth::Standing;
 
@@ -31,10 +34,17 @@ impl Store {
         }))
     }
 
-    /// Stores a reset token (its hash) valid for `RESET_TTL`.
-    pub async fn create_password_reset(&self, user_id: Uuid, token_hash: &str) -> StoreResult<()> {
+    /// Stores a reset token (its hash) valid for `RESET_TTL` and queues the mail carrying it,
+    /// in one transaction.
+    pub async fn create_password_reset(
+        &self,
+        user_id: Uuid,
+        token_hash: &str,
+        mail: &MailContent,
+    ) -> StoreResult<()> {
         let now = super::now();
         with_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at)
                  VALUES ($1, $2, $3, $4)",
@@ -43,9 +53,12 @@ impl Store {
             .bind(user_id)
             .bind(now)
             .bind(now + RESET_TTL)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            enqueue_mail!(tx, user_id, mail);
+            tx.commit().await?;
         });
+        self.wake_outbox_relay();
         Ok(())
     }
 

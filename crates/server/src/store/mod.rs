@@ -11,6 +11,7 @@ mod contacts;
 mod dms;
 mod erasure;
 mod lifecycle;
+pub(crate) mod mail;
 mod messages;
 mod moderation;
 mod outbox;

@@ -12,6 +12,7 @@ mod calls;
 mod cluster;
 mod contacts;
 mod dms;
+mod email;
 mod errors;
 mod feed;
 mod leaks;

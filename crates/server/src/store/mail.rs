@@ -55,6 +55,9 @@ pub(crate) fn mail_payload(
     Ok((notification.event_id, occurred_at, payload))
 }
 
+/// A pending code: (sent to, code hash, wrong guesses, expires at, the account's address now).
+type PendingCode = (String, String, i32, DateTime<Utc>, Option<String>);
+
 /// What [`Store::confirm_email`] found.
 #[derive(Debug)]
 pub enum EmailConfirmation {
@@ -105,7 +108,7 @@ impl Store {
         let now = super::now();
         let confirmed = with_writer!(self, pool => {
             let mut tx = pool.begin().await?;
-            let row: Option<(String, String, i32, DateTime<Utc>, Option<String>)> = sqlx::query_as(
+            let row: Option<PendingCode> = sqlx::query_as(
                 "SELECT v.email, v.code_hash, v.attempts, v.expires_at, u.email
                  FROM email_verifications v JOIN users u ON u.id = v.user_id
                  WHERE v.user_id = $1",

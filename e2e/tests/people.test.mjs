@@ -229,7 +229,6 @@ describe('people: direct messages, contacts, blocks, calls', () => {
       await alice.page.click('#call-hangup');
       await bob.page.locator('#call-panel[data-state="ended"] #call-status', { hasText: `${aliceName} hung up.` }).waitFor();
       await alice.page.locator('#call-panel[data-state="ended"] #call-status', { hasText: 'You hung up.' }).waitFor();
-      for (const p of [alice.page, bob.page, bob2.page]) await p.click('#call-dismiss');
 
       // A declined call: the caller is told, the other tab stops ringing.
       await alice.page.click('#call-btn');
@@ -238,14 +237,12 @@ describe('people: direct messages, contacts, blocks, calls', () => {
       await bob.page.click('#call-reject');
       await alice.page.locator('#call-panel[data-state="ended"] #call-status', { hasText: `${bobName} declined the call.` }).waitFor();
       await bob2.page.locator('#call-panel[data-state="ended"][data-reason="rejected_elsewhere"]').waitFor();
-      for (const p of [alice.page, bob.page, bob2.page]) await p.click('#call-dismiss');
 
       // Nobody answers: the server ends it (CALL_RING_TIMEOUT_SECONDS=8) on both sides.
       await alice.page.click('#call-btn');
       await bob.page.locator('#call-panel[data-state="incoming"]').waitFor();
       await alice.page.locator('#call-panel[data-state="ended"][data-reason="timeout"] #call-status', { hasText: 'No answer.' }).waitFor({ timeout: 20_000 });
       await bob.page.locator('#call-panel[data-state="ended"][data-reason="timeout"] #call-status', { hasText: 'Missed call.' }).waitFor();
-      for (const p of [alice.page, bob.page, bob2.page]) await p.click('#call-dismiss').catch(() => {});
 
       // Connected, then the caller's tab goes away: the callee hears "disconnected".
       await bob2.context.close();

@@ -237,6 +237,7 @@ function newCall(id, role, peer) {
   $('call-peer').textContent = peer.username;
   $('call-panel').dataset.pcState = 'new';
   $('call-panel').dataset.callId = id;
+  $('call-panel').dataset.reason = '';
   return call;
 }
 
@@ -308,7 +309,7 @@ function setState(name, text) {
 
 /** The call is over (for the reason in `text`): release everything, keep the panel a while. */
 function finish(text, reason = '') {
-  if (!call) return;
+  if (!call || call.state === 'ended') return;
   setState('ended', text);
   $('call-panel').dataset.reason = reason;
   teardown();

@@ -19,6 +19,8 @@ import * as ui from './ui.js';
 
 /** How long the "call ended" panel stays up. */
 const ENDED_SHOW_MS = 6_000;
+/** After `turn_not_configured`, calls go without TURN for this long before asking again. */
+const NO_TURN_RECHECK_MS = 10 * 60_000;
 
 const REASONS = {
   timeout: (c) => (c.role === 'caller' ? 'No answer.' : 'Missed call.'),
@@ -40,6 +42,7 @@ const ERRORS = {
  */
 let call = null;
 let hideTimer = null;
+let noTurnUntil = 0;
 
 export function bindCalls({ currentPeer }) {
   $('call-btn').append(ui.icon('phone', 18));
@@ -280,11 +283,14 @@ function flushOutgoing(c) {
 
 /** TURN credentials when the server has a TURN server; none (host candidates) otherwise. */
 async function iceServersFor() {
+  if (Date.now() < noTurnUntil) return [];
   try {
     const t = await api.turn();
     return t?.uris?.length ? [{ urls: t.uris, username: t.username, credential: t.password }] : [];
-  } catch {
-    return []; // 404 turn_not_configured, or unreachable: try without
+  } catch (e) {
+    // Not configured: do not ask again for a while. Unreachable: try without this time.
+    if (e.code === 'turn_not_configured') noTurnUntil = Date.now() + NO_TURN_RECHECK_MS;
+    return [];
   }
 }
 

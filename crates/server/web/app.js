@@ -133,6 +133,7 @@ function logout(message = '') {
   if (state.loggingOut) return;
   state.loggingOut = true;
   try {
+    social.stopSocial(); // first: a call going on is hung up while the socket is still open
     state.socket?.stop();
     state.socket = null;
     for (const room of state.rooms.values()) for (const p of room.pending.values()) clearTimeout(p.timer);
@@ -140,7 +141,6 @@ function logout(message = '') {
     state.currentId = null;
     state.me = null;
     forgetReactions();
-    social.stopSocial();
     clearSession();
     if (location.hash) history.replaceState(null, '', location.pathname);
     $('my-rooms').replaceChildren();

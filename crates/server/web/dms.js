@@ -44,6 +44,7 @@ export function stopDms() {
   timer = null;
   generation += 1;
   order = [];
+  $('dm-list').replaceChildren();
 }
 
 /** Fetch my direct rooms: their order, and any that another user opened with me. */

@@ -20,7 +20,7 @@ use crate::ws_client::WsClient;
 on_both_backends!(
     a_direct_message_to_an_offline_user_is_pushed_once,
     no_push_while_the_recipient_has_a_connection,
-    a_message_read_before_its_retry_is_not_pushed_again,
+    read_or_blocked_before_a_retry_means_no_push,
     an_offline_callee_gets_an_incoming_call_push,
     through_rabbitmq_read_or_blocked_before_dispatch_means_no_push,
 );
@@ -123,35 +123,45 @@ async fn no_push_while_the_recipient_has_a_connection(backend: Backend) {
     assert_direct_push(&pushes[0], &with_carol, &to_carol, &alice);
 }
 
-/// In-process: the first push fails (the push service is down), bob reads the message
-/// before the retry, and the retry sends nothing.
-async fn a_message_read_before_its_retry_is_not_pushed_again(backend: Backend) {
+/// In-process, checks at dispatch time: the first pushes fail (the push service is down);
+/// before the retry bob reads his message and carol blocks the sender, so the retries send
+/// nothing.
+async fn read_or_blocked_before_a_retry_means_no_push(backend: Backend) {
     let vapid = nebula_notifier::generate_vapid_keys();
     let app = TestApp::spawn_with(backend, |config| embedded(config, &vapid)).await;
     let endpoint = PushEndpoint::start(&vapid.public_key, SUBJECT).await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
-    let browser = endpoint.new_browser();
-    subscribe(&bob, &browser).await;
-    let dm = open_dm(&alice, &bob).await;
-    endpoint.set_mode(&browser, Mode::Unavailable);
+    let carol = app.register("carol").await;
+    let (bobs_browser, carols_browser) = (endpoint.new_browser(), endpoint.new_browser());
+    subscribe(&bob, &bobs_browser).await;
+    subscribe(&carol, &carols_browser).await;
+    let with_bob = open_dm(&alice, &bob).await;
+    let with_carol = open_dm(&alice, &carol).await;
+    endpoint.set_mode(&bobs_browser, Mode::Unavailable);
+    endpoint.set_mode(&carols_browser, Mode::Unavailable);
 
-    let message = alice.say(dm.id, "are you there?").await;
+    let to_bob = alice.say(with_bob.id, "are you there?").await;
+    alice.say(with_carol.id, "and you?").await;
     endpoint
-        .wait_until(WAIT, "the first attempt", |e| e.requests_for(&browser) == 1)
+        .wait_until(WAIT, "the first attempts", |e| {
+            e.requests_for(&bobs_browser) == 1 && e.requests_for(&carols_browser) == 1
+        })
         .await;
-    // The row waits for its retry (1 s later).
-    assert_eq!(outbox_payloads(&app.database_url).await.len(), 1);
-    read_up_to(&bob, dm.id, message.seq).await;
-    endpoint.set_mode(&browser, Mode::Accept);
+    // The rows wait for their retries (1 s later).
+    assert_eq!(outbox_payloads(&app.database_url).await.len(), 2);
+    read_up_to(&bob, with_bob.id, to_bob.seq).await;
+    assert_eq!(
+        carol.put(&format!("/blocks/{}", alice.user.id)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    endpoint.set_mode(&bobs_browser, Mode::Accept);
+    endpoint.set_mode(&carols_browser, Mode::Accept);
     wait_outbox_empty(&app).await;
 
     assert!(endpoint.errors().is_empty(), "{:?}", endpoint.errors());
-    assert_eq!(
-        endpoint.requests_for(&browser),
-        1,
-        "a read message is not pushed"
-    );
+    assert_eq!(endpoint.requests_for(&bobs_browser), 1, "bob had read it");
+    assert_eq!(endpoint.requests_for(&carols_browser), 1, "carol blocked alice");
     assert!(endpoint.others().is_empty());
 }
 

@@ -291,7 +291,11 @@ impl Dispatcher {
                     .send_with_ttl(&subscription, &plan.payload, event_id, ttl)
                     .await
             }
-            None => self.sender.send(&subscription, &plan.payload, event_id).await,
+            None => {
+                self.sender
+                    .send(&subscription, &plan.payload, event_id)
+                    .await
+            }
         };
         match &outcome {
             PushOutcome::Delivered => {

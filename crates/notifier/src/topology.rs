@@ -127,7 +127,11 @@ impl Topology {
     }
 
     /// Publishes any kind of notification, as [`Topology::publish`] does.
-    pub async fn publish_notification(&self, channel: &Channel, event: &Notification) -> Result<()> {
+    pub async fn publish_notification(
+        &self,
+        channel: &Channel,
+        event: &Notification,
+    ) -> Result<()> {
         let payload = event
             .to_json()
             .map_err(|err| Error::MalformedEvent(format!("cannot encode: {err}")))?;

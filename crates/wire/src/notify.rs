@@ -278,7 +278,10 @@ mod tests {
             occurred_at: Utc::now(),
         };
         let json = Notification::Member(member.clone()).to_json().unwrap();
-        assert!(!json.contains("\"kind\""), "old consumers read it as before");
+        assert!(
+            !json.contains("\"kind\""),
+            "old consumers read it as before"
+        );
         assert_eq!(
             Notification::parse(json.as_bytes()).unwrap(),
             Notification::Member(member)

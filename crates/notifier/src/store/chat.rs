@@ -51,7 +51,8 @@ impl PushStore {
         if self.blocked_either_way(sender, recipient).await? {
             return Ok(Some(Suppressed::Blocked));
         }
-        const READ: &str = "SELECT last_read_seq FROM room_members WHERE room_id = $1 AND user_id = $2";
+        const READ: &str =
+            "SELECT last_read_seq FROM room_members WHERE room_id = $1 AND user_id = $2";
         let read: Option<(i64,)> = on_pool!(self, pool => sqlx::query_as(READ)
             .bind(room_id)
             .bind(recipient)
@@ -62,8 +63,7 @@ impl PushStore {
             Some((last_read,)) if last_read >= seq => return Ok(Some(Suppressed::Read)),
             Some(_) => {}
         }
-        const DELETED: &str =
-            "SELECT COUNT(*) FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NOT NULL";
+        const DELETED: &str = "SELECT COUNT(*) FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NOT NULL";
         let (deleted,): (i64,) = on_pool!(self, pool => sqlx::query_as(DELETED)
             .bind(room_id)
             .bind(seq)

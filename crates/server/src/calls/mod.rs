@@ -372,7 +372,8 @@ impl Calls {
             event: invite,
         });
         if !self.0.presence.user_connected(callee).await {
-            self.push_invite(store, caller, call_id, callee, media).await;
+            self.push_invite(store, caller, call_id, callee, media)
+                .await;
         }
         Ok(())
     }

@@ -38,8 +38,9 @@ macro_rules! enqueue_member_change {
         .await?;
         // Nobody left to tell (the last member left, or someone joined an empty room).
         if !recipients.is_empty() {
-            let event =
-                $crate::store::outbox::OutboxEvent::new($change, $room_id, $room_name, $user, recipients)?;
+            let event = $crate::store::outbox::OutboxEvent::new(
+                $change, $room_id, $room_name, $user, recipients,
+            )?;
             $crate::store::outbox::insert_outbox_row!($tx, event, $room_id);
         }
     }};

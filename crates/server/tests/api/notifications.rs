@@ -15,7 +15,7 @@ mod outbox;
 mod ece;
 #[allow(dead_code)]
 #[path = "../../../notifier/tests/notifier/support/push_endpoint.rs"]
-mod push_endpoint;
+pub(crate) mod push_endpoint;
 #[allow(dead_code)]
 #[path = "../../../notifier/tests/notifier/support/rabbit_node.rs"]
 mod rabbit_node;
@@ -39,7 +39,7 @@ use crate::helpers::{Session, TestApp, services_required};
 use push_endpoint::Browser;
 
 /// The VAPID contact the test servers sign with and the push endpoint expects.
-const SUBJECT: &str = "mailto:tests@nebula.invalid";
+pub(crate) const SUBJECT: &str = "mailto:tests@nebula.invalid";
 /// Generous: a relay backing off from a stopped broker waits up to 30 s between attempts.
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -82,7 +82,7 @@ fn shared_broker(test: &str) -> Option<String> {
 }
 
 /// The browser subscribes through the server's own port, as a web page would.
-async fn subscribe(user: &Session, browser: &Browser) {
+pub(crate) async fn subscribe(user: &Session, browser: &Browser) {
     let reply = user
         .post(
             "/webpush/subscribe",

@@ -152,7 +152,10 @@ async fn read_or_blocked_before_a_retry_means_no_push(backend: Backend) {
     assert_eq!(outbox_payloads(&app.database_url).await.len(), 2);
     read_up_to(&bob, with_bob.id, to_bob.seq).await;
     assert_eq!(
-        carol.put(&format!("/blocks/{}", alice.user.id)).await.status,
+        carol
+            .put(&format!("/blocks/{}", alice.user.id))
+            .await
+            .status,
         StatusCode::NO_CONTENT
     );
     endpoint.set_mode(&bobs_browser, Mode::Accept);
@@ -161,7 +164,11 @@ async fn read_or_blocked_before_a_retry_means_no_push(backend: Backend) {
 
     assert!(endpoint.errors().is_empty(), "{:?}", endpoint.errors());
     assert_eq!(endpoint.requests_for(&bobs_browser), 1, "bob had read it");
-    assert_eq!(endpoint.requests_for(&carols_browser), 1, "carol blocked alice");
+    assert_eq!(
+        endpoint.requests_for(&carols_browser),
+        1,
+        "carol blocked alice"
+    );
     assert!(endpoint.others().is_empty());
 }
 
@@ -198,7 +205,9 @@ async fn an_offline_callee_gets_an_incoming_call_push(backend: Backend) {
     assert!(push["expires_at"].is_string());
     // Worth delivering only while it rings (60 s by default).
     assert!((1..=60).contains(&pushes[0].ttl), "TTL {}", pushes[0].ttl);
-    alices_socket.send(ClientEvent::CallHangup { call_id }).await;
+    alices_socket
+        .send(ClientEvent::CallHangup { call_id })
+        .await;
 
     // With a connection open, bob hears the ring there instead.
     let mut bobs_socket = connect(&bob).await;
@@ -212,10 +221,16 @@ async fn an_offline_callee_gets_an_incoming_call_push(backend: Backend) {
         })
         .await;
     bobs_socket
-        .expect(|event| matches!(event, ServerEvent::CallInvite { call_id, .. } if *call_id == second))
+        .expect(
+            |event| matches!(event, ServerEvent::CallInvite { call_id, .. } if *call_id == second),
+        )
         .await;
     wait_outbox_empty(&app).await;
-    assert_eq!(endpoint.requests_for(&browser), 1, "no push for a connected callee");
+    assert_eq!(
+        endpoint.requests_for(&browser),
+        1,
+        "no push for a connected callee"
+    );
 }
 
 /// Broker mode, checks at dispatch time: the rows are published while no notifier runs; then
@@ -244,24 +259,41 @@ async fn through_rabbitmq_read_or_blocked_before_dispatch_means_no_push(backend:
     // No consumer yet: the relay declares the queue itself, and the events wait there.
     let mut messages = Vec::new();
     for (user, _, room) in &recipients {
-        messages.push(alice.say(room.id, &format!("hi {}", user.user.username)).await);
+        messages.push(
+            alice
+                .say(room.id, &format!("hi {}", user.user.username))
+                .await,
+        );
     }
     wait_outbox_empty(&app).await; // all three are in RabbitMQ now
     let (bob, carol) = (&recipients[0].0, &recipients[1].0);
     read_up_to(bob, recipients[0].2.id, messages[0].seq).await;
     assert_eq!(
-        carol.put(&format!("/blocks/{}", alice.user.id)).await.status,
+        carol
+            .put(&format!("/blocks/{}", alice.user.id))
+            .await
+            .status,
         StatusCode::NO_CONTENT
     );
 
     let consumer = RunningConsumer::start(&url, &queue, store.clone(), &vapid);
     let (dave, daves_browser, daves_room) = &recipients[2];
     endpoint
-        .wait_until(WAIT, "dave's push", |e| !e.others_for(daves_browser).is_empty())
+        .wait_until(WAIT, "dave's push", |e| {
+            !e.others_for(daves_browser).is_empty()
+        })
         .await;
     assert!(endpoint.errors().is_empty(), "{:?}", endpoint.errors());
-    assert_eq!(endpoint.requests_for(&recipients[0].1), 0, "bob had read it");
-    assert_eq!(endpoint.requests_for(&recipients[1].1), 0, "carol blocked alice");
+    assert_eq!(
+        endpoint.requests_for(&recipients[0].1),
+        0,
+        "bob had read it"
+    );
+    assert_eq!(
+        endpoint.requests_for(&recipients[1].1),
+        0,
+        "carol blocked alice"
+    );
     let pushes = endpoint.others_for(daves_browser);
     assert_eq!(pushes.len(), 1);
     assert_direct_push(&pushes[0], daves_room, &messages[2], &alice);

@@ -280,10 +280,7 @@ async fn a_direct_message_and_its_outbox_row_commit_together(backend: Backend) {
         .await;
     assert!(refused.status.is_server_error(), "{}", refused.text());
     refuse_outbox_rows(&app.database_url, false).await;
-    let history: serde_json::Value = alice
-        .history(dm.id, "?after_seq=0&limit=10")
-        .await
-        .json();
+    let history: serde_json::Value = alice.history(dm.id, "?after_seq=0&limit=10").await.json();
     let contents: Vec<_> = history["messages"]
         .as_array()
         .unwrap()

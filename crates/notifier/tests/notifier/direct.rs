@@ -169,6 +169,7 @@ async fn direct_messages_are_pushed_unless_read_deleted_or_blocked() {
     assert_eq!(report.suppressed, Some(Suppressed::Blocked));
 
     assert_eq!(pipeline.endpoint.requests_for(&bobs_laptop), 1);
+    assert_eq!(pipeline.endpoint.others_for(&bobs_laptop).len(), 1);
     assert_eq!(pipeline.endpoint.requests_for(&alices_laptop), 0);
     chat.close().await;
 }

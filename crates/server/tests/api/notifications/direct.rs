@@ -23,6 +23,7 @@ on_both_backends!(
     read_or_blocked_before_a_retry_means_no_push,
     an_offline_callee_gets_an_incoming_call_push,
     through_rabbitmq_read_or_blocked_before_dispatch_means_no_push,
+    through_rabbitmq_an_offline_callee_gets_an_incoming_call_push,
 );
 
 /// The direct room of the two.
@@ -298,6 +299,45 @@ async fn through_rabbitmq_read_or_blocked_before_dispatch_means_no_push(backend:
     assert_eq!(pushes.len(), 1);
     assert_direct_push(&pushes[0], daves_room, &messages[2], &alice);
     assert_eq!(pushes[0]["preview"], format!("hi {}", dave.user.username));
+    consumer.stop(&url).await;
+    store.close().await;
+}
+
+async fn through_rabbitmq_an_offline_callee_gets_an_incoming_call_push(backend: Backend) {
+    let test = "through_rabbitmq_an_offline_callee_gets_an_incoming_call_push";
+    let Some(url) = shared_broker(test) else {
+        return;
+    };
+    let queue = unique_queue();
+    let vapid = nebula_notifier::generate_vapid_keys();
+    let app = TestApp::spawn_with(backend, |config| broker(config, &url, &queue)).await;
+    let store = PushStore::connect(&app.database_url, 4).await.unwrap();
+    let consumer = RunningConsumer::start(&url, &queue, store.clone(), &vapid);
+    let endpoint = PushEndpoint::start(&vapid.public_key, SUBJECT).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let browser = endpoint.new_browser();
+    store_subscription(&store, &bob, &browser).await;
+    open_dm(&alice, &bob).await;
+    let mut alices_socket = connect(&alice).await;
+
+    let call_id = Uuid::now_v7();
+    alices_socket
+        .send(ClientEvent::CallInvite {
+            call_id,
+            to_user_id: bob.user.id,
+            media: CallMedia::Video,
+            sdp: "v=0 offer".into(),
+        })
+        .await;
+    let pushes = endpoint.wait_for_others(1, WAIT).await;
+    wait_outbox_empty(&app).await;
+    assert!(endpoint.errors().is_empty(), "{:?}", endpoint.errors());
+    assert_eq!(pushes[0].browser, browser.id);
+    assert_eq!(pushes[0].raw["type"], "call.incoming");
+    assert_eq!(pushes[0].raw["call_id"], call_id.to_string());
+    assert_eq!(pushes[0].raw["from"]["username"], "alice");
+    assert_eq!(pushes[0].raw["media"], "video");
     consumer.stop(&url).await;
     store.close().await;
 }

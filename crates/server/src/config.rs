@@ -176,6 +176,16 @@ pub struct Config {
     #[arg(long, env = "REDIS_PREFIX", default_value = "nebula")]
     pub redis_prefix: String,
 
+    /// `nats://…` (or `tls://…`): run as one node of a cluster on NATS instead of Redis. Events
+    /// go over core pub/sub, presence and rate limits live in JetStream key-value buckets, so
+    /// the server needs JetStream enabled (`nats-server -js`). Not together with `REDIS_URL`.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// Prefix of every NATS subject and key-value bucket (several clusters may share one NATS).
+    #[arg(long, env = "NATS_PREFIX", default_value = "nebula")]
+    pub nats_prefix: String,
+
     /// Milliseconds a subscriber waits for a message that another node published out of order
     /// before reading it from the database.
     #[arg(long, env = "BUS_GAP_WAIT_MS", default_value_t = 250)]
@@ -313,6 +323,15 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 impl Config {
+    /// The cluster engine's URL and key prefix, when this node is part of a cluster.
+    pub fn cluster_url(&self) -> Option<(&str, &str)> {
+        match (&self.redis_url, &self.nats_url) {
+            (Some(url), _) => Some((url, &self.redis_prefix)),
+            (None, Some(url)) => Some((url, &self.nats_prefix)),
+            (None, None) => None,
+        }
+    }
+
     /// Checks every setting and resolves the JWT secret (generating one in dev mode).
     ///
     /// Returns the secret separately so `Config` itself never needs mutating.
@@ -401,6 +420,17 @@ impl Config {
                 "REDIS_URL",
                 "must start with redis:// or rediss://",
             ));
+        }
+        if let Some(url) = &self.nats_url {
+            if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+                return Err(invalid("NATS_URL", "must start with nats:// or tls://"));
+            }
+            if self.redis_url.is_some() {
+                return Err(invalid(
+                    "NATS_URL",
+                    "set either REDIS_URL or NATS_URL, not both: a cluster runs on one engine",
+                ));
+            }
         }
         if self.password_hash_queue == 0 {
             return Err(invalid("PASSWORD_HASH_QUEUE", "must be at least 1"));

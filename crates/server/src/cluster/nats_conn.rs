@@ -156,23 +156,36 @@ impl NatsEngine {
             return Ok(store.clone());
         }
         let name = format!("{}_{suffix}", self.bucket_prefix);
-        let config = kv::Config {
-            bucket: name.clone(),
-            history: 1,
+        // The bucket's stream, as async-nats's `create_key_value` would make it; created here
+        // because that call first reads the account's info, whose nats-server 2.9 form the
+        // client no longer parses.
+        let config = jetstream::stream::Config {
+            name: format!("KV_{name}"),
+            subjects: vec![format!("$KV.{name}.>")],
+            max_messages_per_subject: 1,
             max_age,
+            duplicate_window: if max_age.is_zero() {
+                Duration::from_secs(120)
+            } else {
+                max_age.min(Duration::from_secs(120))
+            },
             storage: jetstream::stream::StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: jetstream::stream::DiscardPolicy::New,
+            num_replicas: 1,
             ..Default::default()
         };
         let create = async {
-            match self.jetstream.create_key_value(config).await {
-                Ok(store) => Ok(store),
+            if let Err(err) = self.jetstream.create_stream(config).await {
                 // Created by another node with other settings (say, another TTL): use it.
-                Err(_) => self
-                    .jetstream
-                    .get_key_value(name)
-                    .await
-                    .map_err(EngineError::nats),
+                tracing::debug!(error = %err, bucket = %name, "creating a bucket failed; opening it");
             }
+            self.jetstream
+                .get_key_value(name)
+                .await
+                .map_err(EngineError::nats)
         };
         let store = tokio::time::timeout(COMMAND_TIMEOUT * 2, create)
             .await
@@ -236,15 +249,20 @@ pub async fn compare_and_swap<T>(
             Swap::Keep(result) => return Ok(result),
             Swap::Put(bytes, result) => {
                 let written = match revision {
-                    Some(revision) => tokio::time::timeout(
-                        COMMAND_TIMEOUT,
-                        kv.update(key, bytes, revision),
-                    )
-                    .await
-                    .map(|done| done.map_err(|err| err.kind() == kv::UpdateErrorKind::WrongLastRevision)),
+                    Some(revision) => {
+                        tokio::time::timeout(COMMAND_TIMEOUT, kv.update(key, bytes, revision))
+                            .await
+                            .map(|done| {
+                                done.map_err(|err| {
+                                    err.kind() == kv::UpdateErrorKind::WrongLastRevision
+                                })
+                            })
+                    }
                     None => tokio::time::timeout(COMMAND_TIMEOUT, kv.create(key, bytes))
                         .await
-                        .map(|done| done.map_err(|err| err.kind() == kv::CreateErrorKind::AlreadyExists)),
+                        .map(|done| {
+                            done.map_err(|err| err.kind() == kv::CreateErrorKind::AlreadyExists)
+                        }),
                 };
                 match written {
                     Ok(Ok(_)) => return Ok(result),
@@ -259,18 +277,18 @@ pub async fn compare_and_swap<T>(
                 }
                 // A failed conditional delete does not say why: read again, which fails
                 // properly if NATS is away.
-                if let Ok(Ok(())) = tokio::time::timeout(
-                    COMMAND_TIMEOUT,
-                    kv.delete_expect_revision(key, revision),
-                )
-                .await
+                if let Ok(Ok(())) =
+                    tokio::time::timeout(COMMAND_TIMEOUT, kv.delete_expect_revision(key, revision))
+                        .await
                 {
                     return Ok(result);
                 }
             }
         }
     }
-    Err(EngineError::Nats(format!("{key}: too many conflicting writers")))
+    Err(EngineError::Nats(format!(
+        "{key}: too many conflicting writers"
+    )))
 }
 
 /// The current value of every key of `kv` matching `filter` (a key pattern: `*` one token,

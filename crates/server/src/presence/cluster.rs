@@ -46,7 +46,9 @@ enum Backend {
 impl Backend {
     fn new(cluster: &Cluster, ttl: Duration) -> Self {
         match cluster.engine() {
-            Engine::Redis(redis) => Backend::Redis(RedisPresence::new(cluster.clone(), redis.clone())),
+            Engine::Redis(redis) => {
+                Backend::Redis(RedisPresence::new(cluster.clone(), redis.clone()))
+            }
             Engine::Nats(nats) => Backend::Nats(NatsPresence::new(nats.clone(), ttl)),
         }
     }
@@ -62,7 +64,12 @@ impl Backend {
 
     /// Records that `user` left the room on `node`; the user when they just went offline
     /// cluster-wide.
-    async fn leave(&self, node: Uuid, room_id: Uuid, user_id: Uuid) -> Result<Option<User>, EngineError> {
+    async fn leave(
+        &self,
+        node: Uuid,
+        room_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<User>, EngineError> {
         match self {
             Backend::Redis(redis) => redis.leave(node, room_id, user_id).await,
             Backend::Nats(nats) => nats.leave(node, room_id, user_id).await,
@@ -107,7 +114,12 @@ impl Backend {
         }
     }
 
-    async fn online(&self, room_id: Uuid, after: Option<&str>, limit: usize) -> Result<OnlinePage, EngineError> {
+    async fn online(
+        &self,
+        room_id: Uuid,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<OnlinePage, EngineError> {
         match self {
             Backend::Redis(redis) => redis.online(room_id, after, limit).await,
             Backend::Nats(nats) => nats.online(room_id, after, limit).await,

@@ -382,78 +382,107 @@ mod tests {
         );
     }
 
-    /// Connects two limiters to a fresh Redis namespace (needs `NEBULA_TEST_REDIS_URL`).
-    fn redis_pair(
-        name: &str,
-        make: impl Fn() -> RateLimits,
-    ) -> Option<(RateLimits, RateLimits, Cluster)> {
-        let Ok(url) = std::env::var("NEBULA_TEST_REDIS_URL") else {
-            assert!(
-                std::env::var("NEBULA_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "NEBULA_TEST_REDIS_URL is required"
-            );
-            eprintln!("skipping {name}: NEBULA_TEST_REDIS_URL is not set");
-            return None;
-        };
-        let prefix = format!("test-{}", Uuid::new_v4());
-        let cluster = Cluster::new(&url, &prefix).expect("redis url");
-        Some((
-            make().shared(cluster.clone()),
-            make().shared(Cluster::new(&url, &prefix).expect("redis url")),
-            cluster,
-        ))
+    /// The engines to share limits through, from `NEBULA_TEST_REDIS_URL` and
+    /// `NEBULA_TEST_NATS_URL` (each skipped with a reason when unset).
+    fn engine_urls(name: &str) -> Vec<String> {
+        let mut urls = Vec::new();
+        for var in ["NEBULA_TEST_REDIS_URL", "NEBULA_TEST_NATS_URL"] {
+            match std::env::var(var) {
+                Ok(url) if !url.is_empty() => urls.push(url),
+                _ => {
+                    assert!(
+                        std::env::var("NEBULA_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                        "{var} is required"
+                    );
+                    eprintln!("skipping {name} on one engine: {var} is not set");
+                }
+            }
+        }
+        urls
     }
 
-    /// Two nodes sharing Redis share one bucket per user.
+    /// Connects two limiters to a fresh namespace of the engine at `url`.
+    async fn pair(url: &str, make: impl Fn() -> RateLimits) -> (RateLimits, RateLimits, Cluster) {
+        let prefix = format!("test-{}", Uuid::new_v4());
+        let cluster = Cluster::connect(url, &prefix).await.expect("engine url");
+        let other = Cluster::connect(url, &prefix).await.expect("engine url");
+        for _ in 0..100 {
+            if cluster.ping().await.is_ok() && other.ping().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(cluster.ping().await.is_ok(), "{url} must answer");
+        (
+            make().shared(cluster.clone()),
+            make().shared(other),
+            cluster,
+        )
+    }
+
+    /// Two nodes sharing an engine share one bucket per user.
     #[tokio::test]
-    async fn nodes_sharing_redis_share_the_limit() {
-        let Some((one, two, cluster)) = redis_pair("nodes_sharing_redis_share_the_limit", || {
-            RateLimits::new(0, 10)
-        }) else {
-            return;
-        };
-        assert!(cluster.ping().await.is_ok(), "Redis must answer");
-        let user = Uuid::new_v4();
-        let total = allowed(&one, user, 20).await + allowed(&two, user, 20).await;
-        // 30 tokens in the bucket, plus at most a few refilled while the loop ran.
-        assert!(
-            (30..=33).contains(&total),
-            "{total} messages allowed across two nodes"
-        );
+    async fn nodes_sharing_an_engine_share_the_limit() {
+        for url in engine_urls("nodes_sharing_an_engine_share_the_limit") {
+            let (one, two, _cluster) = pair(&url, || RateLimits::new(0, 10)).await;
+            let user = Uuid::new_v4();
+            let total = allowed(&one, user, 20).await + allowed(&two, user, 20).await;
+            // 30 tokens in the bucket, plus at most a few refilled while the loop ran.
+            assert!(
+                (30..=33).contains(&total),
+                "{url}: {total} messages allowed across two nodes"
+            );
+            assert_eq!(
+                one.tracked_keys() + two.tracked_keys(),
+                0,
+                "{url}: all shared"
+            );
+        }
     }
 
     /// Failed logins per account, shared by the nodes: charges count, refunds give back.
     #[tokio::test]
-    async fn nodes_sharing_redis_share_login_failures() {
-        let Some((one, two, cluster)) =
-            redis_pair("nodes_sharing_redis_share_login_failures", || {
-                RateLimits::new(0, 0).with_login_failures(3)
-            })
-        else {
-            return;
-        };
-        assert!(cluster.ping().await.is_ok(), "Redis must answer");
-        // Successful logins give their charge back, on whichever node.
-        for _ in 0..10 {
-            let charge = one
-                .charge_login_failure("carol")
-                .await
-                .expect("not limited");
-            two.refund_login_failure(charge).await;
+    async fn nodes_sharing_an_engine_share_login_failures() {
+        for url in engine_urls("nodes_sharing_an_engine_share_login_failures") {
+            let (one, two, _cluster) =
+                pair(&url, || RateLimits::new(0, 0).with_login_failures(3)).await;
+            // Successful logins give their charge back, on whichever node.
+            for _ in 0..10 {
+                let charge = one
+                    .charge_login_failure("carol")
+                    .await
+                    .expect("not limited");
+                two.refund_login_failure(charge).await;
+            }
+            for limits in [&one, &two, &one] {
+                assert!(limits.charge_login_failure("carol").await.is_ok(), "{url}");
+            }
+            for limits in [&one, &two] {
+                assert!(
+                    matches!(
+                        limits.charge_login_failure("carol").await,
+                        Err(ApiError::RateLimited { retry_after_secs }) if (1..=1200).contains(&retry_after_secs)
+                    ),
+                    "{url}"
+                );
+            }
+            assert!(
+                two.charge_login_failure("dave").await.is_ok(),
+                "{url}: per account"
+            );
+            // An IPv6 network's key (`:` and `/`) is a valid key on every engine.
+            let auth = pair(&url, || RateLimits::new(1, 0)).await;
+            let ip: IpAddr = "2001:db8::1".parse().expect("address");
+            assert!(auth.0.check_auth(ip).await.is_ok(), "{url}");
+            assert!(
+                auth.1.check_auth(ip).await.is_err(),
+                "{url}: shared per /64"
+            );
+            assert_eq!(
+                one.tracked_keys() + two.tracked_keys(),
+                0,
+                "{url}: all shared"
+            );
         }
-        for limits in [&one, &two, &one] {
-            assert!(limits.charge_login_failure("carol").await.is_ok());
-        }
-        for limits in [&one, &two] {
-            assert!(matches!(
-                limits.charge_login_failure("carol").await,
-                Err(ApiError::RateLimited { retry_after_secs }) if (1..=1200).contains(&retry_after_secs)
-            ));
-        }
-        assert!(
-            two.charge_login_failure("dave").await.is_ok(),
-            "per account"
-        );
-        assert_eq!(one.tracked_keys() + two.tracked_keys(), 0, "all in Redis");
     }
 }

@@ -52,10 +52,7 @@ impl NatsPresence {
     }
 
     /// Runs `operation`, forgetting the bucket handles when it fails (see `cluster`).
-    async fn checked<T>(
-        &self,
-        result: Result<T, EngineError>,
-    ) -> Result<T, EngineError> {
+    async fn checked<T>(&self, result: Result<T, EngineError>) -> Result<T, EngineError> {
         if result.is_err() {
             self.nats.forget_bucket(PRESENCE);
             self.nats.forget_bucket(ALIVE);
@@ -63,22 +60,28 @@ impl NatsPresence {
         result
     }
 
-    pub(super) async fn join(&self, node: Uuid, room_id: Uuid, user: &User) -> Result<bool, EngineError> {
+    pub(super) async fn join(
+        &self,
+        node: Uuid,
+        room_id: Uuid,
+        user: &User,
+    ) -> Result<bool, EngineError> {
         let result = async {
             let kv = self.presence().await?;
             // The index first: a node dying between the two leaves nothing unsweepable.
             timed(kv.put(format!("entry.{node}.{room_id}.{}", user.id), Bytes::new())).await?;
             compare_and_swap(&kv, &format!("online.{room_id}.{}", user.id), |value| {
-                let mut online = match value.and_then(|value| serde_json::from_slice::<Online>(value).ok()) {
-                    Some(online) => online,
-                    None => {
-                        let online = Online {
-                            user: user.clone(),
-                            nodes: BTreeSet::from([node]),
-                        };
-                        return Swap::Put(encode(&online), true);
-                    }
-                };
+                let mut online =
+                    match value.and_then(|value| serde_json::from_slice::<Online>(value).ok()) {
+                        Some(online) => online,
+                        None => {
+                            let online = Online {
+                                user: user.clone(),
+                                nodes: BTreeSet::from([node]),
+                            };
+                            return Swap::Put(encode(&online), true);
+                        }
+                    };
                 if !online.nodes.insert(node) {
                     return Swap::Keep(false);
                 }
@@ -90,11 +93,18 @@ impl NatsPresence {
         self.checked(result).await
     }
 
-    pub(super) async fn leave(&self, node: Uuid, room_id: Uuid, user_id: Uuid) -> Result<Option<User>, EngineError> {
+    pub(super) async fn leave(
+        &self,
+        node: Uuid,
+        room_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<User>, EngineError> {
         let result = async {
             let kv = self.presence().await?;
             let gone = compare_and_swap(&kv, &format!("online.{room_id}.{user_id}"), |value| {
-                let Some(mut online) = value.and_then(|value| serde_json::from_slice::<Online>(value).ok()) else {
+                let Some(mut online) =
+                    value.and_then(|value| serde_json::from_slice::<Online>(value).ok())
+                else {
                     return Swap::Keep(None);
                 };
                 if !online.nodes.remove(&node) {
@@ -180,7 +190,11 @@ impl NatsPresence {
         Ok(OnlinePage {
             users: users
                 .into_iter()
-                .filter(|user| after.as_deref().is_none_or(|after| user.username.to_ascii_lowercase().as_str() > after))
+                .filter(|user| {
+                    after
+                        .as_deref()
+                        .is_none_or(|after| user.username.to_ascii_lowercase().as_str() > after)
+                })
                 .take(limit)
                 .collect(),
             total,

@@ -70,7 +70,12 @@ impl RedisPresence {
         }
     }
 
-    pub(super) async fn join(&self, node: Uuid, room_id: Uuid, user: &User) -> Result<bool, EngineError> {
+    pub(super) async fn join(
+        &self,
+        node: Uuid,
+        room_id: Uuid,
+        user: &User,
+    ) -> Result<bool, EngineError> {
         let user_json = serde_json::to_string(user).unwrap_or_default();
         let added: i64 = self
             .join
@@ -88,7 +93,12 @@ impl RedisPresence {
         Ok(added == 1)
     }
 
-    pub(super) async fn leave(&self, node: Uuid, room_id: Uuid, user_id: Uuid) -> Result<Option<User>, EngineError> {
+    pub(super) async fn leave(
+        &self,
+        node: Uuid,
+        room_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<User>, EngineError> {
         let json: Option<String> = self
             .leave
             .key(self.keys.online(room_id))
@@ -240,4 +250,3 @@ impl Keys {
         self.0.key(format_args!("nodes"))
     }
 }
-

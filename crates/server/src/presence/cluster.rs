@@ -39,7 +39,8 @@ enum Op {
 
 /// Presence operations, one implementation per engine.
 enum Backend {
-    Redis(RedisPresence),
+    // Boxed: the Redis side holds its two scripts (their source and hash) inline.
+    Redis(Box<RedisPresence>),
     Nats(NatsPresence),
 }
 
@@ -47,7 +48,7 @@ impl Backend {
     fn new(cluster: &Cluster, ttl: Duration) -> Self {
         match cluster.engine() {
             Engine::Redis(redis) => {
-                Backend::Redis(RedisPresence::new(cluster.clone(), redis.clone()))
+                Backend::Redis(Box::new(RedisPresence::new(cluster.clone(), redis.clone())))
             }
             Engine::Nats(nats) => Backend::Nats(NatsPresence::new(nats.clone(), ttl)),
         }

@@ -672,11 +672,26 @@ mod tests {
             ),
             (&["--trust-proxy-headers", "true"], "TRUSTED_PROXIES"),
             (&["--password-hash-queue", "0"], "PASSWORD_HASH_QUEUE"),
+            (&["--nats-url", "redis://x"], "NATS_URL"),
+            (
+                &["--nats-url", "nats://x", "--redis-url", "redis://x"],
+                "NATS_URL",
+            ),
         ];
         for (args, setting) in cases {
             let message = refusal(args);
             assert!(message.contains(setting), "{args:?} → {message}");
         }
+    }
+
+    #[test]
+    fn the_cluster_engine_is_redis_or_nats_with_its_own_prefix() {
+        assert_eq!(parse(&[]).cluster_url(), None);
+        let redis = parse(&["--redis-url", "redis://h:6379", "--redis-prefix", "r"]);
+        assert_eq!(redis.cluster_url(), Some(("redis://h:6379", "r")));
+        let nats = parse(&["--nats-url", "nats://h:4222", "--nats-prefix", "n"]);
+        assert!(nats.validate().is_ok());
+        assert_eq!(nats.cluster_url(), Some(("nats://h:4222", "n")));
     }
 
     #[test]

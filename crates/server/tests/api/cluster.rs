@@ -58,6 +58,7 @@ macro_rules! on_both_engines {
 on_both_engines!(
     events_cross_nodes_in_order_with_senders_on_every_node,
     presence_changes_once_per_transition_across_nodes,
+    the_online_list_pages_through_every_node_in_username_order,
     a_killed_node_goes_offline_and_its_clients_resume_elsewhere,
     an_engine_restart_mid_stream_loses_nothing,
     rate_limits_hold_across_nodes,
@@ -393,6 +394,57 @@ async fn presence_changes_once_per_transition_across_nodes(engine: Engine) {
         presence_of(&drain(&mut bob_ws).await, alice.user.id).is_empty(),
         "offline exactly once"
     );
+}
+
+/// `GET /rooms/{id}/online` on one node lists the users connected to every node, in
+/// case-insensitive username order, page after page, with the cluster-wide count.
+async fn the_online_list_pages_through_every_node_in_username_order(engine: Engine) {
+    let Some((backend, url)) = services("online_list_across_nodes", engine) else {
+        return;
+    };
+    let cluster = TestCluster::start(&backend, &url, 2, &[]).await;
+    let ann = cluster.register(0, "ann").await;
+    let room = ann.create_room("Roll call", false).await;
+    let mut sockets = vec![ann.subscribed(room.id).await];
+    for name in ["Zed", "bob", "Carol", "dave", "eve"] {
+        // Everyone else connects to node 1, so node 0 only knows them through the engine.
+        let user = cluster.register(1, name).await;
+        assert_eq!(user.join(room.id).await.status, StatusCode::CREATED);
+        sockets.push(user.subscribed(room.id).await);
+    }
+    let mut total = 0;
+    for _ in 0..100 {
+        let page: nebula_wire::OnlinePage = ann
+            .get(&format!("/rooms/{}/online?limit=100", room.id))
+            .await
+            .json();
+        total = page.online_count;
+        if total == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(total, 6, "everyone online, as node 0 sees it");
+    let mut names = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let query = match &after {
+            Some(name) => format!("limit=2&after={name}"),
+            None => "limit=2".to_owned(),
+        };
+        let page: nebula_wire::OnlinePage = ann
+            .get(&format!("/rooms/{}/online?{query}", room.id))
+            .await
+            .json();
+        assert!(page.users.len() <= 2);
+        assert_eq!(page.online_count, 6);
+        names.extend(page.users.into_iter().map(|user| user.username));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["ann", "bob", "Carol", "dave", "eve", "Zed"]);
 }
 
 async fn a_killed_node_goes_offline_and_its_clients_resume_elsewhere(engine: Engine) {

@@ -299,6 +299,9 @@ pub async fn list(
     kv: &kv::Store,
     filter: &str,
 ) -> Result<Vec<(String, Bytes)>, EngineError> {
+    if !nats.connected() {
+        return Err(EngineError::Nats("disconnected".to_owned()));
+    }
     let read = async {
         let consumer = kv
             .stream
@@ -312,6 +315,15 @@ pub async fn list(
             .await
             .map_err(EngineError::nats)?;
         let mut found = Vec::new();
+        let name = consumer.cached_info().name.clone();
+        // Done with it as soon as it is read: left alone, the server keeps an ephemeral
+        // consumer for its inactivity threshold, and this runs on every room subscription.
+        let stream = kv.stream.clone();
+        let _cleanup = scopeguard(move || {
+            tokio::spawn(async move {
+                let _ = stream.delete_consumer(&name).await;
+            });
+        });
         if consumer.cached_info().num_pending == 0 {
             return Ok(found);
         }
@@ -336,4 +348,17 @@ pub async fn list(
     tokio::time::timeout(COMMAND_TIMEOUT * 3, read)
         .await
         .map_err(|_| EngineError::Nats("listing keys timed out".to_owned()))?
+}
+
+/// Runs a closure when dropped (on every way out of a scope, including a timeout's).
+fn scopeguard(run: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(run) = self.0.take() {
+                run();
+            }
+        }
+    }
+    Guard(Some(run))
 }

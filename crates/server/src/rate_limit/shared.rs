@@ -73,6 +73,10 @@ pub(super) async fn take(
                 .await?)
         }
         Engine::Nats(nats) => {
+            if !nats.connected() {
+                // Decide locally at once rather than after a timeout.
+                return Err(EngineError::Nats("disconnected".to_owned()));
+            }
             let kv = nats.bucket(NATS_BUCKET, NATS_MAX_AGE).await?;
             let result = compare_and_swap(&kv, &nats_key(name, key), |value| {
                 let now = now_us();

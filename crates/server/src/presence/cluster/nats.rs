@@ -47,7 +47,12 @@ impl NatsPresence {
         NatsPresence { nats, ttl }
     }
 
+    /// The presence bucket; fails at once while disconnected (the worker then goes on with
+    /// what this node knows, as after a timeout, without waiting for one per operation).
     async fn presence(&self) -> Result<async_nats::jetstream::kv::Store, EngineError> {
+        if !self.nats.connected() {
+            return Err(EngineError::Nats("disconnected".to_owned()));
+        }
         self.nats.bucket(PRESENCE, Duration::ZERO).await
     }
 

@@ -182,7 +182,8 @@ pub struct Config {
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
 
-    /// Prefix of every NATS subject and key-value bucket (several clusters may share one NATS).
+    /// Prefix of every NATS subject and key-value bucket (several clusters may share one NATS);
+    /// letters, digits, `-` and `_`.
     #[arg(long, env = "NATS_PREFIX", default_value = "nebula")]
     pub nats_prefix: String,
 
@@ -424,6 +425,18 @@ impl Config {
         if let Some(url) = &self.nats_url {
             if !(url.starts_with("nats://") || url.starts_with("tls://")) {
                 return Err(invalid("NATS_URL", "must start with nats:// or tls://"));
+            }
+            // Subjects split on `.` and treat `*`/`>` as wildcards; bucket names allow only these.
+            if self.nats_prefix.is_empty()
+                || !self
+                    .nats_prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    "NATS_PREFIX",
+                    "must be letters, digits, '-' and '_' only",
+                ));
             }
             if self.redis_url.is_some() {
                 return Err(invalid(
@@ -673,6 +686,10 @@ mod tests {
             (&["--trust-proxy-headers", "true"], "TRUSTED_PROXIES"),
             (&["--password-hash-queue", "0"], "PASSWORD_HASH_QUEUE"),
             (&["--nats-url", "redis://x"], "NATS_URL"),
+            (
+                &["--nats-url", "nats://x", "--nats-prefix", "a.b"],
+                "NATS_PREFIX",
+            ),
             (
                 &["--nats-url", "nats://x", "--redis-url", "redis://x"],
                 "NATS_URL",

@@ -57,7 +57,7 @@ impl NatsPresence {
     }
 
     /// Runs `operation`, forgetting the bucket handles when it fails (see `cluster`).
-    async fn checked<T>(&self, result: Result<T, EngineError>) -> Result<T, EngineError> {
+    fn checked<T>(&self, result: Result<T, EngineError>) -> Result<T, EngineError> {
         if result.is_err() {
             self.nats.forget_bucket(PRESENCE);
             self.nats.forget_bucket(ALIVE);
@@ -95,7 +95,7 @@ impl NatsPresence {
             .await
         }
         .await;
-        self.checked(result).await
+        self.checked(result)
     }
 
     pub(super) async fn leave(
@@ -125,7 +125,7 @@ impl NatsPresence {
             Ok(gone)
         }
         .await;
-        self.checked(result).await
+        self.checked(result)
     }
 
     pub(super) async fn beat(&self, node: Uuid) -> Result<(), EngineError> {
@@ -137,7 +137,7 @@ impl NatsPresence {
             Ok(())
         }
         .await;
-        self.checked(result).await
+        self.checked(result)
     }
 
     pub(super) async fn nodes(&self) -> Result<Vec<Uuid>, EngineError> {

@@ -61,6 +61,7 @@ on_both_engines!(
     the_online_list_pages_through_every_node_in_username_order,
     a_killed_node_goes_offline_and_its_clients_resume_elsewhere,
     an_engine_restart_mid_stream_loses_nothing,
+    nodes_started_while_the_engine_is_down_join_up_once_it_starts,
     rate_limits_hold_across_nodes,
     a_removed_member_on_another_node_hears_nothing_when_the_bus_lost_the_removal,
     concurrent_changes_of_one_message_from_every_node_converge_on_every_subscriber,
@@ -641,6 +642,38 @@ async fn an_engine_restart_mid_stream_loses_nothing(engine: Engine) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("node 1 never reported healthy again");
+}
+
+/// Nodes start and serve while their engine is not running yet; once it starts they connect
+/// by themselves, report healthy, and what was posted meanwhile reaches the other node.
+async fn nodes_started_while_the_engine_is_down_join_up_once_it_starts(engine: Engine) {
+    let Some((backend, _)) = services("engine_down_at_start", engine) else {
+        return;
+    };
+    let mut engine = PrivateEngine::start(engine).await;
+    engine.stop().await;
+    let cluster = TestCluster::start(&backend, &engine.url(), 2, &[]).await;
+    assert_eq!(cluster.health(1).await["status"], "degraded");
+    let alice = cluster.register(0, "alice").await;
+    let room = alice.create_room("Early", false).await;
+    let bob = cluster.register(1, "bob").await;
+    assert_eq!(bob.join(room.id).await.status, StatusCode::CREATED);
+    let mut bob_ws = bob.subscribed(room.id).await;
+    for n in 1..=5 {
+        alice.say(room.id, &format!("before {n}")).await;
+    }
+    engine.restart().await;
+    for _ in 0..100 {
+        if cluster.health(0).await["status"] == "ok" && cluster.health(1).await["status"] == "ok" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cluster.health(1).await["status"], "ok", "node 1 connected");
+    for n in 6..=10 {
+        alice.say(room.id, &format!("after {n}")).await;
+    }
+    expect_seqs(&mut bob_ws, 1, 10, "bob, on the other node").await;
 }
 
 async fn rate_limits_hold_across_nodes(engine: Engine) {

@@ -176,6 +176,17 @@ pub struct Config {
     #[arg(long, env = "REDIS_PREFIX", default_value = "nebula")]
     pub redis_prefix: String,
 
+    /// `nats://…` (or `tls://…`): run as one node of a cluster on NATS instead of Redis. Events
+    /// go over core pub/sub, presence and rate limits live in JetStream key-value buckets, so
+    /// the server needs JetStream enabled (`nats-server -js`). Not together with `REDIS_URL`.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// Prefix of every NATS subject and key-value bucket (several clusters may share one NATS);
+    /// letters, digits, `-` and `_`.
+    #[arg(long, env = "NATS_PREFIX", default_value = "nebula")]
+    pub nats_prefix: String,
+
     /// Milliseconds a subscriber waits for a message that another node published out of order
     /// before reading it from the database.
     #[arg(long, env = "BUS_GAP_WAIT_MS", default_value_t = 250)]
@@ -313,6 +324,15 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 impl Config {
+    /// The cluster engine's URL and key prefix, when this node is part of a cluster.
+    pub fn cluster_url(&self) -> Option<(&str, &str)> {
+        match (&self.redis_url, &self.nats_url) {
+            (Some(url), _) => Some((url, &self.redis_prefix)),
+            (None, Some(url)) => Some((url, &self.nats_prefix)),
+            (None, None) => None,
+        }
+    }
+
     /// Checks every setting and resolves the JWT secret (generating one in dev mode).
     ///
     /// Returns the secret separately so `Config` itself never needs mutating.
@@ -401,6 +421,29 @@ impl Config {
                 "REDIS_URL",
                 "must start with redis:// or rediss://",
             ));
+        }
+        if let Some(url) = &self.nats_url {
+            if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+                return Err(invalid("NATS_URL", "must start with nats:// or tls://"));
+            }
+            // Subjects split on `.` and treat `*`/`>` as wildcards; bucket names allow only these.
+            if self.nats_prefix.is_empty()
+                || !self
+                    .nats_prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    "NATS_PREFIX",
+                    "must be letters, digits, '-' and '_' only",
+                ));
+            }
+            if self.redis_url.is_some() {
+                return Err(invalid(
+                    "NATS_URL",
+                    "set either REDIS_URL or NATS_URL, not both: a cluster runs on one engine",
+                ));
+            }
         }
         if self.password_hash_queue == 0 {
             return Err(invalid("PASSWORD_HASH_QUEUE", "must be at least 1"));
@@ -642,11 +685,30 @@ mod tests {
             ),
             (&["--trust-proxy-headers", "true"], "TRUSTED_PROXIES"),
             (&["--password-hash-queue", "0"], "PASSWORD_HASH_QUEUE"),
+            (&["--nats-url", "redis://x"], "NATS_URL"),
+            (
+                &["--nats-url", "nats://x", "--nats-prefix", "a.b"],
+                "NATS_PREFIX",
+            ),
+            (
+                &["--nats-url", "nats://x", "--redis-url", "redis://x"],
+                "NATS_URL",
+            ),
         ];
         for (args, setting) in cases {
             let message = refusal(args);
             assert!(message.contains(setting), "{args:?} → {message}");
         }
+    }
+
+    #[test]
+    fn the_cluster_engine_is_redis_or_nats_with_its_own_prefix() {
+        assert_eq!(parse(&[]).cluster_url(), None);
+        let redis = parse(&["--redis-url", "redis://h:6379", "--redis-prefix", "r"]);
+        assert_eq!(redis.cluster_url(), Some(("redis://h:6379", "r")));
+        let nats = parse(&["--nats-url", "nats://h:4222", "--nats-prefix", "n"]);
+        assert!(nats.validate().is_ok());
+        assert_eq!(nats.cluster_url(), Some(("nats://h:4222", "n")));
     }
 
     #[test]

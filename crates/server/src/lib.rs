@@ -41,9 +41,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Passwords, Tokens};
 use crate::bus::Bus;
-use crate::bus::RedisBus;
+use crate::bus::{NatsBus, RedisBus};
 use crate::calls::Calls;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Engine};
 use crate::config::ValidConfig;
 use crate::gateway::registry::UserConnections;
 use crate::gateway::typing::TypingRelay;
@@ -72,20 +72,32 @@ impl Server {
         let shutdown = CancellationToken::new();
         let metrics = telemetry::metrics_handle();
         telemetry::register_metrics();
-        let cluster = match &settings.redis_url {
-            Some(url) => Some(Cluster::new(url, &settings.redis_prefix)?),
+        let cluster = match settings.cluster_url() {
+            Some((url, prefix)) => Some(Cluster::connect(url, prefix).await?),
             None => None,
         };
         let hub = Arc::new(Hub::default());
         let bus = match &cluster {
-            Some(cluster) => Bus::Redis(RedisBus::start(
-                hub,
-                cluster.clone(),
-                store.clone(),
-                Duration::from_secs(settings.bus_reconcile_seconds),
-                shutdown.clone(),
-                &mut tasks,
-            )),
+            Some(cluster) => match cluster.engine() {
+                Engine::Redis(redis) => Bus::Redis(RedisBus::start(
+                    hub,
+                    cluster.clone(),
+                    redis.clone(),
+                    store.clone(),
+                    Duration::from_secs(settings.bus_reconcile_seconds),
+                    shutdown.clone(),
+                    &mut tasks,
+                )),
+                Engine::Nats(nats) => Bus::Nats(NatsBus::start(
+                    hub,
+                    cluster.clone(),
+                    nats.clone(),
+                    store.clone(),
+                    Duration::from_secs(settings.bus_reconcile_seconds),
+                    shutdown.clone(),
+                    &mut tasks,
+                )),
+            },
             None => {
                 // In one process the bus is a function call: always connected.
                 metrics::gauge!("nebula_bus_connected").set(1.0);
@@ -151,7 +163,7 @@ impl Server {
         tracing::info!(
             database = store.kind(),
             writers = writer_count,
-            cluster = cluster.is_some(),
+            cluster = cluster.as_ref().map(Cluster::engine_name),
             "store ready"
         );
         let state = AppState::new(Services {

@@ -8,10 +8,12 @@ mod changes;
 mod contacts;
 mod dms;
 mod lifecycle;
+mod media;
 mod messages;
 mod outbox;
 mod rooms;
 mod rows;
+mod stories;
 mod users;
 
 use std::str::FromStr;
@@ -30,6 +32,8 @@ pub use contacts::RequestOutcome;
 pub use lifecycle::{
     Action, Applied, ChangeOutcome, ChangesCommitted, MAX_DISTINCT_REACTIONS, NewChange, Refused,
 };
+pub use media::MediaRecord;
+pub use stories::StoryRecord;
 pub use messages::{Direction, MemberCache, NewMessage, NotAMember, Outcome, Posted};
 pub use outbox::{OutboxLease, OutboxRow};
 pub use rooms::{AddOutcome, MembershipCheck, RoomAccess, RoomRecord, SubscriptionState};
@@ -91,6 +95,8 @@ pub struct Store {
     backend: Backend,
     /// Raised after a membership change committed an outbox row (see `outbox.rs`).
     outbox_wake: Arc<Notify>,
+    /// Signs the media URLs of what the store returns; `None` leaves them unsigned paths.
+    media_urls: Option<Arc<crate::media::MediaUrls>>,
 }
 
 /// Expands `$body` once per backend with `$pool` bound to the read pool.
@@ -157,7 +163,14 @@ impl Store {
         Ok(Store {
             backend,
             outbox_wake: Arc::new(Notify::new()),
+            media_urls: None,
         })
+    }
+
+    /// This store, signing media URLs with `urls` (set once at start, before cloning).
+    pub fn with_media_urls(mut self, urls: crate::media::MediaUrls) -> Self {
+        self.media_urls = Some(Arc::new(urls));
+        self
     }
 
     /// `sqlite` or `postgres`, for logs and metrics.

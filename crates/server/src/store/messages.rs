@@ -469,11 +469,13 @@ macro_rules! link_attachments {
                 .bind(media.id)
                 .execute(&mut *$tx)
                 .await?;
-                sqlx::query("UPDATE media SET attached_at = COALESCE(attached_at, $2) WHERE id = $1")
-                    .bind(media.id)
-                    .bind(m.created_at)
-                    .execute(&mut *$tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE media SET attached_at = COALESCE(attached_at, $2) WHERE id = $1",
+                )
+                .bind(media.id)
+                .bind(m.created_at)
+                .execute(&mut *$tx)
+                .await?;
             }
         }
     };
@@ -624,7 +626,8 @@ impl Store {
             let query = if matches!(direction, Direction::After(_)) { query.bind(below) } else { query };
             query.fetch_all(pool).await?
         });
-        let mut messages: Vec<Message> = rows.into_iter().map(|row| self.message_from(row)).collect();
+        let mut messages: Vec<Message> =
+            rows.into_iter().map(|row| self.message_from(row)).collect();
         let has_more = i64::try_from(messages.len()).unwrap_or(i64::MAX) > limit;
         messages.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         if direction == Direction::Before {

@@ -33,10 +33,10 @@ pub use lifecycle::{
     Action, Applied, ChangeOutcome, ChangesCommitted, MAX_DISTINCT_REACTIONS, NewChange, Refused,
 };
 pub use media::MediaRecord;
-pub use stories::StoryRecord;
 pub use messages::{Direction, MemberCache, NewMessage, NotAMember, Outcome, Posted};
 pub use outbox::{OutboxLease, OutboxRow};
 pub use rooms::{AddOutcome, MembershipCheck, RoomAccess, RoomRecord, SubscriptionState};
+pub use stories::StoryRecord;
 pub use users::UserRecord;
 
 /// Storage failures. Client mistakes are not here: they are caught before the store.

@@ -287,6 +287,54 @@ pub struct Config {
     /// Lifetime of issued TURN credentials, in seconds.
     #[arg(long, env = "TURN_TTL_SECONDS", default_value_t = 86_400)]
     pub turn_ttl_seconds: u64,
+
+    /// Where uploads are kept: `fs://path` (a directory, created on first start) or
+    /// `s3://bucket[/prefix]` (with `S3_ENDPOINT`, `S3_REGION`, `S3_ACCESS_KEY_ID`,
+    /// `S3_SECRET_ACCESS_KEY`). Every node of a cluster must name the same S3 bucket.
+    #[arg(long, env = "MEDIA_STORE", default_value = "fs://./media")]
+    pub media_store: String,
+
+    /// S3 endpoint URL (e.g. `http://127.0.0.1:9000` for a local S3-compatible server); unset
+    /// means AWS.
+    #[arg(long, env = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region.
+    #[arg(long, env = "S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// S3 access key id.
+    #[arg(long, env = "S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+
+    /// S3 secret access key.
+    #[arg(long, env = "S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+
+    /// Largest upload, in bytes (413 `payload_too_large` as soon as a body passes it).
+    #[arg(long, env = "MEDIA_MAX_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub media_max_bytes: u64,
+
+    /// Bytes of uploads one user may keep (413 `quota_exceeded` beyond).
+    #[arg(long, env = "MEDIA_QUOTA_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub media_quota_bytes: u64,
+
+    /// Lifetime of the signed media URLs handed out on media objects (`url`), in seconds.
+    /// A URL stays valid between one and two such periods (stable within one, so caches work).
+    #[arg(long, env = "MEDIA_URL_TTL_SECONDS", default_value_t = 3600)]
+    pub media_url_ttl_seconds: u64,
+
+    /// Uploads referenced by no message or story are removed this long after upload.
+    #[arg(long, env = "MEDIA_ORPHAN_SECONDS", default_value_t = 86_400)]
+    pub media_orphan_seconds: u64,
+
+    /// How often the media janitor removes orphaned uploads and expired stories, in seconds.
+    #[arg(long, env = "MEDIA_SWEEP_SECONDS", default_value_t = 60)]
+    pub media_sweep_seconds: u64,
+
+    /// Lifetime of a story, in seconds.
+    #[arg(long, env = "STORY_TTL_SECONDS", default_value_t = 86_400)]
+    pub story_ttl_seconds: u64,
 }
 
 /// Who may open a direct room (`POST /dms`) with whom. Blocks apply under either policy.
@@ -472,6 +520,20 @@ impl Config {
                 "must be between 1 and 3600",
             ));
         }
+        if self.media_max_bytes == 0 {
+            return Err(invalid("MEDIA_MAX_BYTES", "must be at least 1"));
+        }
+        for (name, value) in [
+            ("MEDIA_URL_TTL_SECONDS", self.media_url_ttl_seconds),
+            ("MEDIA_SWEEP_SECONDS", self.media_sweep_seconds),
+            ("STORY_TTL_SECONDS", self.story_ttl_seconds),
+        ] {
+            if value == 0 {
+                return Err(invalid(name, "must be at least 1"));
+            }
+        }
+        crate::media::StoreLocation::parse(&self.media_store)
+            .map_err(|reason| invalid("MEDIA_STORE", &reason))?;
         let turn = self.turn()?;
         crate::outbox::validate_settings(self)?;
         let vapid = crate::outbox::embedded_vapid_keys(self)?;

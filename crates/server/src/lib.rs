@@ -19,6 +19,7 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod media;
 pub mod outbox;
 pub mod presence;
 pub mod rate_limit;
@@ -66,8 +67,11 @@ impl Server {
     /// Connects to the database (running migrations) and starts the background tasks.
     pub async fn build(config: ValidConfig) -> anyhow::Result<Self> {
         let settings = &config.config;
-        let store =
-            Store::connect(&settings.database_url, settings.database_max_connections).await?;
+        let media_urls = media::MediaUrls::new(&config.jwt_secret, settings.media_url_ttl_seconds);
+        let store = Store::connect(&settings.database_url, settings.database_max_connections)
+            .await?
+            .with_media_urls(media_urls.clone());
+        let media_storage = media::MediaStorage::open(settings)?;
         let mut tasks = JoinSet::new();
         let shutdown = CancellationToken::new();
         let metrics = telemetry::metrics_handle();
@@ -160,6 +164,15 @@ impl Server {
             &mut tasks,
         )
         .await;
+        let media_janitor = media::janitor::JanitorHandle::default();
+        tasks.spawn(media::janitor::run(
+            store.clone(),
+            media_storage.clone(),
+            Duration::from_secs(settings.media_sweep_seconds),
+            Duration::from_secs(settings.media_orphan_seconds),
+            media_janitor.clone(),
+            shutdown.clone(),
+        ));
         tracing::info!(
             database = store.kind(),
             writers = writer_count,
@@ -185,6 +198,10 @@ impl Server {
             typing,
             user_connections: UserConnections::default(),
             calls,
+            media_storage,
+            media_urls,
+            media_inspector: media::inspect::Inspector::default(),
+            media_janitor,
         });
         Ok(Server { state, tasks })
     }

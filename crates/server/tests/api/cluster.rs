@@ -162,6 +162,10 @@ impl TestCluster {
             .env("REDIS_PREFIX", &self.prefix)
             .env("NATS_PREFIX", &self.prefix)
             .env("JWT_SECRET", JWT_SECRET)
+            .env(
+                "MEDIA_STORE",
+                format!("fs://{}", self.dir.path().join("media").display()),
+            )
             .env("DEV_MODE", "false")
             .env("RATE_LIMIT_AUTH_PER_MINUTE", "0")
             .env("RATE_LIMIT_MESSAGES_PER_SECOND", "0")

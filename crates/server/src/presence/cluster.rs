@@ -115,6 +115,14 @@ impl Backend {
         }
     }
 
+    /// Whether the user is online in the room on any node.
+    async fn is_online(&self, room_id: Uuid, user_id: Uuid) -> Result<bool, EngineError> {
+        match self {
+            Backend::Redis(redis) => redis.is_online(room_id, user_id).await,
+            Backend::Nats(nats) => nats.is_online(room_id, user_id).await,
+        }
+    }
+
     async fn online(
         &self,
         room_id: Uuid,
@@ -175,13 +183,8 @@ impl ClusterPresence {
     }
 
     /// Whether the user is online in the room on any node.
-    pub async fn is_online(&self, room_id: Uuid, user_id: Uuid) -> redis::RedisResult<bool> {
-        let mut conn = self.cluster.commands();
-        redis::cmd("HEXISTS")
-            .arg(Keys(self.cluster.clone()).online(room_id))
-            .arg(user_id.to_string())
-            .query_async(&mut conn)
-            .await
+    pub async fn is_online(&self, room_id: Uuid, user_id: Uuid) -> Result<bool, EngineError> {
+        self.backend.is_online(room_id, user_id).await
     }
 
     /// Up to `limit` users online in the room on any node whose lowercased username sorts

@@ -69,6 +69,8 @@ on_both_engines!(
     a_call_is_signalled_between_nodes,
     an_unanswered_call_times_out_on_both_nodes,
     the_same_direct_room_requested_at_once_on_two_nodes_is_one_room,
+    a_direct_message_is_pushed_only_to_users_connected_on_no_node,
+    a_connection_opened_mid_ring_on_another_node_rings_too,
 );
 
 /// PostgreSQL and the engine's shared server URL, or `None` (printed) when the environment
@@ -1193,17 +1195,16 @@ fn embedded_push_env(vapid: &nebula_notifier::GeneratedVapidKeys) -> Vec<(&'stat
 /// "No open connection" is cluster-wide: bob's socket is on node 1, the message is sent on
 /// node 0, and whichever node relays the outbox sees him connected; carol, connected
 /// nowhere, is pushed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_direct_message_is_pushed_only_to_users_connected_on_no_node() {
+async fn a_direct_message_is_pushed_only_to_users_connected_on_no_node(engine: Engine) {
     let test = "a_direct_message_is_pushed_only_to_users_connected_on_no_node";
-    let Some((backend, redis)) = services(test) else {
+    let Some((backend, url)) = services(test, engine) else {
         return;
     };
     use crate::notifications::push_endpoint::PushEndpoint;
     let vapid = nebula_notifier::generate_vapid_keys();
     let env = embedded_push_env(&vapid);
     let env: Vec<(&'static str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let cluster = TestCluster::start(&backend, &redis, 2, &env).await;
+    let cluster = TestCluster::start(&backend, &url, 2, &env).await;
     let endpoint = PushEndpoint::start(&vapid.public_key, crate::notifications::SUBJECT).await;
     let alice = cluster.register(0, "alice").await;
     let bob = cluster.register(1, "bob").await;
@@ -1220,7 +1221,7 @@ async fn a_direct_message_is_pushed_only_to_users_connected_on_no_node() {
     let with_carol = open(&carol).await;
 
     // Bob's socket on node 1 subscribes to the room; once alice (node 0) hears him online
-    // there, node 1 has also told Redis about his connection (its presence changes are
+    // there, node 1 has also told the engine about his connection (its presence changes are
     // applied in order, the connection's first).
     let mut alices_socket = alice.subscribed(with_bob.id).await;
     let _bobs_socket = bob.subscribed(with_bob.id).await;
@@ -1265,13 +1266,12 @@ async fn a_direct_message_is_pushed_only_to_users_connected_on_no_node() {
 
 /// A connection that opens on another node than the call's owner while the call rings
 /// gets the invite, and can answer it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_opened_mid_ring_on_another_node_rings_too() {
-    let Some((backend, redis)) = services("a_connection_opened_mid_ring_on_another_node_rings_too")
-    else {
+async fn a_connection_opened_mid_ring_on_another_node_rings_too(engine: Engine) {
+    let test = "a_connection_opened_mid_ring_on_another_node_rings_too";
+    let Some((backend, url)) = services(test, engine) else {
         return;
     };
-    let cluster = TestCluster::start(&backend, &redis, 2, &[]).await;
+    let cluster = TestCluster::start(&backend, &url, 2, &[]).await;
     let alice = cluster.register(0, "alice").await;
     let bob = cluster.register(1, "bob").await;
     let room = alice.create_room("Calls", false).await;

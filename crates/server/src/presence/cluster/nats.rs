@@ -149,6 +149,21 @@ impl NatsPresence {
             .collect())
     }
 
+    pub(super) async fn is_online(
+        &self,
+        room_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<bool, EngineError> {
+        let result = async {
+            let kv = self.presence().await?;
+            Ok(timed(kv.get(format!("online.{room_id}.{user_id}")))
+                .await?
+                .is_some())
+        }
+        .await;
+        self.checked(result)
+    }
+
     pub(super) async fn alive(&self, node: Uuid) -> Result<bool, EngineError> {
         let alive = self.nats.bucket(ALIVE, self.ttl).await?;
         Ok(timed(alive.get(node.to_string())).await?.is_some())

@@ -171,6 +171,18 @@ impl RedisPresence {
         Ok(())
     }
 
+    pub(super) async fn is_online(
+        &self,
+        room_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<bool, EngineError> {
+        Ok(redis::cmd("HEXISTS")
+            .arg(self.keys.online(room_id))
+            .arg(user_id.to_string())
+            .query_async(&mut self.redis.commands())
+            .await?)
+    }
+
     /// A range of the room's sorted online list, so a page costs its own length whatever the
     /// room's.
     pub(super) async fn online(

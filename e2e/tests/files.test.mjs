@@ -53,6 +53,9 @@ function png(width, height) {
   ]);
 }
 
+/** The server's upload limit in this test (the client reads it from `GET /media/limits`). */
+const MAX_BYTES = 1024 * 1024;
+
 /** The `<li>` of the message whose attachments include a file named `filename`. */
 function messageWithFile(page, filename) {
   return page.locator('#message-list > li.msg').filter({ has: page.locator(`.attachments [title^="${filename} "], .attachments .att-name:text-is("${filename}")`) });
@@ -105,7 +108,7 @@ describe('files and stories in the web client', () => {
   let roomId;
 
   before(async () => {
-    server = await NebulaServer.create();
+    server = await NebulaServer.create({ MEDIA_MAX_BYTES: String(MAX_BYTES) });
     browser = await launchBrowser();
     alice = await newPage(browser);
     bob = await newPage(browser);
@@ -177,6 +180,19 @@ describe('files and stories in the web client', () => {
     assert.equal(got.status, 200);
     assert.match(got.disposition, /^attachment/);
     assert.equal(got.body, text);
+  });
+
+  test("a file over the server's limit is refused before it is sent", async () => {
+    let uploads = 0;
+    const count = (req) => {
+      if (req.method() === 'POST' && new URL(req.url()).pathname === '/media') uploads += 1;
+    };
+    bob.page.on('request', count);
+    await giveFiles(bob.page, 'paste', [{ name: 'huge.bin', type: 'application/octet-stream', bytes: Buffer.alloc(MAX_BYTES + 1) }]);
+    await bob.page.locator('.toast', { hasText: '“huge.bin” is too large (at most 1.0 MB).' }).waitFor();
+    assert.equal(await bob.page.locator('#attach-tray .upload').count(), 0);
+    bob.page.off('request', count);
+    assert.equal(uploads, 0, 'nothing was uploaded');
   });
 
   test('files dropped on the room upload with progress; one removed from the tray is not sent', async () => {

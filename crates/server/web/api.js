@@ -204,6 +204,8 @@ export const api = {
   unreact: (roomId, messageId, emoji) =>
     request('DELETE', `/rooms/${enc(roomId)}/messages/${enc(messageId)}/reactions/${enc(emoji)}`),
 
+  /** `{max_bytes, quota_bytes, used_bytes}` */
+  mediaLimits: () => request('GET', '/media/limits'),
   /** A media object with fresh signed `url` / `thumbnail_url` (they expire). */
   mediaInfo: (id) => request('GET', `/media/${enc(id)}/info`),
 

@@ -198,6 +198,7 @@ function enterApp() {
   });
   loadPublicRooms(true);
   stories.startStories();
+  uploads.loadLimits();
 }
 
 function roomIdFromHash() {

@@ -9,7 +9,7 @@ import { api, uploadMedia } from './api.js';
 import { formatSize } from './attachments.js';
 import { $, state } from './state.js';
 import * as ui from './ui.js';
-import { MAX_UPLOAD_BYTES } from './uploads.js';
+import { maxUploadBytes } from './uploads.js';
 
 const REFRESH_MS = 60_000;
 const TEXT_MAX = 4000;
@@ -172,8 +172,8 @@ async function postStory() {
     err.textContent = `At most ${TEXT_MAX} characters.`;
     return;
   }
-  if (file && file.size > MAX_UPLOAD_BYTES) {
-    err.textContent = `The image is too large (at most ${formatSize(MAX_UPLOAD_BYTES)}).`;
+  if (file && file.size > maxUploadBytes()) {
+    err.textContent = `The image is too large (at most ${formatSize(maxUploadBytes())}).`;
     return;
   }
   const submit = $('story-post-submit');

@@ -3,14 +3,13 @@
 // its progress shown) and waits in the tray above the composer with a remove button; sending
 // takes the finished ones (`takeReady`) and the message names their ids in `attachments`.
 
-import { uploadMedia } from './api.js';
+import { api, uploadMedia } from './api.js';
 import { formatSize } from './attachments.js';
 import { $ } from './state.js';
 import * as ui from './ui.js';
 
-// TODO: the server does not expose MEDIA_MAX_BYTES; this is its default (25 MiB). A larger
-// file is refused here at once; with a lower server limit the server's 413 is shown instead.
-export const MAX_UPLOAD_BYTES = 25 * 1024 * 1024;
+/** The server's largest upload (`GET /media/limits`); its default until that answers. */
+let maxBytes = 25 * 1024 * 1024;
 /** The server accepts at most this many attachments on one message. */
 export const MAX_ATTACHMENTS = 10;
 
@@ -49,6 +48,12 @@ export function bindUploads({ dropZone }) {
     depth = Math.max(0, depth - 1);
     if (depth === 0) dropZone.classList.remove('drop-target');
   });
+  // A file dropped anywhere else must not make the browser leave the chat to open it.
+  for (const type of ['dragover', 'drop']) {
+    window.addEventListener(type, (e) => {
+      if (hasFiles(e)) e.preventDefault();
+    });
+  }
   dropZone.addEventListener('drop', (e) => {
     depth = 0;
     dropZone.classList.remove('drop-target');
@@ -59,6 +64,23 @@ export function bindUploads({ dropZone }) {
   });
 }
 
+/** Ask the server for its upload limit (after logging in). */
+export function loadLimits() {
+  api
+    .mediaLimits()
+    .then((l) => {
+      if (l?.max_bytes > 0) maxBytes = l.max_bytes;
+    })
+    .catch(() => {
+      /* keep the default; the server still answers 413 */
+    });
+}
+
+/** The largest file the server takes, in bytes. */
+export function maxUploadBytes() {
+  return maxBytes;
+}
+
 /** Start uploading `files` (over-limit ones are refused with a toast). */
 export function addFiles(files) {
   for (const file of files) {
@@ -66,8 +88,8 @@ export function addFiles(files) {
       ui.toast(`At most ${MAX_ATTACHMENTS} files per message.`, 'warn');
       break;
     }
-    if (file.size > MAX_UPLOAD_BYTES) {
-      ui.toast(`“${file.name}” is too large (at most ${formatSize(MAX_UPLOAD_BYTES)}).`, 'warn');
+    if (file.size > maxBytes) {
+      ui.toast(`“${file.name}” is too large (at most ${formatSize(maxBytes)}).`, 'warn');
       continue;
     }
     if (file.size === 0) {

@@ -183,8 +183,12 @@ mod tests {
             let path = dir.path().join(format!("{w}x{h}.png"));
             image::RgbImage::new(w, h).save(&path).expect("write a png");
             let facts = image_facts(&path, "image/png");
-            assert_eq!((facts.width, facts.height), (Some(i64::from(w)), Some(i64::from(h))));
-            let thumbnail = image::load_from_memory(&facts.thumbnail.expect("a thumbnail")).expect("a png");
+            assert_eq!(
+                (facts.width, facts.height),
+                (Some(i64::from(w)), Some(i64::from(h)))
+            );
+            let thumbnail =
+                image::load_from_memory(&facts.thumbnail.expect("a thumbnail")).expect("a png");
             assert_eq!((thumbnail.width(), thumbnail.height()), want, "{w}x{h}");
         }
     }

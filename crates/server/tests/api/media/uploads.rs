@@ -157,7 +157,9 @@ async fn the_quota_counts_every_upload(backend: Backend, kind: MediaKind) {
 }
 
 async fn the_limits_and_the_quota_used_are_published(backend: Backend, kind: MediaKind) {
-    let Some(media) = MediaSetup::new(kind).await else { return };
+    let Some(media) = MediaSetup::new(kind).await else {
+        return;
+    };
     let app = TestApp::spawn_with(backend, |config| {
         media.apply(config);
         config.media_max_bytes = 5000;
@@ -174,6 +176,12 @@ async fn the_limits_and_the_quota_used_are_published(backend: Backend, kind: Med
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json::<MediaLimits>(), limits(0));
     uploaded(&alice, "a", vec![1u8; 600], "application/octet-stream").await;
-    assert_eq!(get(&alice, "/media/limits").await.json::<MediaLimits>(), limits(600));
-    assert_eq!(app.get("/media/limits").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(&alice, "/media/limits").await.json::<MediaLimits>(),
+        limits(600)
+    );
+    assert_eq!(
+        app.get("/media/limits").await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -208,7 +208,11 @@ function updateNode(item) {
   else status.textContent = `Not uploaded: ${item.error}`;
   node.classList.toggle('failed', item.status === 'failed');
   const thumb = node.querySelector('.upload-thumb');
-  if (item.status === 'done' && item.media.thumbnail_url && !thumb.firstChild) {
-    thumb.append(ui.el('img', { attrs: { src: item.media.thumbnail_url, alt: '', width: '32', height: '32' } }));
+  if (item.status === 'done' && !thumb.firstChild) {
+    thumb.append(
+      item.media.thumbnail_url
+        ? ui.el('img', { attrs: { src: item.media.thumbnail_url, alt: '', width: '32', height: '32' } })
+        : ui.icon('clip', 16),
+    );
   }
 }

@@ -2,6 +2,7 @@
 # How much an upload raises the server's memory: starts the server (fresh SQLite database and
 # media directory), uploads a file of SIZE_MIB (default 25 MiB minus one byte, just under
 # MEDIA_MAX_BYTES) with curl, and prints VmRSS / VmHWM (peak RSS) from /proc before and after.
+# MEDIA_STORE and S3_* from the environment choose another store (default: a temp directory).
 #
 #   scripts/upload-rss.sh [path/to/nebula]     (default: target/release/nebula)
 set -euo pipefail
@@ -10,7 +11,7 @@ bin=$(realpath "${1:-target/release/nebula}")
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 (cd "$work" && DATABASE_URL="sqlite://$work/nebula.db" BACKEND_ADDR="127.0.0.1:$port" DEV_MODE=true \
-  MEDIA_STORE="fs://$work/media" RATE_LIMIT_AUTH_PER_MINUTE=0 NO_COLOR=1 exec "$bin") >"$work/nebula.log" 2>&1 &
+  MEDIA_STORE="${MEDIA_STORE:-fs://$work/media}" RATE_LIMIT_AUTH_PER_MINUTE=0 NO_COLOR=1 exec "$bin") >"$work/nebula.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do

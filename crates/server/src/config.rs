@@ -480,13 +480,16 @@ impl Config {
         if self.media_max_bytes == 0 {
             return Err(invalid("MEDIA_MAX_BYTES", "must be at least 1"));
         }
+        // At most ten years: times are computed as now ± these, which must stay dates.
+        const TEN_YEARS: u64 = 10 * 366 * 86_400;
         for (name, value) in [
             ("MEDIA_URL_TTL_SECONDS", self.media_url_ttl_seconds),
             ("MEDIA_SWEEP_SECONDS", self.media_sweep_seconds),
             ("STORY_TTL_SECONDS", self.story_ttl_seconds),
+            ("MEDIA_ORPHAN_SECONDS", self.media_orphan_seconds.max(1)),
         ] {
-            if value == 0 {
-                return Err(invalid(name, "must be at least 1"));
+            if !(1..=TEN_YEARS).contains(&value) {
+                return Err(invalid(name, "must be between 1 and 316224000 (ten years)"));
             }
         }
         crate::media::StoreLocation::parse(&self.media_store)
@@ -694,6 +697,15 @@ mod tests {
             ),
             (&["--ws-max-message-bytes", "10"], "WS_MAX_MESSAGE_BYTES"),
             (&["--ws-outbound-queue", "8"], "WS_OUTBOUND_QUEUE"),
+            (&["--media-store", "ftp://x"], "MEDIA_STORE"),
+            (&["--media-store", "s3://"], "MEDIA_STORE"),
+            (&["--media-max-bytes", "0"], "MEDIA_MAX_BYTES"),
+            (&["--story-ttl-seconds", "0"], "STORY_TTL_SECONDS"),
+            (
+                &["--media-orphan-seconds", "99999999999"],
+                "MEDIA_ORPHAN_SECONDS",
+            ),
+            (&["--media-url-ttl-seconds", "0"], "MEDIA_URL_TTL_SECONDS"),
             (
                 &["--ws-idle-timeout-seconds", "5"],
                 "WS_IDLE_TIMEOUT_SECONDS",

@@ -204,9 +204,8 @@ fn parse_attachments(raw: &[String]) -> Result<Vec<Uuid>, ApiError> {
     }
     let mut ids = Vec::with_capacity(raw.len());
     for text in raw {
-        let id = Uuid::parse_str(text).map_err(|_| {
-            ApiError::InvalidAttachment(format!("{text:?} is not a media id"))
-        })?;
+        let id = Uuid::parse_str(text)
+            .map_err(|_| ApiError::InvalidAttachment(format!("{text:?} is not a media id")))?;
         if ids.contains(&id) {
             return Err(ApiError::InvalidAttachment(format!("{id} is named twice")));
         }

@@ -217,6 +217,28 @@ export const api = {
   /** `{views: [{user, viewed_at}]}` (author only). */
   storyViews: (id) => request('GET', `/stories/${enc(id)}/views`),
   deleteStory: (id) => request('DELETE', `/stories/${enc(id)}`),
+
+  /** My direct rooms, most recent message first: `{rooms}`. */
+  directRooms: () => request('GET', '/dms'),
+  /** The direct room with that user (created on first use): a `room` with `kind: "direct"`. */
+  openDirect: (userId) => request('POST', '/dms', { body: { user_id: userId } }),
+  /** Users whose name starts with `q` (at most 20): `{users}`. */
+  searchUsers: (q, signal) => request('GET', `/users${query({ q })}`, { signal }),
+  user: (id) => request('GET', `/users/${enc(id)}`),
+
+  contacts: () => request('GET', '/contacts'),
+  /** Pending requests: `{incoming, outgoing}`. */
+  contactRequests: () => request('GET', '/contacts/requests'),
+  requestContact: (userId) => request('POST', '/contacts/requests', { body: { user_id: userId } }),
+  acceptContact: (requestId) => request('POST', `/contacts/requests/${enc(requestId)}/accept`),
+  declineContact: (requestId) => request('POST', `/contacts/requests/${enc(requestId)}/decline`),
+  removeContact: (userId) => request('DELETE', `/contacts/${enc(userId)}`),
+  blocks: () => request('GET', '/blocks'),
+  block: (userId) => request('PUT', `/blocks/${enc(userId)}`),
+  unblock: (userId) => request('DELETE', `/blocks/${enc(userId)}`),
+
+  /** TURN credentials `{uris, username, password, ttl}`; 404 `turn_not_configured` if none. */
+  turn: () => request('GET', '/voip/turn'),
 };
 
 /**

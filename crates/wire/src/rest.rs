@@ -301,8 +301,8 @@ pub struct MediaLimits {
 #[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UploadQuery {
-    /// 1–255 characters without control characters or `/`, `\\`; default `file`.
-    #[param(min_length = 1, max_length = 255)]
+    /// The name shown for the file. Control characters, `/` and `\\` become `_`, it is cut to
+    /// 255 characters, and an empty (or missing) name becomes `file`: any string is accepted.
     pub filename: Option<String>,
 }
 

@@ -32,6 +32,7 @@ use super::transport::Transport;
 use crate::bus::encode;
 use crate::error::ApiError;
 use crate::hub::{ConnId, Frame};
+use crate::presence::UserPresence;
 use crate::state::AppState;
 
 /// Most handed-over events handled per wake-up before the task looks at anything else.
@@ -93,6 +94,9 @@ pub(crate) struct Connection {
     pub(super) budget: FrameBudget,
     /// This connection's place in its user's connection cap.
     _permit: ConnectionPermit,
+    /// Counts this connection as its user's, cluster-wide, until it ends (no Web Push for
+    /// direct messages and calls meanwhile); taken as soon as the session is over.
+    user_presence: Option<UserPresence>,
 }
 
 impl Connection {
@@ -123,6 +127,7 @@ impl Connection {
             last_heard: Instant::now(),
             budget: FrameBudget::new(),
             _permit: permit,
+            user_presence: None,
             state,
         };
         metrics::gauge!("nebula_ws_connections").increment(1.0);
@@ -131,7 +136,12 @@ impl Connection {
             .state
             .calls
             .register(connection.user.id, connection.id, connection.out.clone());
+        connection.user_presence = Some(UserPresence::open(
+            connection.state.presence.clone(),
+            &connection.user,
+        ));
         let reason = connection.serve(token_expires_at, initial_room).await;
+        connection.user_presence = None;
         // Its calls end now, not after the closing handshake.
         connection
             .state

@@ -252,7 +252,9 @@ impl Connection {
         let attachments = if body.attachments.is_empty() {
             Vec::new()
         } else {
-            match crate::media::attachments(&self.state.store, &body.attachments, self.user.id).await {
+            match crate::media::attachments(&self.state.store, &body.attachments, self.user.id)
+                .await
+            {
                 Ok(media) => media,
                 Err(err) => return self.reject(err, reference).await,
             }

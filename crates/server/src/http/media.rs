@@ -95,7 +95,8 @@ async fn upload(
     let mut size: u64 = 0;
     while let Some(chunk) = stream.next().await {
         // A client that stops sending mid-body: nothing was stored.
-        let chunk = chunk.map_err(|err| ApiError::InvalidBody(format!("upload interrupted: {err}")))?;
+        let chunk =
+            chunk.map_err(|err| ApiError::InvalidBody(format!("upload interrupted: {err}")))?;
         size += chunk.len() as u64;
         if let Some(err) = too_big(size) {
             discard_rest(stream, max);
@@ -184,7 +185,13 @@ fn clean_filename(raw: Option<&str>) -> String {
     let cleaned: String = raw
         .unwrap_or_default()
         .chars()
-        .map(|c| if c.is_control() || c == '/' || c == '\\' { '_' } else { c })
+        .map(|c| {
+            if c.is_control() || c == '/' || c == '\\' {
+                '_'
+            } else {
+                c
+            }
+        })
         .take(255)
         .collect();
     let trimmed = cleaned.trim();
@@ -244,12 +251,18 @@ async fn serve(
     let body = Body::from_stream(object.stream.map_err(std::io::Error::other));
     let mut response = body.into_response();
     let headers = response.headers_mut();
-    let content_type =
-        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let content_type = HeaderValue::from_str(content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     headers.insert(header::CONTENT_TYPE, content_type);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(object.size));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
     headers.insert(
         header::CONTENT_DISPOSITION,
         HeaderValue::from_str(&format!(
@@ -259,7 +272,10 @@ async fn serve(
         .unwrap_or(HeaderValue::from_static("attachment")),
     );
     // Private: a shared cache must not hand one member's file to someone else.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
     Ok(response)
 }
 
@@ -267,8 +283,21 @@ async fn serve(
 fn percent_encode(raw: &str) -> String {
     raw.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'!' | b'#' | b'$' | b'&' | b'+' | b'-'
-            | b'.' | b'^' | b'_' | b'`' | b'|' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'!'
+            | b'#'
+            | b'$'
+            | b'&'
+            | b'+'
+            | b'-'
+            | b'.'
+            | b'^'
+            | b'_'
+            | b'`'
+            | b'|'
+            | b'~' => (b as char).to_string(),
             other => format!("%{other:02X}"),
         })
         .collect()
@@ -291,7 +320,13 @@ async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let record = authorized(&state, &headers, media_id, Variant::Original, &signed).await?;
-    serve(&state, &object_key(media_id), &record.content_type, &record.filename).await
+    serve(
+        &state,
+        &object_key(media_id),
+        &record.content_type,
+        &record.filename,
+    )
+    .await
 }
 
 /// A PNG at most 320 px on its longer side; images only (and not those too large or broken to

@@ -52,7 +52,10 @@ pub fn detect_type(head: &[u8]) -> String {
     let lower = text.trim_start().to_ascii_lowercase();
     if lower.contains("<svg") {
         "image/svg+xml".into()
-    } else if lower.starts_with("<!doctype html") || lower.contains("<html") || lower.contains("<script") {
+    } else if lower.starts_with("<!doctype html")
+        || lower.contains("<html")
+        || lower.contains("<script")
+    {
         "text/html".into()
     } else if lower.starts_with("<?xml") {
         "text/xml".into()
@@ -88,7 +91,10 @@ fn limits() -> Limits {
     limits
 }
 
-fn reader(path: &Path, format: ImageFormat) -> std::io::Result<ImageReader<BufReader<std::fs::File>>> {
+fn reader(
+    path: &Path,
+    format: ImageFormat,
+) -> std::io::Result<ImageReader<BufReader<std::fs::File>>> {
     let mut reader = ImageReader::new(BufReader::new(std::fs::File::open(path)?));
     reader.set_format(format);
     reader.limits(limits());
@@ -171,7 +177,10 @@ mod tests {
             "image/svg+xml"
         );
         assert_eq!(detect_type(b"hello"), "text/plain");
-        assert_eq!(detect_type(&[0xff, 0x00, 0xfe, 0x01]), "application/octet-stream");
+        assert_eq!(
+            detect_type(&[0xff, 0x00, 0xfe, 0x01]),
+            "application/octet-stream"
+        );
         assert!(!is_inline_image("image/svg+xml"));
         assert!(is_inline_image("image/webp"));
     }

@@ -67,8 +67,9 @@ pub async fn sweep(
     let mut removed = 0;
     for id in store.collectable_media(orphan_before, BATCH).await? {
         if store.delete_unreferenced_media(id).await? {
-            storage.delete(&object_key(id)).await?;
+            // The thumbnail first: once the file itself is gone, nothing of it is left.
             storage.delete(&thumbnail_key(id)).await?;
+            storage.delete(&object_key(id)).await?;
             removed += 1;
         }
     }

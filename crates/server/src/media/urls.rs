@@ -147,6 +147,10 @@ mod tests {
         assert!(!urls.verify(id, Variant::Original, exp + 1, sig, now));
         assert!(!urls.verify(id, Variant::Original, exp, sig, exp));
         assert!(!MediaUrls::new("other", 3600).verify(id, Variant::Original, exp, sig, now));
-        assert_eq!(url, urls.sign(id, Variant::Original, now + 1), "stable within a period");
+        assert_eq!(
+            url,
+            urls.sign(id, Variant::Original, now + 1),
+            "stable within a period"
+        );
     }
 }

@@ -43,7 +43,8 @@ const MEDIA_COLUMNS: &str =
     "id, uploader_id, content_type, size, filename, width, height, has_thumbnail, created_at";
 
 /// Media nothing references: no message and no story (expired stories are deleted first).
-const UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM message_media mm WHERE mm.media_id = media.id)
+const UNREFERENCED: &str =
+    "NOT EXISTS (SELECT 1 FROM message_media mm WHERE mm.media_id = media.id)
      AND NOT EXISTS (SELECT 1 FROM stories s WHERE s.media_id = media.id)";
 
 impl Store {
@@ -137,7 +138,11 @@ impl Store {
 
     /// The records of `ids` if every one is an upload of `uploader`, in the order given;
     /// `None` if any is not.
-    pub async fn own_media(&self, ids: &[Uuid], uploader: Uuid) -> StoreResult<Option<Vec<MediaRecord>>> {
+    pub async fn own_media(
+        &self,
+        ids: &[Uuid],
+        uploader: Uuid,
+    ) -> StoreResult<Option<Vec<MediaRecord>>> {
         let mut records = Vec::with_capacity(ids.len());
         for &id in ids {
             match self.media(id).await? {

@@ -29,14 +29,15 @@ use tokio::sync::Notify;
 
 pub use changes::{FeedEntry, ReactionRecord};
 pub use contacts::RequestOutcome;
+pub use dms::DirectRoom;
 pub use lifecycle::{
     Action, Applied, ChangeOutcome, ChangesCommitted, MAX_DISTINCT_REACTIONS, NewChange, Refused,
 };
 pub use media::MediaRecord;
-pub use stories::StoryRecord;
 pub use messages::{Direction, MemberCache, NewMessage, NotAMember, Outcome, Posted};
 pub use outbox::{OutboxLease, OutboxRow};
 pub use rooms::{AddOutcome, MembershipCheck, RoomAccess, RoomRecord, SubscriptionState};
+pub use stories::StoryRecord;
 pub use users::UserRecord;
 
 /// Storage failures. Client mistakes are not here: they are caught before the store.

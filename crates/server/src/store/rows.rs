@@ -130,7 +130,9 @@ pub(super) fn encode_attachments(media: &[nebula_wire::Media]) -> Option<String>
         .cloned()
         .map(|mut m| {
             m.url = Some(format!("/media/{}", m.id));
-            m.thumbnail_url = m.thumbnail_url.map(|_| format!("/media/{}/thumbnail", m.id));
+            m.thumbnail_url = m
+                .thumbnail_url
+                .map(|_| format!("/media/{}/thumbnail", m.id));
             m
         })
         .collect();

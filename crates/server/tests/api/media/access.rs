@@ -18,7 +18,9 @@ async fn only_the_uploader_and_members_of_a_room_where_it_is_attached_may_fetch(
     backend: Backend,
     kind: MediaKind,
 ) {
-    let Some(media) = MediaSetup::new(kind).await else { return };
+    let Some(media) = MediaSetup::new(kind).await else {
+        return;
+    };
     let app = TestApp::spawn_with(backend, |config| media.apply(config)).await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
@@ -46,7 +48,10 @@ async fn only_the_uploader_and_members_of_a_room_where_it_is_attached_may_fetch(
     // A file that is not an image is a download in a sandbox.
     let disposition = got.headers["content-disposition"].to_str().unwrap();
     assert!(disposition.starts_with("attachment"), "{disposition}");
-    carol.get(&path).await.assert_problem(404, "media_not_found");
+    carol
+        .get(&path)
+        .await
+        .assert_problem(404, "media_not_found");
     carol
         .get(&format!("{path}/thumbnail"))
         .await
@@ -62,13 +67,18 @@ async fn only_the_uploader_and_members_of_a_room_where_it_is_attached_may_fetch(
 }
 
 async fn signed_urls_open_one_object_for_a_while(backend: Backend, kind: MediaKind) {
-    let Some(media) = MediaSetup::new(kind).await else { return };
+    let Some(media) = MediaSetup::new(kind).await else {
+        return;
+    };
     let app = TestApp::spawn_with(backend, |config| media.apply(config)).await;
     let alice = app.register("alice").await;
     let image = uploaded(&alice, "pic.png", png(64, 64), "image/png").await;
     let other = uploaded(&alice, "other.png", png(8, 8), "image/png").await;
     let url = image.url.clone().expect("a signed url");
-    assert!(url.starts_with(&format!("/media/{}?exp=", image.id)), "{url}");
+    assert!(
+        url.starts_with(&format!("/media/{}?exp=", image.id)),
+        "{url}"
+    );
     let got = fetch_anonymously(&alice, &url).await;
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(got.body, png(64, 64));
@@ -98,7 +108,9 @@ async fn signed_urls_open_one_object_for_a_while(backend: Backend, kind: MediaKi
 }
 
 async fn two_nodes_sharing_a_store_serve_each_others_uploads(backend: Backend, kind: MediaKind) {
-    let Some(media) = MediaSetup::new(kind).await else { return };
+    let Some(media) = MediaSetup::new(kind).await else {
+        return;
+    };
     let first = TestApp::spawn_with(backend, |config| media.apply(config)).await;
     let mut config = test_config(&first.database_url);
     media.apply(&mut config);
@@ -122,7 +134,10 @@ async fn two_nodes_sharing_a_store_serve_each_others_uploads(backend: Backend, k
     // A message posted on one node carries the file on the other.
     let room = alice.create_room("Both", false).await;
     let message: Message = alice_there
-        .post_message(room.id, json!({"content": "look", "attachments": [here.id]}))
+        .post_message(
+            room.id,
+            json!({"content": "look", "attachments": [here.id]}),
+        )
         .await
         .json();
     assert_eq!(message.attachments.len(), 1);

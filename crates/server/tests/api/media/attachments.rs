@@ -17,7 +17,9 @@ on_every_store!(
 );
 
 async fn attachments_must_be_the_senders_uploads(backend: Backend, kind: MediaKind) {
-    let Some(media) = MediaSetup::new(kind).await else { return };
+    let Some(media) = MediaSetup::new(kind).await else {
+        return;
+    };
     let app = TestApp::spawn_with(backend, |config| media.apply(config)).await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
@@ -36,7 +38,11 @@ async fn attachments_must_be_the_senders_uploads(backend: Backend, kind: MediaKi
     }
     let mut many = Vec::new();
     for i in 0..11 {
-        many.push(uploaded(&alice, &format!("{i}.txt"), vec![b'x'], "text/plain").await.id);
+        many.push(
+            uploaded(&alice, &format!("{i}.txt"), vec![b'x'], "text/plain")
+                .await
+                .id,
+        );
     }
     alice
         .post_message(room.id, json!({"content": "x", "attachments": many}))
@@ -67,7 +73,9 @@ async fn attachments_must_be_the_senders_uploads(backend: Backend, kind: MediaKi
 }
 
 async fn attachments_travel_with_messages(backend: Backend, kind: MediaKind) {
-    let Some(media) = MediaSetup::new(kind).await else { return };
+    let Some(media) = MediaSetup::new(kind).await else {
+        return;
+    };
     let app = TestApp::spawn_with(backend, |config| media.apply(config)).await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
@@ -122,7 +130,9 @@ async fn attachments_travel_with_messages(backend: Backend, kind: MediaKind) {
 }
 
 async fn deleting_a_message_removes_files_nothing_else_uses(backend: Backend, kind: MediaKind) {
-    let Some(media) = MediaSetup::new(kind).await else { return };
+    let Some(media) = MediaSetup::new(kind).await else {
+        return;
+    };
     let app = TestApp::spawn_with(backend, |config| media.apply(config)).await;
     let storage = media.storage();
     let alice = app.register("alice").await;
@@ -130,7 +140,10 @@ async fn deleting_a_message_removes_files_nothing_else_uses(backend: Backend, ki
     let only_here = uploaded(&alice, "a.png", png(10, 10), "image/png").await;
     let shared = uploaded(&alice, "b.txt", b"shared".to_vec(), "text/plain").await;
     let first: Message = alice
-        .post_message(room.id, json!({"content": "1", "attachments": [only_here.id, shared.id]}))
+        .post_message(
+            room.id,
+            json!({"content": "1", "attachments": [only_here.id, shared.id]}),
+        )
         .await
         .json();
     let second: Message = alice
@@ -138,12 +151,16 @@ async fn deleting_a_message_removes_files_nothing_else_uses(backend: Backend, ki
         .await
         .json();
     assert!(stored(&storage, only_here.id).await);
-    assert_eq!(alice.delete_message(room.id, first.id).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        alice.delete_message(room.id, first.id).await.status,
+        StatusCode::NO_CONTENT
+    );
     let deleted = alice.message(room.id, first.id).await;
     assert!(deleted.attachments.is_empty());
-    eventually("the deleted message's own file leaves the store", || async {
-        !stored(&storage, only_here.id).await
-    })
+    eventually(
+        "the deleted message's own file leaves the store",
+        || async { !stored(&storage, only_here.id).await },
+    )
     .await;
     let thumbnail = storage
         .read_all(&nebula::media::thumbnail_key(only_here.id))
@@ -156,8 +173,14 @@ async fn deleting_a_message_removes_files_nothing_else_uses(backend: Backend, ki
         .assert_problem(404, "media_not_found");
     // The file the other message still carries stays.
     assert!(stored(&storage, shared.id).await);
-    assert_eq!(alice.get(&format!("/media/{}", shared.id)).await.status, StatusCode::OK);
-    assert_eq!(alice.delete_message(room.id, second.id).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        alice.get(&format!("/media/{}", shared.id)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        alice.delete_message(room.id, second.id).await.status,
+        StatusCode::NO_CONTENT
+    );
     eventually("the last reference gone, the file goes", || async {
         !stored(&storage, shared.id).await
     })
@@ -166,7 +189,9 @@ async fn deleting_a_message_removes_files_nothing_else_uses(backend: Backend, ki
 }
 
 async fn uploads_never_attached_are_removed_later(backend: Backend, kind: MediaKind) {
-    let Some(media) = MediaSetup::new(kind).await else { return };
+    let Some(media) = MediaSetup::new(kind).await else {
+        return;
+    };
     let app = TestApp::spawn_with(backend, |config| {
         media.apply(config);
         config.media_orphan_seconds = 2;
@@ -191,5 +216,8 @@ async fn uploads_never_attached_are_removed_later(backend: Backend, kind: MediaK
         .assert_problem(404, "media_not_found");
     // The attached one outlives the orphan age.
     assert!(stored(&storage, kept.id).await);
-    assert_eq!(alice.get(&format!("/media/{}", kept.id)).await.status, StatusCode::OK);
+    assert_eq!(
+        alice.get(&format!("/media/{}", kept.id)).await.status,
+        StatusCode::OK
+    );
 }

@@ -11,11 +11,20 @@ async fn suite(storage: &MediaStorage) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), &bytes).unwrap();
     storage.put_file("media/big", file.path()).await.unwrap();
-    assert_eq!(storage.read_all("media/big").await.unwrap().as_deref(), Some(&bytes[..]));
+    assert_eq!(
+        storage.read_all("media/big").await.unwrap().as_deref(),
+        Some(&bytes[..])
+    );
     let object = storage.get("media/big").await.unwrap().expect("stored");
     assert_eq!(object.size, bytes.len() as u64);
-    storage.put_bytes("media/small", b"thumb".to_vec()).await.unwrap();
-    assert_eq!(storage.read_all("media/small").await.unwrap().as_deref(), Some(&b"thumb"[..]));
+    storage
+        .put_bytes("media/small", b"thumb".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        storage.read_all("media/small").await.unwrap().as_deref(),
+        Some(&b"thumb"[..])
+    );
     storage.delete("media/big").await.unwrap();
     assert_eq!(storage.read_all("media/big").await.unwrap(), None);
     // Deleting what is gone is fine.

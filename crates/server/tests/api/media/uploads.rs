@@ -47,7 +47,9 @@ fn assert_served_safely(reply: &crate::helpers::Reply, inline: bool) {
 }
 
 async fn images_get_dimensions_and_a_thumbnail(backend: Backend, kind: MediaKind) {
-    let Some((app, _media)) = app(backend, kind).await else { return };
+    let Some((app, _media)) = app(backend, kind).await else {
+        return;
+    };
     let alice = app.register("alice").await;
     let bytes = png(640, 480);
     // The declared type is ignored: the bytes are a PNG.
@@ -71,7 +73,9 @@ async fn images_get_dimensions_and_a_thumbnail(backend: Backend, kind: MediaKind
 }
 
 async fn hostile_uploads_get_safe_answers(backend: Backend, kind: MediaKind) {
-    let Some((app, _media)) = app(backend, kind).await else { return };
+    let Some((app, _media)) = app(backend, kind).await else {
+        return;
+    };
     let alice = app.register("alice").await;
     let html = b"<!doctype html><html><script>alert(document.cookie)</script></html>".to_vec();
     let svg = br#"<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#.to_vec();
@@ -90,7 +94,12 @@ async fn hostile_uploads_get_safe_answers(backend: Backend, kind: MediaKind) {
     ];
     for (name, bytes, declared, detected) in cases {
         let reply = upload(&alice, name, bytes.clone(), declared).await;
-        assert_eq!(reply.status, StatusCode::CREATED, "{name}: {}", reply.text());
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "{name}: {}",
+            reply.text()
+        );
         let media: Media = reply.json();
         assert_eq!(media.content_type, detected, "{name}");
         let file = get(&alice, &format!("/media/{}", media.id)).await;
@@ -110,7 +119,9 @@ async fn hostile_uploads_get_safe_answers(backend: Backend, kind: MediaKind) {
 }
 
 async fn oversized_and_empty_bodies_are_refused(backend: Backend, kind: MediaKind) {
-    let Some((app, media)) = app(backend, kind).await else { return };
+    let Some((app, media)) = app(backend, kind).await else {
+        return;
+    };
     let alice = app.register("alice").await;
     upload(&alice, "empty", Vec::new(), "application/octet-stream")
         .await
@@ -139,7 +150,9 @@ async fn oversized_and_empty_bodies_are_refused(backend: Backend, kind: MediaKin
 }
 
 async fn the_quota_counts_every_upload(backend: Backend, kind: MediaKind) {
-    let Some(media) = MediaSetup::new(kind).await else { return };
+    let Some(media) = MediaSetup::new(kind).await else {
+        return;
+    };
     let app = TestApp::spawn_with(backend, |config| {
         media.apply(config);
         config.media_quota_bytes = 1000;

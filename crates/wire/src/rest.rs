@@ -286,6 +286,17 @@ pub struct Media {
     pub thumbnail_url: Option<String>,
 }
 
+/// `GET /media/limits`: how much the caller may upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MediaLimits {
+    /// The largest upload in bytes (`MEDIA_MAX_BYTES`).
+    pub max_bytes: i64,
+    /// Bytes of uploads one user may keep (`MEDIA_QUOTA_BYTES`).
+    pub quota_bytes: i64,
+    /// Bytes the caller's uploads take now.
+    pub used_bytes: i64,
+}
+
 /// `POST /media?filename=`: the name the file is shown with.
 #[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

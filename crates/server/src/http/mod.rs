@@ -8,6 +8,7 @@ mod dms;
 pub mod extract;
 mod lifecycle;
 mod media;
+mod media_limits;
 mod members;
 mod messages;
 mod meta;
@@ -93,6 +94,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(people::routes())
         .merge(contacts::routes())
         .merge(media::routes())
+        .merge(media_limits::routes())
         .merge(stories::routes())
         .merge(meta::routes())
         .merge(voip::routes())

@@ -121,7 +121,12 @@ pub fn image_facts(path: &Path, content_type: &str) -> ImageFacts {
     let Ok(Ok(image)) = reader(path, format).map(|r| r.decode()) else {
         return facts;
     };
-    let thumbnail = image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE);
+    // Smaller images are kept at their size, not enlarged.
+    let thumbnail = if width <= THUMBNAIL_SIDE && height <= THUMBNAIL_SIDE {
+        image
+    } else {
+        image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+    };
     let mut png = std::io::Cursor::new(Vec::new());
     if thumbnail.write_to(&mut png, ImageFormat::Png).is_ok() {
         facts.thumbnail = Some(png.into_inner());
@@ -178,5 +183,22 @@ mod tests {
         );
         assert!(!is_inline_image("image/svg+xml"));
         assert!(is_inline_image("image/webp"));
+    }
+
+    #[test]
+    fn thumbnails_shrink_large_images_and_keep_small_ones() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for ((w, h), want) in [((640, 480), (320, 240)), ((40, 30), (40, 30))] {
+            let path = dir.path().join(format!("{w}x{h}.png"));
+            image::RgbImage::new(w, h).save(&path).expect("write a png");
+            let facts = image_facts(&path, "image/png");
+            assert_eq!(
+                (facts.width, facts.height),
+                (Some(i64::from(w)), Some(i64::from(h)))
+            );
+            let thumbnail =
+                image::load_from_memory(&facts.thumbnail.expect("a thumbnail")).expect("a png");
+            assert_eq!((thumbnail.width(), thumbnail.height()), want, "{w}x{h}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Uploads, hostile ones included: every answer is safe, none is a 5xx.
 
-use nebula_wire::Media;
+use nebula_wire::{Media, MediaLimits};
 use reqwest::StatusCode;
 
 use super::{MediaKind, MediaSetup, bomb_png, png, upload, uploaded};
@@ -12,6 +12,7 @@ on_every_store!(
     hostile_uploads_get_safe_answers,
     oversized_and_empty_bodies_are_refused,
     the_quota_counts_every_upload,
+    the_limits_and_the_quota_used_are_published,
 );
 
 async fn app(backend: Backend, kind: MediaKind) -> Option<(TestApp, MediaSetup)> {
@@ -166,4 +167,34 @@ async fn the_quota_counts_every_upload(backend: Backend, kind: MediaKind) {
     uploaded(&alice, "c", vec![1u8; 400], "application/octet-stream").await;
     // Per user.
     uploaded(&bob, "d", vec![1u8; 600], "application/octet-stream").await;
+}
+
+async fn the_limits_and_the_quota_used_are_published(backend: Backend, kind: MediaKind) {
+    let Some(media) = MediaSetup::new(kind).await else {
+        return;
+    };
+    let app = TestApp::spawn_with(backend, |config| {
+        media.apply(config);
+        config.media_max_bytes = 5000;
+        config.media_quota_bytes = 9000;
+    })
+    .await;
+    let alice = app.register("alice").await;
+    let limits = |used_bytes| MediaLimits {
+        max_bytes: 5000,
+        quota_bytes: 9000,
+        used_bytes,
+    };
+    let reply = get(&alice, "/media/limits").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json::<MediaLimits>(), limits(0));
+    uploaded(&alice, "a", vec![1u8; 600], "application/octet-stream").await;
+    assert_eq!(
+        get(&alice, "/media/limits").await.json::<MediaLimits>(),
+        limits(600)
+    );
+    assert_eq!(
+        app.get("/media/limits").await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -134,9 +134,17 @@ impl Server {
             typing.clone(),
             shutdown.clone(),
         ));
-        let outbox = outbox::start(&config, &store, shutdown.clone(), &mut tasks).await?;
+        let outbox = outbox::start(
+            &config,
+            &store,
+            presence.clone(),
+            shutdown.clone(),
+            &mut tasks,
+        )
+        .await?;
         let calls = Calls::start(
             cluster.as_ref(),
+            presence.clone(),
             config.call_ring_timeout(),
             shutdown.clone(),
             &mut tasks,

@@ -198,4 +198,26 @@ export const api = {
     request('PUT', `/rooms/${enc(roomId)}/messages/${enc(messageId)}/reactions/${enc(emoji)}`),
   unreact: (roomId, messageId, emoji) =>
     request('DELETE', `/rooms/${enc(roomId)}/messages/${enc(messageId)}/reactions/${enc(emoji)}`),
+
+  /** My direct rooms, most recent message first: `{rooms}`. */
+  directRooms: () => request('GET', '/dms'),
+  /** The direct room with that user (created on first use): a `room` with `kind: "direct"`. */
+  openDirect: (userId) => request('POST', '/dms', { body: { user_id: userId } }),
+  /** Users whose name starts with `q` (at most 20): `{users}`. */
+  searchUsers: (q, signal) => request('GET', `/users${query({ q })}`, { signal }),
+  user: (id) => request('GET', `/users/${enc(id)}`),
+
+  contacts: () => request('GET', '/contacts'),
+  /** Pending requests: `{incoming, outgoing}`. */
+  contactRequests: () => request('GET', '/contacts/requests'),
+  requestContact: (userId) => request('POST', '/contacts/requests', { body: { user_id: userId } }),
+  acceptContact: (requestId) => request('POST', `/contacts/requests/${enc(requestId)}/accept`),
+  declineContact: (requestId) => request('POST', `/contacts/requests/${enc(requestId)}/decline`),
+  removeContact: (userId) => request('DELETE', `/contacts/${enc(userId)}`),
+  blocks: () => request('GET', '/blocks'),
+  block: (userId) => request('PUT', `/blocks/${enc(userId)}`),
+  unblock: (userId) => request('DELETE', `/blocks/${enc(userId)}`),
+
+  /** TURN credentials `{uris, username, password, ttl}`; 404 `turn_not_configured` if none. */
+  turn: () => request('GET', '/voip/turn'),
 };

@@ -4,12 +4,13 @@
 // state: messages by seq and rev, gaps, unread), state.js (what the page shares), timeline.js
 // (the open room's messages), message-view.js (one message's DOM), reactions.js (emoji picker,
 // who reacted), composer.js (the message box, replies), roomlist.js (the sidebar), ui.js (DOM
-// building, textContent only).
+// building, textContent only), social.js (direct messages, people, contacts, blocks, calls).
 
 import { api, getSession, setSession, clearSession, onUnauthorized } from './api.js';
 import * as composer from './composer.js';
 import { closePicker, forgetReactions, setReaction, toggleReaction } from './reactions.js';
 import { bindRoomList, renderPublicRooms, renderRoomList } from './roomlist.js';
+import * as social from './social.js';
 import { ChatSocket } from './socket.js';
 import { $, currentRoom, state } from './state.js';
 import { RoomState, charCount } from './store.js';
@@ -31,6 +32,7 @@ function boot() {
   bindAuth();
   bindChat();
   bindRoomList({ onOpen: openRoom, onJoin: joinRoom });
+  social.bindSocial({ onOpen: openRoom, onAdd: addRoom });
   timeline.bindTimeline({
     onReply: (room, msg) => composer.setReply(msg),
     onEdit: editMessage,
@@ -131,6 +133,7 @@ function logout(message = '') {
   if (state.loggingOut) return;
   state.loggingOut = true;
   try {
+    social.stopSocial(); // first: a call going on is hung up while the socket is still open
     state.socket?.stop();
     state.socket = null;
     for (const room of state.rooms.values()) for (const p of room.pending.values()) clearTimeout(p.timer);
@@ -186,6 +189,7 @@ function enterApp() {
     if (id && state.rooms.has(id)) openRoom(id);
   });
   loadPublicRooms(true);
+  social.startSocial();
 }
 
 function roomIdFromHash() {
@@ -237,6 +241,7 @@ function handleSocketOpen() {
   }
   // Membership may have changed while we were away.
   refreshRooms();
+  social.socketOpened();
 }
 
 function handleSocketClose() {
@@ -250,6 +255,7 @@ function handleSocketClose() {
   }
   stopTyping(false);
   renderTyping();
+  social.socketClosed();
 }
 
 function subscribe(room) {
@@ -271,6 +277,7 @@ function subscribe(room) {
 // Server events
 
 function handleEvent(ev) {
+  if (social.handleSocialEvent(ev)) return undefined;
   switch (ev.type) {
     case 'subscribed':
       return onSubscribed(ev);
@@ -682,7 +689,7 @@ function closeRoomView() {
 
 function renderRoomHeader() {
   const room = currentRoom();
-  if (!room) return;
+  if (!room || social.renderDirectHeader(room)) return;
   const r = room.room;
   const title = $('room-title');
   title.replaceChildren(ui.icon(r.is_private ? 'lock' : 'hash', 16), document.createTextNode(r.name));
@@ -880,7 +887,7 @@ function renderMembers() {
     }),
   );
   const mine = room.members?.get(state.me.id);
-  $('add-member-form').hidden = !(mine && (mine.role === 'owner' || mine.role === 'admin'));
+  $('add-member-form').hidden = social.isDirect(room) || !(mine && (mine.role === 'owner' || mine.role === 'admin'));
 }
 
 async function addMember(e) {

@@ -40,7 +40,7 @@ export function messageNode(msg, view) {
         el(
           'div',
           { class: 'bubble' },
-          el('div', { class: 'msg-meta' }, el('span', { class: 'msg-author', text: msg.sender_username }), timeEl(d)),
+          el('div', { class: 'msg-meta' }, el('button', { class: 'msg-author', text: msg.sender_username, attrs: { type: 'button', title: `${msg.sender_username}'s profile` } }), timeEl(d)),
           el('div', { class: 'reply-slot' }),
           el('div', { class: 'msg-body' }),
           el('div', { class: 'edited-slot' }),

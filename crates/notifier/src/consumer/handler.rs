@@ -4,8 +4,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions, BasicRejectOptions};
 use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Channel, Connection};
-use nebula_wire::notify::MemberNotification;
-use serde::Deserialize;
+use nebula_wire::notify::Notification;
 use tokio_util::sync::CancellationToken;
 
 use super::ConsumerConfig;
@@ -71,19 +70,21 @@ impl Handler {
         let event = match parse(&delivery.data) {
             Ok(event) => event,
             Err(err) => {
+                // A kind or version this build does not know (a newer server) lands here too:
+                // it waits in the dead-letter queue, named in the log, for a newer notifier.
                 tracing::warn!(error = %err, "dead-lettering a message that cannot be read");
                 return dead_letter(&delivery).await;
             }
         };
-        match self.dispatcher.deliver(&event).await {
+        match self.dispatcher.dispatch(&event).await {
             Ok(_) => settle(delivery.acker.ack(BasicAckOptions::default()).await),
             Err(err) if attempt >= self.max_attempts => {
-                tracing::error!(event_id = %event.event_id, attempt, error = %err,
+                tracing::error!(event_id = %event.event_id(), attempt, error = %err,
                     "event failed on its last attempt; dead-lettering it");
                 dead_letter(&delivery).await;
             }
             Err(err) => {
-                tracing::warn!(event_id = %event.event_id, attempt, error = %err,
+                tracing::warn!(event_id = %event.event_id(), attempt, error = %err,
                     "event failed; retrying later");
                 self.retry(&delivery, &event, attempt).await;
             }
@@ -91,12 +92,12 @@ impl Handler {
     }
 
     /// Parks a copy in the holding queue for this attempt, then acks the original.
-    async fn retry(&self, delivery: &Delivery, event: &MemberNotification, attempt: u32) {
+    async fn retry(&self, delivery: &Delivery, event: &Notification, attempt: u32) {
         let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
         let Some(queue) = self.retry_queues.get(index) else {
             return dead_letter(delivery).await;
         };
-        let properties = message_properties(event.event_id.to_string(), attempt + 1);
+        let properties = message_properties(event.event_id().to_string(), attempt + 1);
         match self.publish(queue, &delivery.data, properties).await {
             Ok(()) => settle(delivery.acker.ack(BasicAckOptions::default()).await),
             Err(err) => {
@@ -147,18 +148,9 @@ fn settle(result: lapin::Result<bool>) {
     }
 }
 
-/// Reads a notification, refusing versions this build does not know.
-fn parse(data: &[u8]) -> Result<MemberNotification> {
-    #[derive(Deserialize)]
-    struct Versioned {
-        version: u32,
-    }
-    let Versioned { version } = serde_json::from_slice(data)
-        .map_err(|err| Error::MalformedEvent(format!("no version: {err}")))?;
-    if version != MemberNotification::VERSION {
-        return Err(Error::MalformedEvent(format!("unknown version {version}")));
-    }
-    serde_json::from_slice(data).map_err(|err| Error::MalformedEvent(err.to_string()))
+/// Reads a notification, refusing kinds and versions this build does not know.
+fn parse(data: &[u8]) -> Result<Notification> {
+    Notification::parse(data).map_err(|err| Error::MalformedEvent(err.to_string()))
 }
 
 /// The attempt number a message carries; 1 when absent (a fresh publish).

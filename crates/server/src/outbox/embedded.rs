@@ -13,11 +13,13 @@ use futures_util::stream;
 use nebula_notifier::{
     ApiState, Dispatcher, EndpointPolicy, PushSender, SubscriptionRules, VapidKeys,
 };
-use nebula_wire::notify::MemberNotification;
+use nebula_wire::notify::Notification;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{DEAD_LETTERED, PUBLISHED, Settings, backoff, non_empty, rabbit_url};
+use super::{
+    DEAD_LETTERED, PUBLISHED, Recipients, Settings, backoff, non_empty, rabbit_url, skipped,
+};
 use crate::config::{Config, ConfigError, ValidConfig};
 use crate::store::{OutboxRow, Store};
 
@@ -141,6 +143,7 @@ impl Embedded {
         &self,
         store: &Store,
         settings: &Settings,
+        recipients: &Recipients,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         loop {
@@ -153,7 +156,7 @@ impl Embedded {
                 rooms.entry(row.room_id).or_default().push(row);
             }
             let results: Vec<anyhow::Result<()>> = stream::iter(rooms.into_values())
-                .map(|rows| self.deliver_room(store, settings, rows))
+                .map(|rows| self.deliver_room(store, settings, recipients, rows))
                 .buffer_unordered(ROOMS_AT_ONCE)
                 .collect()
                 .await;
@@ -170,10 +173,11 @@ impl Embedded {
         &self,
         store: &Store,
         settings: &Settings,
+        recipients: &Recipients,
         rows: Vec<OutboxRow>,
     ) -> anyhow::Result<()> {
         for row in rows {
-            self.deliver_row(store, settings, row).await?;
+            self.deliver_row(store, settings, recipients, row).await?;
         }
         Ok(())
     }
@@ -182,12 +186,16 @@ impl Embedded {
         &self,
         store: &Store,
         settings: &Settings,
+        recipients: &Recipients,
         row: OutboxRow,
     ) -> anyhow::Result<()> {
-        let delivered = match serde_json::from_str::<MemberNotification>(&row.payload) {
+        let delivered = match Notification::parse(row.payload.as_bytes()) {
+            Ok(event) if recipients.connected(&event).await => {
+                return skipped(store, &row, &event).await;
+            }
             Ok(event) => self
                 .dispatcher
-                .deliver(&event)
+                .dispatch(&event)
                 .await
                 .map_err(|err| err.to_string()),
             Err(err) => {

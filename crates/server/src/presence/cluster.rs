@@ -110,6 +110,16 @@ impl ClusterPresence {
         let _ = self.ops.send(Op::Left(room_id, user));
     }
 
+    /// Whether the user is online in the room on any node.
+    pub async fn is_online(&self, room_id: Uuid, user_id: Uuid) -> redis::RedisResult<bool> {
+        let mut conn = self.cluster.commands();
+        redis::cmd("HEXISTS")
+            .arg(Keys(self.cluster.clone()).online(room_id))
+            .arg(user_id.to_string())
+            .query_async(&mut conn)
+            .await
+    }
+
     /// Up to `limit` users online in the room on any node whose lowercased username sorts
     /// after `after`, and how many are online in all: a range of the room's sorted online
     /// list, so a page costs its own length whatever the room's.

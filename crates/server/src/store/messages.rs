@@ -168,7 +168,7 @@ impl Store {
             Backend::Sqlite { writer, .. } => {
                 let mut tx = writer.begin().await?;
                 let plan = Plan::new(batch, sqlite_originals(&mut tx, &keyed).await?);
-                let (seqs, revs) = allocate_seqs!(tx, plan, batch.len());
+                let (seqs, revs, direct) = allocate_seqs!(tx, plan, batch.len());
                 let outsiders = check_senders!(tx, plan, batch, revs, members);
                 if !outsiders.is_empty() {
                     tx.rollback().await?;
@@ -176,13 +176,17 @@ impl Store {
                 }
                 let created = new_rows(batch, seqs, created_at);
                 sqlite_insert(&mut tx, &created).await?;
+                let queued = enqueue_direct_messages!(tx, direct, created);
                 tx.commit().await?;
+                if queued {
+                    self.wake_outbox_relay();
+                }
                 Ok(Attempt::Committed(plan.outcomes(batch, created)?, revs))
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 let plan = Plan::new(batch, postgres_originals(&mut tx, &keyed).await?);
-                let (seqs, revs) = allocate_seqs!(tx, plan, batch.len());
+                let (seqs, revs, direct) = allocate_seqs!(tx, plan, batch.len());
                 let outsiders = check_senders!(tx, plan, batch, revs, members);
                 if !outsiders.is_empty() {
                     tx.rollback().await?;
@@ -190,7 +194,11 @@ impl Store {
                 }
                 let created = new_rows(batch, seqs, created_at);
                 postgres_insert(&mut tx, &created).await?;
+                let queued = enqueue_direct_messages!(tx, direct, created);
                 tx.commit().await?;
+                if queued {
+                    self.wake_outbox_relay();
+                }
                 Ok(Attempt::Committed(plan.outcomes(batch, created)?, revs))
             }
         }
@@ -206,31 +214,61 @@ enum Attempt {
 
 /// Allocates seqs and revs for a plan's new messages: one `UPDATE` per room, in room-id
 /// order, inside the batch's transaction, which also reads each room's membership revision
-/// under the lock. The same SQL on both backends; a macro because the transaction types differ.
+/// and kind under the lock (the direct rooms' messages get outbox rows). The same SQL on both backends; a macro because the transaction types differ.
 macro_rules! allocate_seqs {
     ($tx:ident, $plan:ident, $len:expr) => {{
         let mut seqs: Vec<Option<(Seq, Rev)>> = vec![None; $len];
         let mut revs: BTreeMap<Uuid, i64> = BTreeMap::new();
+        let mut direct: Vec<Uuid> = Vec::new();
         for (room_id, indexes) in &$plan.new_by_room {
             let count = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
-            let (last, last_rev, member_rev): (Seq, Rev, i64) = sqlx::query_as(
+            let (last, last_rev, member_rev, kind): (Seq, Rev, i64, String) = sqlx::query_as(
                 "UPDATE rooms SET last_seq = last_seq + $2, last_rev = last_rev + $2 WHERE id = $1
-                 RETURNING last_seq, last_rev, member_rev",
+                 RETURNING last_seq, last_rev, member_rev, kind",
             )
             .bind(room_id)
             .bind(count)
             .fetch_one(&mut *$tx)
             .await?;
             revs.insert(*room_id, member_rev);
+            if kind == "direct" {
+                direct.push(*room_id);
+            }
             for (offset, &index) in indexes.iter().enumerate() {
                 let offset = i64::try_from(offset).unwrap_or(0);
                 seqs[index] = Some((last - count + 1 + offset, last_rev - count + 1 + offset));
             }
         }
-        (seqs, revs)
+        (seqs, revs, direct)
     }};
 }
 use allocate_seqs;
+
+/// Inside a batch's transaction, after the inserts: one outbox row per new message of a
+/// direct room, for the other user of the room (a possible Web Push; the relay and the
+/// dispatcher decide later whether it is pushed). Committed with the messages, so a message
+/// and its notification exist together or not at all. Evaluates to whether any was written.
+macro_rules! enqueue_direct_messages {
+    ($tx:ident, $direct:ident, $created:ident) => {{
+        let mut queued = false;
+        for room_id in &$direct {
+            let pair: Option<(Uuid, Uuid)> =
+                sqlx::query_as("SELECT user_low, user_high FROM direct_rooms WHERE room_id = $1")
+                    .bind(room_id)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+            let Some((low, high)) = pair else { continue };
+            for message in $created.iter().flatten().filter(|m| m.room_id == *room_id) {
+                let recipient = if message.sender_id == low { high } else { low };
+                let event = super::outbox::OutboxEvent::direct_message(message, recipient)?;
+                super::outbox::insert_outbox_row!($tx, event, *room_id);
+                queued = true;
+            }
+        }
+        queued
+    }};
+}
+use enqueue_direct_messages;
 
 /// The (room, sender) pairs of a plan's new messages whose sender is not a member, checked in
 /// the batch's transaction after `allocate_seqs` locked the rooms; senders the cache knows at

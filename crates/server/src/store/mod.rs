@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 pub use accounts::Audit;
 pub use changes::{FeedEntry, ReactionRecord};
 pub use contacts::RequestOutcome;
+pub use dms::DirectRoom;
 pub use lifecycle::{
     Action, Applied, ChangeOutcome, ChangesCommitted, MAX_DISTINCT_REACTIONS, NewChange, Refused,
 };

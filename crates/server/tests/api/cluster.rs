@@ -1067,3 +1067,139 @@ async fn logout_all_and_deactivation_on_one_node_close_sockets_on_another() {
         .expect("login");
     assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Node processes pushing in-process to a loopback push endpoint with these keys.
+fn embedded_push_env(vapid: &nebula_notifier::GeneratedVapidKeys) -> Vec<(&'static str, String)> {
+    vec![
+        ("WEBPUSH_VAPID_PRIVATE_KEY", vapid.private_key.clone()),
+        ("WEBPUSH_VAPID_PUBLIC_KEY", vapid.public_key.clone()),
+        (
+            "WEBPUSH_VAPID_SUBJECT",
+            crate::notifications::SUBJECT.to_owned(),
+        ),
+        ("WEBPUSH_ALLOW_PRIVATE_ENDPOINTS", "true".to_owned()),
+    ]
+}
+
+/// "No open connection" is cluster-wide: bob's socket is on node 1, the message is sent on
+/// node 0, and whichever node relays the outbox sees him connected; carol, connected
+/// nowhere, is pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_message_is_pushed_only_to_users_connected_on_no_node() {
+    let test = "a_direct_message_is_pushed_only_to_users_connected_on_no_node";
+    let Some((backend, redis)) = services(test) else {
+        return;
+    };
+    use crate::notifications::push_endpoint::PushEndpoint;
+    let vapid = nebula_notifier::generate_vapid_keys();
+    let env = embedded_push_env(&vapid);
+    let env: Vec<(&'static str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let cluster = TestCluster::start(&backend, &redis, 2, &env).await;
+    let endpoint = PushEndpoint::start(&vapid.public_key, crate::notifications::SUBJECT).await;
+    let alice = cluster.register(0, "alice").await;
+    let bob = cluster.register(1, "bob").await;
+    let carol = cluster.register(1, "carol").await;
+    let (bobs_browser, carols_browser) = (endpoint.new_browser(), endpoint.new_browser());
+    crate::notifications::subscribe(&bob, &bobs_browser).await;
+    crate::notifications::subscribe(&carol, &carols_browser).await;
+    let open = |with: &Session| {
+        let body = json!({"user_id": with.user.id});
+        let alice = alice.clone();
+        async move { alice.post("/dms", body).await.json::<nebula_wire::Room>() }
+    };
+    let with_bob = open(&bob).await;
+    let with_carol = open(&carol).await;
+
+    // Bob's socket on node 1 subscribes to the room; once alice (node 0) hears him online
+    // there, node 1 has also told Redis about his connection (its presence changes are
+    // applied in order, the connection's first).
+    let mut alices_socket = alice.subscribed(with_bob.id).await;
+    let _bobs_socket = bob.subscribed(with_bob.id).await;
+    alices_socket
+        .expect(|event| {
+            matches!(event, ServerEvent::Presence { user, status: PresenceStatus::Online, .. }
+                if user.id == bob.user.id)
+        })
+        .await;
+    alice.say(with_bob.id, "you are online on node 1").await;
+    alice.say(with_carol.id, "you are online nowhere").await;
+    endpoint
+        .wait_until(PATIENCE, "carol's push", |e| {
+            !e.others_for(&carols_browser).is_empty()
+        })
+        .await;
+    let pool = sqlx::PgPool::connect(&cluster.database_url).await.unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if rows == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the outbox never emptied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pool.close().await;
+    assert!(endpoint.errors().is_empty(), "{:?}", endpoint.errors());
+    assert_eq!(
+        endpoint.requests_for(&bobs_browser),
+        0,
+        "bob is connected on node 1"
+    );
+    assert_eq!(endpoint.others_for(&carols_browser).len(), 1);
+}
+
+/// A connection that opens on another node than the call's owner while the call rings
+/// gets the invite, and can answer it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_opened_mid_ring_on_another_node_rings_too() {
+    let Some((backend, redis)) = services("a_connection_opened_mid_ring_on_another_node_rings_too")
+    else {
+        return;
+    };
+    let cluster = TestCluster::start(&backend, &redis, 2, &[]).await;
+    let alice = cluster.register(0, "alice").await;
+    let bob = cluster.register(1, "bob").await;
+    let room = alice.create_room("Calls", false).await;
+    bob.join(room.id).await;
+    let mut caller = call_socket(&alice).await;
+    let mut phone = call_socket(&bob).await;
+    let call = Uuid::new_v4();
+    caller
+        .send(ClientEvent::CallInvite {
+            call_id: call,
+            to_user_id: bob.user.id,
+            media: nebula_wire::CallMedia::Audio,
+            sdp: "v=0 offer".into(),
+        })
+        .await;
+    assert!(matches!(
+        phone.expect(is_call_event).await,
+        ServerEvent::CallInvite { .. }
+    ));
+    let mut laptop = bob.ws("/ws").await; // node 1; the call is owned by node 0
+    let invite = laptop.expect(is_call_event).await;
+    assert!(
+        matches!(&invite, ServerEvent::CallInvite { call_id, from, .. } if *call_id == call && from.id == alice.user.id),
+        "{invite:?}"
+    );
+    laptop
+        .send(ClientEvent::CallAnswer {
+            call_id: call,
+            sdp: "v=0 answer".into(),
+        })
+        .await;
+    assert!(matches!(
+        caller.expect(is_call_event).await,
+        ServerEvent::CallAnswer { .. }
+    ));
+    assert!(matches!(
+        phone.expect(is_call_event).await,
+        ServerEvent::CallHangup { reason: Some(reason), .. } if reason == "answered_elsewhere"
+    ));
+}

@@ -172,6 +172,16 @@ pub struct Config {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// Usernames made server admins at start, comma-separated. Applied to the accounts that
+    /// exist at that moment only: registering a listed name later grants nothing (or anyone
+    /// could claim it). Grant and revoke later with `nebula admin grant|revoke USERNAME`.
+    #[arg(long, env = "ADMIN_USERNAMES", value_delimiter = ',')]
+    pub admin_usernames: Vec<String>,
+
+    /// An operator's command instead of serving (see `nebula help admin`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Prefix of every Redis key and channel (several clusters may share one Redis).
     #[arg(long, env = "REDIS_PREFIX", default_value = "nebula")]
     pub redis_prefix: String,
@@ -335,6 +345,24 @@ pub struct Config {
     /// Lifetime of a story, in seconds.
     #[arg(long, env = "STORY_TTL_SECONDS", default_value_t = 86_400)]
     pub story_ttl_seconds: u64,
+}
+
+/// Operator commands: run against the database, then exit (the server need not be running).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Server admins.
+    Admin {
+        #[command(subcommand)]
+        action: AdminCommand,
+    },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Make an existing account a server admin.
+    Grant { username: String },
+    /// Take server admin rights away from an account.
+    Revoke { username: String },
 }
 
 /// Who may open a direct room (`POST /dms`) with whom. Blocks apply under either policy.

@@ -34,6 +34,31 @@ pub enum ApiError {
     },
     #[error("invalid username or password")]
     InvalidCredentials,
+    /// A login (or a token) of an account an admin deactivated.
+    #[error("this account is deactivated")]
+    AccountDeactivated,
+    #[error("this account has two-factor authentication on: send totp_code or recovery_code")]
+    TotpRequired,
+    /// A login's two-factor code is wrong, or was used already.
+    #[error("the two-factor code is wrong or was already used")]
+    InvalidTotp,
+    /// Enabling or disabling two-factor with a wrong code (the caller is logged in: 422, not
+    /// 401, so clients do not take it for a dead token).
+    #[error("code: the two-factor code is wrong or was already used")]
+    WrongTotpCode,
+    #[error("two-factor authentication is {0}")]
+    TotpState(&'static str),
+    /// The caller's own password, confirming a sensitive change, is wrong.
+    #[error("the password is wrong")]
+    WrongPassword,
+    #[error("this endpoint is for server admins")]
+    AdminRequired,
+    #[error("the password reset token is invalid, used or expired")]
+    InvalidResetToken,
+    #[error("report not found")]
+    ReportNotFound,
+    #[error("this report is already resolved")]
+    ReportResolved,
     #[error("this username is already taken")]
     UsernameTaken,
     #[error("room not found")]
@@ -165,6 +190,48 @@ impl ApiError {
                 "Invalid credentials",
             ),
             UsernameTaken => (StatusCode::CONFLICT, "username_taken", "Username taken"),
+            AccountDeactivated => (
+                StatusCode::UNAUTHORIZED,
+                "account_deactivated",
+                "Account deactivated",
+            ),
+            TotpRequired => (
+                StatusCode::UNAUTHORIZED,
+                "totp_required",
+                "Two-factor code required",
+            ),
+            InvalidTotp => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_totp",
+                "Invalid two-factor code",
+            ),
+            WrongTotpCode => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_totp",
+                "Invalid two-factor code",
+            ),
+            TotpState(_) => (
+                StatusCode::CONFLICT,
+                "totp_state",
+                "Two-factor authentication state",
+            ),
+            WrongPassword => (StatusCode::FORBIDDEN, "invalid_password", "Wrong password"),
+            AdminRequired => (StatusCode::FORBIDDEN, "admin_required", "Admin required"),
+            InvalidResetToken => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_reset_token",
+                "Invalid reset token",
+            ),
+            ReportNotFound => (
+                StatusCode::NOT_FOUND,
+                "report_not_found",
+                "Report not found",
+            ),
+            ReportResolved => (
+                StatusCode::CONFLICT,
+                "report_resolved",
+                "Report already resolved",
+            ),
             RoomNotFound => (StatusCode::NOT_FOUND, "room_not_found", "Room not found"),
             UserNotFound => (StatusCode::NOT_FOUND, "user_not_found", "User not found"),
             MemberNotFound => (

@@ -9,6 +9,7 @@
 //! integration tests do the same on port 0.
 
 pub mod access;
+pub mod admins;
 pub mod auth;
 pub mod bus;
 pub mod calls;
@@ -20,6 +21,7 @@ pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod media;
+pub mod mail;
 pub mod outbox;
 pub mod presence;
 pub mod rate_limit;
@@ -40,7 +42,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Passwords, Tokens};
+use crate::auth::{Passwords, Standings, Tokens};
 use crate::bus::Bus;
 use crate::bus::{NatsBus, RedisBus};
 use crate::calls::Calls;
@@ -173,6 +175,8 @@ impl Server {
             media_janitor.clone(),
             shutdown.clone(),
         ));
+        let standings = Standings::start(cluster.as_ref(), shutdown.clone(), &mut tasks).await;
+        admins::apply_admin_usernames(&store, &settings.admin_usernames).await?;
         tracing::info!(
             database = store.kind(),
             writers = writer_count,
@@ -185,6 +189,8 @@ impl Server {
                 Duration::from_secs(settings.jwt_ttl_seconds),
             ),
             passwords: Passwords::new(settings.password_hash_queue).await?,
+            standings,
+            mail: crate::mail::Mailbox::default(),
             config: Arc::new(config),
             store,
             writers,

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use nebula::Server;
-use nebula::config::Config;
+use nebula::config::{Command, Config};
+use nebula::store::Store;
 use tokio::net::TcpListener;
 
 /// With `--features dhat-heap`, every allocation is recorded (see docs/BENCHMARKS.md).
@@ -33,6 +34,13 @@ async fn main() -> ExitCode {
 }
 
 async fn start(config: Config) -> anyhow::Result<()> {
+    if let Some(Command::Admin { action }) = &config.command {
+        let store = Store::connect(&config.database_url, 1).await?;
+        let message = nebula::admins::run(&store, action).await;
+        store.close().await;
+        println!("{}", message?);
+        return Ok(());
+    }
     let config = config.validate()?;
     let addr = config.config.addr;
     let listener = TcpListener::bind(addr)

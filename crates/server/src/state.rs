@@ -6,7 +6,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Passwords, Tokens};
+use crate::auth::{Passwords, Standings, Tokens};
 use crate::bus::Bus;
 use crate::config::ValidConfig;
 use crate::gateway::registry::UserConnections;
@@ -42,6 +42,10 @@ pub struct Services {
     pub config: Arc<ValidConfig>,
     pub store: Store,
     pub tokens: Tokens,
+    /// Account standings (token generations, deactivation), cached per node.
+    pub standings: Standings,
+    /// Mails for the mailer (password resets).
+    pub mail: crate::mail::Mailbox,
     pub passwords: Passwords,
     pub writers: Writers,
     pub bus: Bus,

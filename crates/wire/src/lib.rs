@@ -5,12 +5,14 @@
 //! change to the wire format is a change in one place that every consumer sees at compile time.
 //! `../shared/CONTRACT.md` is the normative text; these types follow it field for field.
 
+pub mod accounts;
 pub mod notify;
 pub mod people;
 pub mod problem;
 pub mod rest;
 pub mod ws;
 
+pub use accounts::*;
 pub use people::*;
 pub use problem::Problem;
 pub use rest::*;

@@ -36,6 +36,12 @@ pub struct RegisterRequest {
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
+    /// With two-factor authentication on: the current code of the authenticator app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_code: Option<String>,
+    /// With two-factor authentication on, instead of `totp_code`: an unused recovery code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_code: Option<String>,
 }
 
 /// Answer to a successful register or login.

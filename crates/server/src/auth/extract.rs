@@ -6,6 +6,7 @@ use nebula_wire::User;
 use uuid::Uuid;
 
 use super::TokenError;
+use super::standing::Refusal;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::Store;
@@ -17,6 +18,8 @@ pub struct AuthUser {
     pub username: String,
     /// Unix time the token expires at (the gateway closes sockets then).
     pub expires_at: i64,
+    /// The account's token generation the token was issued in.
+    pub generation: i64,
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if there is one.
@@ -39,13 +42,37 @@ impl AuthUser {
             })
     }
 
-    /// Verifies a raw token (from a header or the WebSocket `token` query parameter).
-    pub fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
+    /// Verifies a raw token (from a header or the WebSocket `token` query parameter),
+    /// signature, expiry and the account's standing (revoked generations, deactivation).
+    pub async fn authenticate(state: &AppState, token: &str) -> Result<Self, ApiError> {
+        let caller = Self::from_token(state, token)?;
+        let standing =
+            state
+                .standings
+                .get(&state.store, caller.id)
+                .await?
+                .ok_or(ApiError::Unauthorized {
+                    code: "invalid_token",
+                    detail: "the account of this token does not exist",
+                })?;
+        match standing.refuses(caller.generation) {
+            None => Ok(caller),
+            Some(Refusal::Revoked) => Err(ApiError::Unauthorized {
+                code: "token_revoked",
+                detail: "this token was revoked (password change or logout everywhere); log in again",
+            }),
+            Some(Refusal::Deactivated) => Err(ApiError::AccountDeactivated),
+        }
+    }
+
+    /// Verifies a token's signature and expiry only.
+    fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
         match state.tokens.verify(token) {
             Ok(claims) => Ok(AuthUser {
                 id: claims.sub,
                 username: claims.username,
                 expires_at: claims.exp,
+                generation: claims.generation,
             }),
             Err(TokenError::Expired) => Err(ApiError::Unauthorized {
                 code: "token_expired",
@@ -70,6 +97,6 @@ impl FromRequestParts<AppState> for AuthUser {
             code: "unauthorized",
             detail: "an Authorization: Bearer token is required",
         })?;
-        AuthUser::from_token(state, token)
+        AuthUser::authenticate(state, token).await
     }
 }

@@ -15,6 +15,11 @@ pub struct Claims {
     pub username: String,
     pub iat: i64,
     pub exp: i64,
+    /// The account's token generation when the token was issued: a token of an older
+    /// generation than the account's is revoked (password change, logout-all, …). Tokens
+    /// issued before generations existed read as generation 0.
+    #[serde(default)]
+    pub generation: i64,
 }
 
 /// Why a token was refused.
@@ -52,7 +57,7 @@ impl Tokens {
         self.ttl
     }
 
-    pub fn issue(&self, user_id: Uuid, username: &str) -> anyhow::Result<String> {
+    pub fn issue(&self, user_id: Uuid, username: &str, generation: i64) -> anyhow::Result<String> {
         let now = Utc::now().timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
         let claims = Claims {
@@ -60,6 +65,7 @@ impl Tokens {
             username: username.to_owned(),
             iat: now,
             exp: now.saturating_add(ttl),
+            generation,
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),

@@ -17,13 +17,16 @@ pub enum CloseReason {
     Restarting,
     /// 4001: the access token expired; log in again.
     TokenExpired,
+    /// 4001: the token was revoked (password change, logout everywhere) or the account
+    /// deactivated; log in again.
+    TokenRevoked,
     /// 4008: the client did not read fast enough and its outbound queue overflowed;
     /// reconnect with `since_seq`.
     SlowConsumer,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 8] = [
+    pub const ALL: [CloseReason; 9] = [
         CloseReason::Normal,
         CloseReason::IdleTimeout,
         CloseReason::Flooding,
@@ -31,6 +34,7 @@ impl CloseReason {
         CloseReason::ServerError,
         CloseReason::Restarting,
         CloseReason::TokenExpired,
+        CloseReason::TokenRevoked,
         CloseReason::SlowConsumer,
     ];
 
@@ -42,7 +46,7 @@ impl CloseReason {
             CloseReason::TooBig => 1009,
             CloseReason::ServerError => 1011,
             CloseReason::Restarting => 1012,
-            CloseReason::TokenExpired => 4001,
+            CloseReason::TokenExpired | CloseReason::TokenRevoked => 4001,
             CloseReason::SlowConsumer => 4008,
         }
     }
@@ -56,6 +60,7 @@ impl CloseReason {
             CloseReason::ServerError => "internal error",
             CloseReason::Restarting => "server restarting",
             CloseReason::TokenExpired => "token expired",
+            CloseReason::TokenRevoked => "token revoked",
             CloseReason::SlowConsumer => "slow consumer",
         }
     }
@@ -70,6 +75,7 @@ impl CloseReason {
             CloseReason::ServerError => "server_error",
             CloseReason::Restarting => "restarting",
             CloseReason::TokenExpired => "token_expired",
+            CloseReason::TokenRevoked => "token_revoked",
             CloseReason::SlowConsumer => "slow_consumer",
         }
     }

@@ -29,6 +29,7 @@ use super::events::{PendingSend, SendOutcome};
 use super::outbound::{Io, Outbound, Position, count_delivered, record_latency};
 use super::registry::ConnectionPermit;
 use super::transport::Transport;
+use crate::auth::SocketWatch;
 use crate::bus::encode;
 use crate::error::ApiError;
 use crate::hub::{ConnId, Frame};
@@ -94,6 +95,8 @@ pub(crate) struct Connection {
     pub(super) budget: FrameBudget,
     /// This connection's place in its user's connection cap.
     _permit: ConnectionPermit,
+    /// Cancelled when the account's tokens of this one's generation stop counting.
+    standing: SocketWatch,
     /// Counts this connection as its user's, cluster-wide, until it ends (no Web Push for
     /// direct messages and calls meanwhile); taken as soon as the session is over.
     user_presence: Option<UserPresence>,
@@ -105,7 +108,7 @@ impl Connection {
         io: Io,
         state: AppState,
         user: User,
-        permit: ConnectionPermit,
+        (permit, standing): (ConnectionPermit, SocketWatch),
         token_expires_at: i64,
         initial_room: Option<(Uuid, Option<Seq>, Option<Rev>)>,
     ) {
@@ -127,6 +130,7 @@ impl Connection {
             last_heard: Instant::now(),
             budget: FrameBudget::new(),
             _permit: permit,
+            standing,
             user_presence: None,
             state,
         };
@@ -176,10 +180,12 @@ impl Connection {
         // Created once, not per turn of the loop: waiting on a cancellation token registers
         // the waiter under the token's lock.
         let (shutdown_token, out) = (self.state.shutdown.clone(), self.out.clone());
+        let revoked_token = self.standing.revoked().clone();
         let shutdown = shutdown_token.cancelled();
+        let revoked = revoked_token.cancelled();
         let overflowed = out.overflowed().cancelled();
         let backlogged = out.backlogged();
-        tokio::pin!(shutdown, overflowed, backlogged);
+        tokio::pin!(shutdown, overflowed, backlogged, revoked);
         let until_expiry =
             u64::try_from(token_expires_at - chrono::Utc::now().timestamp()).unwrap_or(0);
         let expiry = tokio::time::sleep(Duration::from_secs(until_expiry));
@@ -192,6 +198,7 @@ impl Connection {
                 () = &mut shutdown => return Box::pin(self.drain_for_shutdown()).await,
                 () = &mut overflowed => return CloseReason::SlowConsumer,
                 () = &mut expiry => return CloseReason::TokenExpired,
+                () = &mut revoked => return CloseReason::TokenRevoked,
                 Some(outcome) = self.pending.next(), if !self.pending.is_empty() => self.acknowledge(outcome).await,
                 () = &mut backlogged => {
                     backlogged.set(out.backlogged());

@@ -68,7 +68,7 @@ async fn connect(
     upgrade: Result<WsUpgrade, ApiError>,
 ) -> Result<Response, ApiError> {
     state.config.allowed_origins().check_websocket(&headers)?;
-    let caller = authenticate(&state, &headers, query.token.as_deref())?;
+    let caller = authenticate(&state, &headers, query.token.as_deref()).await?;
     accept(state, caller, upgrade?, None).await
 }
 
@@ -91,13 +91,13 @@ async fn connect_to_room(
     upgrade: Result<WsUpgrade, ApiError>,
 ) -> Result<Response, ApiError> {
     state.config.allowed_origins().check_websocket(&headers)?;
-    let caller = authenticate(&state, &headers, query.token.as_deref())?;
+    let caller = authenticate(&state, &headers, query.token.as_deref()).await?;
     member_room(&state.store, room_id, caller.id).await?;
     let initial = (room_id, query.since_seq, query.since_rev);
     accept(state, caller, upgrade?, Some(initial)).await
 }
 
-fn authenticate(
+async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     query_token: Option<&str>,
@@ -108,7 +108,7 @@ fn authenticate(
             code: "unauthorized",
             detail: "a token is required (?token= or Authorization: Bearer)",
         })?;
-    AuthUser::from_token(state, token)
+    AuthUser::authenticate(state, token).await
 }
 
 /// Bytes read from a socket per read call; also what an idle connection keeps allocated.
@@ -140,13 +140,22 @@ async fn accept(
         .acquire(caller.id, state.config.config.ws_max_connections_per_user)
         .ok_or(ApiError::TooManyConnections)?;
     let user = caller.load(&state.store).await?;
+    // Registered before the upgrade: a revocation from now on closes this socket with 4001.
+    let standing = state.standings.watch(caller.id, caller.generation);
     let tracker = state.connections.clone();
     // A child of the upgrade request's span, so the session's logs carry its request id.
     let span = tracing::info_span!("ws", user_id = %user.id);
     Ok(upgrade.on_upgrade(move |io| {
         tracker.track_future(
-            connection::Connection::run(io, state, user, permit, caller.expires_at, initial_room)
-                .instrument(span),
+            connection::Connection::run(
+                io,
+                state,
+                user,
+                (permit, standing),
+                caller.expires_at,
+                initial_room,
+            )
+            .instrument(span),
         )
     }))
 }

@@ -89,6 +89,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 }
 
 /// The client's IP address: the TCP peer, or what a trusted proxy says the client is.
+#[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
 impl FromRequestParts<AppState> for ClientIp {

@@ -224,7 +224,7 @@ async fn authorized(
         code: "unauthorized",
         detail: "an Authorization: Bearer token or a signed URL is required",
     })?;
-    let caller = AuthUser::from_token(state, token)?;
+    let caller = AuthUser::authenticate(state, token).await?;
     state
         .store
         .readable_media(id, caller.id)

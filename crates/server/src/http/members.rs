@@ -8,13 +8,14 @@ use nebula_wire::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use super::client_ip::ClientIp;
 use super::extract::{Json, JsonOrEmpty, Path};
 use crate::access::{can_add_members, fixed_membership, member_room, visible_room};
 use crate::auth::AuthUser;
 use crate::domain::Username;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::AddOutcome;
+use crate::store::{AddOutcome, Audit};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -121,14 +122,13 @@ async fn leave(state: &AppState, caller: &AuthUser, room_id: Uuid) -> Result<Sta
     fixed_membership(&visible_room(&state.store, room_id, caller.id).await?)?;
     // Loaded first: the departure's notification, written with it, names the user.
     let user: User = caller.load(&state.store).await?;
-    let member_rev =
-        state
-            .store
-            .remove_member(room_id, &user)
-            .await?
-            .ok_or(ApiError::NotAMember {
-                status: StatusCode::NOT_FOUND,
-            })?;
+    let member_rev = state
+        .store
+        .remove_member(room_id, &user, None)
+        .await?
+        .ok_or(ApiError::NotAMember {
+            status: StatusCode::NOT_FOUND,
+        })?;
     state
         .bus
         .publish_member_left(&state.store, room_id, user, member_rev)
@@ -150,6 +150,7 @@ async fn leave(state: &AppState, caller: &AuthUser, room_id: Uuid) -> Result<Sta
 #[tracing::instrument(skip_all, fields(user_id = %caller.id, %room_id, target = %user_id))]
 async fn remove_member(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     caller: AuthUser,
     Path((room_id, user_id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
@@ -178,9 +179,15 @@ async fn remove_member(
         .user_by_id(user_id)
         .await?
         .ok_or(ApiError::MemberNotFound)?;
+    let audit = Audit {
+        actor: Some(caller.id),
+        action: "member_removed",
+        target: Some(format!("room:{room_id}/user:{user_id}")),
+        ip: Some(ip.to_string()),
+    };
     let member_rev = state
         .store
-        .remove_member(room_id, &user)
+        .remove_member(room_id, &user, Some(&audit))
         .await?
         .ok_or(ApiError::MemberNotFound)?;
     state
@@ -204,6 +211,7 @@ async fn remove_member(
 #[tracing::instrument(skip_all, fields(user_id = %caller.id, %room_id, target = %user_id))]
 async fn update_member(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     caller: AuthUser,
     Path((room_id, user_id)): Path<(Uuid, Uuid)>,
     Json(request): Json<UpdateMemberRequest>,
@@ -222,7 +230,17 @@ async fn update_member(
     }
     let member = state
         .store
-        .set_member_role(room_id, user_id, request.role.into())
+        .set_member_role(
+            room_id,
+            user_id,
+            request.role.into(),
+            &Audit {
+                actor: Some(caller.id),
+                action: "member_role_changed",
+                target: Some(format!("room:{room_id}/user:{user_id}")),
+                ip: Some(ip.to_string()),
+            },
+        )
         .await?
         .ok_or(ApiError::MemberNotFound)?;
     state.bus.publish(

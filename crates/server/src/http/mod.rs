@@ -1,10 +1,13 @@
 //! The HTTP API: one module per resource, merged here with the cross-cutting layers.
 
+mod account;
+mod admin;
 mod auth;
 mod changes;
 pub mod client_ip;
 mod contacts;
 mod dms;
+mod erasure;
 pub mod extract;
 mod lifecycle;
 mod media;
@@ -16,6 +19,7 @@ mod online;
 mod openapi;
 mod people;
 mod reactions;
+mod reports;
 mod rooms;
 pub mod security;
 mod stories;
@@ -48,6 +52,8 @@ use crate::telemetry::track_http;
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Accounts and tokens"),
+        (name = "admin", description = "Server administration (server admins only)"),
+        (name = "moderation", description = "Reporting messages and users to the server's admins"),
         (name = "rooms", description = "Public and private rooms"),
         (name = "members", description = "Joining, adding and leaving"),
         (name = "people", description = "Direct rooms, people search, contacts and blocks"),
@@ -83,6 +89,10 @@ impl Modify for BearerAuth {
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
+        .merge(account::routes())
+        .merge(erasure::routes())
+        .merge(admin::routes())
+        .merge(reports::routes())
         .merge(rooms::routes())
         .merge(members::routes())
         .merge(online::routes())

@@ -152,7 +152,10 @@ impl AllowedOrigins {
 /// tokens or account data (`/auth/*`, `/me`). Headers a route set itself are kept.
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let private = path.starts_with("/auth/") || path == "/me" || path.starts_with("/me/");
+    let private = path.starts_with("/auth/")
+        || path == "/me"
+        || path.starts_with("/me/")
+        || path.starts_with("/admin/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers

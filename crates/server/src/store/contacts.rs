@@ -396,7 +396,9 @@ impl Store {
             super::Backend::Sqlite { reader, .. } => {
                 sqlx::query_as(
                     "SELECT id, username, created_at FROM users
-                     WHERE username_key >= $1 AND username_key < $2 ORDER BY username_key LIMIT $3",
+                     WHERE username_key >= $1 AND username_key < $2
+                       AND deactivated_at IS NULL AND deleted_at IS NULL
+                     ORDER BY username_key LIMIT $3",
                 )
                 .bind(prefix_key)
                 .bind(&upper)
@@ -408,6 +410,7 @@ impl Store {
                 sqlx::query_as(
                     "SELECT id, username, created_at FROM users
                      WHERE username_key COLLATE \"C\" >= $1 AND username_key COLLATE \"C\" < $2
+                       AND deactivated_at IS NULL AND deleted_at IS NULL
                      ORDER BY username_key COLLATE \"C\" LIMIT $3",
                 )
                 .bind(prefix_key)

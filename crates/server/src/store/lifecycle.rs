@@ -41,6 +41,9 @@ pub enum Action {
     },
     /// By the sender, or by the room's owner or an admin (moderation).
     Delete,
+    /// A delete by a server admin (a report's resolution) or for a deleted account: allowed
+    /// whatever the actor's membership, otherwise exactly a `Delete`.
+    DeleteAsModerator,
     React(String),
     Unreact(String),
 }
@@ -205,7 +208,9 @@ impl Store {
 
                 for &index in indexes {
                     let change = &batch[index];
-                    let Some(role) = roles.get(&change.actor).copied() else {
+                    let moderating = matches!(change.action, Action::DeleteAsModerator);
+                    let role = roles.get(&change.actor).copied();
+                    let Some(role) = role.or(moderating.then_some(Role::Owner)) else {
                         outcomes[index] = Err(Refused::NotAMember);
                         continue;
                     };
@@ -242,7 +247,7 @@ impl Store {
                                 Ok(message.changed(next_rev - 1))
                             }
                         }
-                        Action::Delete => {
+                        Action::Delete | Action::DeleteAsModerator => {
                             if !is_sender && !matches!(role, Role::Owner | Role::Admin) {
                                 Err(Refused::Forbidden)
                             } else if deleted {
@@ -256,6 +261,17 @@ impl Store {
                                     "DELETE FROM message_media WHERE message_id = $1",
                                 ] {
                                     sqlx::query(sql).bind(change.message_id).execute(&mut *tx).await?;
+                                }
+                                if !is_sender {
+                                    // A delete by someone else (a room's owner or admin, a
+                                    // server admin) is moderation: audited with it.
+                                    let audit = super::Audit {
+                                        actor: Some(change.actor),
+                                        action: "message_deleted_by_other",
+                                        target: Some(format!("message:{}", change.message_id)),
+                                        ip: None,
+                                    };
+                                    super::accounts::append_audit!(tx, &audit);
                                 }
                                 message.row.content = String::new();
                                 message.row.deleted_at = Some(now);

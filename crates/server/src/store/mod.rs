@@ -4,12 +4,16 @@
 //! agree, the very same SQL: `with_pool!` expands a block once per backend, so each query is
 //! written once and type-checked against both drivers. The integration suite runs against both.
 
+mod accounts;
+mod admin;
 mod changes;
 mod contacts;
 mod dms;
+mod erasure;
 mod lifecycle;
 mod media;
 mod messages;
+mod moderation;
 mod outbox;
 mod rooms;
 mod rows;
@@ -27,6 +31,7 @@ use sqlx::sqlite::{
 };
 use tokio::sync::Notify;
 
+pub use accounts::Audit;
 pub use changes::{FeedEntry, ReactionRecord};
 pub use contacts::RequestOutcome;
 pub use dms::DirectRoom;
@@ -35,6 +40,7 @@ pub use lifecycle::{
 };
 pub use media::MediaRecord;
 pub use messages::{Direction, MemberCache, NewMessage, NotAMember, Outcome, Posted};
+pub use moderation::ReportSubject;
 pub use outbox::{OutboxLease, OutboxRow};
 pub use rooms::{AddOutcome, MembershipCheck, RoomAccess, RoomRecord, SubscriptionState};
 pub use stories::StoryRecord;

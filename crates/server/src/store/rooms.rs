@@ -90,6 +90,7 @@ macro_rules! room_select {
         )
     };
 }
+pub(super) use room_select;
 
 /// `room_select!` plus what a member sees of their reading: `$2` is the unread window
 /// (`UNREAD_COUNT_MAX`). The count is one range scan of the (room_id, seq) key over at most
@@ -361,7 +362,14 @@ impl Store {
     /// longest-standing member, so a room with members always has an owner. The remaining
     /// members' notification goes to the outbox in the same transaction.
     #[tracing::instrument(skip(self, user), fields(user_id = %user.id))]
-    pub async fn remove_member(&self, room_id: Uuid, user: &User) -> StoreResult<Option<i64>> {
+    /// `audit`: for a removal by someone else, its audit-log entry (written in the same
+    /// transaction).
+    pub async fn remove_member(
+        &self,
+        room_id: Uuid,
+        user: &User,
+        audit: Option<&super::Audit>,
+    ) -> StoreResult<Option<i64>> {
         let user_id = user.id;
         let member_rev = with_writer!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -382,6 +390,9 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             enqueue_member_change!(tx, MemberChange::Left, room_id, room_name, user);
+            if let Some(audit) = audit {
+                super::accounts::append_audit!(tx, audit);
+            }
             if role == "owner" {
                 let successor: Option<Uuid> = sqlx::query_scalar(
                     "SELECT user_id FROM room_members WHERE room_id = $1
@@ -418,6 +429,7 @@ impl Store {
         room_id: Uuid,
         user_id: Uuid,
         role: Role,
+        audit: &super::Audit,
     ) -> StoreResult<Option<Member>> {
         let row = with_writer!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -431,6 +443,7 @@ impl Store {
             .await?
             .rows_affected();
             let row = if changed == 1 {
+                super::accounts::append_audit!(tx, audit);
                 sqlx::query_as::<_, MemberRow>(
                     "SELECT m.user_id, u.username, m.role, m.joined_at
                      FROM room_members m JOIN users u ON u.id = m.user_id
@@ -617,7 +630,7 @@ struct MembershipRow {
 }
 
 /// Escapes LIKE wildcards so a search for `50%` means the characters, not a pattern.
-fn escape_like(raw: &str) -> String {
+pub(super) fn escape_like(raw: &str) -> String {
     let mut escaped = String::with_capacity(raw.len());
     for c in raw.chars() {
         if matches!(c, '%' | '_' | '\\') {

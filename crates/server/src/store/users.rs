@@ -14,6 +14,10 @@ pub struct UserRecord {
     pub username: String,
     pub password_hash: String,
     pub created_at: DateTime<Utc>,
+    pub token_generation: i64,
+    pub deactivated_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub totp_secret: Option<String>,
 }
 
 impl UserRecord {
@@ -67,9 +71,25 @@ impl Store {
     pub async fn user_credentials(&self, username_key: &str) -> StoreResult<Option<UserRecord>> {
         Ok(with_pool!(self, pool => {
             sqlx::query_as::<_, UserRecord>(
-                "SELECT id, username, password_hash, created_at FROM users WHERE username_key = $1",
+                "SELECT id, username, password_hash, created_at, token_generation, deactivated_at,
+                        deleted_at, totp_secret
+                 FROM users WHERE username_key = $1",
             )
             .bind(username_key)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// The account with this id, with its password hash.
+    pub async fn user_credentials_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, UserRecord>(
+                "SELECT id, username, password_hash, created_at, token_generation, deactivated_at,
+                        deleted_at, totp_secret
+                 FROM users WHERE id = $1",
+            )
+            .bind(id)
             .fetch_optional(pool)
             .await?
         }))

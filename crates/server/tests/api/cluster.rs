@@ -71,6 +71,7 @@ on_both_engines!(
     the_same_direct_room_requested_at_once_on_two_nodes_is_one_room,
     a_direct_message_is_pushed_only_to_users_connected_on_no_node,
     a_connection_opened_mid_ring_on_another_node_rings_too,
+    logout_all_and_deactivation_on_one_node_close_sockets_on_another,
 );
 
 /// PostgreSQL and the engine's shared server URL, or `None` (printed) when the environment
@@ -1177,6 +1178,74 @@ async fn the_same_direct_room_requested_at_once_on_two_nodes_is_one_room(engine:
         .unwrap();
     assert_eq!(direct, 4);
     pool.close().await;
+}
+
+/// Revocations cross nodes: a logout-all on one node closes the user's socket on another with
+/// 4001 and its tokens stop working there, and so does an admin's deactivation; the cached
+/// standings of the other node do not let an old token through.
+async fn logout_all_and_deactivation_on_one_node_close_sockets_on_another(engine: Engine) {
+    let Some((backend, url)) = services("revocations_cross_nodes", engine) else {
+        return;
+    };
+    let cluster = TestCluster::start(&backend, &url, 2, &[]).await;
+    let admin = cluster.register(0, "admin").await;
+    let granted = std::process::Command::new(env!("CARGO_BIN_EXE_nebula"))
+        .env_clear()
+        .env("DATABASE_URL", &cluster.database_url)
+        .args(["admin", "grant", "admin"])
+        .output()
+        .expect("nebula admin grant");
+    assert!(granted.status.success(), "{granted:?}");
+
+    let alice = cluster.register(0, "alice").await;
+    let alice_on_b = on(&alice, &cluster, 1);
+    // Node B has seen (and cached) alice's standing before the revocation.
+    assert_eq!(alice_on_b.get("/me").await.status, StatusCode::OK);
+    let mut socket = alice_on_b.ws("/ws").await;
+    assert_eq!(
+        alice.post("/auth/logout-all", json!({})).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let (ended, _) = socket.until_closed().await;
+    assert!(
+        matches!(ended, crate::ws_client::Ended::Closed(Some(4001))),
+        "{ended:?}"
+    );
+    alice_on_b
+        .get("/me")
+        .await
+        .assert_problem(401, "token_revoked");
+
+    let bob = cluster.register(1, "bob").await;
+    assert_eq!(bob.get("/me").await.status, StatusCode::OK);
+    let mut socket = bob.ws("/ws").await;
+    let reply = admin
+        .post(
+            &format!("/admin/users/{}/deactivate", bob.user.id),
+            json!({}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let started = std::time::Instant::now();
+    let (ended, _) = socket.until_closed().await;
+    assert!(
+        matches!(ended, crate::ws_client::Ended::Closed(Some(4001))),
+        "{ended:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "closed within a second"
+    );
+    bob.get("/me")
+        .await
+        .assert_problem(401, "account_deactivated");
+    let login = http_client()
+        .post(format!("{}/auth/login", cluster.base(1)))
+        .json(&json!({"username": "bob", "password": password_of("bob")}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
 }
 
 /// Node processes pushing in-process to a loopback push endpoint with these keys.

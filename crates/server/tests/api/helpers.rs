@@ -158,6 +158,8 @@ pub struct TestApp {
     /// whole state would keep its writers alive past shutdown).
     pub limits: Arc<RateLimits>,
     pub passwords: Passwords,
+    /// The mails the server queued for the mailer (password resets).
+    pub mailbox: nebula::mail::Mailbox,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     // Declared last: dropped after the server has stopped.
@@ -184,7 +186,7 @@ impl TestApp {
     ) -> TestApp {
         let mut config = test_config(&database_url);
         configure(&mut config);
-        let (addr, shutdown, server, (limits, passwords)) = launch(config.clone()).await;
+        let (addr, shutdown, server, (limits, passwords, mailbox)) = launch(config.clone()).await;
         TestApp {
             base: format!("http://{addr}"),
             config,
@@ -192,6 +194,7 @@ impl TestApp {
             database_url,
             limits,
             passwords,
+            mailbox,
             shutdown: Some(shutdown),
             server: Some(server),
             _db: db,
@@ -211,10 +214,12 @@ impl TestApp {
     /// Stops the server gracefully and starts a new one on the same database (new port).
     pub async fn restart(&mut self) {
         self.stop().await;
-        let (addr, shutdown, server, (limits, passwords)) = launch(self.config.clone()).await;
+        let (addr, shutdown, server, (limits, passwords, mailbox)) =
+            launch(self.config.clone()).await;
         self.base = format!("http://{addr}");
         self.limits = limits;
         self.passwords = passwords;
+        self.mailbox = mailbox;
         self.shutdown = Some(shutdown);
         self.server = Some(server);
     }
@@ -406,7 +411,7 @@ async fn launch(
     SocketAddr,
     oneshot::Sender<()>,
     JoinHandle<anyhow::Result<()>>,
-    (Arc<RateLimits>, Passwords),
+    (Arc<RateLimits>, Passwords, nebula::mail::Mailbox),
 ) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -416,6 +421,7 @@ async fn launch(
     let probes = (
         server.state().limits.clone(),
         server.state().passwords.clone(),
+        server.state().mail.clone(),
     );
     let (shutdown, stop) = oneshot::channel::<()>();
     let handle = tokio::spawn(server.serve(listener, async move {
@@ -464,6 +470,17 @@ impl Session {
 
     pub async fn delete(&self, path: &str) -> Reply {
         send(self.http.delete(self.url(path)).bearer_auth(&self.token)).await
+    }
+
+    /// `DELETE` with a JSON body (`DELETE /me`).
+    pub async fn delete_with(&self, path: &str, body: Value) -> Reply {
+        send(
+            self.http
+                .delete(self.url(path))
+                .bearer_auth(&self.token)
+                .json(&body),
+        )
+        .await
     }
 
     pub async fn put(&self, path: &str) -> Reply {

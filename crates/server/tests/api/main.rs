@@ -4,7 +4,9 @@
 
 mod helpers;
 
+mod account_security;
 mod accounts;
+mod admin;
 mod browsers;
 mod calls;
 mod cluster;
@@ -13,12 +15,14 @@ mod dms;
 mod errors;
 mod feed;
 mod leaks;
+mod leaving;
 mod lifecycle;
 mod limits;
 mod media;
 mod members;
 mod membership;
 mod messages;
+mod moderation;
 mod notifications;
 mod operations;
 mod people;

@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod backup;
 pub mod bus;
 pub mod calls;
 pub mod cluster;

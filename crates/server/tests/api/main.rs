@@ -5,6 +5,7 @@
 mod helpers;
 
 mod accounts;
+mod backup;
 mod browsers;
 mod calls;
 mod cluster;

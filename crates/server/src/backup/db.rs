@@ -46,7 +46,6 @@ macro_rules! bind_value {
         }
     };
 }
-use bind_value;
 
 pub enum Db {
     Sqlite(SqliteConnection),
@@ -207,10 +206,7 @@ impl Db {
     }
 
     /// `tables` ordered so that every table comes after those its foreign keys reference.
-    pub async fn in_foreign_key_order(
-        &mut self,
-        tables: &[String],
-    ) -> anyhow::Result<Vec<String>> {
+    pub async fn in_foreign_key_order(&mut self, tables: &[String]) -> anyhow::Result<Vec<String>> {
         let mut parents: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for table in tables {
             let referenced = match self {
@@ -260,7 +256,10 @@ impl Db {
 
     /// Whether `table` holds any row.
     pub async fn has_rows(&mut self, table: &str) -> anyhow::Result<bool> {
-        let sql = AssertSqlSafe(format!("SELECT COUNT(*) FROM (SELECT 1 FROM {} LIMIT 1) t", quote(table)));
+        let sql = AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM {} LIMIT 1) t",
+            quote(table)
+        ));
         let count: i64 = match self {
             Db::Sqlite(c) => sqlx::query_scalar(sql).fetch_one(c).await?,
             Db::Postgres(c) => sqlx::query_scalar(sql).fetch_one(c).await?,
@@ -369,19 +368,16 @@ impl Db {
     }
 }
 
-
 /// SQLite's type affinity rules, reduced to the column types its store uses.
 fn sqlite_type(declared: &str) -> ColumnType {
     let declared = declared.to_ascii_uppercase();
     if declared.contains("INT") {
         ColumnType::Int
-    } else if declared.contains("CHAR") || declared.contains("CLOB") || declared.contains("TEXT")
-    {
+    } else if declared.contains("CHAR") || declared.contains("CLOB") || declared.contains("TEXT") {
         ColumnType::Text
     } else if declared.contains("BLOB") || declared.is_empty() {
         ColumnType::Bytes
-    } else if declared.contains("REAL") || declared.contains("FLOA") || declared.contains("DOUB")
-    {
+    } else if declared.contains("REAL") || declared.contains("FLOA") || declared.contains("DOUB") {
         ColumnType::Float
     } else {
         // NUMERIC affinity: the server declares none; text keeps any value intact.
@@ -430,8 +426,12 @@ fn postgres_values(row: &PgRow) -> anyhow::Result<Vec<Value>> {
         .map(|(i, column)| {
             let name = column.type_info().name().to_owned();
             let value = match name.as_str() {
-                "INT2" => row.try_get::<Option<i16>, _>(i)?.map(|v| Value::Int(v.into())),
-                "INT4" => row.try_get::<Option<i32>, _>(i)?.map(|v| Value::Int(v.into())),
+                "INT2" => row
+                    .try_get::<Option<i16>, _>(i)?
+                    .map(|v| Value::Int(v.into())),
+                "INT4" => row
+                    .try_get::<Option<i32>, _>(i)?
+                    .map(|v| Value::Int(v.into())),
                 "INT8" => row.try_get::<Option<i64>, _>(i)?.map(Value::Int),
                 "FLOAT4" => row
                     .try_get::<Option<f32>, _>(i)?

@@ -121,7 +121,13 @@ pub async fn backup(database_url: &str, media_store: &str, out: &Path) -> anyhow
         media_note,
     };
     let json = serde_json::to_vec_pretty(&manifest)?;
-    append(&mut archive, MANIFEST, json.len() as u64, mtime, json.as_slice())?;
+    append(
+        &mut archive,
+        MANIFEST,
+        json.len() as u64,
+        mtime,
+        json.as_slice(),
+    )?;
     archive.into_inner()?.flush()?;
     partial.as_file().sync_all()?;
     partial

@@ -177,9 +177,9 @@ pub fn coerce(value: Value, to: ColumnType) -> anyhow::Result<Value> {
         }
         (T::Uuid, V::Text(s)) => V::Uuid(Uuid::parse_str(&s).context("bad uuid text")?),
         (T::Timestamp, V::Timestamp(t)) => V::Timestamp(t),
-        (T::Timestamp, V::Text(s)) => V::Timestamp(
-            parse_timestamp(&s).with_context(|| format!("`{s}` is not a timestamp"))?,
-        ),
+        (T::Timestamp, V::Text(s)) => {
+            V::Timestamp(parse_timestamp(&s).with_context(|| format!("`{s}` is not a timestamp"))?)
+        }
         (T::Json, V::Json(j)) => V::Json(j),
         (T::Json, V::Text(s)) => V::Json(serde_json::from_str(&s).context("bad JSON text")?),
         (to, value) => bail!("a {value:?} cannot be stored in a {to:?} column"),

@@ -24,7 +24,11 @@ struct Located {
 }
 
 /// Restores `from` into `database_url`, which must hold no rows. Returns the manifest.
-pub async fn restore(database_url: &str, media_store: &str, from: &Path) -> anyhow::Result<Manifest> {
+pub async fn restore(
+    database_url: &str,
+    media_store: &str,
+    from: &Path,
+) -> anyhow::Result<Manifest> {
     let (manifest, located) = verify(from)?;
     let latest = latest_migration(database_url);
     if manifest.schema_version > latest {
@@ -122,7 +126,11 @@ pub async fn restore(database_url: &str, media_store: &str, from: &Path) -> anyh
                 .await
                 .with_context(|| format!("cannot insert row {rows} of {name}"))?;
         }
-        ensure!(rows == table.rows, "{name}: {rows} rows, the manifest says {}", table.rows);
+        ensure!(
+            rows == table.rows,
+            "{name}: {rows} rows, the manifest says {}",
+            table.rows
+        );
     }
     db.reset_sequences().await?;
     if let Some(dir) = media_dir {
@@ -291,7 +299,9 @@ fn restore_media(
             .context("a media entry outside media/")?;
         let relative = PathBuf::from(relative);
         ensure!(
-            relative.components().all(|c| matches!(c, Component::Normal(_))),
+            relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_))),
             "unsafe media path {}",
             entry.path
         );
@@ -312,7 +322,10 @@ fn restore_media(
         let place = &located[&entry.path];
         archive.seek(SeekFrom::Start(place.offset))?;
         let partial = tempfile::NamedTempFile::new_in(target.parent().unwrap_or(dir))?;
-        std::io::copy(&mut (&mut *archive).take(place.size), &mut partial.as_file())?;
+        std::io::copy(
+            &mut (&mut *archive).take(place.size),
+            &mut partial.as_file(),
+        )?;
         partial.as_file().sync_all()?;
         partial
             .persist(&target)

@@ -38,19 +38,30 @@ async fn populate(app: &TestApp) -> (Session, Session, Room) {
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
     let room = alice.create_room("General", false).await;
-    assert_eq!(bob.join(room.id).await.status, StatusCode::OK);
+    assert!(bob.join(room.id).await.status.is_success());
     let first = alice.say(room.id, "hello").await;
     let reply = bob
         .post_message(room.id, json!({"content": "hi", "reply_to": first.id}))
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
-    assert_eq!(alice.edit(room.id, first.id, "hello, all").await.status, StatusCode::OK);
+    assert_eq!(
+        alice.edit(room.id, first.id, "hello, all").await.status,
+        StatusCode::OK
+    );
     assert!(bob.react(room.id, first.id, "👍").await.status.is_success());
     let gone = bob.say(room.id, "oops").await;
-    assert!(bob.delete_message(room.id, gone.id).await.status.is_success());
+    assert!(
+        bob.delete_message(room.id, gone.id)
+            .await
+            .status
+            .is_success()
+    );
     let picture = uploaded(&alice, "p.png", png(8, 8), "image/png").await;
     let attached = alice
-        .post_message(room.id, json!({"content": "look", "attachments": [picture.id]}))
+        .post_message(
+            room.id,
+            json!({"content": "look", "attachments": [picture.id]}),
+        )
         .await;
     assert_eq!(attached.status, StatusCode::CREATED, "{}", attached.text());
     let dm = alice.post("/dms", json!({"user_id": bob.user.id})).await;
@@ -63,7 +74,12 @@ async fn populate(app: &TestApp) -> (Session, Session, Room) {
 }
 
 /// The source keeps taking messages from `alice` until `stop`; returns how many were sent.
-fn keep_writing(alice: Session, room: Room, stop: Arc<AtomicBool>, sent: Arc<AtomicI64>) -> tokio::task::JoinHandle<()> {
+fn keep_writing(
+    alice: Session,
+    room: Room,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicI64>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         // Bounded: the history comparison reads one keyset page of 100.
         while !stop.load(Ordering::SeqCst) && sent.load(Ordering::SeqCst) < 80 {
@@ -84,7 +100,13 @@ async fn assert_same_rows(archive: &Path, target_url: &str) {
         let positions: Vec<usize> = entry
             .columns
             .iter()
-            .map(|c| schema.columns.iter().position(|(name, _)| name == c).unwrap())
+            .map(|c| {
+                schema
+                    .columns
+                    .iter()
+                    .position(|(name, _)| name == c)
+                    .unwrap()
+            })
             .collect();
         let mut expected: Vec<String> = tables[&entry.name]
             .iter()
@@ -108,7 +130,11 @@ async fn assert_same_rows(archive: &Path, target_url: &str) {
         expected.sort();
         actual.sort();
         assert_eq!(expected.len() as u64, entry.rows);
-        assert_eq!(actual, expected, "table {} differs after the restore", entry.name);
+        assert_eq!(
+            actual, expected,
+            "table {} differs after the restore",
+            entry.name
+        );
     }
 }
 
@@ -116,7 +142,10 @@ async fn assert_same_rows(archive: &Path, target_url: &str) {
 /// with an expiry, so they differ between two reads).
 async fn history(who: &Session, room: &Room, through: i64) -> Vec<Json> {
     let page: Json = who
-        .history(room.id, &format!("?after_seq=0&before_seq={}&limit=100", through + 1))
+        .history(
+            room.id,
+            &format!("?after_seq=0&before_seq={}&limit=100", through + 1),
+        )
         .await
         .json();
     page["messages"]
@@ -163,7 +192,12 @@ async fn round_trip(source: Backend, target: Backend) {
     let work = tempfile::tempdir().unwrap();
     let archive = work.path().join("nebula.backup");
     let before = sent.load(Ordering::SeqCst);
-    let output = nebula(&["backup", "--out", archive.to_str().unwrap()], &app.database_url, source_media.path()).await;
+    let output = nebula(
+        &["backup", "--out", archive.to_str().unwrap()],
+        &app.database_url,
+        source_media.path(),
+    )
+    .await;
     let during = sent.load(Ordering::SeqCst) - before;
     stop.store(true, Ordering::SeqCst);
     writer.await.unwrap();
@@ -172,14 +206,30 @@ async fn round_trip(source: Backend, target: Backend) {
 
     let (manifest, tables) = read_rows(&archive).unwrap();
     assert!(!manifest.media.is_empty(), "the upload is in the archive");
-    for table in ["users", "rooms", "room_members", "messages", "message_versions", "message_reactions", "media", "message_media", "direct_rooms", "contact_requests"] {
+    for table in [
+        "users",
+        "rooms",
+        "room_members",
+        "messages",
+        "message_versions",
+        "message_reactions",
+        "media",
+        "message_media",
+        "direct_rooms",
+        "contact_requests",
+    ] {
         assert!(!tables[table].is_empty(), "{table} has rows to back up");
     }
     assert!(!tables.contains_key("_sqlx_migrations"));
 
     let (target_db, target_url) = TestDb::create(&target).await;
     let target_media = tempfile::tempdir().unwrap();
-    let output = nebula(&["restore", "--from", archive.to_str().unwrap()], &target_url, target_media.path()).await;
+    let output = nebula(
+        &["restore", "--from", archive.to_str().unwrap()],
+        &target_url,
+        target_media.path(),
+    )
+    .await;
     assert!(output.status.success(), "restore: {}", stderr(&output));
     assert_same_rows(&archive, &target_url).await;
     for file in &manifest.media {
@@ -212,14 +262,27 @@ async fn round_trip(source: Backend, target: Backend) {
         "history differs after the restore"
     );
     let next = alice_again.say(room.id, "after the move").await;
-    assert_eq!(next.seq, snapshot_seq + 1, "seqs continue where the backup left them");
+    assert_eq!(
+        next.seq,
+        snapshot_seq + 1,
+        "seqs continue where the backup left them"
+    );
     let last_rev = copy
         .query_i64("SELECT last_rev FROM rooms WHERE name = 'General'")
         .await;
     assert_eq!(next.rev, last_rev);
-    assert!(last_rev > snapshot_seq, "revs continue past the edits and deletions");
+    assert!(
+        last_rev > snapshot_seq,
+        "revs continue past the edits and deletions"
+    );
     let bob_again = login(&copy, "bob").await;
-    assert!(bob_again.react(room.id, next.id, "🎉").await.status.is_success());
+    assert!(
+        bob_again
+            .react(room.id, next.id, "🎉")
+            .await
+            .status
+            .is_success()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,7 +314,12 @@ async fn small_backup() -> (TestApp, tempfile::TempDir, std::path::PathBuf) {
     let room = alice.create_room("General", false).await;
     alice.say(room.id, "a line worth keeping").await;
     let archive = work.path().join("nebula.backup");
-    let output = nebula(&["backup", "--out", archive.to_str().unwrap()], &app.database_url, &media).await;
+    let output = nebula(
+        &["backup", "--out", archive.to_str().unwrap()],
+        &app.database_url,
+        &media,
+    )
+    .await;
     assert!(output.status.success(), "backup: {}", stderr(&output));
     (app, work, archive)
 }
@@ -273,7 +341,9 @@ fn rewrite(archive: &Path, mut edit: impl FnMut(&str, &mut Vec<u8>)) {
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);
-        writer.append_data(&mut header, path, bytes.as_slice()).unwrap();
+        writer
+            .append_data(&mut header, path, bytes.as_slice())
+            .unwrap();
     }
     writer.finish().unwrap();
 }
@@ -281,7 +351,12 @@ fn rewrite(archive: &Path, mut edit: impl FnMut(&str, &mut Vec<u8>)) {
 async fn refused(archive: &Path, target: &Backend, expected: &str) {
     let (_db, url) = TestDb::create(target).await;
     let media = tempfile::tempdir().unwrap();
-    let output = nebula(&["restore", "--from", archive.to_str().unwrap()], &url, media.path()).await;
+    let output = nebula(
+        &["restore", "--from", archive.to_str().unwrap()],
+        &url,
+        media.path(),
+    )
+    .await;
     assert!(!output.status.success(), "restore should have been refused");
     assert!(stderr(&output).contains(expected), "{}", stderr(&output));
     // Nothing was written: the target holds no row (and, refused before migrating, no table).
@@ -301,7 +376,12 @@ async fn a_damaged_archive_is_refused_before_anything_is_written() {
             *bytes = text.replace("worth keeping", "worth changing").into_bytes();
         }
     });
-    refused(&archive, &Backend::Sqlite, "checksum mismatch: tables/messages.jsonl").await;
+    refused(
+        &archive,
+        &Backend::Sqlite,
+        "checksum mismatch: tables/messages.jsonl",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,15 +401,30 @@ async fn a_backup_from_a_newer_schema_is_refused() {
 async fn a_database_with_rows_is_refused() {
     let (app, work, archive) = small_backup().await;
     // The source itself, running, has rows.
-    let output = nebula(&["restore", "--from", archive.to_str().unwrap()], &app.database_url, &work.path().join("media")).await;
+    let output = nebula(
+        &["restore", "--from", archive.to_str().unwrap()],
+        &app.database_url,
+        &work.path().join("media"),
+    )
+    .await;
     assert!(!output.status.success());
     assert!(stderr(&output).contains("not empty"), "{}", stderr(&output));
     // An empty database takes it once; a second restore into it is refused.
     let (_db, url) = TestDb::create(&Backend::Sqlite).await;
     let media = tempfile::tempdir().unwrap();
-    let first = nebula(&["restore", "--from", archive.to_str().unwrap()], &url, media.path()).await;
+    let first = nebula(
+        &["restore", "--from", archive.to_str().unwrap()],
+        &url,
+        media.path(),
+    )
+    .await;
     assert!(first.status.success(), "{}", stderr(&first));
-    let again = nebula(&["restore", "--from", archive.to_str().unwrap()], &url, media.path()).await;
+    let again = nebula(
+        &["restore", "--from", archive.to_str().unwrap()],
+        &url,
+        media.path(),
+    )
+    .await;
     assert!(!again.status.success());
     assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();

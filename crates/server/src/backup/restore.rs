@@ -140,9 +140,12 @@ pub async fn restore(
     Ok(manifest)
 }
 
+/// Each table's rows, by table name.
+pub type Rows = BTreeMap<String, Vec<Vec<Value>>>;
+
 /// Every row of a verified archive, by table (in the archive's encoding, not yet coerced to
 /// any database's types): for tests and inspection; whole tables in memory.
-pub fn read_rows(from: &Path) -> anyhow::Result<(Manifest, BTreeMap<String, Vec<Vec<Value>>>)> {
+pub fn read_rows(from: &Path) -> anyhow::Result<(Manifest, Rows)> {
     let (manifest, located) = verify(from)?;
     let mut archive = File::open(from)?;
     let mut tables = BTreeMap::new();

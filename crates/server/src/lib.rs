@@ -11,6 +11,7 @@
 pub mod access;
 pub mod admins;
 pub mod auth;
+pub mod backup;
 pub mod bus;
 pub mod calls;
 pub mod cluster;

@@ -32,16 +32,27 @@ for _ in $(seq 100); do
   curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
   sleep 0.2
 done
-token=$(curl -fsS "http://127.0.0.1:$port/auth/register" -H 'content-type: application/json' \
-  -d '{"username":"schemathesis","password":"schemathesis-password"}' |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+register() {
+  curl -fsS "http://127.0.0.1:$port/auth/register" -H 'content-type: application/json' \
+    -d "{\"username\":\"$1\",\"password\":\"schemathesis-password\"}" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])'
+}
 
 seed_args=()
 [ -n "${SCHEMATHESIS_SEED:-}" ] && seed_args=(--seed "$SCHEMATHESIS_SEED")
+run() {
+  local token=$1
+  shift
+  "$venv/bin/schemathesis" --config-file .ci/schemathesis.toml run "http://127.0.0.1:$port/openapi.json" \
+    --checks all --max-examples "${SCHEMATHESIS_EXAMPLES:-50}" "${seed_args[@]}" \
+    -H "Authorization: Bearer $token" --no-color "$@"
+}
 status=0
-"$venv/bin/schemathesis" --config-file .ci/schemathesis.toml run "http://127.0.0.1:$port/openapi.json" \
-  --checks all --max-examples "${SCHEMATHESIS_EXAMPLES:-50}" "${seed_args[@]}" \
-  -H "Authorization: Bearer $token" --no-color || status=$?
+# `POST /auth/logout-all` revokes the token it is called with, after which every other
+# operation would only be tested unauthenticated: it runs on its own, after the rest, with a
+# token of its own.
+run "$(register schemathesis)" --exclude-path /auth/logout-all || status=$?
+run "$(register schemathesis-revoker)" --include-path /auth/logout-all || status=$?
 if [ "$status" -ne 0 ]; then
   echo "schemathesis failed; the server's log ends with:" >&2
   tail -n 30 "$work/nebula.log" >&2

@@ -1,5 +1,12 @@
-//! Turning one membership event into pushes: the pipeline the consumer runs per message and
-//! the chat server runs in-process when it has no broker.
+//! Turning one notification into pushes: the pipeline the consumer runs per message and the
+//! chat server runs in-process when it has no broker.
+//!
+//! Membership changes go to the room's other members. A direct message or an incoming call
+//! goes to its one recipient, but first the dispatcher re-checks what may have changed since
+//! the send, at dispatch time (see `PushStore::direct_message_suppressed`): a message the
+//! recipient has read, one that was deleted, or anything between two users of whom one has
+//! blocked the other is not pushed, and a call that stopped ringing is not announced. Such an
+//! event is marked processed without a push (`DeliveryReport::suppressed`).
 //!
 //! Failure model. An event is finished once every subscription of every recipient has either
 //! accepted the push, refused it for good, or turned out to be gone; only then is it marked
@@ -29,12 +36,13 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use futures_util::stream;
 use nebula_wire::notify::{MailNotification, MemberNotification, Notification};
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::mail::{MailOutcome, Mailer};
 use crate::metrics;
-use crate::push::{PushOutcome, PushPayload, PushSender};
-use crate::store::{Claim, PushStore, Subscription};
+use crate::push::{CallPushPayload, MessagePushPayload, PushOutcome, PushPayload, PushSender};
+use crate::store::{Claim, PushStore, Subscription, Suppressed};
 
 /// What [`Dispatcher::deliver`] did with an event.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,9 +55,20 @@ pub struct DeliveryReport {
     pub removed: usize,
     /// Pushes refused for good (non-retryable 4xx).
     pub rejected: usize,
+    /// Not pushed at all, and why: read, deleted, blocked, or a call no longer ringing.
+    pub suppressed: Option<Suppressed>,
 }
 
-/// Pushes membership events to recipients' browsers. Cheap to clone.
+/// Who an event goes to and what they receive.
+struct Plan {
+    recipients: Vec<Uuid>,
+    payload: serde_json::Value,
+    /// The push's `TTL`, when not the sender's default.
+    ttl: Option<Duration>,
+}
+
+/// Pushes notifications to recipients' browsers and sends mail events over SMTP. Cheap to
+/// clone.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
     store: PushStore,
@@ -95,28 +114,16 @@ impl Dispatcher {
         self
     }
 
-    /// Delivers any outbox event: a membership change as pushes, a mail over SMTP.
-    pub async fn deliver_any(&self, event: &Notification) -> Result<DeliveryReport> {
-        match event {
-            Notification::Member(member) => self.deliver(member).await,
-            Notification::Mail(mail) => self.deliver_mail(mail).await,
-        }
+    /// Mails `event` once (see [`Dispatcher::dispatch`]).
+    pub async fn deliver_mail(&self, event: &MailNotification) -> Result<DeliveryReport> {
+        self.dispatch(&Notification::Mail(event.clone())).await
     }
 
-    /// Mails `event` once: a copy of an event already processed sends nothing. A mail the
-    /// relay refuses for good is settled (not retried); a transient failure returns
-    /// [`Error::Incomplete`] for the caller to retry with backoff. The one window left is a
-    /// crash between the relay's answer and `mark_processed`: the copy sent again carries the
-    /// same `Message-ID`.
-    #[tracing::instrument(skip_all, fields(event_id = %event.event_id))]
-    pub async fn deliver_mail(&self, event: &MailNotification) -> Result<DeliveryReport> {
-        if self.store.is_processed(event.event_id).await? {
-            tracing::debug!("mail already sent");
-            return Ok(DeliveryReport {
-                duplicate: true,
-                ..DeliveryReport::default()
-            });
-        }
+    /// Sends one mail event not yet processed. A mail the relay refuses for good is settled
+    /// (not retried); a transient failure returns [`Error::Incomplete`] for the caller to
+    /// retry with backoff. The one window left is a crash between the relay's answer and
+    /// `mark_processed`: the copy sent again carries the same `Message-ID`.
+    async fn send_mail(&self, event: &MailNotification) -> Result<DeliveryReport> {
         let mut report = DeliveryReport::default();
         match &self.mailer {
             None => {
@@ -165,39 +172,52 @@ impl Dispatcher {
         &self.store
     }
 
-    /// Pushes `event` to every subscription of its recipients, once.
+    /// Pushes a membership event to every subscription of its recipients, once (see
+    /// [`Dispatcher::dispatch`]).
+    pub async fn deliver(&self, event: &MemberNotification) -> Result<DeliveryReport> {
+        self.dispatch(&Notification::Member(event.clone())).await
+    }
+
+    /// Pushes `event` to every subscription of its recipients, once; a mail event is sent
+    /// over SMTP instead, once.
     ///
     /// Already processed: does nothing. Otherwise pushes to each subscription not yet
     /// served, deletes subscriptions answered 404/410, and marks the event processed — unless
     /// some push failed transiently, in which case it returns [`Error::Incomplete`] and a
     /// later call finishes the job. Database errors are returned as they are; both kinds are
-    /// worth retrying.
-    #[tracing::instrument(skip_all, fields(event_id = %event.event_id, room_id = %event.room_id))]
-    pub async fn deliver(&self, event: &MemberNotification) -> Result<DeliveryReport> {
-        if self.store.is_processed(event.event_id).await? {
+    /// worth retrying. A direct message or call that should no longer be pushed (see the
+    /// module docs) is marked processed with nothing sent.
+    #[tracing::instrument(skip_all, fields(event_id = %event.event_id(), kind = event.kind()))]
+    pub async fn dispatch(&self, event: &Notification) -> Result<DeliveryReport> {
+        let event_id = event.event_id();
+        if self.store.is_processed(event_id).await? {
             tracing::debug!("event already processed");
             return Ok(DeliveryReport {
                 duplicate: true,
                 ..DeliveryReport::default()
             });
         }
-        // The member who joined or left is never told about it, whatever the publisher sent.
-        let recipients: Vec<_> = event
-            .recipients
-            .iter()
-            .copied()
-            .filter(|id| *id != event.user.id)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        if let Notification::Mail(mail) = event {
+            return self.send_mail(mail).await;
+        }
+        let plan = match self.plan(event).await? {
+            Ok(plan) => plan,
+            Err(reason) => {
+                self.store.mark_processed(event_id).await?;
+                tracing::info!(reason = reason.as_str(), "not pushed");
+                return Ok(DeliveryReport {
+                    suppressed: Some(reason),
+                    ..DeliveryReport::default()
+                });
+            }
+        };
         let subscriptions = self
             .store
-            .pending_subscriptions(event.event_id, &recipients)
+            .pending_subscriptions(event_id, &plan.recipients)
             .await?;
-        let payload = PushPayload::from_event(event);
 
         let outcomes: Vec<Result<Step>> = stream::iter(subscriptions)
-            .map(|subscription| self.push_one(subscription, &payload, event))
+            .map(|subscription| self.push_one(subscription, &plan, event_id))
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
@@ -221,7 +241,7 @@ impl Dispatcher {
         if failed > 0 {
             return Err(Error::Incomplete { failed, attempted });
         }
-        self.store.mark_processed(event.event_id).await?;
+        self.store.mark_processed(event_id).await?;
         tracing::info!(
             sent = report.sent,
             removed = report.removed,
@@ -231,14 +251,84 @@ impl Dispatcher {
         Ok(report)
     }
 
+    /// Who gets what; `Err` when the event is not to be pushed at all.
+    async fn plan(&self, event: &Notification) -> Result<std::result::Result<Plan, Suppressed>> {
+        let encode = |value: std::result::Result<serde_json::Value, serde_json::Error>| {
+            value.map_err(|err| Error::MalformedEvent(format!("cannot encode the payload: {err}")))
+        };
+        Ok(Ok(match event {
+            Notification::Mail(_) => {
+                return Err(Error::MalformedEvent("a mail is not pushed".into()));
+            }
+            Notification::Member(event) => Plan {
+                // The member who joined or left is never told about it, whatever the
+                // publisher sent.
+                recipients: event
+                    .recipients
+                    .iter()
+                    .copied()
+                    .filter(|id| *id != event.user.id)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+                payload: encode(serde_json::to_value(PushPayload::from_event(event)))?,
+                ttl: None,
+            },
+            Notification::DirectMessage(event) => {
+                if event.recipient == event.sender.id {
+                    return Ok(Err(Suppressed::NotMember));
+                }
+                if let Some(reason) = self
+                    .store
+                    .direct_message_suppressed(
+                        event.room_id,
+                        event.seq,
+                        event.sender.id,
+                        event.recipient,
+                    )
+                    .await?
+                {
+                    return Ok(Err(reason));
+                }
+                Plan {
+                    recipients: vec![event.recipient],
+                    payload: encode(serde_json::to_value(MessagePushPayload::from_event(event)))?,
+                    ttl: None,
+                }
+            }
+            Notification::IncomingCall(event) => {
+                // Whole seconds left to ring; a push service takes TTL in seconds.
+                let left = (event.expires_at - chrono::Utc::now()).num_seconds();
+                let Some(left) = u64::try_from(left).ok().filter(|left| *left > 0) else {
+                    return Ok(Err(Suppressed::Expired));
+                };
+                if event.callee == event.caller.id {
+                    return Ok(Err(Suppressed::NotMember));
+                }
+                if self
+                    .store
+                    .blocked_either_way(event.caller.id, event.callee)
+                    .await?
+                {
+                    return Ok(Err(Suppressed::Blocked));
+                }
+                Plan {
+                    recipients: vec![event.callee],
+                    payload: encode(serde_json::to_value(CallPushPayload::from_event(event)))?,
+                    ttl: Some(Duration::from_secs(left)),
+                }
+            }
+        }))
+    }
+
     /// Claims, pushes to one subscription and records what the push service said.
     async fn push_one(
         &self,
         subscription: Subscription,
-        payload: &PushPayload,
-        event: &MemberNotification,
+        plan: &Plan,
+        event_id: Uuid,
     ) -> Result<Step> {
-        let (event_id, id) = (event.event_id, subscription.id);
+        let id = subscription.id;
         match self
             .store
             .claim_delivery(event_id, id, self.claim_lease)
@@ -254,7 +344,18 @@ impl Dispatcher {
                 return Ok(Step::Finished);
             }
         }
-        let outcome = self.sender.send(&subscription, payload, event_id).await;
+        let outcome = match plan.ttl {
+            Some(ttl) => {
+                self.sender
+                    .send_with_ttl(&subscription, &plan.payload, event_id, ttl)
+                    .await
+            }
+            None => {
+                self.sender
+                    .send(&subscription, &plan.payload, event_id)
+                    .await
+            }
+        };
         match &outcome {
             PushOutcome::Delivered => {
                 metrics::push_sent();

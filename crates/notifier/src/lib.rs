@@ -1,5 +1,6 @@
 //! Nebula's notification service: when someone joins or leaves a room, the other members'
-//! browsers get a Web Push notification (RFC 8030 / 8291 `aes128gcm` / 8292 VAPID).
+//! browsers get a Web Push notification; so does the recipient of a direct message and the
+//! callee of a call who had no open connection (RFC 8030 / 8291 `aes128gcm` / 8292 VAPID).
 //!
 //! The pipeline, usable standalone (the `nebula-notifier` binary) or embedded in the chat
 //! server (which runs it in-process when no RabbitMQ is configured):
@@ -31,8 +32,10 @@ pub use endpoint::EndpointPolicy;
 pub use error::{Error, Result};
 pub use http::{ApiState, SubscriptionRules, WebPushApi, router};
 pub use mail::{MailOutcome, Mailer};
-pub use push::{PushOutcome, PushPayload, PushSender};
-pub use store::{Claim, NewSubscription, PushStore, Subscription};
+pub use push::{
+    CallPushPayload, MessagePushPayload, MessageRef, PushOutcome, PushPayload, PushSender,
+};
+pub use store::{Claim, NewSubscription, PushStore, Subscription, Suppressed};
 pub use topology::{DEAD_LETTER_EXCHANGE, EXCHANGE, QUEUE, Topology, declare_topology};
 pub use vapid::{GeneratedVapidKeys, VapidKeys, generate_vapid_keys};
 

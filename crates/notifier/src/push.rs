@@ -10,7 +10,10 @@ use std::time::Duration;
 use axum::http::{HeaderValue, Uri, header};
 use chrono::{DateTime, Utc};
 use nebula_wire::User;
-use nebula_wire::notify::{MemberChange, MemberNotification};
+use nebula_wire::notify::{
+    CallNotification, DirectMessageNotification, MemberChange, MemberNotification, UserRef,
+};
+use nebula_wire::{CallMedia, Seq};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -49,6 +52,78 @@ impl PushPayload {
             user: event.user.clone(),
             event_id: event.event_id,
             occurred_at: event.occurred_at,
+        }
+    }
+}
+
+/// What the service worker receives, decrypted, for a direct message (`type`
+/// `"message.direct"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagePushPayload {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub room_id: Uuid,
+    pub message: MessageRef,
+    pub sender: UserRef,
+    /// The start of the message (see `DirectMessageNotification::PREVIEW_CHARS`).
+    pub preview: String,
+    pub event_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Which message a push is about: enough to open the room at it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRef {
+    pub id: Uuid,
+    pub seq: Seq,
+}
+
+impl MessagePushPayload {
+    pub const TYPE: &str = "message.direct";
+
+    pub fn from_event(event: &DirectMessageNotification) -> Self {
+        MessagePushPayload {
+            kind: Self::TYPE.to_owned(),
+            room_id: event.room_id,
+            message: MessageRef {
+                id: event.message_id,
+                seq: event.seq,
+            },
+            sender: event.sender.clone(),
+            preview: event.preview.clone(),
+            event_id: event.event_id,
+            occurred_at: event.occurred_at,
+        }
+    }
+}
+
+/// What the service worker receives, decrypted, for a call ringing while the user had no open
+/// connection (`type` `"call.incoming"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallPushPayload {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub call_id: Uuid,
+    pub from: UserRef,
+    pub media: CallMedia,
+    pub event_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    /// When the call stops ringing: a notification shown later should say "missed call".
+    pub expires_at: DateTime<Utc>,
+}
+
+impl CallPushPayload {
+    pub const TYPE: &str = "call.incoming";
+
+    pub fn from_event(event: &CallNotification) -> Self {
+        CallPushPayload {
+            kind: Self::TYPE.to_owned(),
+            call_id: event.call_id,
+            from: event.caller.clone(),
+            media: event.media,
+            event_id: event.event_id,
+            occurred_at: event.occurred_at,
+            expires_at: event.expires_at,
         }
     }
 }
@@ -122,11 +197,24 @@ impl PushSender {
 
     /// Encrypts `payload` for `subscription` and posts it to the subscription's endpoint.
     #[tracing::instrument(skip_all, fields(subscription = %subscription.id))]
-    pub async fn send(
+    pub async fn send<P: Serialize + ?Sized>(
         &self,
         subscription: &Subscription,
-        payload: &PushPayload,
+        payload: &P,
         event_id: Uuid,
+    ) -> PushOutcome {
+        self.send_with_ttl(subscription, payload, event_id, self.ttl)
+            .await
+    }
+
+    /// [`PushSender::send`] with a `TTL` of its own: how long the push service may hold the
+    /// message for an offline browser (an incoming call is worth showing only while it rings).
+    pub async fn send_with_ttl<P: Serialize + ?Sized>(
+        &self,
+        subscription: &Subscription,
+        payload: &P,
+        event_id: Uuid,
+        ttl: Duration,
     ) -> PushOutcome {
         // Checked again here, not only at subscribe time: the row may predate the rule, or
         // have been stored by a process that allowed private endpoints. reqwest does not
@@ -135,7 +223,7 @@ impl PushSender {
             Ok(url) => url,
             Err(refused) => return PushOutcome::EndpointRefused(refused.to_string()),
         };
-        let request = match self.build(&url, subscription, payload, event_id) {
+        let request = match self.build(&url, subscription, payload, event_id, ttl) {
             Ok(request) => request,
             Err(err) => {
                 // Only stored keys that are not a valid P-256 point / 16-byte secret get here;
@@ -155,12 +243,13 @@ impl PushSender {
 
     /// The request to `url`, the subscription's endpoint as checked: what was checked is
     /// what is sent to.
-    fn build(
+    fn build<P: Serialize + ?Sized>(
         &self,
         url: &Url,
         subscription: &Subscription,
-        payload: &PushPayload,
+        payload: &P,
         event_id: Uuid,
+        ttl: Duration,
     ) -> Result<reqwest::Request> {
         let uri: Uri = url
             .as_str()
@@ -179,7 +268,7 @@ impl PushSender {
         // The builder sets TTL, Content-Encoding: aes128gcm and the encrypted body; its own
         // VAPID support is not used because of the `aud` port bug.
         let mut request = WebPushBuilder::new(uri, ua_public, ua_auth)
-            .with_valid_duration(self.ttl)
+            .with_valid_duration(ttl)
             .build(body)
             .map_err(|err| Error::PushBuild(err.to_string()))?;
         let authorization = self.vapid.authorization(url, VAPID_VALIDITY)?;

@@ -13,7 +13,7 @@
 use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
-use nebula_wire::notify::Notification;
+use nebula_wire::notify::{MemberNotification, Notification};
 
 use crate::error::{Error, Result};
 
@@ -121,9 +121,21 @@ impl Topology {
     /// Publishes `event` as a persistent message and waits for the broker's confirm when the
     /// channel is in confirm mode (`confirm_select`), which the server's outbox relay should
     /// use so it deletes an outbox row only once RabbitMQ has the message.
-    pub async fn publish(&self, channel: &Channel, event: &Notification) -> Result<()> {
-        let payload = serde_json::to_vec(event)
+    pub async fn publish(&self, channel: &Channel, event: &MemberNotification) -> Result<()> {
+        self.publish_notification(channel, &Notification::Member(event.clone()))
+            .await
+    }
+
+    /// Publishes any kind of notification, as [`Topology::publish`] does.
+    pub async fn publish_notification(
+        &self,
+        channel: &Channel,
+        event: &Notification,
+    ) -> Result<()> {
+        let payload = event
+            .to_json()
             .map_err(|err| Error::MalformedEvent(format!("cannot encode: {err}")))?;
+        let payload = payload.into_bytes();
         let properties = message_properties(event.event_id().to_string(), 1);
         let confirm = channel
             .basic_publish(

@@ -20,6 +20,9 @@ async fn main() -> ExitCode {
     let _profiler = dhat::Profiler::new_heap();
     // A `.env` file is optional; real environment variables win over it.
     let _ = dotenvy::dotenv();
+    if let Some(code) = nebula::backup::run_if_requested().await {
+        return code;
+    }
     let config = Config::parse();
     nebula::telemetry::init_logging(config.log_format);
     raise_file_limit();

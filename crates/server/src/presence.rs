@@ -3,9 +3,14 @@
 //! A user is online in a room while at least one of their connections, on any node, is
 //! subscribed to it. Each node counts its own connections ([`NodePresence`]); only a node-level
 //! transition (first connection in, last one out) goes further. In one process that is the
-//! whole story; in a cluster the node-level transitions are merged in Redis
+//! whole story; in a cluster the node-level transitions are merged in the cluster engine
 //! ([`cluster::ClusterPresence`]), which announces each cluster-wide transition exactly once and
 //! expires the users of a node that stopped heart-beating.
+//!
+//! The same machinery also answers "does this user have an open connection anywhere?" (for
+//! Web Push of direct messages and calls): every connection, subscribed to rooms or not, is
+//! counted in the user's own scope, a pseudo-room whose id is the user's id ([`UserPresence`]).
+//! Transitions of that scope are announced to nobody.
 
 pub mod cluster;
 
@@ -150,8 +155,27 @@ impl Presence {
         true
     }
 
+    /// Whether `user_id` has an open connection on any node (see [`UserPresence`]). When Redis
+    /// is unreachable, whether they have one on this node: a push to a user connected
+    /// elsewhere is the lesser harm than a message nobody is told about.
+    pub async fn user_connected(&self, user_id: Uuid) -> bool {
+        if self.node.page(user_id, None, 1).total > 0 {
+            return true;
+        }
+        let Some(cluster) = &self.cluster else {
+            return false;
+        };
+        match cluster.is_online(user_id, user_id).await {
+            Ok(online) => online,
+            Err(err) => {
+                tracing::debug!(error = %err, "connection check from this node only");
+                false
+            }
+        }
+    }
+
     /// Up to `limit` users online in the room (on any node) whose lowercased username sorts
-    /// after `after`, and how many are online in all. When Redis is unreachable, this node's
+    /// after `after`, and how many are online in all. When the engine is unreachable, this node's
     /// users at least.
     pub async fn online(&self, room_id: Uuid, after: Option<&str>, limit: usize) -> OnlinePage {
         let local = self.node.page(room_id, after, limit);
@@ -180,9 +204,38 @@ fn merge_pages(local: OnlinePage, shared: OnlinePage, limit: usize) -> OnlinePag
     }
 }
 
+/// One open connection of a user, counted in the user's own presence scope until dropped:
+/// what [`Presence::user_connected`] reads. Held by the connection, so an aborted task
+/// cannot leave it counted.
+#[derive(Debug)]
+pub struct UserPresence {
+    presence: std::sync::Arc<Presence>,
+    user: User,
+}
+
+impl UserPresence {
+    pub fn open(presence: std::sync::Arc<Presence>, user: &User) -> Self {
+        presence.connected(user.id, user);
+        UserPresence {
+            presence,
+            user: user.clone(),
+        }
+    }
+}
+
+impl Drop for UserPresence {
+    fn drop(&mut self) {
+        self.presence.disconnected(self.user.id, &self.user);
+    }
+}
+
 /// Publishes a presence event to the room; the user's own connections skip it.
 pub(crate) fn announce(bus: &Bus, room_id: Uuid, user: User, status: PresenceStatus) {
     let user_id = user.id;
+    // A user's own scope (see `UserPresence`) is not a room: nobody listens there.
+    if room_id == user_id {
+        return;
+    }
     let event = ServerEvent::Presence {
         room_id,
         user,

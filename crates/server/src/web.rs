@@ -78,6 +78,51 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../web/roomlist.js"),
     ),
     (
+        "uploads.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/uploads.js"),
+    ),
+    (
+        "attachments.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/attachments.js"),
+    ),
+    (
+        "stories.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/stories.js"),
+    ),
+    (
+        "social.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/social.js"),
+    ),
+    (
+        "dms.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/dms.js"),
+    ),
+    (
+        "people.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/people.js"),
+    ),
+    (
+        "profile.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/profile.js"),
+    ),
+    (
+        "contacts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/contacts.js"),
+    ),
+    (
+        "calls.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/calls.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("../web/style.css"),

@@ -4,18 +4,24 @@
 // state: messages by seq and rev, gaps, unread), state.js (what the page shares), timeline.js
 // (the open room's messages), message-view.js (one message's DOM), reactions.js (emoji picker,
 // who reacted), composer.js (the message box, replies), roomlist.js (the sidebar), ui.js (DOM
-// building, textContent only).
+// building, textContent only), social.js (direct messages, people, contacts, blocks, calls),
+// uploads.js (files waiting to be sent), attachments.js (a message's files), stories.js (the
+// stories bar).
 
 import { api, getSession, setSession, clearSession, onUnauthorized } from './api.js';
+import { bindViewer } from './attachments.js';
 import * as composer from './composer.js';
 import { closePicker, forgetReactions, setReaction, toggleReaction } from './reactions.js';
 import { bindRoomList, renderPublicRooms, renderRoomList } from './roomlist.js';
+import * as social from './social.js';
 import { ChatSocket } from './socket.js';
 import { $, currentRoom, state } from './state.js';
 import { RoomState, charCount } from './store.js';
 import * as timeline from './timeline.js';
 import { isNearBottom, scheduleReceipts, scrollToBottom } from './timeline.js';
+import * as stories from './stories.js';
 import * as ui from './ui.js';
+import * as uploads from './uploads.js';
 
 const ACK_TIMEOUT_MS = 10_000;
 const TYPING_RESEND_MS = 3_000; // while typing, repeat `start` this often
@@ -31,6 +37,7 @@ function boot() {
   bindAuth();
   bindChat();
   bindRoomList({ onOpen: openRoom, onJoin: joinRoom });
+  social.bindSocial({ onOpen: openRoom, onAdd: addRoom });
   timeline.bindTimeline({
     onReply: (room, msg) => composer.setReply(msg),
     onEdit: editMessage,
@@ -46,6 +53,9 @@ function boot() {
     onBlur: () => stopTyping(true),
     onEditLast: editLastMessage,
   });
+  uploads.bindUploads({ dropZone: $('room-pane') });
+  bindViewer();
+  stories.bindStories();
   onUnauthorized(() => logout('Your session has ended. Please log in again.'));
   if (getSession()) enterApp();
   else showAuth();
@@ -58,6 +68,9 @@ function fillIcons() {
   $('members-close').append(ui.icon('close', 18));
   $('send-btn').append(ui.icon('send', 18));
   $('reply-cancel').append(ui.icon('close', 16));
+  $('attach-btn').append(ui.icon('clip', 18));
+  $('image-viewer-close').append(ui.icon('close', 18));
+  $('story-close').append(ui.icon('close', 18));
   $('jump-latest').prepend(ui.icon('down', 14), ' ');
 }
 
@@ -131,6 +144,7 @@ function logout(message = '') {
   if (state.loggingOut) return;
   state.loggingOut = true;
   try {
+    social.stopSocial(); // first: a call going on is hung up while the socket is still open
     state.socket?.stop();
     state.socket = null;
     for (const room of state.rooms.values()) for (const p of room.pending.values()) clearTimeout(p.timer);
@@ -138,6 +152,8 @@ function logout(message = '') {
     state.currentId = null;
     state.me = null;
     forgetReactions();
+    uploads.clearUploads();
+    stories.stopStories();
     clearSession();
     if (location.hash) history.replaceState(null, '', location.pathname);
     $('my-rooms').replaceChildren();
@@ -186,6 +202,9 @@ function enterApp() {
     if (id && state.rooms.has(id)) openRoom(id);
   });
   loadPublicRooms(true);
+  stories.startStories();
+  uploads.loadLimits();
+  social.startSocial();
 }
 
 function roomIdFromHash() {
@@ -237,6 +256,7 @@ function handleSocketOpen() {
   }
   // Membership may have changed while we were away.
   refreshRooms();
+  social.socketOpened();
 }
 
 function handleSocketClose() {
@@ -250,6 +270,7 @@ function handleSocketClose() {
   }
   stopTyping(false);
   renderTyping();
+  social.socketClosed();
 }
 
 function subscribe(room) {
@@ -271,6 +292,7 @@ function subscribe(room) {
 // Server events
 
 function handleEvent(ev) {
+  if (social.handleSocialEvent(ev)) return undefined;
   switch (ev.type) {
     case 'subscribed':
       return onSubscribed(ev);
@@ -645,6 +667,7 @@ function openRoom(id) {
     stopTyping(true);
     resetLeaveButton();
     composer.clearReply();
+    uploads.clearUploads();
     closePicker();
     currentRoom()?.markSeen();
     timeline.markUnreadFrom(room, room.lastReadSent);
@@ -682,7 +705,7 @@ function closeRoomView() {
 
 function renderRoomHeader() {
   const room = currentRoom();
-  if (!room) return;
+  if (!room || social.renderDirectHeader(room)) return;
   const r = room.room;
   const title = $('room-title');
   title.replaceChildren(ui.icon(r.is_private ? 'lock' : 'hash', 16), document.createTextNode(r.name));
@@ -880,7 +903,7 @@ function renderMembers() {
     }),
   );
   const mine = room.members?.get(state.me.id);
-  $('add-member-form').hidden = !(mine && (mine.role === 'owner' || mine.role === 'admin'));
+  $('add-member-form').hidden = social.isDirect(room) || !(mine && (mine.role === 'owner' || mine.role === 'admin'));
 }
 
 async function addMember(e) {
@@ -921,12 +944,18 @@ function newClientMsgId() {
 
 function sendCurrent() {
   const room = currentRoom();
-  const draft = room && composer.takeDraft();
+  if (!room) return;
+  if (uploads.busy()) {
+    ui.toast('Wait for the files to finish uploading.', 'warn', 3000);
+    return;
+  }
+  const draft = composer.takeDraft({ allowEmpty: uploads.readyCount() > 0 });
   if (!draft) return;
   stopTyping(true);
   const p = {
     clientMsgId: newClientMsgId(),
     content: draft.content,
+    attachments: uploads.takeReady(),
     replyTo: draft.replyTo?.id ?? null,
     status: 'sending',
     error: null,
@@ -973,6 +1002,7 @@ function dispatch(room, p) {
   updatePending(room, p);
   const frame = { type: 'message.send', room_id: room.id, content: p.content, client_msg_id: p.clientMsgId };
   if (p.replyTo) frame.reply_to = p.replyTo;
+  if (p.attachments.length) frame.attachments = p.attachments.map((m) => m.id);
   if (room.subscribed && state.socket?.send(frame)) {
     p.via = 'ws';
     p.timer = setTimeout(() => failPending(room, p, 'no answer from the server'), ACK_TIMEOUT_MS);
@@ -982,7 +1012,7 @@ function dispatch(room, p) {
   p.via = 'rest';
   p.timer = setTimeout(() => failPending(room, p, 'no answer from the server'), ACK_TIMEOUT_MS);
   api
-    .postMessage(room.id, p.content, p.clientMsgId, p.replyTo)
+    .postMessage(room.id, p.content, p.clientMsgId, p.replyTo, p.attachments.map((m) => m.id))
     .then((msg) => {
       resolvePending(room, p.clientMsgId);
       handleMessage(msg, false);

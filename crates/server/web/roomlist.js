@@ -1,5 +1,7 @@
 // roomlist.js — the sidebar: "My rooms" with their unread badges, and the public directory.
+// Direct rooms are listed apart, under "Direct messages" (dms.js).
 
+import { isDirect, renderDms } from './dms.js';
 import { $, state } from './state.js';
 import * as ui from './ui.js';
 
@@ -11,10 +13,10 @@ export function bindRoomList(handlers) {
 }
 
 function sortedRooms() {
-  return [...state.rooms.values()].sort((a, b) => a.room.name.localeCompare(b.room.name, undefined, { sensitivity: 'base' }));
+  return [...state.rooms.values()].filter((room) => !isDirect(room)).sort((a, b) => a.room.name.localeCompare(b.room.name, undefined, { sensitivity: 'base' }));
 }
 
-/** My rooms, each with its unread count unless it is the open one; the total in the title. */
+/** My rooms (and direct messages), each with its unread count unless it is the open one; the total in the title. */
 export function renderRoomList() {
   const rooms = sortedRooms();
   const unread = (room) => (room.id === state.currentId ? 0 : room.unread);
@@ -28,7 +30,8 @@ export function renderRoomList() {
     ),
   );
   $('my-rooms-empty').hidden = rooms.length > 0;
-  const total = rooms.reduce((n, room) => n + unread(room), 0);
+  renderDms();
+  const total = [...state.rooms.values()].reduce((n, room) => n + unread(room), 0);
   document.title = total ? `(${total}) Nebula` : 'Nebula';
 }
 

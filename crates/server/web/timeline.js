@@ -269,8 +269,10 @@ export function renderHistoryStatus(room) {
       ui.el(
         'div',
         { class: 'room-start' },
-        ui.el('strong', { text: `Welcome to ${room.room.name}` }),
-        ui.el('span', { text: room.order.length ? 'This is the beginning of the room.' : 'No messages yet — say hello!' }),
+        ui.el('strong', { text: room.room.peer ? `You and ${room.room.peer.username}` : `Welcome to ${room.room.name}` }),
+        ui.el('span', {
+          text: room.order.length ? `This is the beginning of the ${room.room.peer ? 'conversation' : 'room'}.` : 'No messages yet — say hello!',
+        }),
       ),
     );
   } else box.replaceChildren();

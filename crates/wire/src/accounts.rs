@@ -41,7 +41,11 @@ pub struct UpdateAccountRequest {
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>, max_length = 254)]
+    #[schema(
+        value_type = Option<String>,
+        max_length = 254,
+        pattern = "^[^@\\u0000\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+@[^@\\u0000\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+$"
+    )]
     pub email: Option<Option<String>>,
 }
 
@@ -127,8 +131,12 @@ pub struct PasswordResetConfirm {
 /// `POST …/report`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReportRequest {
-    /// 1–1000 characters.
-    #[schema(min_length = 1, max_length = 1000)]
+    /// 1–1000 characters, not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 1000,
+        pattern = "^[^\\u0000]*[^\\u0000\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+[^\\u0000]*$"
+    )]
     pub reason: String,
 }
 
@@ -186,7 +194,7 @@ pub struct ResolveReportRequest {
     pub action: ReportAction,
     /// At most 1000 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 1000)]
+    #[schema(max_length = 1000, pattern = "^[^\\u0000]*$")]
     pub note: Option<String>,
 }
 
@@ -217,6 +225,7 @@ pub struct AdminRooms {
 #[into_params(parameter_in = Query)]
 pub struct AdminListQuery {
     /// Names starting with this (case-insensitive).
+    #[param(pattern = "^[^\\u0000]*$")]
     pub q: Option<String>,
     /// 1-based, default 1.
     #[param(minimum = 1)]

@@ -4,8 +4,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions, BasicRejectOptions};
 use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Channel, Connection};
-use nebula_wire::notify::{MailNotification, MemberNotification, Notification};
-use serde::Deserialize;
+use nebula_wire::notify::Notification;
 use tokio_util::sync::CancellationToken;
 
 use super::ConsumerConfig;
@@ -71,11 +70,13 @@ impl Handler {
         let event = match parse(&delivery.data) {
             Ok(event) => event,
             Err(err) => {
+                // A kind or version this build does not know (a newer server) lands here too:
+                // it waits in the dead-letter queue, named in the log, for a newer notifier.
                 tracing::warn!(error = %err, "dead-lettering a message that cannot be read");
                 return dead_letter(&delivery).await;
             }
         };
-        match self.dispatcher.deliver_any(&event).await {
+        match self.dispatcher.dispatch(&event).await {
             Ok(_) => settle(delivery.acker.ack(BasicAckOptions::default()).await),
             Err(err) if attempt >= self.max_attempts => {
                 tracing::error!(event_id = %event.event_id(), attempt, error = %err,
@@ -147,24 +148,9 @@ fn settle(result: lapin::Result<bool>) {
     }
 }
 
-/// Reads a notification, refusing versions this build does not know.
+/// Reads a notification, refusing kinds and versions this build does not know.
 fn parse(data: &[u8]) -> Result<Notification> {
-    #[derive(Deserialize)]
-    struct Versioned {
-        version: u32,
-    }
-    let Versioned { version } = serde_json::from_slice(data)
-        .map_err(|err| Error::MalformedEvent(format!("no version: {err}")))?;
-    let event: Notification =
-        serde_json::from_slice(data).map_err(|err| Error::MalformedEvent(err.to_string()))?;
-    let known = match &event {
-        Notification::Member(_) => MemberNotification::VERSION,
-        Notification::Mail(_) => MailNotification::VERSION,
-    };
-    if version != known {
-        return Err(Error::MalformedEvent(format!("unknown version {version}")));
-    }
-    Ok(event)
+    Notification::parse(data).map_err(|err| Error::MalformedEvent(err.to_string()))
 }
 
 /// The attempt number a message carries; 1 when absent (a fresh publish).

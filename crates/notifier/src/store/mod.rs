@@ -9,6 +9,7 @@
 //! 1..999), so each side runs its migrator with `ignore_missing` and never sees the other's
 //! versions as unknown.
 
+mod chat;
 mod events;
 mod subscriptions;
 
@@ -21,6 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::error::{Error, Result};
 
+pub use chat::Suppressed;
 pub use events::Claim;
 pub use subscriptions::{NewSubscription, Subscription};
 

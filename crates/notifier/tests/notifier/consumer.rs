@@ -91,11 +91,15 @@ async fn unreadable_messages_go_straight_to_the_dead_letter_queue() {
     queue
         .publish_raw(br#"{"version": 1, "event_id": "nope"}"#)
         .await;
+    // A kind a newer server publishes and this build does not know: kept, not dropped.
+    let unknown_kind = br#"{"version": 1, "kind": "story_posted", "event_id": "0190b0c8-0000-7000-8000-000000000000"}"#;
+    queue.publish_raw(unknown_kind).await;
     let fine = event(MemberChange::Joined, &alice, &[&bob]);
     queue.publish(&fine).await;
 
-    let dead = wait_for_dead_letters(&queue, 3).await;
+    let dead = wait_for_dead_letters(&queue, 4).await;
     assert_eq!(dead[0], b"this is not json");
+    assert_eq!(dead[3], unknown_kind);
     pipeline.endpoint.wait_for_pushes(1, WAIT).await;
     consumer.stop().await;
     assert_eq!(

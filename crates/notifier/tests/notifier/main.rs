@@ -4,6 +4,7 @@
 
 mod consumer;
 mod delivery;
+mod direct;
 mod duplicates;
 mod endpoints;
 mod faults;

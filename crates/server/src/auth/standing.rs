@@ -4,11 +4,11 @@
 //! Why a cache: the check runs on every request, so it must not be a database round trip.
 //! Each node keeps the standing of the accounts it has seen recently (`CACHE_TTL`); a change
 //! (password change, logout-all, deactivation, deletion) is written to the database first,
-//! then applied here and announced to the other nodes over Redis (`{prefix}:accounts`), where
+//! then applied here and announced to the other nodes over the cluster engine (`{prefix}:accounts`, Redis or NATS), where
 //! it updates their caches and closes their sockets of that account with 4001.
 //!
 //! Why a TTL on top of the announcements: pub/sub is fire-and-forget. A node that was
-//! disconnected from Redis while a change was announced forgets its whole cache when it
+//! disconnected from the engine while a change was announced forgets its whole cache when it
 //! reconnects, and any entry is re-read at the latest `CACHE_TTL` after it was cached, so a
 //! lost announcement delays a revocation by at most that long instead of forever.
 
@@ -162,7 +162,7 @@ impl Shared {
 }
 
 impl Standings {
-    /// Starts the service; with a cluster, also the tasks that carry announcements over Redis
+    /// Starts the service; with a cluster, also the tasks that carry announcements over the engine
     /// (returns once the channel subscription is confirmed, or after a short wait).
     pub async fn start(
         cluster: Option<&Cluster>,
@@ -265,15 +265,9 @@ impl Standings {
 
 /// Sends queued announcements to the accounts channel.
 async fn publish(cluster: Cluster, channel: String, mut queue: mpsc::UnboundedReceiver<Vec<u8>>) {
-    let mut conn = cluster.commands();
     while let Some(bytes) = queue.recv().await {
-        let sent: redis::RedisResult<()> = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg(bytes)
-            .query_async(&mut conn)
-            .await;
-        if let Err(err) = sent {
-            tracing::warn!(error = %err, "publishing an account change to Redis failed");
+        if let Err(err) = cluster.publish(&channel, bytes).await {
+            tracing::warn!(error = %err, engine = cluster.engine_name(), "publishing an account change failed");
         }
     }
 }
@@ -291,30 +285,28 @@ async fn listen(
     let mut backoff = Duration::from_millis(100);
     loop {
         let session = async {
-            let mut pubsub = cluster.client().get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
+            let mut stream = cluster.subscribe(&channel).await?;
             if let Some(shared) = standings.upgrade() {
                 Standings::forget_all(&shared);
             }
             if let Some(ready) = ready.take() {
                 let _ = ready.send(());
             }
-            let mut stream = pubsub.on_message();
-            while let Some(message) = stream.next().await {
+            while let Some(payload) = stream.next().await {
                 let Some(shared) = standings.upgrade() else {
                     break;
                 };
-                shared.receive(message.get_payload_bytes());
+                shared.receive(&payload);
             }
-            redis::RedisResult::Ok(())
+            Ok::<(), crate::cluster::EngineError>(())
         };
         tokio::select! {
             () = shutdown.cancelled() => return,
             result = session => {
                 if let Err(err) = result {
-                    tracing::debug!(error = %err, "Redis accounts channel unavailable");
+                    tracing::debug!(error = %err, "accounts channel unavailable");
                 } else {
-                    tracing::warn!("Redis accounts channel lost; reconnecting");
+                    tracing::warn!("accounts channel lost; subscribing again");
                 }
             }
         }

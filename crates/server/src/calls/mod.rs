@@ -7,8 +7,8 @@
 //!   callee connection answered) and its ring timer. It alone decides what happens to the call,
 //!   so two answers on two nodes cannot both win.
 //! - Events are **addressed to users, or to one connection** (`node`, `conn`), never to rooms.
-//!   Every node keeps its open connections per user ([`Calls::register`]). With Redis, every
-//!   signalling envelope goes over one cluster-wide channel (`{prefix}:calls`); each node
+//!   Every node keeps its open connections per user ([`Calls::register`]). In a cluster (Redis or
+//!   NATS), every signalling envelope goes over one cluster-wide channel (`{prefix}:calls`); each node
 //!   delivers what is addressed to its own connections and ignores the rest (call traffic is
 //!   a few small frames per call, so one shared channel costs less than a channel per user).
 //! - A node that delivered an invite to its connections remembers which node owns that call,
@@ -19,6 +19,14 @@
 //! - An invite not answered within `CALL_RING_TIMEOUT_SECONDS` ends with `call.hangup
 //!   {call_id, reason: "timeout"}` to both sides; a party's connection closing ends the call
 //!   with `reason: "disconnected"` to the other side.
+//!
+//! - A connection that opens while a call rings for its user gets the `call.invite` too
+//!   ([`Envelope::Opened`], answered by the owner node).
+//! - A callee with **no open connection** anywhere (`Presence::user_connected`) gets a Web Push
+//!   "incoming call" instead: the invite queues an outbox row (its own small transaction; the
+//!   call itself is still not stored) that the relay publishes like any notification, so the
+//!   one path serves both the broker and the in-process mode. The push carries the ring's
+//!   end (`expires_at`, also its TTL) and is not sent once the ring is over.
 //!
 //! If the owner node dies, its calls die with it (the caller's connection was on it); the
 //! callee's connections stop hearing about the call and a later event gets `call_not_found`.
@@ -31,6 +39,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use nebula_wire::notify::{CallNotification, UserRef};
 use nebula_wire::{CallMedia, ClientEvent, ServerEvent, User};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -42,6 +51,7 @@ use crate::cluster::Cluster;
 use crate::error::ApiError;
 use crate::gateway::outbound::Outbound;
 use crate::hub::ConnId;
+use crate::presence::Presence;
 use crate::store::Store;
 
 pub use policy::may_call;
@@ -88,6 +98,9 @@ enum Envelope {
     },
     /// The call is over: nodes forget who owned it.
     Ended { call_id: Uuid },
+    /// A connection of `user` opened at `at`: the owners of calls ringing for that user send
+    /// it their `call.invite`, so a device that comes online mid-ring rings too.
+    Opened { user: Uuid, at: Addr },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -105,6 +118,8 @@ struct Call {
     callee: Uuid,
     answered: Option<Addr>,
     timer: AbortHandle,
+    /// The `call.invite` event as the callee's connections got it, for one that opens later.
+    invite: String,
 }
 
 /// A call ringing (or answered on) a local connection, owned by `owner`.
@@ -126,6 +141,8 @@ struct State {
 struct Inner {
     node: Uuid,
     ring_timeout: Duration,
+    /// Whether a callee has a connection anywhere (else they get a Web Push).
+    presence: Arc<Presence>,
     outgoing: Option<mpsc::UnboundedSender<Vec<u8>>>,
     state: Mutex<State>,
     /// Itself, for the ring timers.
@@ -137,10 +154,12 @@ struct Inner {
 pub struct Calls(Arc<Inner>);
 
 impl Calls {
-    /// Starts the service; with a cluster, also the tasks that carry envelopes over Redis
+    /// Starts the service; with a cluster, also the tasks that carry envelopes over the
+    /// cluster engine
     /// (returns once the channel subscription is confirmed, or after a short wait).
     pub async fn start(
         cluster: Option<&Cluster>,
+        presence: Arc<Presence>,
         ring_timeout: Duration,
         shutdown: CancellationToken,
         tasks: &mut JoinSet<()>,
@@ -156,6 +175,7 @@ impl Calls {
         let inner = Arc::new_cyclic(|this| Inner {
             node,
             ring_timeout,
+            presence,
             outgoing,
             state: Mutex::new(State::default()),
             this: this.clone(),
@@ -176,7 +196,8 @@ impl Calls {
         Calls(inner)
     }
 
-    /// A connection opened: call events for its user may be written to it.
+    /// A connection opened: call events for its user may be written to it, starting with
+    /// the invite of any call ringing for the user right now (on whatever node owns it).
     pub fn register(&self, user_id: Uuid, conn: ConnId, out: Arc<Outbound>) {
         self.0
             .lock()
@@ -184,6 +205,13 @@ impl Calls {
             .entry(user_id)
             .or_default()
             .insert(conn, out);
+        self.0.publish(Envelope::Opened {
+            user: user_id,
+            at: Addr {
+                node: self.0.node,
+                conn,
+            },
+        });
     }
 
     /// A connection closed: it hears no more, and the calls it took part in end (for the
@@ -303,6 +331,12 @@ impl Calls {
         if !may_call(store, caller.id, callee).await? {
             return Err(ApiError::CannotMessageUser);
         }
+        let invite = event_text(&ServerEvent::CallInvite {
+            call_id,
+            from: caller.clone(),
+            media,
+            sdp,
+        });
         {
             let mut state = self.0.lock();
             if state.owned.contains_key(&call_id) || state.known.contains_key(&call_id) {
@@ -325,25 +359,55 @@ impl Calls {
                     callee,
                     answered: None,
                     timer,
+                    invite: invite.clone(),
                 },
             );
         }
         metrics::counter!("nebula_calls_started_total").increment(1);
-        let event = ServerEvent::CallInvite {
-            call_id,
-            from: caller.clone(),
-            media,
-            sdp,
-        };
         self.0.publish(Envelope::Deliver {
             user: callee,
             call_id,
             only: None,
             except: None,
             owner: Some(self.0.node),
-            event: event_text(&event),
+            event: invite,
         });
+        if !self.0.presence.user_connected(callee).await {
+            self.push_invite(store, caller, call_id, callee, media)
+                .await;
+        }
         Ok(())
+    }
+
+    /// Queues the "incoming call" Web Push for a callee with no open connection. A failure
+    /// is logged, not answered: the call itself went out and rings wherever it can.
+    async fn push_invite(
+        &self,
+        store: &Store,
+        caller: &User,
+        call_id: Uuid,
+        callee: Uuid,
+        media: CallMedia,
+    ) {
+        let occurred_at = crate::store::now();
+        let ring = chrono::Duration::from_std(self.0.ring_timeout)
+            .unwrap_or_else(|_| chrono::Duration::seconds(60));
+        let event = CallNotification {
+            version: CallNotification::VERSION,
+            event_id: Uuid::now_v7(),
+            call_id,
+            caller: UserRef {
+                id: caller.id,
+                username: caller.username.clone(),
+            },
+            callee,
+            media,
+            occurred_at,
+            expires_at: occurred_at + ring,
+        };
+        if let Err(err) = store.enqueue_incoming_call(event).await {
+            tracing::warn!(error = %err, %call_id, "could not queue the incoming-call push");
+        }
     }
 }
 
@@ -448,6 +512,21 @@ impl Inner {
             }
             Envelope::Ended { call_id } => {
                 self.lock().known.remove(&call_id);
+            }
+            Envelope::Opened { user, at } => {
+                let state = self.lock();
+                for (call_id, call) in &state.owned {
+                    if call.callee == user && call.answered.is_none() {
+                        next.push(Envelope::Deliver {
+                            user,
+                            call_id: *call_id,
+                            only: Some(at),
+                            except: None,
+                            owner: Some(self.node),
+                            event: call.invite.clone(),
+                        });
+                    }
+                }
             }
         }
     }
@@ -654,20 +733,15 @@ fn end(state: &mut State, call_id: Uuid, next: &mut Vec<Envelope>) {
 
 /// Sends queued envelopes to the calls channel.
 async fn publish(cluster: Cluster, channel: String, mut queue: mpsc::UnboundedReceiver<Vec<u8>>) {
-    let mut conn = cluster.commands();
     while let Some(bytes) = queue.recv().await {
-        let sent: redis::RedisResult<()> = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg(bytes)
-            .query_async(&mut conn)
-            .await;
-        if let Err(err) = sent {
-            tracing::warn!(error = %err, "publishing a call event to Redis failed");
+        if let Err(err) = cluster.publish(&channel, bytes).await {
+            tracing::warn!(error = %err, engine = cluster.engine_name(), "publishing a call event failed");
         }
     }
 }
 
-/// Listens to the calls channel, reconnecting with backoff, until shutdown.
+/// Listens to the calls channel, subscribing again with backoff when the subscription is
+/// lost, until shutdown.
 async fn listen(
     cluster: Cluster,
     channel: String,
@@ -679,27 +753,25 @@ async fn listen(
     let mut backoff = Duration::from_millis(100);
     loop {
         let session = async {
-            let mut pubsub = cluster.client().get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
+            let mut stream = cluster.subscribe(&channel).await?;
             if let Some(ready) = ready.take() {
                 let _ = ready.send(());
             }
-            let mut stream = pubsub.on_message();
-            while let Some(message) = stream.next().await {
+            while let Some(payload) = stream.next().await {
                 let Some(calls) = calls.upgrade() else {
                     break;
                 };
-                calls.receive(message.get_payload_bytes());
+                calls.receive(&payload);
             }
-            redis::RedisResult::Ok(())
+            Ok::<(), crate::cluster::EngineError>(())
         };
         tokio::select! {
             () = shutdown.cancelled() => return,
             result = session => {
                 if let Err(err) = result {
-                    tracing::debug!(error = %err, "Redis calls channel unavailable");
+                    tracing::debug!(error = %err, "calls channel unavailable");
                 } else {
-                    tracing::warn!("Redis calls channel lost; reconnecting");
+                    tracing::warn!("calls channel lost; subscribing again");
                 }
             }
         }

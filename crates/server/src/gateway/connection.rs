@@ -33,6 +33,7 @@ use crate::auth::SocketWatch;
 use crate::bus::encode;
 use crate::error::ApiError;
 use crate::hub::{ConnId, Frame};
+use crate::presence::UserPresence;
 use crate::state::AppState;
 
 /// Most handed-over events handled per wake-up before the task looks at anything else.
@@ -96,6 +97,9 @@ pub(crate) struct Connection {
     _permit: ConnectionPermit,
     /// Cancelled when the account's tokens of this one's generation stop counting.
     standing: SocketWatch,
+    /// Counts this connection as its user's, cluster-wide, until it ends (no Web Push for
+    /// direct messages and calls meanwhile); taken as soon as the session is over.
+    user_presence: Option<UserPresence>,
 }
 
 impl Connection {
@@ -127,6 +131,7 @@ impl Connection {
             budget: FrameBudget::new(),
             _permit: permit,
             standing,
+            user_presence: None,
             state,
         };
         metrics::gauge!("nebula_ws_connections").increment(1.0);
@@ -135,7 +140,12 @@ impl Connection {
             .state
             .calls
             .register(connection.user.id, connection.id, connection.out.clone());
+        connection.user_presence = Some(UserPresence::open(
+            connection.state.presence.clone(),
+            &connection.user,
+        ));
         let reason = connection.serve(token_expires_at, initial_room).await;
+        connection.user_presence = None;
         // Its calls end now, not after the closing handshake.
         connection
             .state

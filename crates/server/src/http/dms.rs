@@ -11,6 +11,7 @@ use crate::auth::AuthUser;
 use crate::config::DmPolicy;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::DirectRoom;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(open_direct_room, direct_rooms))
@@ -33,16 +34,23 @@ async fn open_direct_room(
     Json(request): Json<UserRef>,
 ) -> Result<(StatusCode, axum::Json<Room>), ApiError> {
     let peer = other_user(&state.store, &caller, &request).await?;
-    if state.store.blocked_either(caller.id, peer.id).await? {
-        return Err(ApiError::CannotMessageUser);
-    }
-    if state.config.config.dm_policy == DmPolicy::Contacts
-        && !state.store.are_contacts(caller.id, peer.id).await?
+    let contacts_only = state.config.config.dm_policy == DmPolicy::Contacts;
+    // For a pair that already has a room; a new room is checked again in its own transaction
+    // (see `Store::open_direct_room`), so a block that races the request cannot be missed.
+    if state.store.blocked_either(caller.id, peer.id).await?
+        || (contacts_only && !state.store.are_contacts(caller.id, peer.id).await?)
     {
         return Err(ApiError::CannotMessageUser);
     }
     let me = caller.load(&state.store).await?;
-    let (room_id, created) = state.store.open_direct_room(&me, &peer).await?;
+    let (room_id, created) = match state
+        .store
+        .open_direct_room(&me, &peer, contacts_only)
+        .await?
+    {
+        DirectRoom::Opened { room_id, created } => (room_id, created),
+        DirectRoom::Refused => return Err(ApiError::CannotMessageUser),
+    };
     let room = state
         .store
         .room_of_member(room_id, caller.id, state.config.unread_window())

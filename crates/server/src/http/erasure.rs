@@ -121,7 +121,7 @@ async fn delete_me(
     request_body = PasswordResetRequest,
     responses(
         (status = 202, description = "if the account exists and has an e-mail address, a token is on its way"),
-        (status = 422, body = Problem, description = "`validation_failed`: neither `username` nor `email` / `invalid_body`"),
+        (status = 422, body = Problem, description = "`invalid_body`"),
         (status = 429, body = Problem, description = "`rate_limited` (per client address)"),
     ))]
 #[tracing::instrument(skip_all)]
@@ -131,9 +131,6 @@ async fn request_reset(
     Json(request): Json<PasswordResetRequest>,
 ) -> Result<StatusCode, ApiError> {
     state.limits.check_auth(ip).await?;
-    if request.username.is_none() && request.email.is_none() {
-        return Err(ApiError::validation("username", "send username or email"));
-    }
     let username = request
         .username
         .as_deref()

@@ -16,7 +16,7 @@ use nebula_wire::notify::Notification;
 use tokio_util::sync::CancellationToken;
 
 use super::status::BrokerStatus;
-use super::{DEAD_LETTERED, PUBLISHED, Settings};
+use super::{DEAD_LETTERED, PUBLISHED, Recipients, Settings, skipped};
 use crate::store::Store;
 
 /// A broker that accepts the TCP connection but never answers must not stall the relay.
@@ -53,6 +53,7 @@ impl Broker {
         &mut self,
         store: &Store,
         settings: &Settings,
+        recipients: &Recipients,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let channel = self.channel().await?;
@@ -65,7 +66,7 @@ impl Broker {
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
-                let event: Notification = match serde_json::from_str(&row.payload) {
+                let event = match Notification::parse(row.payload.as_bytes()) {
                     Ok(event) => event,
                     Err(err) => {
                         // Only a row written by hand gets here; it can never be published.
@@ -77,9 +78,15 @@ impl Broker {
                         continue;
                     }
                 };
-                let published =
-                    tokio::time::timeout(CONFIRM_TIMEOUT, self.topology.publish(&channel, &event))
-                        .await;
+                if recipients.connected(&event).await {
+                    skipped(store, &row, &event).await?;
+                    continue;
+                }
+                let published = tokio::time::timeout(
+                    CONFIRM_TIMEOUT,
+                    self.topology.publish_notification(&channel, &event),
+                )
+                .await;
                 let failure = match published {
                     Ok(Ok(())) => None,
                     Ok(Err(err)) => Some(err.to_string()),

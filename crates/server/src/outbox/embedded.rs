@@ -17,7 +17,9 @@ use nebula_wire::notify::Notification;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{DEAD_LETTERED, PUBLISHED, Settings, backoff, non_empty, rabbit_url};
+use super::{
+    DEAD_LETTERED, PUBLISHED, Recipients, Settings, backoff, non_empty, rabbit_url, skipped,
+};
 use crate::config::{Config, ConfigError, ValidConfig};
 use crate::store::{OutboxRow, Store};
 
@@ -157,6 +159,7 @@ impl Embedded {
         &self,
         store: &Store,
         settings: &Settings,
+        recipients: &Recipients,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         loop {
@@ -169,7 +172,7 @@ impl Embedded {
                 rooms.entry(row.room_id).or_default().push(row);
             }
             let results: Vec<anyhow::Result<()>> = stream::iter(rooms.into_values())
-                .map(|rows| self.deliver_room(store, settings, rows))
+                .map(|rows| self.deliver_room(store, settings, recipients, rows))
                 .buffer_unordered(ROOMS_AT_ONCE)
                 .collect()
                 .await;
@@ -186,10 +189,11 @@ impl Embedded {
         &self,
         store: &Store,
         settings: &Settings,
+        recipients: &Recipients,
         rows: Vec<OutboxRow>,
     ) -> anyhow::Result<()> {
         for row in rows {
-            self.deliver_row(store, settings, row).await?;
+            self.deliver_row(store, settings, recipients, row).await?;
         }
         Ok(())
     }
@@ -198,17 +202,21 @@ impl Embedded {
         &self,
         store: &Store,
         settings: &Settings,
+        recipients: &Recipients,
         row: OutboxRow,
     ) -> anyhow::Result<()> {
-        let delivered = match serde_json::from_str::<Notification>(&row.payload) {
-            Ok(Notification::Member(_)) if !self.push => {
-                tracing::debug!(event_id = %row.event_id, "no Web Push configured; dropping notification");
+        let delivered = match Notification::parse(row.payload.as_bytes()) {
+            Ok(event) if !self.push && !matches!(event, Notification::Mail(_)) => {
+                tracing::debug!(event_id = %row.event_id, kind = event.kind(), "no Web Push configured; dropping notification");
                 store.outbox_done(row.id).await?;
                 return Ok(());
             }
+            Ok(event) if recipients.connected(&event).await => {
+                return skipped(store, &row, &event).await;
+            }
             Ok(event) => self
                 .dispatcher
-                .deliver_any(&event)
+                .dispatch(&event)
                 .await
                 .map_err(|err| err.to_string()),
             Err(err) => {

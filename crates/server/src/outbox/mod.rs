@@ -1,9 +1,15 @@
-//! The outbox relay: one job, moving membership notifications out of the `outbox` table.
+//! The outbox relay: one job, moving notifications out of the `outbox` table.
 //!
 //! ```text
 //! join / add / leave ──(same transaction)──► outbox row ──► relay ─┬─► RabbitMQ (RABBIT_URL set) ─► nebula-notifier ─► Web Push
-//!                                                                   └─► in-process Dispatcher (no RABBIT_URL)        ─► Web Push
+//! direct message ─────(its commit)─────────►                       └─► in-process Dispatcher (no RABBIT_URL)        ─► Web Push
+//! call.invite to a user with no connection ►
 //! ```
+//!
+//! - A direct message or incoming call is for one user, and only worth a push when that user
+//!   has no open connection: the relay checks that, cluster-wide ([`Recipients`]), as it takes
+//!   the row, and drops the row without publishing when they have one. What can change later
+//!   (read markers, blocks, deletes) the dispatcher checks when it pushes.
 //!
 //! - A row is removed only once it is out: confirmed by the broker, or delivered in-process.
 //!   A crash in between sends it again, and the notifier's dedupe by `event_id` absorbs that.
@@ -27,8 +33,11 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use nebula_wire::notify::Notification;
+
 use crate::config::{Config, ConfigError, ValidConfig};
-use crate::store::{OutboxLease, Store};
+use crate::presence::Presence;
+use crate::store::{OutboxLease, OutboxRow, Store};
 
 pub use embedded::embedded_vapid_keys;
 pub use status::Outbox;
@@ -43,6 +52,9 @@ pub const BACKLOG: &str = "nebula_outbox_backlog";
 pub const PUBLISHED: &str = "nebula_outbox_published_total";
 /// Rows given up on (kept in the table with `dead_at` set).
 pub const DEAD_LETTERED: &str = "nebula_outbox_dead_lettered_total";
+/// Direct-message and call rows dropped by the relay because the recipient had an open
+/// connection.
+pub const SKIPPED_CONNECTED: &str = "nebula_outbox_skipped_connected_total";
 /// 1 while this node's relay holds a RabbitMQ connection.
 pub const BROKER_CONNECTED: &str = "nebula_broker_connected";
 
@@ -56,12 +68,17 @@ pub fn register_metrics() {
         "Outbox rows published to RabbitMQ (confirmed) or delivered in-process"
     );
     describe_counter!(DEAD_LETTERED, "Outbox rows given up on");
+    describe_counter!(
+        SKIPPED_CONNECTED,
+        "Direct-message and call notifications not sent: the recipient had an open connection"
+    );
     describe_gauge!(
         BROKER_CONNECTED,
         "1 while the outbox relay is connected to RabbitMQ"
     );
     counter!(PUBLISHED).increment(0);
     counter!(DEAD_LETTERED).increment(0);
+    counter!(SKIPPED_CONNECTED).increment(0);
     gauge!(BACKLOG).increment(0.0);
     gauge!(BROKER_CONNECTED).increment(0.0);
 }
@@ -181,6 +198,7 @@ enum Sink {
 pub async fn start(
     config: &ValidConfig,
     store: &Store,
+    presence: Arc<Presence>,
     shutdown: CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<Outbox> {
@@ -226,6 +244,7 @@ pub async fn start(
         sink,
         settings,
         status: outbox.broker_status(),
+        recipients: Recipients(presence),
     };
     tasks.spawn(relay.run(shutdown));
     Ok(outbox)
@@ -238,6 +257,33 @@ struct Relay {
     sink: Sink,
     settings: Settings,
     status: Option<BrokerStatus>,
+    recipients: Recipients,
+}
+
+/// Whether the one recipient of a direct message or call notification has an open WebSocket
+/// connection anywhere in the cluster (see `Presence::user_connected`). Such a user sees the
+/// message, or hears the call ring, in the client: a push would only repeat it.
+pub(crate) struct Recipients(Arc<Presence>);
+
+impl Recipients {
+    pub(crate) async fn connected(&self, event: &Notification) -> bool {
+        match event.single_recipient() {
+            Some(user_id) => self.0.user_connected(user_id).await,
+            None => false,
+        }
+    }
+}
+
+/// Removes a row the relay decided not to send (its recipient is connected).
+pub(crate) async fn skipped(
+    store: &Store,
+    row: &OutboxRow,
+    event: &Notification,
+) -> anyhow::Result<()> {
+    tracing::debug!(event_id = %row.event_id, kind = event.kind(), "recipient is connected; no push");
+    store.outbox_done(row.id).await?;
+    metrics::counter!(SKIPPED_CONNECTED).increment(1);
+    Ok(())
 }
 
 impl Relay {
@@ -312,8 +358,16 @@ impl Relay {
     /// One pass: everything that can go out now.
     async fn pump(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         match &mut self.sink {
-            Sink::Broker(broker) => broker.pump(&self.store, &self.settings, shutdown).await,
-            Sink::Embedded(embedded) => embedded.pump(&self.store, &self.settings, shutdown).await,
+            Sink::Broker(broker) => {
+                broker
+                    .pump(&self.store, &self.settings, &self.recipients, shutdown)
+                    .await
+            }
+            Sink::Embedded(embedded) => {
+                embedded
+                    .pump(&self.store, &self.settings, &self.recipients, shutdown)
+                    .await
+            }
             Sink::Discard => loop {
                 let rows = self.store.outbox_head(self.settings.batch).await?;
                 if rows.is_empty() {

@@ -39,6 +39,8 @@ macro_rules! lock_pair {
     };
 }
 
+pub(super) use lock_pair;
+
 /// What asking `to` to become a contact did.
 #[derive(Debug)]
 pub enum RequestOutcome {
@@ -116,10 +118,10 @@ macro_rules! request_select {
 }
 
 /// Whether either of `$a`, `$b` (bound as `$1`, `$2`) has blocked the other.
-const BLOCKED_EITHER: &str = "SELECT EXISTS (SELECT 1 FROM blocks
+pub(super) const BLOCKED_EITHER: &str = "SELECT EXISTS (SELECT 1 FROM blocks
     WHERE (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1))";
 
-const ARE_CONTACTS: &str =
+pub(super) const ARE_CONTACTS: &str =
     "SELECT EXISTS (SELECT 1 FROM contacts WHERE user_id = $1 AND contact_id = $2)";
 
 impl Store {

@@ -3,8 +3,19 @@
 use nebula_wire::{Room, User};
 use uuid::Uuid;
 
+use super::contacts::{ARE_CONTACTS, BLOCKED_EITHER, lock_pair};
 use super::rooms::{RoomRow, member_room_select, peer_join};
 use super::{Store, StoreResult, with_pool, with_writer};
+
+/// What [`Store::open_direct_room`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectRoom {
+    /// The pair's room; `created` when this call made it.
+    Opened { room_id: Uuid, created: bool },
+    /// Not created: one of the two has blocked the other, or `contacts_only` was asked and
+    /// they are not contacts.
+    Refused,
+}
 
 /// A pair of users in the order `direct_rooms` keys them (lower id first).
 fn ordered<'a>(a: &'a User, b: &'a User) -> (&'a User, &'a User) {
@@ -12,24 +23,54 @@ fn ordered<'a>(a: &'a User, b: &'a User) -> (&'a User, &'a User) {
 }
 
 impl Store {
-    /// The direct room of `creator` and `peer`, created if they have none; `true` when this
-    /// call created it.
+    /// The direct room of `creator` and `peer`, created if they have none.
+    ///
+    /// Whether they may have one (no block either way; contacts, with `contacts_only`) is
+    /// checked inside the creating transaction, after locking both users' rows the way
+    /// blocking and contact changes do (`lock_pair!`): a block committed concurrently is
+    /// either seen here or waits for this room and then applies to it. An existing room is
+    /// returned as it is (the caller checks for it first; a room cannot be created twice).
     ///
     /// Race-free across processes: the room is inserted with its `direct_rooms` row in one
     /// transaction, and the pair's primary key lets only one such transaction commit. A loser
     /// (`ON CONFLICT DO NOTHING` waits for the winner on PostgreSQL; SQLite has one writer)
     /// rolls its room back and reads the winner's.
     #[tracing::instrument(skip_all, fields(user_id = %creator.id, peer_id = %peer.id))]
-    pub async fn open_direct_room(&self, creator: &User, peer: &User) -> StoreResult<(Uuid, bool)> {
+    pub async fn open_direct_room(
+        &self,
+        creator: &User,
+        peer: &User,
+        contacts_only: bool,
+    ) -> StoreResult<DirectRoom> {
         let (low, high) = ordered(creator, peer);
         if let Some(existing) = self.direct_room_between(low.id, high.id).await? {
-            return Ok((existing, false));
+            return Ok(DirectRoom::Opened {
+                room_id: existing,
+                created: false,
+            });
         }
         let room_id = Uuid::now_v7();
         let created_at = super::now();
         let name = format!("{}, {}", low.username, high.username);
         let inserted = with_writer!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_pair!(tx, low.id, high.id);
+            let blocked: bool = sqlx::query_scalar(BLOCKED_EITHER)
+                .bind(low.id)
+                .bind(high.id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let allowed = !blocked
+                && (!contacts_only
+                    || sqlx::query_scalar::<_, bool>(ARE_CONTACTS)
+                        .bind(creator.id)
+                        .bind(peer.id)
+                        .fetch_one(&mut *tx)
+                        .await?);
+            if !allowed {
+                tx.rollback().await?;
+                return Ok(DirectRoom::Refused);
+            }
             sqlx::query(
                 "INSERT INTO rooms (id, name, name_key, description, is_private, owner_id, member_count,
                                     last_seq, created_at, kind)
@@ -75,7 +116,10 @@ impl Store {
             claimed
         });
         if inserted {
-            return Ok((room_id, true));
+            return Ok(DirectRoom::Opened {
+                room_id,
+                created: true,
+            });
         }
         // On the writer pool: on SQLite a reader could still be on a snapshot without the
         // winner's row.
@@ -89,7 +133,10 @@ impl Store {
         let winner = winner.ok_or(super::StoreError::Invariant(
             "a direct room's pair conflicted but is missing",
         ))?;
-        Ok((winner, false))
+        Ok(DirectRoom::Opened {
+            room_id: winner,
+            created: false,
+        })
     }
 
     /// The direct room of two users, if they have one.

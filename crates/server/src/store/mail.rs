@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use nebula_wire::Account;
-use nebula_wire::notify::{MailContent, MailNotification};
+use nebula_wire::notify::{MailContent, MailNotification, Notification};
 use uuid::Uuid;
 
 use super::{Store, StoreError, StoreResult, with_writer};
@@ -50,9 +50,11 @@ pub(crate) fn mail_payload(
         mail: mail.clone(),
         occurred_at,
     };
-    let payload = serde_json::to_string(&notification)
+    let event_id = notification.event_id;
+    let payload = Notification::Mail(notification)
+        .to_json()
         .map_err(|_| StoreError::Invariant("a mail notification must serialize"))?;
-    Ok((notification.event_id, occurred_at, payload))
+    Ok((event_id, occurred_at, payload))
 }
 
 /// A pending code: (sent to, code hash, wrong guesses, expires at, the account's address now).

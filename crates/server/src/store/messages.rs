@@ -8,7 +8,7 @@ use nebula_wire::{Message, ReplyTo, Rev, Seq};
 use sqlx::{PgConnection, QueryBuilder, SqliteConnection};
 use uuid::Uuid;
 
-use super::rows::{MessageRow, message_columns, message_insert_columns};
+use super::rows::{MessageRow, encode_attachments, message_columns, message_insert_columns};
 use super::{Backend, Store, StoreError, StoreResult, is_unique_violation, with_pool};
 
 /// A message waiting to be written.
@@ -21,6 +21,8 @@ pub struct NewMessage {
     pub client_msg_id: Option<String>,
     /// The message it answers, checked to be of the same room.
     pub reply_to: Option<ReplyTo>,
+    /// Media the sender uploaded, checked before queueing (unsigned paths).
+    pub attachments: Vec<nebula_wire::Media>,
 }
 
 /// Outcome of writing one message.
@@ -132,7 +134,11 @@ impl Store {
                 (Cow::Owned(subset), Some(admitted))
             };
             match self.try_append(&subset, members).await {
-                Ok(Attempt::Committed(outcomes, member_revs)) => {
+                Ok(Attempt::Committed(mut outcomes, member_revs)) => {
+                    for posted in &mut outcomes {
+                        let (Posted::Created(message) | Posted::Existing(message)) = posted;
+                        self.sign_message(message);
+                    }
                     let outcomes = match admitted {
                         None => outcomes.into_iter().map(Ok).collect(),
                         Some(admitted) => {
@@ -168,7 +174,7 @@ impl Store {
             Backend::Sqlite { writer, .. } => {
                 let mut tx = writer.begin().await?;
                 let plan = Plan::new(batch, sqlite_originals(&mut tx, &keyed).await?);
-                let (seqs, revs) = allocate_seqs!(tx, plan, batch.len());
+                let (seqs, revs, direct) = allocate_seqs!(tx, plan, batch.len());
                 let outsiders = check_senders!(tx, plan, batch, revs, members);
                 if !outsiders.is_empty() {
                     tx.rollback().await?;
@@ -176,13 +182,17 @@ impl Store {
                 }
                 let created = new_rows(batch, seqs, created_at);
                 sqlite_insert(&mut tx, &created).await?;
+                let queued = enqueue_direct_messages!(tx, direct, created);
                 tx.commit().await?;
+                if queued {
+                    self.wake_outbox_relay();
+                }
                 Ok(Attempt::Committed(plan.outcomes(batch, created)?, revs))
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 let plan = Plan::new(batch, postgres_originals(&mut tx, &keyed).await?);
-                let (seqs, revs) = allocate_seqs!(tx, plan, batch.len());
+                let (seqs, revs, direct) = allocate_seqs!(tx, plan, batch.len());
                 let outsiders = check_senders!(tx, plan, batch, revs, members);
                 if !outsiders.is_empty() {
                     tx.rollback().await?;
@@ -190,7 +200,11 @@ impl Store {
                 }
                 let created = new_rows(batch, seqs, created_at);
                 postgres_insert(&mut tx, &created).await?;
+                let queued = enqueue_direct_messages!(tx, direct, created);
                 tx.commit().await?;
+                if queued {
+                    self.wake_outbox_relay();
+                }
                 Ok(Attempt::Committed(plan.outcomes(batch, created)?, revs))
             }
         }
@@ -206,31 +220,61 @@ enum Attempt {
 
 /// Allocates seqs and revs for a plan's new messages: one `UPDATE` per room, in room-id
 /// order, inside the batch's transaction, which also reads each room's membership revision
-/// under the lock. The same SQL on both backends; a macro because the transaction types differ.
+/// and kind under the lock (the direct rooms' messages get outbox rows). The same SQL on both backends; a macro because the transaction types differ.
 macro_rules! allocate_seqs {
     ($tx:ident, $plan:ident, $len:expr) => {{
         let mut seqs: Vec<Option<(Seq, Rev)>> = vec![None; $len];
         let mut revs: BTreeMap<Uuid, i64> = BTreeMap::new();
+        let mut direct: Vec<Uuid> = Vec::new();
         for (room_id, indexes) in &$plan.new_by_room {
             let count = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
-            let (last, last_rev, member_rev): (Seq, Rev, i64) = sqlx::query_as(
+            let (last, last_rev, member_rev, kind): (Seq, Rev, i64, String) = sqlx::query_as(
                 "UPDATE rooms SET last_seq = last_seq + $2, last_rev = last_rev + $2 WHERE id = $1
-                 RETURNING last_seq, last_rev, member_rev",
+                 RETURNING last_seq, last_rev, member_rev, kind",
             )
             .bind(room_id)
             .bind(count)
             .fetch_one(&mut *$tx)
             .await?;
             revs.insert(*room_id, member_rev);
+            if kind == "direct" {
+                direct.push(*room_id);
+            }
             for (offset, &index) in indexes.iter().enumerate() {
                 let offset = i64::try_from(offset).unwrap_or(0);
                 seqs[index] = Some((last - count + 1 + offset, last_rev - count + 1 + offset));
             }
         }
-        (seqs, revs)
+        (seqs, revs, direct)
     }};
 }
 use allocate_seqs;
+
+/// Inside a batch's transaction, after the inserts: one outbox row per new message of a
+/// direct room, for the other user of the room (a possible Web Push; the relay and the
+/// dispatcher decide later whether it is pushed). Committed with the messages, so a message
+/// and its notification exist together or not at all. Evaluates to whether any was written.
+macro_rules! enqueue_direct_messages {
+    ($tx:ident, $direct:ident, $created:ident) => {{
+        let mut queued = false;
+        for room_id in &$direct {
+            let pair: Option<(Uuid, Uuid)> =
+                sqlx::query_as("SELECT user_low, user_high FROM direct_rooms WHERE room_id = $1")
+                    .bind(room_id)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+            let Some((low, high)) = pair else { continue };
+            for message in $created.iter().flatten().filter(|m| m.room_id == *room_id) {
+                let recipient = if message.sender_id == low { high } else { low };
+                let event = super::outbox::OutboxEvent::direct_message(message, recipient)?;
+                super::outbox::insert_outbox_row!($tx, event, *room_id);
+                queued = true;
+            }
+        }
+        queued
+    }};
+}
+use enqueue_direct_messages;
 
 /// The (room, sender) pairs of a plan's new messages whose sender is not a member, checked in
 /// the batch's transaction after `allocate_seqs` locked the rooms; senders the cache knows at
@@ -376,7 +420,7 @@ fn new_rows(
                 deleted_at: None,
                 reactions: Vec::new(),
                 rev,
-                attachments: Vec::new(),
+                attachments: message.attachments.clone(),
             })
         })
         .collect()
@@ -448,6 +492,32 @@ async fn postgres_originals(
     Ok(rows)
 }
 
+/// Records which media new messages carry (for access checks and collection), and marks the
+/// media attached. Few messages carry any, so one statement per attachment is fine.
+macro_rules! link_attachments {
+    ($tx:ident, $created:ident) => {
+        for m in $created.iter().flatten() {
+            for media in &m.attachments {
+                sqlx::query(
+                    "INSERT INTO message_media (message_id, room_id, media_id) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(m.id)
+                .bind(m.room_id)
+                .bind(media.id)
+                .execute(&mut *$tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE media SET attached_at = COALESCE(attached_at, $2) WHERE id = $1",
+                )
+                .bind(media.id)
+                .bind(m.created_at)
+                .execute(&mut *$tx)
+                .await?;
+            }
+        }
+    };
+}
 async fn sqlite_insert(tx: &mut SqliteConnection, created: &[Option<Message>]) -> StoreResult<()> {
     let rows: Vec<&Message> = created.iter().flatten().collect();
     if rows.is_empty() {
@@ -470,9 +540,11 @@ async fn sqlite_insert(tx: &mut SqliteConnection, created: &[Option<Message>]) -
             .push_bind(m.rev)
             .push_bind(m.rev)
             .push_bind(m.reply_to.map(|r| r.id))
-            .push_bind(m.reply_to.map(|r| r.seq));
+            .push_bind(m.reply_to.map(|r| r.seq))
+            .push_bind(encode_attachments(&m.attachments));
     });
     insert.build().execute(&mut *tx).await?;
+    link_attachments!(tx, created);
     Ok(())
 }
 
@@ -487,10 +559,11 @@ async fn postgres_insert(tx: &mut PgConnection, created: &[Option<Message>]) -> 
     sqlx::query(concat!(
         "INSERT INTO messages (",
         message_insert_columns!(),
-        ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c9, c10, c11",
+        ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c9, c10, c11, c12",
         " FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[],",
-        " $6::text[], $7::text[], $8::timestamptz[], $9::int8[], $10::uuid[], $11::int8[])",
-        " AS t(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11)"
+        " $6::text[], $7::text[], $8::timestamptz[], $9::int8[], $10::uuid[], $11::int8[],",
+        " $12::text[])",
+        " AS t(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12)"
     ))
     .bind(rows.iter().map(|m| m.id).collect::<Vec<_>>())
     .bind(rows.iter().map(|m| m.room_id).collect::<Vec<_>>())
@@ -519,8 +592,14 @@ async fn postgres_insert(tx: &mut PgConnection, created: &[Option<Message>]) -> 
             .map(|m| m.reply_to.map(|r| r.seq))
             .collect::<Vec<_>>(),
     )
+    .bind(
+        rows.iter()
+            .map(|m| encode_attachments(&m.attachments))
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *tx)
     .await?;
+    link_attachments!(tx, created);
     Ok(())
 }
 
@@ -548,7 +627,7 @@ impl Store {
         let rows = with_pool!(self, pool => {
             sqlx::query_as::<_, MessageRow>(sql).bind(room_id).bind(low).bind(high).fetch_all(pool).await?
         });
-        Ok(rows.into_iter().map(Message::from).collect())
+        Ok(rows.into_iter().map(|row| self.message_from(row)).collect())
     }
 
     /// Up to `limit` messages just beyond `cursor` in `direction`, ascending, and whether more
@@ -585,7 +664,8 @@ impl Store {
             let query = if matches!(direction, Direction::After(_)) { query.bind(below) } else { query };
             query.fetch_all(pool).await?
         });
-        let mut messages: Vec<Message> = rows.into_iter().map(Message::from).collect();
+        let mut messages: Vec<Message> =
+            rows.into_iter().map(|row| self.message_from(row)).collect();
         let has_more = i64::try_from(messages.len()).unwrap_or(i64::MAX) > limit;
         messages.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         if direction == Direction::Before {
@@ -614,6 +694,6 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
         });
-        Ok(row.map(Message::from))
+        Ok(row.map(|row| self.message_from(row)))
     }
 }

@@ -12,11 +12,13 @@ mod dms;
 mod erasure;
 mod lifecycle;
 pub(crate) mod mail;
+mod media;
 mod messages;
 mod moderation;
 mod outbox;
 mod rooms;
 mod rows;
+mod stories;
 mod users;
 
 use std::str::FromStr;
@@ -33,13 +35,16 @@ use tokio::sync::Notify;
 pub use accounts::Audit;
 pub use changes::{FeedEntry, ReactionRecord};
 pub use contacts::RequestOutcome;
+pub use dms::DirectRoom;
 pub use lifecycle::{
     Action, Applied, ChangeOutcome, ChangesCommitted, MAX_DISTINCT_REACTIONS, NewChange, Refused,
 };
+pub use media::MediaRecord;
 pub use messages::{Direction, MemberCache, NewMessage, NotAMember, Outcome, Posted};
 pub use moderation::ReportSubject;
 pub use outbox::{OutboxLease, OutboxRow};
 pub use rooms::{AddOutcome, MembershipCheck, RoomAccess, RoomRecord, SubscriptionState};
+pub use stories::StoryRecord;
 pub use users::UserRecord;
 
 /// Storage failures. Client mistakes are not here: they are caught before the store.
@@ -98,6 +103,8 @@ pub struct Store {
     backend: Backend,
     /// Raised after a membership change committed an outbox row (see `outbox.rs`).
     outbox_wake: Arc<Notify>,
+    /// Signs the media URLs of what the store returns; `None` leaves them unsigned paths.
+    media_urls: Option<Arc<crate::media::MediaUrls>>,
 }
 
 /// Expands `$body` once per backend with `$pool` bound to the read pool.
@@ -164,7 +171,14 @@ impl Store {
         Ok(Store {
             backend,
             outbox_wake: Arc::new(Notify::new()),
+            media_urls: None,
         })
+    }
+
+    /// This store, signing media URLs with `urls` (set once at start, before cloning).
+    pub fn with_media_urls(mut self, urls: crate::media::MediaUrls) -> Self {
+        self.media_urls = Some(Arc::new(urls));
+        self
     }
 
     /// `sqlite` or `postgres`, for logs and metrics.

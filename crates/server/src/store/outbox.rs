@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nebula_notifier::PushStore;
-use nebula_wire::User;
-use nebula_wire::notify::{MemberChange, MemberNotification};
+use nebula_wire::notify::{
+    CallNotification, DirectMessageNotification, MemberChange, MemberNotification, Notification,
+    UserRef,
+};
+use nebula_wire::{Message, User};
 use sqlx::ConnectOptions as _;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -35,22 +38,33 @@ macro_rules! enqueue_member_change {
         .await?;
         // Nobody left to tell (the last member left, or someone joined an empty room).
         if !recipients.is_empty() {
-            let event =
-                $crate::store::outbox::OutboxEvent::new($change, $room_id, $room_name, $user, recipients)?;
-            sqlx::query(
-                "INSERT INTO outbox (event_id, room_id, payload, attempts, next_attempt_at, created_at)
-                 VALUES ($1, $2, $3, 0, $4, $4)",
-            )
-            .bind(event.event_id)
-            .bind($room_id)
-            .bind(&event.payload)
-            .bind(event.created_at)
-            .execute(&mut *$tx)
-            .await?;
+            let event = $crate::store::outbox::OutboxEvent::new(
+                $change, $room_id, $room_name, $user, recipients,
+            )?;
+            $crate::store::outbox::insert_outbox_row!($tx, event, $room_id);
         }
     }};
 }
 pub(super) use enqueue_member_change;
+
+/// Inserts an [`OutboxEvent`] inside transaction `$tx`, ordered with the other rows of
+/// `$room_id` (the key in-process delivery keeps in order).
+macro_rules! insert_outbox_row {
+    ($tx:ident, $event:expr, $room_id:expr) => {{
+        let event = $event;
+        sqlx::query(
+            "INSERT INTO outbox (event_id, room_id, payload, attempts, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, 0, $4, $4)",
+        )
+        .bind(event.event_id)
+        .bind($room_id)
+        .bind(&event.payload)
+        .bind(event.created_at)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+pub(super) use insert_outbox_row;
 
 /// A notification ready to be inserted: its id, time and serialized payload.
 pub(crate) struct OutboxEvent {
@@ -79,10 +93,35 @@ impl OutboxEvent {
             recipients,
             occurred_at: created_at,
         };
-        let payload = serde_json::to_string(&notification)
-            .map_err(|_| StoreError::Invariant("a membership notification must serialize"))?;
+        Self::of(&Notification::Member(notification), created_at)
+    }
+
+    /// The notification of a new message in a direct room, for its other user.
+    pub(crate) fn direct_message(message: &Message, recipient: Uuid) -> StoreResult<Self> {
+        let created_at = super::now();
+        let notification = DirectMessageNotification {
+            version: DirectMessageNotification::VERSION,
+            event_id: Uuid::now_v7(),
+            room_id: message.room_id,
+            message_id: message.id,
+            seq: message.seq,
+            sender: UserRef {
+                id: message.sender_id,
+                username: message.sender_username.clone(),
+            },
+            recipient,
+            preview: DirectMessageNotification::preview_of(&message.content),
+            occurred_at: message.created_at,
+        };
+        Self::of(&Notification::DirectMessage(notification), created_at)
+    }
+
+    fn of(notification: &Notification, created_at: DateTime<Utc>) -> StoreResult<Self> {
+        let payload = notification
+            .to_json()
+            .map_err(|_| StoreError::Invariant("a notification must serialize"))?;
         Ok(OutboxEvent {
-            event_id: notification.event_id,
+            event_id: notification.event_id(),
             created_at,
             payload,
         })
@@ -96,7 +135,7 @@ pub struct OutboxRow {
     pub id: i64,
     pub event_id: Uuid,
     pub room_id: Uuid,
-    /// The `MemberNotification` JSON.
+    /// The notification's JSON (`nebula_wire::notify::Notification`).
     pub payload: String,
     /// Failed delivery attempts so far (in-process delivery only).
     pub attempts: i32,
@@ -143,6 +182,21 @@ impl OutboxLease {
 }
 
 impl Store {
+    /// Queues the Web Push of an incoming call for a callee with no open connection (see
+    /// `crate::calls`). Its own small transaction: a call is not stored anywhere else. Rows
+    /// are keyed (for in-process ordering) by the callee.
+    pub async fn enqueue_incoming_call(&self, event: CallNotification) -> StoreResult<()> {
+        let callee = event.callee;
+        let event = OutboxEvent::of(&Notification::IncomingCall(event), super::now())?;
+        with_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            insert_outbox_row!(tx, &event, callee);
+            tx.commit().await?;
+        });
+        self.wake_outbox_relay();
+        Ok(())
+    }
+
     /// Tells this node's relay that an outbox row was just committed, so it need not wait for
     /// its next poll. Rows committed by other nodes are found by polling.
     pub(super) fn wake_outbox_relay(&self) {

@@ -17,6 +17,7 @@ on_both_backends!(
     a_call_is_relayed_both_ways_with_its_sender,
     the_callee_can_reject,
     answering_on_one_connection_ends_the_ringing_on_the_others,
+    a_connection_opened_while_a_call_rings_rings_too,
     users_without_a_shared_room_cannot_call,
     bad_call_events_are_refused_and_the_socket_stays_open,
     an_unanswered_call_times_out_for_both_sides,
@@ -174,6 +175,47 @@ async fn a_call_is_relayed_both_ways_with_its_sender(backend: Backend) {
         .await;
     assert_error(&next_call(&mut callee).await, "call_not_found");
     assert!(pending_calls(&mut caller).await.is_empty());
+}
+
+async fn a_connection_opened_while_a_call_rings_rings_too(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, bob) = pair(&app).await;
+    let mut caller = connect(&alice).await;
+    let mut phone = connect(&bob).await;
+    let call = Uuid::new_v4();
+    caller.send(invite(call, bob.user.id)).await;
+    assert!(matches!(
+        next_call(&mut phone).await,
+        ServerEvent::CallInvite { .. }
+    ));
+
+    // Bob's laptop comes online mid-ring: it rings too, with the same invite.
+    let mut laptop = bob.ws("/ws").await;
+    assert_eq!(
+        next_call(&mut laptop).await,
+        ServerEvent::CallInvite {
+            call_id: call,
+            from: alice.user.clone(),
+            media: CallMedia::Audio,
+            sdp: "v=0 offer".into(),
+        }
+    );
+    // And it can answer: the call is known there like on the phone.
+    laptop
+        .send(ClientEvent::CallAnswer {
+            call_id: call,
+            sdp: "v=0 answer".into(),
+        })
+        .await;
+    assert!(matches!(
+        next_call(&mut caller).await,
+        ServerEvent::CallAnswer { .. }
+    ));
+    assert_hangup(&next_call(&mut phone).await, call, "answered_elsewhere");
+    // Once answered, a further connection of bob's does not ring (`connect` checks that its
+    // socket got no call event before its pong), nor does a new one of the caller's.
+    connect(&bob).await;
+    connect(&alice).await;
 }
 
 async fn the_callee_can_reject(backend: Backend) {

@@ -16,6 +16,7 @@ on_both_backends!(
     blocks_refuse_direct_rooms_and_their_messages,
     dm_policy_contacts_needs_contacts,
     a_block_is_seen_by_the_commit_itself_whatever_a_writer_cached,
+    a_direct_room_is_not_created_past_a_block_that_raced_the_request,
 );
 
 async fn a_direct_room_is_opened_once_whoever_asks(backend: Backend) {
@@ -322,6 +323,7 @@ async fn a_block_is_seen_by_the_commit_itself_whatever_a_writer_cached(backend: 
         content: content.into(),
         client_msg_id: None,
         reply_to: None,
+        attachments: Vec::new(),
     };
     let before = store
         .append_messages(&[message("before")], &mut cache)
@@ -353,4 +355,44 @@ async fn a_block_is_seen_by_the_commit_itself_whatever_a_writer_cached(backend: 
     // Unblocked: the commit accepts them again.
     alice.delete(&format!("/blocks/{}", bob.user.id)).await;
     bob.say(room.id, "hello again").await;
+}
+
+/// `POST /dms` checks blocks (and `DM_POLICY=contacts`) again in the transaction that creates
+/// the room, under the users' row locks that blocking takes too: a block that committed after
+/// the request's first check still stops the room. Driven through the store directly, past
+/// that first check, as the racing request would be.
+async fn a_direct_room_is_not_created_past_a_block_that_raced_the_request(backend: Backend) {
+    use nebula::store::DirectRoom;
+    let app = TestApp::spawn(backend).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let blocked = bob.put(&format!("/blocks/{}", alice.user.id)).await;
+    assert_eq!(blocked.status, StatusCode::NO_CONTENT);
+    let store = nebula::store::Store::connect(&app.database_url, 2)
+        .await
+        .unwrap();
+
+    let opened = store
+        .open_direct_room(&alice.user, &bob.user, false)
+        .await
+        .unwrap();
+    assert_eq!(opened, DirectRoom::Refused);
+    // Not contacts: refused under the contacts-only policy, allowed otherwise.
+    let contacts_only = store
+        .open_direct_room(&alice.user, &carol.user, true)
+        .await
+        .unwrap();
+    assert_eq!(contacts_only, DirectRoom::Refused);
+    let everyone = store
+        .open_direct_room(&alice.user, &carol.user, false)
+        .await
+        .unwrap();
+    assert!(matches!(everyone, DirectRoom::Opened { created: true, .. }));
+    store.close().await;
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM rooms WHERE kind = 'direct'")
+            .await,
+        1
+    );
 }

@@ -13,7 +13,7 @@ use nebula_notifier::{
     ConsumerConfig, Dispatcher, EndpointPolicy, Mailer, PushSender, PushStore, VapidKeys,
 };
 use nebula_wire::Account;
-use nebula_wire::notify::{MailContent, MailNotification};
+use nebula_wire::notify::{MailContent, MailNotification, Notification};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -386,7 +386,7 @@ async fn through_rabbitmq_the_notifier_mails_once_per_event(backend: Backend) {
         },
         occurred_at: chrono::Utc::now(),
     };
-    let payload = serde_json::to_vec(&event).unwrap();
+    let payload = Notification::Mail(event).to_json().unwrap().into_bytes();
     let connection = Connection::connect(&url, ConnectionProperties::default())
         .await
         .unwrap();

@@ -6,6 +6,7 @@
 //! notifier's own test fixtures, compiled in here rather than copied.
 
 mod broker;
+mod direct;
 mod embedded;
 mod outbox;
 
@@ -14,7 +15,7 @@ mod outbox;
 mod ece;
 #[allow(dead_code)]
 #[path = "../../../notifier/tests/notifier/support/push_endpoint.rs"]
-mod push_endpoint;
+pub(crate) mod push_endpoint;
 #[allow(dead_code)]
 #[path = "../../../notifier/tests/notifier/support/rabbit_node.rs"]
 mod rabbit_node;
@@ -29,7 +30,7 @@ use nebula_notifier::{
     ConsumerConfig, Dispatcher, EndpointPolicy, GeneratedVapidKeys, NewSubscription, PushSender,
     PushStore, Topology, VapidKeys,
 };
-use nebula_wire::notify::MemberNotification;
+use nebula_wire::notify::{MemberNotification, Notification};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +39,7 @@ use crate::helpers::{Session, TestApp, services_required};
 use push_endpoint::Browser;
 
 /// The VAPID contact the test servers sign with and the push endpoint expects.
-const SUBJECT: &str = "mailto:tests@nebula.invalid";
+pub(crate) const SUBJECT: &str = "mailto:tests@nebula.invalid";
 /// Generous: a relay backing off from a stopped broker waits up to 30 s between attempts.
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -81,7 +82,7 @@ fn shared_broker(test: &str) -> Option<String> {
 }
 
 /// The browser subscribes through the server's own port, as a web page would.
-async fn subscribe(user: &Session, browser: &Browser) {
+pub(crate) async fn subscribe(user: &Session, browser: &Browser) {
     let reply = user
         .post(
             "/webpush/subscribe",
@@ -109,8 +110,26 @@ struct OutboxEntry {
     dead: bool,
 }
 
-/// The outbox, oldest first, read straight from the test's database.
+/// The membership rows of the outbox, oldest first, read straight from the test's database.
 async fn outbox_rows(database_url: &str) -> Vec<OutboxEntry> {
+    outbox_payloads(database_url)
+        .await
+        .into_iter()
+        .filter_map(|(payload, attempts, dead)| {
+            match Notification::parse(payload.as_bytes()).expect("a readable notification") {
+                Notification::Member(event) => Some(OutboxEntry {
+                    event,
+                    attempts,
+                    dead,
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Every outbox row's payload, attempts and whether it is dead, oldest first.
+async fn outbox_payloads(database_url: &str) -> Vec<(String, i32, bool)> {
     const SQL: &str =
         "SELECT payload, attempts, dead_at IS NOT NULL AS dead FROM outbox ORDER BY id";
     let rows: Vec<(String, i32, bool)> = if database_url.starts_with("sqlite:") {
@@ -124,13 +143,7 @@ async fn outbox_rows(database_url: &str) -> Vec<OutboxEntry> {
         pool.close().await;
         rows
     };
-    rows.into_iter()
-        .map(|(payload, attempts, dead)| OutboxEntry {
-            event: serde_json::from_str(&payload).expect("the payload is a MemberNotification"),
-            attempts,
-            dead,
-        })
-        .collect()
+    rows
 }
 
 /// Polls `check` until it holds, failing with `what` after `timeout`.
@@ -152,7 +165,7 @@ where
 /// Waits until every outbox row is gone (so every delivery has finished).
 async fn wait_outbox_empty(app: &TestApp) {
     eventually("an empty outbox", WAIT, || async {
-        outbox_rows(&app.database_url).await.is_empty()
+        outbox_payloads(&app.database_url).await.is_empty()
     })
     .await;
 }

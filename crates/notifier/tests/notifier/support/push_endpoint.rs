@@ -58,6 +58,16 @@ pub struct ReceivedPush {
     pub raw: serde_json::Value,
 }
 
+/// A push of another kind than a membership change (a direct message, an incoming call),
+/// checked like the others; `raw` is its decrypted JSON.
+#[derive(Debug, Clone)]
+pub struct OtherPush {
+    pub browser: String,
+    pub raw: serde_json::Value,
+    /// The `TTL` header, in seconds.
+    pub ttl: u64,
+}
+
 struct Keys {
     secret: p256::SecretKey,
     auth: [u8; 16],
@@ -68,6 +78,8 @@ struct Inner {
     keys: HashMap<String, Keys>,
     modes: HashMap<String, Mode>,
     received: Vec<ReceivedPush>,
+    /// Accepted pushes that are not membership changes.
+    others: Vec<OtherPush>,
     /// Every request per browser, whatever the answer.
     requests: HashMap<String, usize>,
     errors: Vec<String>,
@@ -217,6 +229,29 @@ impl PushEndpoint {
         self.shared.inner.lock().unwrap().received.clone()
     }
 
+    /// Accepted pushes other than membership changes, in arrival order.
+    pub fn others(&self) -> Vec<OtherPush> {
+        self.shared.inner.lock().unwrap().others.clone()
+    }
+
+    /// The decrypted JSON of the pushes other than membership changes `browser` accepted.
+    pub fn others_for(&self, browser: &Browser) -> Vec<serde_json::Value> {
+        self.others()
+            .into_iter()
+            .filter(|push| push.browser == browser.id)
+            .map(|push| push.raw)
+            .collect()
+    }
+
+    /// Waits until at least `count` pushes other than membership changes were accepted.
+    pub async fn wait_for_others(&self, count: usize, timeout: Duration) -> Vec<OtherPush> {
+        self.wait_until(timeout, &format!("{count} other pushes"), |endpoint| {
+            endpoint.others().len() >= count
+        })
+        .await;
+        self.others()
+    }
+
     pub fn received_by(&self, browser: &Browser) -> Vec<PushPayload> {
         self.received()
             .into_iter()
@@ -348,11 +383,19 @@ async fn receive(
                 inner.held += 1;
                 Decision::Hold(shared.release.notified())
             }
-            Ok((payload, raw)) => {
+            Ok((Some(payload), raw, _)) => {
                 inner.received.push(ReceivedPush {
                     browser: id,
                     payload,
                     raw,
+                });
+                Decision::Answer(StatusCode::CREATED)
+            }
+            Ok((None, raw, ttl)) => {
+                inner.others.push(OtherPush {
+                    browser: id,
+                    raw,
+                    ttl,
                 });
                 Decision::Answer(StatusCode::CREATED)
             }
@@ -374,13 +417,14 @@ enum Decision<'a> {
     Hold(tokio::sync::futures::Notified<'a>),
 }
 
-/// Everything a real push service and browser would check, in order.
+/// Everything a real push service and browser would check, in order. A membership change
+/// comes back as a `PushPayload` too; other kinds only as JSON (and their TTL).
 fn verify(
     shared: &Shared,
     id: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(PushPayload, serde_json::Value), String> {
+) -> Result<(Option<PushPayload>, serde_json::Value, u64), String> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -391,7 +435,7 @@ fn verify(
         return Err("Content-Encoding must be aes128gcm".into());
     }
     let ttl = header("ttl").ok_or("missing TTL")?;
-    ttl.parse::<u64>().map_err(|_| format!("bad TTL {ttl}"))?;
+    let ttl = ttl.parse::<u64>().map_err(|_| format!("bad TTL {ttl}"))?;
     if header("urgency").as_deref() != Some("normal") {
         return Err("Urgency must be normal".into());
     }
@@ -448,7 +492,13 @@ fn verify(
     let plaintext = ece::decrypt(body, &keys.secret, &keys.auth)?;
     let raw: serde_json::Value =
         serde_json::from_slice(&plaintext).map_err(|err| format!("payload is not JSON: {err}"))?;
+    let membership = raw["type"]
+        .as_str()
+        .is_some_and(|kind| kind.starts_with("member."));
+    if !membership {
+        return Ok((None, raw, ttl));
+    }
     let payload = serde_json::from_value(raw.clone())
         .map_err(|err| format!("payload is not the expected JSON: {err}"))?;
-    Ok((payload, raw))
+    Ok((Some(payload), raw, ttl))
 }

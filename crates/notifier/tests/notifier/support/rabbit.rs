@@ -74,7 +74,10 @@ impl TestQueue {
     /// Publishes as the server's outbox relay would, waiting for the broker's confirm.
     pub async fn publish(&self, event: &MemberNotification) {
         let event = nebula_wire::notify::Notification::Member(event.clone());
-        self.topology.publish(&self.channel, &event).await.unwrap();
+        self.topology
+            .publish_notification(&self.channel, &event)
+            .await
+            .unwrap();
     }
 
     /// Publishes arbitrary bytes to the queue (a message some other producer got wrong).

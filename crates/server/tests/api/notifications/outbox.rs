@@ -16,6 +16,7 @@ use crate::on_both_backends;
 on_both_backends!(
     every_membership_change_writes_exactly_one_event,
     a_failed_outbox_write_undoes_the_membership_change,
+    a_direct_message_and_its_outbox_row_commit_together,
 );
 
 /// Nothing listens on port 1: the relay never gets the rows out, so the test sees them.
@@ -247,4 +248,45 @@ async fn advisory_locks(database_url: &str) -> i64 {
     .unwrap();
     pool.close().await;
     count
+}
+
+/// A direct message writes its notification in its own commit: if the row cannot be written
+/// the message is not stored either; group rooms write none.
+async fn a_direct_message_and_its_outbox_row_commit_together(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.rabbit_url = Some(UNREACHABLE_BROKER.to_owned());
+    })
+    .await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let dm: Room = alice
+        .post("/dms", json!({"user_id": bob.user.id}))
+        .await
+        .json();
+    let group = alice.create_room("Lobby", false).await;
+
+    alice.say(group.id, "no row for this").await;
+    let message = alice.say(dm.id, "one row for this").await;
+    let payloads = super::outbox_payloads(&app.database_url).await;
+    assert_eq!(payloads.len(), 1, "{payloads:?}");
+    let event: serde_json::Value = serde_json::from_str(&payloads[0].0).unwrap();
+    assert_eq!(event["kind"], "direct_message");
+    assert_eq!(event["message_id"], message.id.to_string());
+    assert_eq!(event["recipient"], bob.user.id.to_string());
+
+    refuse_outbox_rows(&app.database_url, true).await;
+    let refused = alice
+        .post_message(dm.id, json!({"content": "lost with its row"}))
+        .await;
+    assert!(refused.status.is_server_error(), "{}", refused.text());
+    refuse_outbox_rows(&app.database_url, false).await;
+    let history: serde_json::Value = alice.history(dm.id, "?after_seq=0&limit=10").await.json();
+    let contents: Vec<_> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(contents, ["one row for this"]);
+    assert_eq!(super::outbox_payloads(&app.database_url).await.len(), 1);
 }

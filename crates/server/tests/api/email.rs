@@ -137,6 +137,11 @@ async fn the_mailed_code_verifies_the_address(backend: Backend) {
     alice
         .patch("/me", json!({"email": "alice@example.com"}))
         .await;
+    // Online: a push would be skipped for her, a mail is not.
+    let mut ws = alice.ws("/ws").await;
+    ws.send(nebula_wire::ClientEvent::Ping).await;
+    ws.expect(|event| matches!(event, nebula_wire::ServerEvent::Pong))
+        .await;
     let sent = alice.post("/me/email/verify", json!({})).await;
     assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.text());
 

@@ -5,6 +5,7 @@
 //! change to the wire format is a change in one place that every consumer sees at compile time.
 //! `../shared/CONTRACT.md` is the normative text; these types follow it field for field.
 
+pub mod asyncapi;
 pub mod notify;
 pub mod people;
 pub mod problem;

@@ -1,5 +1,6 @@
 //! The HTTP API: one module per resource, merged here with the cross-cutting layers.
 
+mod asyncapi;
 mod auth;
 mod changes;
 pub mod client_ip;
@@ -77,6 +78,7 @@ impl Modify for BearerAuth {
 /// The routes of the API and their OpenAPI document, as generated.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(asyncapi::routes())
         .merge(auth::routes())
         .merge(rooms::routes())
         .merge(members::routes())

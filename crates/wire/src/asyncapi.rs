@@ -223,7 +223,10 @@ mod tests {
         }
         // Both channels carry every message, and each operation names its channel's.
         for (id, operation) in document["operations"].as_object().unwrap() {
-            assert!(!operation["messages"].as_array().unwrap().is_empty(), "{id}");
+            assert!(
+                !operation["messages"].as_array().unwrap().is_empty(),
+                "{id}"
+            );
         }
     }
 

@@ -1,7 +1,7 @@
 //! What operators and API clients see around the chat: service info, health, metrics, docs.
 
-use reqwest::StatusCode;
 use nebula_wire::{ClientEvent, ServerEvent};
+use reqwest::StatusCode;
 
 use crate::helpers::{Backend, TestApp, send};
 use crate::on_both_backends;
@@ -102,7 +102,10 @@ async fn service_info_health_metrics_and_docs(backend: Backend) {
     let asyncapi: serde_json::Value = asyncapi.json();
     assert_eq!(asyncapi["asyncapi"], "3.0.0");
     assert_eq!(asyncapi["channels"]["socket"]["address"], "/ws");
-    assert_eq!(asyncapi["channels"]["room"]["address"], "/ws/rooms/{room_id}");
+    assert_eq!(
+        asyncapi["channels"]["room"]["address"],
+        "/ws/rooms/{room_id}"
+    );
     let messages = asyncapi["components"]["messages"].as_object().unwrap();
     let expected: Vec<String> = ClientEvent::TYPES
         .iter()
@@ -114,7 +117,10 @@ async fn service_info_health_metrics_and_docs(backend: Backend) {
         let message = &messages
             .get(id)
             .unwrap_or_else(|| panic!("{id} is documented"));
-        assert_eq!(message["payload"]["properties"]["type"]["enum"][0], type_name);
+        assert_eq!(
+            message["payload"]["properties"]["type"]["enum"][0],
+            type_name
+        );
     }
     assert_eq!(messages.len(), expected.len(), "no message but the wire's");
 }

@@ -7,6 +7,7 @@ mod helpers;
 mod accounts;
 mod browsers;
 mod calls;
+mod client_sdk;
 mod cluster;
 mod contacts;
 mod dms;

@@ -155,6 +155,8 @@ enum Command {
         answer: oneshot::Sender<Result<Message>>,
     },
     Disconnect,
+    Pause,
+    Resume,
 }
 
 /// A WebSocket session running on its own task; dropping it (or every clone) ends it.
@@ -176,6 +178,7 @@ impl Session {
                 events: event_tx,
                 commands: command_rx,
                 attempt: 0,
+                paused: false,
             }
             .run(),
         );
@@ -222,6 +225,16 @@ impl Session {
         let _ = self.commands.send(Command::Disconnect);
     }
 
+    /// Drops the connection and stays offline until `resume` (sends wait for it).
+    pub fn pause(&self) {
+        let _ = self.commands.send(Command::Pause);
+    }
+
+    /// Reconnects after `pause`, resuming every room where it was.
+    pub fn resume(&self) {
+        let _ = self.commands.send(Command::Resume);
+    }
+
     /// The next event; `None` once the session has ended.
     pub async fn next_event(&self) -> Option<SessionEvent> {
         self.events.lock().await.recv().await
@@ -252,6 +265,7 @@ struct Worker {
     events: mpsc::UnboundedSender<SessionEvent>,
     commands: mpsc::UnboundedReceiver<Command>,
     attempt: u32,
+    paused: bool,
 }
 
 type Socket =
@@ -265,6 +279,14 @@ enum Ended {
 impl Worker {
     async fn run(mut self) {
         loop {
+            while self.paused {
+                match self.commands.recv().await {
+                    None => return,
+                    Some(command) => {
+                        self.command(command, None).await;
+                    }
+                }
+            }
             if let Ok((socket, _)) = tokio_tungstenite::connect_async(self.url.as_str()).await {
                 self.attempt = 0;
                 let _ = self.events.send(SessionEvent::Connected);
@@ -375,6 +397,14 @@ impl Worker {
                 sent
             }
             Command::Disconnect => false,
+            Command::Pause => {
+                self.paused = true;
+                false
+            }
+            Command::Resume => {
+                self.paused = false;
+                true
+            }
         }
     }
 

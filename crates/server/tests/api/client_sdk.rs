@@ -94,7 +94,7 @@ async fn the_rust_client_resumes_and_answers_pings(backend: Backend) {
     assert_eq!(pong.reply_to.map(|r| r.id), Some(ping.id));
 
     // A dropped connection: what happens meanwhile arrives after the resume, once, in order.
-    session.disconnect();
+    session.pause();
     until(&session, &mut seen, |e| {
         matches!(e, SessionEvent::Disconnected)
     })
@@ -105,10 +105,17 @@ async fn the_rust_client_resumes_and_answers_pings(backend: Backend) {
         .edit_message(room.id, pong.id, "pong (edited)")
         .await
         .unwrap();
-    let mine = session
-        .send_with(room.id, "queued", "queued-1".into(), None)
-        .await
-        .unwrap();
+    // Sent while offline: it goes out after the resume.
+    let queued = {
+        let session = session.clone();
+        tokio::spawn(async move {
+            session
+                .send_with(room.id, "queued", "queued-1".into(), None)
+                .await
+        })
+    };
+    session.resume();
+    let mine = queued.await.unwrap().unwrap();
     let again = session
         .send_with(room.id, "queued", "queued-1".into(), None)
         .await

@@ -176,6 +176,17 @@ pub struct Config {
     #[arg(long, env = "REDIS_PREFIX", default_value = "nebula")]
     pub redis_prefix: String,
 
+    /// `nats://…` (or `tls://…`): run as one node of a cluster on NATS instead of Redis. Events
+    /// go over core pub/sub, presence and rate limits live in JetStream key-value buckets, so
+    /// the server needs JetStream enabled (`nats-server -js`). Not together with `REDIS_URL`.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// Prefix of every NATS subject and key-value bucket (several clusters may share one NATS);
+    /// letters, digits, `-` and `_`.
+    #[arg(long, env = "NATS_PREFIX", default_value = "nebula")]
+    pub nats_prefix: String,
+
     /// Milliseconds a subscriber waits for a message that another node published out of order
     /// before reading it from the database.
     #[arg(long, env = "BUS_GAP_WAIT_MS", default_value_t = 250)]
@@ -276,6 +287,54 @@ pub struct Config {
     /// Lifetime of issued TURN credentials, in seconds.
     #[arg(long, env = "TURN_TTL_SECONDS", default_value_t = 86_400)]
     pub turn_ttl_seconds: u64,
+
+    /// Where uploads are kept: `fs://path` (a directory, created on first start) or
+    /// `s3://bucket[/prefix]` (with `S3_ENDPOINT`, `S3_REGION`, `S3_ACCESS_KEY_ID`,
+    /// `S3_SECRET_ACCESS_KEY`). Every node of a cluster must name the same S3 bucket.
+    #[arg(long, env = "MEDIA_STORE", default_value = "fs://./media")]
+    pub media_store: String,
+
+    /// S3 endpoint URL (e.g. `http://127.0.0.1:9000` for a local S3-compatible server); unset
+    /// means AWS.
+    #[arg(long, env = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region.
+    #[arg(long, env = "S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// S3 access key id.
+    #[arg(long, env = "S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+
+    /// S3 secret access key.
+    #[arg(long, env = "S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+
+    /// Largest upload, in bytes (413 `payload_too_large` as soon as a body passes it).
+    #[arg(long, env = "MEDIA_MAX_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub media_max_bytes: u64,
+
+    /// Bytes of uploads one user may keep (413 `quota_exceeded` beyond).
+    #[arg(long, env = "MEDIA_QUOTA_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub media_quota_bytes: u64,
+
+    /// Lifetime of the signed media URLs handed out on media objects (`url`), in seconds.
+    /// A URL stays valid between one and two such periods (stable within one, so caches work).
+    #[arg(long, env = "MEDIA_URL_TTL_SECONDS", default_value_t = 3600)]
+    pub media_url_ttl_seconds: u64,
+
+    /// Uploads referenced by no message or story are removed this long after upload.
+    #[arg(long, env = "MEDIA_ORPHAN_SECONDS", default_value_t = 86_400)]
+    pub media_orphan_seconds: u64,
+
+    /// How often the media janitor removes orphaned uploads and expired stories, in seconds.
+    #[arg(long, env = "MEDIA_SWEEP_SECONDS", default_value_t = 60)]
+    pub media_sweep_seconds: u64,
+
+    /// Lifetime of a story, in seconds.
+    #[arg(long, env = "STORY_TTL_SECONDS", default_value_t = 86_400)]
+    pub story_ttl_seconds: u64,
 }
 
 /// Who may open a direct room (`POST /dms`) with whom. Blocks apply under either policy.
@@ -313,6 +372,15 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 impl Config {
+    /// The cluster engine's URL and key prefix, when this node is part of a cluster.
+    pub fn cluster_url(&self) -> Option<(&str, &str)> {
+        match (&self.redis_url, &self.nats_url) {
+            (Some(url), _) => Some((url, &self.redis_prefix)),
+            (None, Some(url)) => Some((url, &self.nats_prefix)),
+            (None, None) => None,
+        }
+    }
+
     /// Checks every setting and resolves the JWT secret (generating one in dev mode).
     ///
     /// Returns the secret separately so `Config` itself never needs mutating.
@@ -402,6 +470,29 @@ impl Config {
                 "must start with redis:// or rediss://",
             ));
         }
+        if let Some(url) = &self.nats_url {
+            if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+                return Err(invalid("NATS_URL", "must start with nats:// or tls://"));
+            }
+            // Subjects split on `.` and treat `*`/`>` as wildcards; bucket names allow only these.
+            if self.nats_prefix.is_empty()
+                || !self
+                    .nats_prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    "NATS_PREFIX",
+                    "must be letters, digits, '-' and '_' only",
+                ));
+            }
+            if self.redis_url.is_some() {
+                return Err(invalid(
+                    "NATS_URL",
+                    "set either REDIS_URL or NATS_URL, not both: a cluster runs on one engine",
+                ));
+            }
+        }
         if self.password_hash_queue == 0 {
             return Err(invalid("PASSWORD_HASH_QUEUE", "must be at least 1"));
         }
@@ -429,6 +520,23 @@ impl Config {
                 "must be between 1 and 3600",
             ));
         }
+        if self.media_max_bytes == 0 {
+            return Err(invalid("MEDIA_MAX_BYTES", "must be at least 1"));
+        }
+        // At most ten years: times are computed as now ± these, which must stay dates.
+        const TEN_YEARS: u64 = 10 * 366 * 86_400;
+        for (name, value) in [
+            ("MEDIA_URL_TTL_SECONDS", self.media_url_ttl_seconds),
+            ("MEDIA_SWEEP_SECONDS", self.media_sweep_seconds),
+            ("STORY_TTL_SECONDS", self.story_ttl_seconds),
+            ("MEDIA_ORPHAN_SECONDS", self.media_orphan_seconds.max(1)),
+        ] {
+            if !(1..=TEN_YEARS).contains(&value) {
+                return Err(invalid(name, "must be between 1 and 316224000 (ten years)"));
+            }
+        }
+        crate::media::StoreLocation::parse(&self.media_store)
+            .map_err(|reason| invalid("MEDIA_STORE", &reason))?;
         let turn = self.turn()?;
         crate::outbox::validate_settings(self)?;
         let vapid = crate::outbox::embedded_vapid_keys(self)?;
@@ -632,6 +740,15 @@ mod tests {
             ),
             (&["--ws-max-message-bytes", "10"], "WS_MAX_MESSAGE_BYTES"),
             (&["--ws-outbound-queue", "8"], "WS_OUTBOUND_QUEUE"),
+            (&["--media-store", "ftp://x"], "MEDIA_STORE"),
+            (&["--media-store", "s3://"], "MEDIA_STORE"),
+            (&["--media-max-bytes", "0"], "MEDIA_MAX_BYTES"),
+            (&["--story-ttl-seconds", "0"], "STORY_TTL_SECONDS"),
+            (
+                &["--media-orphan-seconds", "99999999999"],
+                "MEDIA_ORPHAN_SECONDS",
+            ),
+            (&["--media-url-ttl-seconds", "0"], "MEDIA_URL_TTL_SECONDS"),
             (
                 &["--ws-idle-timeout-seconds", "5"],
                 "WS_IDLE_TIMEOUT_SECONDS",
@@ -642,11 +759,30 @@ mod tests {
             ),
             (&["--trust-proxy-headers", "true"], "TRUSTED_PROXIES"),
             (&["--password-hash-queue", "0"], "PASSWORD_HASH_QUEUE"),
+            (&["--nats-url", "redis://x"], "NATS_URL"),
+            (
+                &["--nats-url", "nats://x", "--nats-prefix", "a.b"],
+                "NATS_PREFIX",
+            ),
+            (
+                &["--nats-url", "nats://x", "--redis-url", "redis://x"],
+                "NATS_URL",
+            ),
         ];
         for (args, setting) in cases {
             let message = refusal(args);
             assert!(message.contains(setting), "{args:?} → {message}");
         }
+    }
+
+    #[test]
+    fn the_cluster_engine_is_redis_or_nats_with_its_own_prefix() {
+        assert_eq!(parse(&[]).cluster_url(), None);
+        let redis = parse(&["--redis-url", "redis://h:6379", "--redis-prefix", "r"]);
+        assert_eq!(redis.cluster_url(), Some(("redis://h:6379", "r")));
+        let nats = parse(&["--nats-url", "nats://h:4222", "--nats-prefix", "n"]);
+        assert!(nats.validate().is_ok());
+        assert_eq!(nats.cluster_url(), Some(("nats://h:4222", "n")));
     }
 
     #[test]

@@ -194,21 +194,24 @@ impl MessageBody {
     }
 }
 
-/// Up to `MAX_ATTACHMENTS` ids of media the sender uploaded. Nothing can be uploaded yet, so
-/// every id names media that does not exist: any attachment is refused (`invalid_attachment`),
-/// an empty list is fine. Uploads will look the ids up here.
+/// Up to `MAX_ATTACHMENTS` distinct media ids; whether the sender uploaded them is checked
+/// against the store ([`crate::media::attachments`]).
 fn parse_attachments(raw: &[String]) -> Result<Vec<Uuid>, ApiError> {
     if raw.len() > MAX_ATTACHMENTS {
         return Err(ApiError::InvalidAttachment(format!(
             "at most {MAX_ATTACHMENTS} attachments"
         )));
     }
-    match raw.first() {
-        None => Ok(Vec::new()),
-        Some(id) => Err(ApiError::InvalidAttachment(format!(
-            "no media {id:?} of yours exists"
-        ))),
+    let mut ids = Vec::with_capacity(raw.len());
+    for text in raw {
+        let id = Uuid::parse_str(text)
+            .map_err(|_| ApiError::InvalidAttachment(format!("{text:?} is not a media id")))?;
+        if ids.contains(&id) {
+            return Err(ApiError::InvalidAttachment(format!("{id} is named twice")));
+        }
+        ids.push(id);
     }
+    Ok(ids)
 }
 
 /// A reaction: 1–16 Unicode scalar values, no whitespace or control characters (emoji
@@ -337,12 +340,17 @@ mod tests {
     }
 
     #[test]
-    fn attachments_cannot_be_named_yet_and_content_stays_required() {
+    fn attachments_are_ids_and_content_stays_required_without_them() {
         assert!(MessageBody::parse("hi", None, 10).is_ok());
         assert!(MessageBody::parse("hi", Some(&[]), 10).is_ok());
         assert!(MessageBody::parse("", Some(&[]), 10).is_err());
         let one = [Uuid::nil().to_string()];
-        let err = MessageBody::parse("", Some(&one), 10).err();
+        assert!(MessageBody::parse("", Some(&one), 10).is_ok());
+        let bad = ["nope".to_string()];
+        let err = MessageBody::parse("", Some(&bad), 10).err();
+        assert_eq!(err.map(|e| e.code()), Some("invalid_attachment"));
+        let twice = [Uuid::nil().to_string(), Uuid::nil().to_string()];
+        let err = MessageBody::parse("", Some(&twice), 10).err();
         assert_eq!(err.map(|e| e.code()), Some("invalid_attachment"));
     }
 

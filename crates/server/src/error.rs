@@ -76,6 +76,15 @@ pub enum ApiError {
     InvalidAttachment(String),
     #[error("request body is larger than the limit")]
     PayloadTooLarge,
+    /// An upload that would take the uploader past `MEDIA_QUOTA_BYTES`.
+    #[error("this upload would exceed your storage quota")]
+    QuotaExceeded,
+    /// No media with this id that the caller may read (or a bad or expired signed URL).
+    #[error("media not found")]
+    MediaNotFound,
+    /// No unexpired story with this id that the caller may see.
+    #[error("story not found")]
+    StoryNotFound,
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("too many open WebSocket connections for this user; close one first")]
@@ -213,6 +222,13 @@ impl ApiError {
                 "payload_too_large",
                 "Payload too large",
             ),
+            QuotaExceeded => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "quota_exceeded",
+                "Quota exceeded",
+            ),
+            MediaNotFound => (StatusCode::NOT_FOUND, "media_not_found", "Media not found"),
+            StoryNotFound => (StatusCode::NOT_FOUND, "story_not_found", "Story not found"),
             RateLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",

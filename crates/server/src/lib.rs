@@ -19,6 +19,7 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod media;
 pub mod outbox;
 pub mod presence;
 pub mod rate_limit;
@@ -41,9 +42,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Passwords, Tokens};
 use crate::bus::Bus;
-use crate::bus::RedisBus;
+use crate::bus::{NatsBus, RedisBus};
 use crate::calls::Calls;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Engine};
 use crate::config::ValidConfig;
 use crate::gateway::registry::UserConnections;
 use crate::gateway::typing::TypingRelay;
@@ -66,26 +67,41 @@ impl Server {
     /// Connects to the database (running migrations) and starts the background tasks.
     pub async fn build(config: ValidConfig) -> anyhow::Result<Self> {
         let settings = &config.config;
-        let store =
-            Store::connect(&settings.database_url, settings.database_max_connections).await?;
+        let media_urls = media::MediaUrls::new(&config.jwt_secret, settings.media_url_ttl_seconds);
+        let store = Store::connect(&settings.database_url, settings.database_max_connections)
+            .await?
+            .with_media_urls(media_urls.clone());
+        let media_storage = media::MediaStorage::open(settings)?;
         let mut tasks = JoinSet::new();
         let shutdown = CancellationToken::new();
         let metrics = telemetry::metrics_handle();
         telemetry::register_metrics();
-        let cluster = match &settings.redis_url {
-            Some(url) => Some(Cluster::new(url, &settings.redis_prefix)?),
+        let cluster = match settings.cluster_url() {
+            Some((url, prefix)) => Some(Cluster::connect(url, prefix).await?),
             None => None,
         };
         let hub = Arc::new(Hub::default());
         let bus = match &cluster {
-            Some(cluster) => Bus::Redis(RedisBus::start(
-                hub,
-                cluster.clone(),
-                store.clone(),
-                Duration::from_secs(settings.bus_reconcile_seconds),
-                shutdown.clone(),
-                &mut tasks,
-            )),
+            Some(cluster) => match cluster.engine() {
+                Engine::Redis(redis) => Bus::Redis(RedisBus::start(
+                    hub,
+                    cluster.clone(),
+                    redis.clone(),
+                    store.clone(),
+                    Duration::from_secs(settings.bus_reconcile_seconds),
+                    shutdown.clone(),
+                    &mut tasks,
+                )),
+                Engine::Nats(nats) => Bus::Nats(NatsBus::start(
+                    hub,
+                    cluster.clone(),
+                    nats.clone(),
+                    store.clone(),
+                    Duration::from_secs(settings.bus_reconcile_seconds),
+                    shutdown.clone(),
+                    &mut tasks,
+                )),
+            },
             None => {
                 // In one process the bus is a function call: always connected.
                 metrics::gauge!("nebula_bus_connected").set(1.0);
@@ -148,10 +164,19 @@ impl Server {
             &mut tasks,
         )
         .await;
+        let media_janitor = media::janitor::JanitorHandle::default();
+        tasks.spawn(media::janitor::run(
+            store.clone(),
+            media_storage.clone(),
+            Duration::from_secs(settings.media_sweep_seconds),
+            Duration::from_secs(settings.media_orphan_seconds),
+            media_janitor.clone(),
+            shutdown.clone(),
+        ));
         tracing::info!(
             database = store.kind(),
             writers = writer_count,
-            cluster = cluster.is_some(),
+            cluster = cluster.as_ref().map(Cluster::engine_name),
             "store ready"
         );
         let state = AppState::new(Services {
@@ -173,6 +198,10 @@ impl Server {
             typing,
             user_connections: UserConnections::default(),
             calls,
+            media_storage,
+            media_urls,
+            media_inspector: media::inspect::Inspector::default(),
+            media_janitor,
         });
         Ok(Server { state, tasks })
     }

@@ -3,7 +3,7 @@
 //! A user is online in a room while at least one of their connections, on any node, is
 //! subscribed to it. Each node counts its own connections ([`NodePresence`]); only a node-level
 //! transition (first connection in, last one out) goes further. In one process that is the
-//! whole story; in a cluster the node-level transitions are merged in Redis
+//! whole story; in a cluster the node-level transitions are merged in the cluster engine
 //! ([`cluster::ClusterPresence`]), which announces each cluster-wide transition exactly once and
 //! expires the users of a node that stopped heart-beating.
 //!
@@ -175,7 +175,7 @@ impl Presence {
     }
 
     /// Up to `limit` users online in the room (on any node) whose lowercased username sorts
-    /// after `after`, and how many are online in all. When Redis is unreachable, this node's
+    /// after `after`, and how many are online in all. When the engine is unreachable, this node's
     /// users at least.
     pub async fn online(&self, room_id: Uuid, after: Option<&str>, limit: usize) -> OnlinePage {
         let local = self.node.page(room_id, after, limit);

@@ -60,4 +60,12 @@ pub struct Services {
     pub user_connections: UserConnections,
     /// Call signalling (`call.*` events) between this node's connections and the others.
     pub calls: crate::calls::Calls,
+    /// Where uploads are kept (disk or S3).
+    pub media_storage: crate::media::MediaStorage,
+    /// Signs and checks media URLs.
+    pub media_urls: crate::media::MediaUrls,
+    /// Image decoding for uploads, a few at a time.
+    pub media_inspector: crate::media::inspect::Inspector,
+    /// Wakes the media janitor after deletes.
+    pub media_janitor: crate::media::janitor::JanitorHandle,
 }

@@ -78,6 +78,21 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../web/roomlist.js"),
     ),
     (
+        "uploads.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/uploads.js"),
+    ),
+    (
+        "attachments.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/attachments.js"),
+    ),
+    (
+        "stories.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/stories.js"),
+    ),
+    (
         "social.js",
         "text/javascript; charset=utf-8",
         include_str!("../web/social.js"),

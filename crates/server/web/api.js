@@ -184,9 +184,14 @@ export const api = {
   /** Keyset: the `limit` messages just above `afterSeq`, ascending; `{messages, has_more}`. */
   messagesAfter: (id, afterSeq, limit = 100) =>
     request('GET', `/rooms/${enc(id)}/messages${query({ after_seq: afterSeq, limit })}`),
-  postMessage: (id, content, clientMsgId, replyTo) =>
+  postMessage: (id, content, clientMsgId, replyTo, attachments) =>
     request('POST', `/rooms/${enc(id)}/messages`, {
-      body: { content, client_msg_id: clientMsgId, ...(replyTo ? { reply_to: replyTo } : {}) },
+      body: {
+        content,
+        client_msg_id: clientMsgId,
+        ...(replyTo ? { reply_to: replyTo } : {}),
+        ...(attachments?.length ? { attachments } : {}),
+      },
     }),
   message: (roomId, messageId) => request('GET', `/rooms/${enc(roomId)}/messages/${enc(messageId)}`),
   editMessage: (roomId, messageId, content) =>
@@ -198,6 +203,20 @@ export const api = {
     request('PUT', `/rooms/${enc(roomId)}/messages/${enc(messageId)}/reactions/${enc(emoji)}`),
   unreact: (roomId, messageId, emoji) =>
     request('DELETE', `/rooms/${enc(roomId)}/messages/${enc(messageId)}/reactions/${enc(emoji)}`),
+
+  /** `{max_bytes, quota_bytes, used_bytes}` */
+  mediaLimits: () => request('GET', '/media/limits'),
+  /** A media object with fresh signed `url` / `thumbnail_url` (they expire). */
+  mediaInfo: (id) => request('GET', `/media/${enc(id)}/info`),
+
+  /** `{stories: [story]}`: mine and my contacts', unexpired, newest first. */
+  stories: () => request('GET', '/stories'),
+  postStory: ({ text, mediaId }) =>
+    request('POST', '/stories', { body: { ...(text ? { text } : {}), ...(mediaId ? { media_id: mediaId } : {}) } }),
+  viewStory: (id) => request('POST', `/stories/${enc(id)}/views`),
+  /** `{views: [{user, viewed_at}]}` (author only). */
+  storyViews: (id) => request('GET', `/stories/${enc(id)}/views`),
+  deleteStory: (id) => request('DELETE', `/stories/${enc(id)}`),
 
   /** My direct rooms, most recent message first: `{rooms}`. */
   directRooms: () => request('GET', '/dms'),
@@ -221,3 +240,47 @@ export const api = {
   /** TURN credentials `{uris, username, password, ttl}`; 404 `turn_not_configured` if none. */
   turn: () => request('GET', '/voip/turn'),
 };
+
+/**
+ * Upload a file as the raw body of `POST /media` with XMLHttpRequest, for its upload progress
+ * (fetch cannot report it). `onProgress(sentBytes, totalBytes)`; `signal` aborts. Resolves to
+ * the `media` object, rejects with an ApiError (an abort rejects with an AbortError).
+ */
+export function uploadMedia(file, { onProgress, signal } = {}) {
+  return new Promise((resolve, reject) => {
+    const s = getSession();
+    if (!s) {
+      emitUnauthorized();
+      reject(new ApiError(401, { code: 'unauthorized', detail: 'Please log in.' }));
+      return;
+    }
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', `/media${query({ filename: file.name || 'file' })}`);
+    xhr.setRequestHeader('Authorization', `Bearer ${s.token}`);
+    xhr.setRequestHeader('Accept', 'application/json');
+    if (file.type) xhr.setRequestHeader('Content-Type', file.type);
+    xhr.upload.onprogress = (e) => onProgress?.(e.loaded, e.lengthComputable ? e.total : file.size);
+    xhr.onload = () => {
+      let data = null;
+      try {
+        data = JSON.parse(xhr.responseText);
+      } catch {
+        data = null;
+      }
+      if (xhr.status >= 200 && xhr.status < 300 && data) {
+        resolve(data);
+        return;
+      }
+      const err = new ApiError(xhr.status, data && typeof data === 'object' ? data : {});
+      if (xhr.status === 401) {
+        clearSession();
+        emitUnauthorized();
+      }
+      reject(err);
+    };
+    xhr.onerror = () => reject(new ApiError(0, { code: 'network_error', detail: 'Could not reach the server.' }));
+    xhr.onabort = () => reject(new DOMException('Upload cancelled', 'AbortError'));
+    signal?.addEventListener('abort', () => xhr.abort(), { once: true });
+    xhr.send(file);
+  });
+}

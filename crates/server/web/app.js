@@ -4,9 +4,12 @@
 // state: messages by seq and rev, gaps, unread), state.js (what the page shares), timeline.js
 // (the open room's messages), message-view.js (one message's DOM), reactions.js (emoji picker,
 // who reacted), composer.js (the message box, replies), roomlist.js (the sidebar), ui.js (DOM
-// building, textContent only), social.js (direct messages, people, contacts, blocks, calls).
+// building, textContent only), social.js (direct messages, people, contacts, blocks, calls),
+// uploads.js (files waiting to be sent), attachments.js (a message's files), stories.js (the
+// stories bar).
 
 import { api, getSession, setSession, clearSession, onUnauthorized } from './api.js';
+import { bindViewer } from './attachments.js';
 import * as composer from './composer.js';
 import { closePicker, forgetReactions, setReaction, toggleReaction } from './reactions.js';
 import { bindRoomList, renderPublicRooms, renderRoomList } from './roomlist.js';
@@ -16,7 +19,9 @@ import { $, currentRoom, state } from './state.js';
 import { RoomState, charCount } from './store.js';
 import * as timeline from './timeline.js';
 import { isNearBottom, scheduleReceipts, scrollToBottom } from './timeline.js';
+import * as stories from './stories.js';
 import * as ui from './ui.js';
+import * as uploads from './uploads.js';
 
 const ACK_TIMEOUT_MS = 10_000;
 const TYPING_RESEND_MS = 3_000; // while typing, repeat `start` this often
@@ -48,6 +53,9 @@ function boot() {
     onBlur: () => stopTyping(true),
     onEditLast: editLastMessage,
   });
+  uploads.bindUploads({ dropZone: $('room-pane') });
+  bindViewer();
+  stories.bindStories();
   onUnauthorized(() => logout('Your session has ended. Please log in again.'));
   if (getSession()) enterApp();
   else showAuth();
@@ -60,6 +68,9 @@ function fillIcons() {
   $('members-close').append(ui.icon('close', 18));
   $('send-btn').append(ui.icon('send', 18));
   $('reply-cancel').append(ui.icon('close', 16));
+  $('attach-btn').append(ui.icon('clip', 18));
+  $('image-viewer-close').append(ui.icon('close', 18));
+  $('story-close').append(ui.icon('close', 18));
   $('jump-latest').prepend(ui.icon('down', 14), ' ');
 }
 
@@ -141,6 +152,8 @@ function logout(message = '') {
     state.currentId = null;
     state.me = null;
     forgetReactions();
+    uploads.clearUploads();
+    stories.stopStories();
     clearSession();
     if (location.hash) history.replaceState(null, '', location.pathname);
     $('my-rooms').replaceChildren();
@@ -189,6 +202,8 @@ function enterApp() {
     if (id && state.rooms.has(id)) openRoom(id);
   });
   loadPublicRooms(true);
+  stories.startStories();
+  uploads.loadLimits();
   social.startSocial();
 }
 
@@ -652,6 +667,7 @@ function openRoom(id) {
     stopTyping(true);
     resetLeaveButton();
     composer.clearReply();
+    uploads.clearUploads();
     closePicker();
     currentRoom()?.markSeen();
     timeline.markUnreadFrom(room, room.lastReadSent);
@@ -928,12 +944,18 @@ function newClientMsgId() {
 
 function sendCurrent() {
   const room = currentRoom();
-  const draft = room && composer.takeDraft();
+  if (!room) return;
+  if (uploads.busy()) {
+    ui.toast('Wait for the files to finish uploading.', 'warn', 3000);
+    return;
+  }
+  const draft = composer.takeDraft({ allowEmpty: uploads.readyCount() > 0 });
   if (!draft) return;
   stopTyping(true);
   const p = {
     clientMsgId: newClientMsgId(),
     content: draft.content,
+    attachments: uploads.takeReady(),
     replyTo: draft.replyTo?.id ?? null,
     status: 'sending',
     error: null,
@@ -980,6 +1002,7 @@ function dispatch(room, p) {
   updatePending(room, p);
   const frame = { type: 'message.send', room_id: room.id, content: p.content, client_msg_id: p.clientMsgId };
   if (p.replyTo) frame.reply_to = p.replyTo;
+  if (p.attachments.length) frame.attachments = p.attachments.map((m) => m.id);
   if (room.subscribed && state.socket?.send(frame)) {
     p.via = 'ws';
     p.timer = setTimeout(() => failPending(room, p, 'no answer from the server'), ACK_TIMEOUT_MS);
@@ -989,7 +1012,7 @@ function dispatch(room, p) {
   p.via = 'rest';
   p.timer = setTimeout(() => failPending(room, p, 'no answer from the server'), ACK_TIMEOUT_MS);
   api
-    .postMessage(room.id, p.content, p.clientMsgId, p.replyTo)
+    .postMessage(room.id, p.content, p.clientMsgId, p.replyTo, p.attachments.map((m) => m.id))
     .then((msg) => {
       resolvePending(room, p.clientMsgId);
       handleMessage(msg, false);

@@ -72,12 +72,12 @@ export function replyingTo() {
 
 /**
  * What to send: `{content, replyTo}` with the box emptied and the reply cleared, or null when
- * there is nothing (or too much) to send.
+ * there is nothing (or too much) to send. `allowEmpty`: files go with it, so no text is fine.
  */
-export function takeDraft() {
+export function takeDraft({ allowEmpty = false } = {}) {
   const input = $('composer-input');
-  const content = input.value;
-  if (!content.trim()) return null;
+  const content = input.value.trim() ? input.value : '';
+  if (!content && !allowEmpty) return null;
   if (charCount(content) > MAX_CHARS) {
     ui.toast(`Messages are at most ${MAX_CHARS} characters.`, 'warn');
     return null;

@@ -1,9 +1,10 @@
 // message-view.js — the DOM of one stored message: author and time, the quoted message it
-// replies to, its text (or the "message deleted" tombstone), the "(edited)" marker, its
-// reaction chips, its action buttons and the inline editor. No state and no listeners: buttons
-// carry `data-action` and the timeline handles clicks for the whole list. Every piece of data
-// goes in as text (see ui.js).
+// replies to, its text (or the "message deleted" tombstone), its files (attachments.js), the
+// "(edited)" marker, its reaction chips, its action buttons and the inline editor. No state
+// and no listeners (but the files' own): buttons carry `data-action` and the timeline handles
+// clicks for the whole list. Every piece of data goes in as text (see ui.js).
 
+import { attachmentNodes } from './attachments.js';
 import { avatar, el, icon, parseDate, dayKey, timeEl, timeFmt, fullFmt } from './ui.js';
 
 const SNIPPET_CHARS = 80;
@@ -43,6 +44,7 @@ export function messageNode(msg, view) {
           el('div', { class: 'msg-meta' }, el('button', { class: 'msg-author', text: msg.sender_username, attrs: { type: 'button', title: `${msg.sender_username}'s profile` } }), timeEl(d)),
           el('div', { class: 'reply-slot' }),
           el('div', { class: 'msg-body' }),
+          el('div', { class: 'attachments' }),
           el('div', { class: 'edited-slot' }),
         ),
         el('div', { class: 'reactions' }),
@@ -64,6 +66,13 @@ export function updateMessageNode(li, msg, view) {
     const body = li.querySelector('.msg-body');
     body.classList.toggle('tombstone', deleted);
     body.textContent = deleted ? 'message deleted' : msg.content;
+  }
+  const attachments = li.querySelector('.attachments');
+  const mediaKey = deleted ? '' : (msg.attachments || []).map((m) => m.id).join(',');
+  // Rebuilt only when the set changes (an edit or a reaction keeps the loaded images).
+  if (attachments.dataset.media !== mediaKey) {
+    attachments.dataset.media = mediaKey;
+    attachments.replaceChildren(...(deleted ? [] : attachmentNodes(msg.attachments)));
   }
   li.querySelector('.edited-slot').replaceChildren(msg.edited_at && !deleted ? editedMarker(msg.edited_at) : '');
   li.querySelector('.reactions').replaceChildren(...(deleted ? [] : msg.reactions || []).map((r) => reactionChip(r, view)));

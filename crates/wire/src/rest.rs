@@ -244,7 +244,7 @@ pub struct Message {
     /// message, keep the one with the higher `rev`.
     #[serde(default)]
     pub rev: Rev,
-    /// Attached media (always empty until uploads exist).
+    /// Attached media, in the order the sender named them; `[]` when none (and once deleted).
     #[serde(default)]
     pub attachments: Vec<Media>,
 }
@@ -271,10 +271,97 @@ pub struct Media {
     pub content_type: String,
     pub size: i64,
     pub filename: String,
-    /// Images only.
+    /// Images only (read from the image's header, also when it is too large to decode).
     pub width: Option<i64>,
     pub height: Option<i64>,
     pub created_at: DateTime<Utc>,
+    /// A signed path (`/media/{id}?exp=…&sig=…`) that fetches the bytes without an
+    /// `Authorization` header (for `<img>`), valid for one to two `MEDIA_URL_TTL_SECONDS`
+    /// periods. Fetch the object again (history, `GET /media/{id}/info`) for a fresh one.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The same for the thumbnail; `null` when there is none (not an image, or too large or
+    /// broken to decode).
+    #[serde(default)]
+    pub thumbnail_url: Option<String>,
+}
+
+/// `GET /media/limits`: how much the caller may upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MediaLimits {
+    /// The largest upload in bytes (`MEDIA_MAX_BYTES`).
+    pub max_bytes: i64,
+    /// Bytes of uploads one user may keep (`MEDIA_QUOTA_BYTES`).
+    pub quota_bytes: i64,
+    /// Bytes the caller's uploads take now.
+    pub used_bytes: i64,
+}
+
+/// `POST /media?filename=`: the name the file is shown with.
+#[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// The name shown for the file. Control characters, `/` and `\\` become `_`, it is cut to
+    /// 255 characters, and an empty (or missing) name becomes `file`: any string is accepted.
+    pub filename: Option<String>,
+}
+
+/// The raw bytes of an upload (`POST /media`), in the OpenAPI document.
+#[derive(Debug, Clone, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct UploadBody(pub Vec<u8>);
+
+/// `GET /media/{id}?exp=&sig=`: a signed URL instead of an `Authorization` header.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SignedQuery {
+    /// Unix time the signature stops being valid.
+    pub exp: Option<i64>,
+    /// The signature from a media object's `url` / `thumbnail_url`.
+    pub sig: Option<String>,
+}
+
+/// `POST /stories`: text, media, or both.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateStoryRequest {
+    /// At most 4000 characters.
+    #[serde(default)]
+    #[schema(max_length = 4000)]
+    pub text: Option<String>,
+    /// Media the author uploaded.
+    #[serde(default)]
+    #[schema(value_type = Option<Uuid>)]
+    pub media_id: Option<String>,
+}
+
+/// A story: visible to its author and the author's contacts until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Story {
+    pub id: Uuid,
+    pub user: User,
+    pub text: Option<String>,
+    pub media: Option<Media>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `GET /stories`: the caller's and their contacts' unexpired stories, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StoryList {
+    pub stories: Vec<Story>,
+}
+
+/// Someone who viewed a story.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StoryView {
+    pub user: User,
+    pub viewed_at: DateTime<Utc>,
+}
+
+/// `GET /stories/{id}/views` (author only), most recent first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StoryViews {
+    pub views: Vec<StoryView>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -1,13 +1,15 @@
 //! The event bus: how an event published on one node reaches the subscribers of every node.
 //!
 //! A closed enum chosen at start. `Local` delivers straight to this node's hub (one process,
-//! the default). `Redis` also delivers locally at once and carries the event to the other
-//! nodes over Redis pub/sub, one channel per room that has local subscribers. Another engine
-//! (NATS, say) is one more variant here; the gateway only sees [`Bus`].
+//! the default). `Redis` and `Nats` also deliver locally at once and carry the event to the
+//! other nodes over the engine's pub/sub, one channel per room that has local subscribers;
+//! ordering and repair are shared (`remote`). The gateway only sees [`Bus`].
 
 mod envelope;
 mod members;
+mod nats;
 mod redis;
+mod remote;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -16,6 +18,7 @@ use bytes::Bytes;
 use nebula_wire::{Message, ServerEvent, User};
 use uuid::Uuid;
 
+pub use self::nats::NatsBus;
 pub use self::redis::RedisBus;
 use crate::hub::{ConnId, Frame, Hub, Subscriber};
 use crate::store::{Store, StoreError, SubscriptionState};
@@ -25,6 +28,7 @@ use crate::store::{Store, StoreError, SubscriptionState};
 pub enum Bus {
     Local(Arc<Hub>),
     Redis(Arc<RedisBus>),
+    Nats(Arc<NatsBus>),
 }
 
 impl Bus {
@@ -37,6 +41,7 @@ impl Bus {
         match self {
             Bus::Local(hub) => hub,
             Bus::Redis(bus) => bus.hub(),
+            Bus::Nats(bus) => bus.hub(),
         }
     }
 
@@ -56,8 +61,12 @@ impl Bus {
     ) -> Result<Option<SubscriptionState>, StoreError> {
         let user_id = subscriber.user_id;
         let (first, generation) = self.hub().subscribe(room_id, conn, subscriber);
-        if first && let Bus::Redis(bus) = self {
-            bus.watch(room_id).await;
+        if first {
+            match self {
+                Bus::Local(_) => {}
+                Bus::Redis(bus) => bus.watch(room_id).await,
+                Bus::Nats(bus) => bus.watch(room_id).await,
+            }
         }
         let state = match store.subscription_state(room_id, user_id).await {
             Ok(Some(state)) if state.is_member => state,
@@ -83,8 +92,12 @@ impl Bus {
     /// Removes a connection from a room's local fan-out.
     pub fn unsubscribe(&self, room_id: Uuid, conn: ConnId) {
         let empty = self.hub().unsubscribe(room_id, conn);
-        if empty && let Bus::Redis(bus) = self {
-            bus.unwatch(room_id);
+        if empty {
+            match self {
+                Bus::Local(_) => {}
+                Bus::Redis(bus) => bus.unwatch(room_id),
+                Bus::Nats(bus) => bus.unwatch(room_id),
+            }
         }
     }
 
@@ -140,6 +153,7 @@ impl Bus {
                 hub.publish(&frame);
             }
             Bus::Redis(bus) => bus.publish(frame),
+            Bus::Nats(bus) => bus.publish(frame),
         }
     }
 
@@ -148,6 +162,7 @@ impl Bus {
         match self {
             Bus::Local(_) => None,
             Bus::Redis(bus) => Some(bus.health().await),
+            Bus::Nats(bus) => Some(bus.health().await),
         }
     }
 }

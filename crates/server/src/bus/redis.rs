@@ -4,14 +4,7 @@
 //! so traffic grows with where users are, not with nodes × rooms. Publishing delivers to the
 //! local hub at once and queues the event for Redis; a publisher task pipelines the queue.
 //!
-//! Pub/sub is fire-and-forget: publications of different nodes arrive in any order, and a
-//! node that is disconnected misses what was published meanwhile. Neither loses a message:
-//! - each connection keeps a room's messages and their changes in rev order and, when a
-//!   predecessor is missing, waits briefly for it and then reads it from the database
-//!   (`gateway::connection`);
-//! - this module reconciles every watched room against the database after each reconnect and
-//!   periodically, publishing locally whatever the node never received (a dropped last
-//!   change has no successor to reveal the gap).
+//! Ordering and repair are the same for every engine: see `bus::remote`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,26 +15,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{envelope, members};
-use crate::cluster::Cluster;
+use super::envelope;
+use super::remote::{
+    Control, MAX_BACKOFF, OUTGOING_DEPTH, PUBLISH_BATCH, WATCH_TIMEOUT, forward, reconcile,
+    register_metrics, room_channel,
+};
+use crate::cluster::{Cluster, RedisEngine};
 use crate::hub::{Frame, Hub};
 use crate::store::Store;
-
-/// Publications waiting for Redis; beyond this they are dropped (and repaired from the
-/// database by the receiving nodes) rather than growing without bound during an outage.
-const OUTGOING_DEPTH: usize = 65_536;
-/// Most publications sent in one pipeline.
-const PUBLISH_BATCH: usize = 512;
-/// Most changes one reconciliation replays per room (the rest follow on the next round).
-const RECONCILE_LIMIT: i64 = 1000;
-/// How long `watch` waits for Redis to confirm a subscription before going on degraded.
-const WATCH_TIMEOUT: Duration = Duration::from_secs(2);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-
-enum Control {
-    Watch(Uuid, oneshot::Sender<()>),
-    Unwatch(Uuid),
-}
 
 #[derive(Debug)]
 pub struct RedisBus {
@@ -56,6 +37,7 @@ impl RedisBus {
     pub fn start(
         hub: Arc<Hub>,
         cluster: Cluster,
+        redis: RedisEngine,
         store: Store,
         reconcile_every: Duration,
         shutdown: CancellationToken,
@@ -64,10 +46,11 @@ impl RedisBus {
         register_metrics();
         let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_DEPTH);
         let (control, control_rx) = mpsc::unbounded_channel();
-        tasks.spawn(run_publisher(cluster.clone(), outgoing_rx));
+        tasks.spawn(run_publisher(redis.clone(), outgoing_rx));
         let subscriber = Subscriber {
             hub: hub.clone(),
             cluster: cluster.clone(),
+            redis,
             store,
             control: control_rx,
             reconcile_every,
@@ -117,40 +100,12 @@ impl RedisBus {
     }
 }
 
-fn room_channel(cluster: &Cluster, room_id: Uuid) -> String {
-    cluster.key(format_args!("room:{room_id}"))
-}
-
-fn register_metrics() {
-    metrics::describe_counter!(
-        "nebula_bus_published_total",
-        "Events published to other nodes"
-    );
-    metrics::describe_counter!(
-        "nebula_bus_received_total",
-        "Events received from other nodes"
-    );
-    metrics::describe_counter!(
-        "nebula_bus_publish_failures_total",
-        "Events that could not be published to other nodes (they repair from the database)"
-    );
-    metrics::describe_counter!(
-        "nebula_bus_repaired_messages_total",
-        "Messages a node missed on the bus and replayed from the database"
-    );
-    metrics::counter!("nebula_bus_published_total").increment(0);
-    metrics::counter!("nebula_bus_received_total").increment(0);
-    metrics::counter!("nebula_bus_publish_failures_total").increment(0);
-    metrics::counter!("nebula_bus_repaired_messages_total").increment(0);
-    metrics::gauge!("nebula_bus_connected").set(0.0);
-}
-
 /// Sends queued publications in pipelines of up to `PUBLISH_BATCH`.
 ///
 /// Runs until every publisher is gone rather than until shutdown starts: what a stopping
 /// node still publishes (the last commits, its users going offline) should reach the others.
-async fn run_publisher(cluster: Cluster, mut queue: mpsc::Receiver<(String, Vec<u8>)>) {
-    let mut conn = cluster.commands();
+async fn run_publisher(redis: RedisEngine, mut queue: mpsc::Receiver<(String, Vec<u8>)>) {
+    let mut conn = redis.commands();
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         let mut pipe = redis::pipe();
@@ -176,6 +131,7 @@ async fn run_publisher(cluster: Cluster, mut queue: mpsc::Receiver<(String, Vec<
 struct Subscriber {
     hub: Arc<Hub>,
     cluster: Cluster,
+    redis: RedisEngine,
     store: Store,
     control: mpsc::UnboundedReceiver<Control>,
     reconcile_every: Duration,
@@ -221,7 +177,7 @@ impl Subscriber {
 
     /// One connected session, until the connection drops or the node shuts down.
     async fn session(&mut self, shutdown: &CancellationToken) -> redis::RedisResult<SessionEnd> {
-        let pubsub = tokio::time::timeout(WATCH_TIMEOUT, self.cluster.client().get_async_pubsub())
+        let pubsub = tokio::time::timeout(WATCH_TIMEOUT, self.redis.client().get_async_pubsub())
             .await
             .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
         let (mut sink, mut stream) = pubsub.split();
@@ -232,14 +188,16 @@ impl Subscriber {
         self.cluster.set_bus_connected(true);
         tracing::info!(node = %self.cluster.node_id, "Redis event stream connected");
         // Whatever was published while we were away is in the database.
-        self.reconcile().await;
-        let mut reconcile = tokio::time::interval(self.reconcile_every);
-        reconcile.tick().await;
+        reconcile(&self.hub, &self.store).await;
+        let mut reconcile_timer = tokio::time::interval(self.reconcile_every);
+        reconcile_timer.tick().await;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
                 message = stream.next() => match message {
-                    Some(message) => self.forward(message.get_payload_bytes()).await,
+                    Some(message) => {
+                        forward(&self.hub, &self.store, self.cluster.node_id, message.get_payload_bytes()).await;
+                    }
                     None => return Ok(SessionEnd::Disconnected),
                 },
                 Some(control) = self.control.recv() => match control {
@@ -255,59 +213,7 @@ impl Subscriber {
                         }
                     }
                 },
-                _ = reconcile.tick() => self.reconcile().await,
-            }
-        }
-    }
-
-    /// Hands another node's event to the local hub, once this node's subscribers of the room
-    /// are known to be members at the event's membership revision (see `bus::members`).
-    async fn forward(&self, payload: &[u8]) {
-        match envelope::decode(payload) {
-            Some((origin, _)) if origin == self.cluster.node_id => {}
-            Some((_, frame)) => {
-                metrics::counter!("nebula_bus_received_total").increment(1);
-                members::admit(&self.hub, &self.store, &frame).await;
-                self.hub.publish(&frame);
-            }
-            None => tracing::warn!(bytes = payload.len(), "unreadable event on the bus"),
-        }
-    }
-
-    /// Brings every watched room up to the database: first its subscribers, dropping those
-    /// removed while this node was not told (so the messages below cannot reach them), then
-    /// every stored message and change this node has not seen, in the version the database
-    /// holds (a change read from the feed is the message's latest; the connections deliver
-    /// them in rev order).
-    async fn reconcile(&self) {
-        for room in self.hub.rooms() {
-            let (stored, member_rev) = match self.store.room_revisions(room.room_id).await {
-                Ok(revisions) => revisions,
-                Err(err) => {
-                    tracing::warn!(error = %err, "reconciling with the database failed");
-                    return;
-                }
-            };
-            if member_rev > room.member_rev {
-                members::check_members(&self.hub, &self.store, room.room_id).await;
-            }
-            if stored <= room.last_rev {
-                continue;
-            }
-            match self
-                .store
-                .changes(room.room_id, room.last_rev, stored, None, RECONCILE_LIMIT)
-                .await
-            {
-                Ok(entries) => {
-                    metrics::counter!("nebula_bus_repaired_messages_total")
-                        .increment(entries.len() as u64);
-                    for entry in entries {
-                        let frame = Frame::feed_entry(entry.message, entry.is_creation, member_rev);
-                        self.hub.publish(&frame);
-                    }
-                }
-                Err(err) => tracing::warn!(error = %err, "reconciling with the database failed"),
+                _ = reconcile_timer.tick() => reconcile(&self.hub, &self.store).await,
             }
         }
     }

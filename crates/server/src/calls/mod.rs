@@ -7,8 +7,8 @@
 //!   callee connection answered) and its ring timer. It alone decides what happens to the call,
 //!   so two answers on two nodes cannot both win.
 //! - Events are **addressed to users, or to one connection** (`node`, `conn`), never to rooms.
-//!   Every node keeps its open connections per user ([`Calls::register`]). With Redis, every
-//!   signalling envelope goes over one cluster-wide channel (`{prefix}:calls`); each node
+//!   Every node keeps its open connections per user ([`Calls::register`]). In a cluster (Redis or
+//!   NATS), every signalling envelope goes over one cluster-wide channel (`{prefix}:calls`); each node
 //!   delivers what is addressed to its own connections and ignores the rest (call traffic is
 //!   a few small frames per call, so one shared channel costs less than a channel per user).
 //! - A node that delivered an invite to its connections remembers which node owns that call,
@@ -154,7 +154,8 @@ struct Inner {
 pub struct Calls(Arc<Inner>);
 
 impl Calls {
-    /// Starts the service; with a cluster, also the tasks that carry envelopes over Redis
+    /// Starts the service; with a cluster, also the tasks that carry envelopes over the
+    /// cluster engine
     /// (returns once the channel subscription is confirmed, or after a short wait).
     pub async fn start(
         cluster: Option<&Cluster>,
@@ -732,20 +733,15 @@ fn end(state: &mut State, call_id: Uuid, next: &mut Vec<Envelope>) {
 
 /// Sends queued envelopes to the calls channel.
 async fn publish(cluster: Cluster, channel: String, mut queue: mpsc::UnboundedReceiver<Vec<u8>>) {
-    let mut conn = cluster.commands();
     while let Some(bytes) = queue.recv().await {
-        let sent: redis::RedisResult<()> = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg(bytes)
-            .query_async(&mut conn)
-            .await;
-        if let Err(err) = sent {
-            tracing::warn!(error = %err, "publishing a call event to Redis failed");
+        if let Err(err) = cluster.publish(&channel, bytes).await {
+            tracing::warn!(error = %err, engine = cluster.engine_name(), "publishing a call event failed");
         }
     }
 }
 
-/// Listens to the calls channel, reconnecting with backoff, until shutdown.
+/// Listens to the calls channel, subscribing again with backoff when the subscription is
+/// lost, until shutdown.
 async fn listen(
     cluster: Cluster,
     channel: String,
@@ -757,27 +753,25 @@ async fn listen(
     let mut backoff = Duration::from_millis(100);
     loop {
         let session = async {
-            let mut pubsub = cluster.client().get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
+            let mut stream = cluster.subscribe(&channel).await?;
             if let Some(ready) = ready.take() {
                 let _ = ready.send(());
             }
-            let mut stream = pubsub.on_message();
-            while let Some(message) = stream.next().await {
+            while let Some(payload) = stream.next().await {
                 let Some(calls) = calls.upgrade() else {
                     break;
                 };
-                calls.receive(message.get_payload_bytes());
+                calls.receive(&payload);
             }
-            redis::RedisResult::Ok(())
+            Ok::<(), crate::cluster::EngineError>(())
         };
         tokio::select! {
             () = shutdown.cancelled() => return,
             result = session => {
                 if let Err(err) = result {
-                    tracing::debug!(error = %err, "Redis calls channel unavailable");
+                    tracing::debug!(error = %err, "calls channel unavailable");
                 } else {
-                    tracing::warn!("Redis calls channel lost; reconnecting");
+                    tracing::warn!("calls channel lost; subscribing again");
                 }
             }
         }

@@ -249,6 +249,16 @@ impl Connection {
                 Err(err) => return self.reject(err, reference).await,
             },
         };
+        let attachments = if body.attachments.is_empty() {
+            Vec::new()
+        } else {
+            match crate::media::attachments(&self.state.store, &body.attachments, self.user.id)
+                .await
+            {
+                Ok(media) => media,
+                Err(err) => return self.reject(err, reference).await,
+            }
+        };
         if let Err(err) = self.state.limits.check_message(self.user.id).await {
             return self.reject(err, reference).await;
         }
@@ -259,6 +269,7 @@ impl Connection {
             content: body.content.into_inner(),
             client_msg_id: client_msg_id.clone(),
             reply_to,
+            attachments,
         };
         // Submitted now, in frame order; the ack is sent when the commit completes.
         let ticket: Result<Ticket, WriteError> = self.state.writers.submit(message).await;

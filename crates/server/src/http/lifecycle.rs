@@ -73,7 +73,8 @@ async fn edit_message(
 }
 
 /// Delete a message: its sender, or the room's owner or an admin. It stays in history with its
-/// `seq`, with empty `content` and `deleted_at` set; its reactions and edit history are gone.
+/// `seq`, with empty `content` and `deleted_at` set; its reactions, attachments and edit history
+/// are gone (attached files are removed from storage unless another message or story uses them).
 #[utoipa::path(delete, path = "/rooms/{room_id}/messages/{message_id}", tag = "messages",
     security(("bearer" = [])),
     params(("room_id" = Uuid, Path), ("message_id" = Uuid, Path)),
@@ -89,6 +90,8 @@ async fn delete_message(
     Path((room_id, message_id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
     change(&state, &caller, room_id, message_id, Action::Delete).await?;
+    // Its attachments are unreferenced now unless used elsewhere: collect them at once.
+    state.media_janitor.wake();
     Ok(StatusCode::NO_CONTENT)
 }
 

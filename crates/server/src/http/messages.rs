@@ -114,6 +114,7 @@ async fn post_message(
         Some(raw) => Some(resolve_reply(&state.store, room_id, raw).await?),
         None => None,
     };
+    let attachments = crate::media::attachments(&state.store, &body.attachments, caller.id).await?;
     state.limits.check_message(caller.id).await?;
     let posted = state
         .writers
@@ -124,6 +125,7 @@ async fn post_message(
             content: body.content.into_inner(),
             client_msg_id,
             reply_to,
+            attachments,
         })
         .await;
     let posted = explain_refusal(&state.store, room_id, posted).await?;

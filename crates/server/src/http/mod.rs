@@ -8,6 +8,8 @@ mod contacts;
 mod dms;
 pub mod extract;
 mod lifecycle;
+mod media;
+mod media_limits;
 mod members;
 mod messages;
 mod meta;
@@ -17,6 +19,7 @@ mod people;
 mod reactions;
 mod rooms;
 pub mod security;
+mod stories;
 mod voip;
 
 use axum::Router;
@@ -51,6 +54,8 @@ use crate::telemetry::track_http;
         (name = "people", description = "Direct rooms, people search, contacts and blocks"),
         (name = "messages", description = "History, posting, replies, edits, deletes, reactions and the change feed"),
         (name = "realtime", description = "WebSocket endpoints"),
+        (name = "media", description = "Uploads (disk or S3), served safely; attach them to messages and stories"),
+        (name = "stories", description = "Posts that expire after STORY_TTL_SECONDS, seen by the author and their contacts"),
         (name = "calls", description = "Call set-up: TURN credentials (signalling is on the WebSocket)"),
         (name = "operations", description = "Health, metrics, service info"),
         (name = "webpush", description = "Browser push subscriptions (in-process notifications only)"),
@@ -90,6 +95,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(dms::routes())
         .merge(people::routes())
         .merge(contacts::routes())
+        .merge(media::routes())
+        .merge(media_limits::routes())
+        .merge(stories::routes())
         .merge(meta::routes())
         .merge(voip::routes())
         .merge(crate::gateway::routes())

@@ -1,8 +1,8 @@
 //! Rate limits: auth attempts per client address, failed logins per account, messages per user.
 //!
 //! Token buckets (GCRA) keyed per client. On one node they live in memory; in a cluster they
-//! live in Redis, so a user cannot multiply their limit by connecting to several nodes. When
-//! Redis is unreachable a node falls back to its own buckets: limits stay enforced per node
+//! live in the cluster engine (Redis, or a NATS key-value bucket; see `shared`), so a user cannot
+//! multiply their limit by connecting to several nodes. When the engine is unreachable a node falls back to its own buckets: limits stay enforced per node
 //! rather than failing open or refusing everyone.
 //!
 //! Memory follows active clients, not every client ever seen: a bucket that has refilled is
@@ -11,6 +11,7 @@
 //! leaves at most that many idle buckets behind between sweeps.
 
 mod logins;
+mod shared;
 
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
@@ -42,7 +43,7 @@ pub struct RateLimits {
     cluster: Option<Cluster>,
 }
 
-/// A bucket as the Redis scripts apply it.
+/// A bucket as the cluster engine keeps it.
 #[derive(Debug, Clone, Copy)]
 struct SharedQuota {
     /// Microseconds per token.
@@ -59,40 +60,6 @@ impl SharedQuota {
         }
     }
 }
-
-/// GCRA over a key holding the bucket's "theoretical arrival time" in microseconds, with
-/// Redis's own clock (nodes' clocks may differ). Returns 0 when allowed, else the wait in
-/// microseconds. ARGV: interval, burst.
-const GCRA: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local ahead = new_tat - now
-if ahead > interval * burst then
-  return ahead - interval * burst
-end
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil(ahead / 1000) + 1000)
-return 0
-";
-
-/// Gives back one token taken by [`GCRA`]. ARGV: interval.
-const GCRA_REFUND: &str = r"
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if not tat then return 0 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-tat = tat - tonumber(ARGV[1])
-if tat <= now then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
-end
-return 0
-";
 
 /// The bucket an address counts against: an IPv4 address (also when written IPv4-mapped), or
 /// the /64 network of an IPv6 address. A /64 is one subscriber's link, and a host on it can
@@ -146,7 +113,7 @@ impl RateLimits {
         self
     }
 
-    /// Shares the buckets through Redis with every node of the cluster.
+    /// Shares the buckets through the cluster engine with every node of the cluster.
     pub fn shared(mut self, cluster: Cluster) -> Self {
         self.cluster = Some(cluster);
         self
@@ -177,7 +144,7 @@ impl RateLimits {
             return Ok(());
         };
         // Boxed, and only in a cluster: this runs inside every WebSocket task, whose resting
-        // size would otherwise include the Redis call's state (see `gateway::connection`).
+        // size would otherwise include the engine call's state (see `gateway::connection`).
         if self.cluster.is_some()
             && let Some(verdict) =
                 Box::pin(self.check_shared(limit.shared, limit.name, &user.to_string())).await
@@ -213,7 +180,7 @@ impl RateLimits {
         let Some(limit) = &self.login_failures else {
             return Ok(FailureCharge::none());
         };
-        // Normalized usernames are `[a-z0-9_.-]`: safe as part of a Redis key.
+        // Normalized usernames are `[a-z0-9_.-]`: safe as part of a Redis key (NATS keys are encoded).
         if let Some(verdict) = self.check_shared(limit.shared, limit.name, account).await {
             return verdict.map(|()| FailureCharge::shared(account.to_owned()));
         }
@@ -228,25 +195,18 @@ impl RateLimits {
         match charge.into_parts() {
             None => {}
             Some((key, true)) => {
-                if let Some(cluster) = &self.cluster {
-                    static SCRIPT: std::sync::LazyLock<redis::Script> =
-                        std::sync::LazyLock::new(|| redis::Script::new(GCRA_REFUND));
-                    let bucket = cluster.key(format_args!("ratelimit:{}:{key}", limit.name));
-                    let refunded: redis::RedisResult<u64> = SCRIPT
-                        .key(bucket)
-                        .arg(limit.shared.interval_us)
-                        .invoke_async(&mut cluster.commands())
-                        .await;
-                    if let Err(err) = refunded {
-                        tracing::debug!(error = %err, "shared login-failure refund lost");
-                    }
+                if let Some(cluster) = &self.cluster
+                    && let Err(err) =
+                        shared::refund(cluster, limit.name, &key, limit.shared.interval_us).await
+                {
+                    tracing::debug!(error = %err, "shared login-failure refund lost");
                 }
             }
             Some((account, false)) => limit.refund(&account),
         }
     }
 
-    /// The cluster-wide verdict, or `None` to decide locally (no cluster, or Redis
+    /// The cluster-wide verdict, or `None` to decide locally (no cluster, or the engine
     /// unreachable).
     async fn check_shared(
         &self,
@@ -255,15 +215,7 @@ impl RateLimits {
         key: &str,
     ) -> Option<Result<(), ApiError>> {
         let cluster = self.cluster.as_ref()?;
-        static SCRIPT: std::sync::LazyLock<redis::Script> =
-            std::sync::LazyLock::new(|| redis::Script::new(GCRA));
-        let mut conn = cluster.commands();
-        let bucket = cluster.key(format_args!("ratelimit:{name}:{key}"));
-        let wait_us: u64 = SCRIPT
-            .key(bucket)
-            .arg(quota.interval_us)
-            .arg(quota.burst)
-            .invoke_async(&mut conn)
+        let wait_us = shared::take(cluster, name, key, quota)
             .await
             .inspect_err(|err| tracing::debug!(error = %err, "shared rate limit unavailable"))
             .ok()?;
@@ -304,7 +256,7 @@ fn limited(name: &'static str, retry_after_secs: u64) -> ApiError {
     ApiError::RateLimited { retry_after_secs }
 }
 
-/// One in-memory keyed limiter and its Redis twin's quota.
+/// One in-memory keyed limiter and its shared twin's quota.
 #[derive(Debug)]
 struct Keyed<K: Hash + Eq + Clone> {
     name: &'static str,
@@ -430,78 +382,107 @@ mod tests {
         );
     }
 
-    /// Connects two limiters to a fresh Redis namespace (needs `NEBULA_TEST_REDIS_URL`).
-    fn redis_pair(
-        name: &str,
-        make: impl Fn() -> RateLimits,
-    ) -> Option<(RateLimits, RateLimits, Cluster)> {
-        let Ok(url) = std::env::var("NEBULA_TEST_REDIS_URL") else {
-            assert!(
-                std::env::var("NEBULA_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "NEBULA_TEST_REDIS_URL is required"
-            );
-            eprintln!("skipping {name}: NEBULA_TEST_REDIS_URL is not set");
-            return None;
-        };
-        let prefix = format!("test-{}", Uuid::new_v4());
-        let cluster = Cluster::new(&url, &prefix).expect("redis url");
-        Some((
-            make().shared(cluster.clone()),
-            make().shared(Cluster::new(&url, &prefix).expect("redis url")),
-            cluster,
-        ))
+    /// The engines to share limits through, from `NEBULA_TEST_REDIS_URL` and
+    /// `NEBULA_TEST_NATS_URL` (each skipped with a reason when unset).
+    fn engine_urls(name: &str) -> Vec<String> {
+        let mut urls = Vec::new();
+        for var in ["NEBULA_TEST_REDIS_URL", "NEBULA_TEST_NATS_URL"] {
+            match std::env::var(var) {
+                Ok(url) if !url.is_empty() => urls.push(url),
+                _ => {
+                    assert!(
+                        std::env::var("NEBULA_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                        "{var} is required"
+                    );
+                    eprintln!("skipping {name} on one engine: {var} is not set");
+                }
+            }
+        }
+        urls
     }
 
-    /// Two nodes sharing Redis share one bucket per user.
+    /// Connects two limiters to a fresh namespace of the engine at `url`.
+    async fn pair(url: &str, make: impl Fn() -> RateLimits) -> (RateLimits, RateLimits, Cluster) {
+        let prefix = format!("test-{}", Uuid::new_v4());
+        let cluster = Cluster::connect(url, &prefix).await.expect("engine url");
+        let other = Cluster::connect(url, &prefix).await.expect("engine url");
+        for _ in 0..100 {
+            if cluster.ping().await.is_ok() && other.ping().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(cluster.ping().await.is_ok(), "{url} must answer");
+        (
+            make().shared(cluster.clone()),
+            make().shared(other),
+            cluster,
+        )
+    }
+
+    /// Two nodes sharing an engine share one bucket per user.
     #[tokio::test]
-    async fn nodes_sharing_redis_share_the_limit() {
-        let Some((one, two, cluster)) = redis_pair("nodes_sharing_redis_share_the_limit", || {
-            RateLimits::new(0, 10)
-        }) else {
-            return;
-        };
-        assert!(cluster.ping().await.is_ok(), "Redis must answer");
-        let user = Uuid::new_v4();
-        let total = allowed(&one, user, 20).await + allowed(&two, user, 20).await;
-        // 30 tokens in the bucket, plus at most a few refilled while the loop ran.
-        assert!(
-            (30..=33).contains(&total),
-            "{total} messages allowed across two nodes"
-        );
+    async fn nodes_sharing_an_engine_share_the_limit() {
+        for url in engine_urls("nodes_sharing_an_engine_share_the_limit") {
+            let (one, two, _cluster) = pair(&url, || RateLimits::new(0, 10)).await;
+            let user = Uuid::new_v4();
+            let total = allowed(&one, user, 20).await + allowed(&two, user, 20).await;
+            // 30 tokens in the bucket, plus at most a few refilled while the loop ran.
+            assert!(
+                (30..=33).contains(&total),
+                "{url}: {total} messages allowed across two nodes"
+            );
+            assert_eq!(
+                one.tracked_keys() + two.tracked_keys(),
+                0,
+                "{url}: all shared"
+            );
+        }
     }
 
     /// Failed logins per account, shared by the nodes: charges count, refunds give back.
     #[tokio::test]
-    async fn nodes_sharing_redis_share_login_failures() {
-        let Some((one, two, cluster)) =
-            redis_pair("nodes_sharing_redis_share_login_failures", || {
-                RateLimits::new(0, 0).with_login_failures(3)
-            })
-        else {
-            return;
-        };
-        assert!(cluster.ping().await.is_ok(), "Redis must answer");
-        // Successful logins give their charge back, on whichever node.
-        for _ in 0..10 {
-            let charge = one
-                .charge_login_failure("carol")
-                .await
-                .expect("not limited");
-            two.refund_login_failure(charge).await;
+    async fn nodes_sharing_an_engine_share_login_failures() {
+        for url in engine_urls("nodes_sharing_an_engine_share_login_failures") {
+            let (one, two, _cluster) =
+                pair(&url, || RateLimits::new(0, 0).with_login_failures(3)).await;
+            // Successful logins give their charge back, on whichever node.
+            for _ in 0..10 {
+                let charge = one
+                    .charge_login_failure("carol")
+                    .await
+                    .expect("not limited");
+                two.refund_login_failure(charge).await;
+            }
+            for limits in [&one, &two, &one] {
+                assert!(limits.charge_login_failure("carol").await.is_ok(), "{url}");
+            }
+            for limits in [&one, &two] {
+                assert!(
+                    matches!(
+                        limits.charge_login_failure("carol").await,
+                        Err(ApiError::RateLimited { retry_after_secs }) if (1..=1200).contains(&retry_after_secs)
+                    ),
+                    "{url}"
+                );
+            }
+            assert!(
+                two.charge_login_failure("dave").await.is_ok(),
+                "{url}: per account"
+            );
+            // An IPv6 network's key (`:` and `/`) is a valid key on every engine.
+            let auth = pair(&url, || RateLimits::new(1, 0)).await;
+            let ip: IpAddr = "2001:db8::1".parse().expect("address");
+            assert!(auth.0.check_auth(ip).await.is_ok(), "{url}");
+            assert!(
+                auth.1.check_auth(ip).await.is_err(),
+                "{url}: shared per /64"
+            );
+            assert_eq!(
+                one.tracked_keys() + two.tracked_keys(),
+                0,
+                "{url}: all shared"
+            );
         }
-        for limits in [&one, &two, &one] {
-            assert!(limits.charge_login_failure("carol").await.is_ok());
-        }
-        for limits in [&one, &two] {
-            assert!(matches!(
-                limits.charge_login_failure("carol").await,
-                Err(ApiError::RateLimited { retry_after_secs }) if (1..=1200).contains(&retry_after_secs)
-            ));
-        }
-        assert!(
-            two.charge_login_failure("dave").await.is_ok(),
-            "per account"
-        );
-        assert_eq!(one.tracked_keys() + two.tracked_keys(), 0, "all in Redis");
     }
 }

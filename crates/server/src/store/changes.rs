@@ -53,7 +53,7 @@ impl Store {
         let row = with_pool!(self, pool => {
             sqlx::query_as::<_, MessageRow>(sql).bind(message_id).bind(room_id).fetch_optional(pool).await?
         });
-        Ok(row.map(Message::from))
+        Ok(row.map(|row| self.message_from(row)))
     }
 
     /// What a reply to `message_id` points at, `None` if the room has no such message.
@@ -102,7 +102,14 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        Ok(rows.into_iter().map(FeedEntry::from).collect())
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let mut entry = FeedEntry::from(row);
+                self.sign_message(&mut entry.message);
+                entry
+            })
+            .collect())
     }
 
     /// The room's last seq and last rev, read together (0, 0 for no such room).

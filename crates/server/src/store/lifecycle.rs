@@ -122,7 +122,7 @@ impl Working {
             deleted_at: row.deleted_at,
             reactions: self.tally.counts(),
             rev: row.rev,
-            attachments: Vec::new(),
+            attachments: super::rows::decode_attachments(row.attachments.as_deref()),
         }
     }
 
@@ -252,11 +252,14 @@ impl Store {
                                 for sql in [
                                     "DELETE FROM message_versions WHERE message_id = $1",
                                     "DELETE FROM message_reactions WHERE message_id = $1",
+                                    // Its media become collectable (see media::janitor).
+                                    "DELETE FROM message_media WHERE message_id = $1",
                                 ] {
                                     sqlx::query(sql).bind(change.message_id).execute(&mut *tx).await?;
                                 }
                                 message.row.content = String::new();
                                 message.row.deleted_at = Some(now);
+                                message.row.attachments = None;
                                 message.tally.clear();
                                 next_rev += 1;
                                 Ok(message.changed(next_rev - 1))
@@ -318,7 +321,7 @@ impl Store {
                 for message in messages.values().filter(|m| m.dirty) {
                     sqlx::query(
                         "UPDATE messages SET content = $3, edited_at = $4, deleted_at = $5,
-                                reactions = $6, rev = $7
+                                reactions = $6, rev = $7, attachments = $8
                          WHERE room_id = $1 AND seq = $2",
                     )
                     .bind(message.row.room_id)
@@ -328,6 +331,7 @@ impl Store {
                     .bind(message.row.deleted_at)
                     .bind(message.tally.encode())
                     .bind(message.row.rev)
+                    .bind(&message.row.attachments)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -343,6 +347,10 @@ impl Store {
             }
             tx.commit().await?;
         });
+        for outcome in outcomes.iter_mut().flatten() {
+            let (Applied::Changed(message) | Applied::Unchanged(message)) = outcome;
+            self.sign_message(message);
+        }
         Ok(ChangesCommitted {
             outcomes,
             member_revs,

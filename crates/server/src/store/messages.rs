@@ -8,7 +8,7 @@ use nebula_wire::{Message, ReplyTo, Rev, Seq};
 use sqlx::{PgConnection, QueryBuilder, SqliteConnection};
 use uuid::Uuid;
 
-use super::rows::{MessageRow, message_columns, message_insert_columns};
+use super::rows::{MessageRow, encode_attachments, message_columns, message_insert_columns};
 use super::{Backend, Store, StoreError, StoreResult, is_unique_violation, with_pool};
 
 /// A message waiting to be written.
@@ -21,6 +21,8 @@ pub struct NewMessage {
     pub client_msg_id: Option<String>,
     /// The message it answers, checked to be of the same room.
     pub reply_to: Option<ReplyTo>,
+    /// Media the sender uploaded, checked before queueing (unsigned paths).
+    pub attachments: Vec<nebula_wire::Media>,
 }
 
 /// Outcome of writing one message.
@@ -132,7 +134,11 @@ impl Store {
                 (Cow::Owned(subset), Some(admitted))
             };
             match self.try_append(&subset, members).await {
-                Ok(Attempt::Committed(outcomes, member_revs)) => {
+                Ok(Attempt::Committed(mut outcomes, member_revs)) => {
+                    for posted in &mut outcomes {
+                        let (Posted::Created(message) | Posted::Existing(message)) = posted;
+                        self.sign_message(message);
+                    }
                     let outcomes = match admitted {
                         None => outcomes.into_iter().map(Ok).collect(),
                         Some(admitted) => {
@@ -414,7 +420,7 @@ fn new_rows(
                 deleted_at: None,
                 reactions: Vec::new(),
                 rev,
-                attachments: Vec::new(),
+                attachments: message.attachments.clone(),
             })
         })
         .collect()
@@ -486,6 +492,32 @@ async fn postgres_originals(
     Ok(rows)
 }
 
+/// Records which media new messages carry (for access checks and collection), and marks the
+/// media attached. Few messages carry any, so one statement per attachment is fine.
+macro_rules! link_attachments {
+    ($tx:ident, $created:ident) => {
+        for m in $created.iter().flatten() {
+            for media in &m.attachments {
+                sqlx::query(
+                    "INSERT INTO message_media (message_id, room_id, media_id) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(m.id)
+                .bind(m.room_id)
+                .bind(media.id)
+                .execute(&mut *$tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE media SET attached_at = COALESCE(attached_at, $2) WHERE id = $1",
+                )
+                .bind(media.id)
+                .bind(m.created_at)
+                .execute(&mut *$tx)
+                .await?;
+            }
+        }
+    };
+}
 async fn sqlite_insert(tx: &mut SqliteConnection, created: &[Option<Message>]) -> StoreResult<()> {
     let rows: Vec<&Message> = created.iter().flatten().collect();
     if rows.is_empty() {
@@ -508,9 +540,11 @@ async fn sqlite_insert(tx: &mut SqliteConnection, created: &[Option<Message>]) -
             .push_bind(m.rev)
             .push_bind(m.rev)
             .push_bind(m.reply_to.map(|r| r.id))
-            .push_bind(m.reply_to.map(|r| r.seq));
+            .push_bind(m.reply_to.map(|r| r.seq))
+            .push_bind(encode_attachments(&m.attachments));
     });
     insert.build().execute(&mut *tx).await?;
+    link_attachments!(tx, created);
     Ok(())
 }
 
@@ -525,10 +559,11 @@ async fn postgres_insert(tx: &mut PgConnection, created: &[Option<Message>]) -> 
     sqlx::query(concat!(
         "INSERT INTO messages (",
         message_insert_columns!(),
-        ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c9, c10, c11",
+        ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c9, c10, c11, c12",
         " FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[],",
-        " $6::text[], $7::text[], $8::timestamptz[], $9::int8[], $10::uuid[], $11::int8[])",
-        " AS t(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11)"
+        " $6::text[], $7::text[], $8::timestamptz[], $9::int8[], $10::uuid[], $11::int8[],",
+        " $12::text[])",
+        " AS t(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12)"
     ))
     .bind(rows.iter().map(|m| m.id).collect::<Vec<_>>())
     .bind(rows.iter().map(|m| m.room_id).collect::<Vec<_>>())
@@ -557,8 +592,14 @@ async fn postgres_insert(tx: &mut PgConnection, created: &[Option<Message>]) -> 
             .map(|m| m.reply_to.map(|r| r.seq))
             .collect::<Vec<_>>(),
     )
+    .bind(
+        rows.iter()
+            .map(|m| encode_attachments(&m.attachments))
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *tx)
     .await?;
+    link_attachments!(tx, created);
     Ok(())
 }
 
@@ -586,7 +627,7 @@ impl Store {
         let rows = with_pool!(self, pool => {
             sqlx::query_as::<_, MessageRow>(sql).bind(room_id).bind(low).bind(high).fetch_all(pool).await?
         });
-        Ok(rows.into_iter().map(Message::from).collect())
+        Ok(rows.into_iter().map(|row| self.message_from(row)).collect())
     }
 
     /// Up to `limit` messages just beyond `cursor` in `direction`, ascending, and whether more
@@ -623,7 +664,8 @@ impl Store {
             let query = if matches!(direction, Direction::After(_)) { query.bind(below) } else { query };
             query.fetch_all(pool).await?
         });
-        let mut messages: Vec<Message> = rows.into_iter().map(Message::from).collect();
+        let mut messages: Vec<Message> =
+            rows.into_iter().map(|row| self.message_from(row)).collect();
         let has_more = i64::try_from(messages.len()).unwrap_or(i64::MAX) > limit;
         messages.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         if direction == Direction::Before {
@@ -652,6 +694,6 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
         });
-        Ok(row.map(Message::from))
+        Ok(row.map(|row| self.message_from(row)))
     }
 }

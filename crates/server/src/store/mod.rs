@@ -8,10 +8,12 @@ mod changes;
 mod contacts;
 mod dms;
 mod lifecycle;
+mod media;
 mod messages;
 mod outbox;
 mod rooms;
 mod rows;
+mod stories;
 mod users;
 
 use std::str::FromStr;
@@ -31,9 +33,11 @@ pub use dms::DirectRoom;
 pub use lifecycle::{
     Action, Applied, ChangeOutcome, ChangesCommitted, MAX_DISTINCT_REACTIONS, NewChange, Refused,
 };
+pub use media::MediaRecord;
 pub use messages::{Direction, MemberCache, NewMessage, NotAMember, Outcome, Posted};
 pub use outbox::{OutboxLease, OutboxRow};
 pub use rooms::{AddOutcome, MembershipCheck, RoomAccess, RoomRecord, SubscriptionState};
+pub use stories::StoryRecord;
 pub use users::UserRecord;
 
 /// Storage failures. Client mistakes are not here: they are caught before the store.
@@ -92,6 +96,8 @@ pub struct Store {
     backend: Backend,
     /// Raised after a membership change committed an outbox row (see `outbox.rs`).
     outbox_wake: Arc<Notify>,
+    /// Signs the media URLs of what the store returns; `None` leaves them unsigned paths.
+    media_urls: Option<Arc<crate::media::MediaUrls>>,
 }
 
 /// Expands `$body` once per backend with `$pool` bound to the read pool.
@@ -158,7 +164,14 @@ impl Store {
         Ok(Store {
             backend,
             outbox_wake: Arc::new(Notify::new()),
+            media_urls: None,
         })
+    }
+
+    /// This store, signing media URLs with `urls` (set once at start, before cloning).
+    pub fn with_media_urls(mut self, urls: crate::media::MediaUrls) -> Self {
+        self.media_urls = Some(Arc::new(urls));
+        self
     }
 
     /// `sqlite` or `postgres`, for logs and metrics.

@@ -57,6 +57,8 @@ pub(super) struct MessageRow {
     pub edited_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub reactions: Option<String>,
+    /// The media objects attached, as JSON with unsigned paths (`NULL`: none).
+    pub attachments: Option<String>,
 }
 
 impl MessageRow {
@@ -86,7 +88,7 @@ impl From<MessageRow> for Message {
             deleted_at: row.deleted_at,
             reactions,
             rev: row.rev,
-            attachments: Vec::new(),
+            attachments: decode_attachments(row.attachments.as_deref()),
         }
     }
 }
@@ -96,7 +98,7 @@ impl From<MessageRow> for Message {
 macro_rules! message_columns {
     () => {
         "id, room_id, seq, sender_id, sender_username, content, client_msg_id, created_at, \
-         rev, created_rev, reply_to_id, reply_to_seq, edited_at, deleted_at, reactions"
+         rev, created_rev, reply_to_id, reply_to_seq, edited_at, deleted_at, reactions, attachments"
     };
 }
 pub(super) use message_columns;
@@ -105,10 +107,37 @@ pub(super) use message_columns;
 macro_rules! message_insert_columns {
     () => {
         "id, room_id, seq, sender_id, sender_username, content, client_msg_id, created_at, \
-         rev, created_rev, reply_to_id, reply_to_seq"
+         rev, created_rev, reply_to_id, reply_to_seq, attachments"
     };
 }
 pub(super) use message_insert_columns;
+
+/// `messages.attachments` as stored. A value that does not decode (it never should) reads as
+/// no attachments rather than failing the whole page.
+pub(super) fn decode_attachments(stored: Option<&str>) -> Vec<nebula_wire::Media> {
+    stored
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default()
+}
+
+/// `messages.attachments` to store: `NULL` for none; signed URLs are never stored.
+pub(super) fn encode_attachments(media: &[nebula_wire::Media]) -> Option<String> {
+    if media.is_empty() {
+        return None;
+    }
+    let unsigned: Vec<nebula_wire::Media> = media
+        .iter()
+        .cloned()
+        .map(|mut m| {
+            m.url = Some(format!("/media/{}", m.id));
+            m.thumbnail_url = m
+                .thumbnail_url
+                .map(|_| format!("/media/{}/thumbnail", m.id));
+            m
+        })
+        .collect();
+    serde_json::to_string(&unsigned).ok()
+}
 
 /// A message's reaction counts as stored in `messages.reactions`: `[[emoji, count], …]` in the
 /// order each emoji was first reacted with (an emoji whose count fell to 0 is dropped and, if

@@ -1,8 +1,10 @@
-//! Several `nebula` processes sharing PostgreSQL and Redis: events, order, presence and rate
-//! limits across nodes, and what happens when Redis or a node dies.
+//! Several `nebula` processes sharing PostgreSQL and a cluster engine: events, order, presence
+//! and rate limits across nodes, and what happens when the engine or a node dies.
 //!
-//! Each test starts real node processes (the `nebula` binary) on loopback ports, with its own
-//! database and its own Redis key prefix. Fault tests run a private `redis-server` so they
+//! Every test runs twice, once per engine (`…::redis` with `REDIS_URL`, `…::nats` with
+//! `NATS_URL`). Each starts real node processes (the `nebula` binary) on loopback ports, with
+//! its own database and its own key prefix (Redis keys and channels; NATS subjects and
+//! key-value buckets). Fault tests run a private `redis-server` or `nats-server -js` so they
 //! can stop it without disturbing anything else.
 
 use std::collections::HashSet;
@@ -20,22 +22,73 @@ use crate::ws_client::{PATIENCE, WsClient};
 
 const JWT_SECRET: &str = "cluster-tests-secret-0123456789abcdef0123";
 
-/// PostgreSQL and Redis URLs, or `None` (printed) when the environment does not provide them.
-fn services(test: &str) -> Option<(Backend, String)> {
-    let redis = std::env::var("NEBULA_TEST_REDIS_URL")
-        .ok()
-        .filter(|url| !url.is_empty());
-    let Some(redis) = redis else {
+/// The cluster engine a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Redis,
+    Nats,
+}
+
+impl Engine {
+    /// The variable naming the machine's shared server of this engine.
+    fn env_var(self) -> &'static str {
+        match self {
+            Engine::Redis => "NEBULA_TEST_REDIS_URL",
+            Engine::Nats => "NEBULA_TEST_NATS_URL",
+        }
+    }
+}
+
+/// Runs a cluster test once per engine: `redis` and `nats`.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$name(super::Engine::Redis).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn nats() {
+                super::$name(super::Engine::Nats).await
+            }
+        }
+    )*};
+}
+
+on_both_engines!(
+    events_cross_nodes_in_order_with_senders_on_every_node,
+    presence_changes_once_per_transition_across_nodes,
+    the_online_list_pages_through_every_node_in_username_order,
+    a_killed_node_goes_offline_and_its_clients_resume_elsewhere,
+    an_engine_restart_mid_stream_loses_nothing,
+    nodes_started_while_the_engine_is_down_join_up_once_it_starts,
+    rate_limits_hold_across_nodes,
+    a_removed_member_on_another_node_hears_nothing_when_the_bus_lost_the_removal,
+    concurrent_changes_of_one_message_from_every_node_converge_on_every_subscriber,
+    a_pubsub_outage_loses_no_change,
+    a_call_is_signalled_between_nodes,
+    an_unanswered_call_times_out_on_both_nodes,
+    the_same_direct_room_requested_at_once_on_two_nodes_is_one_room,
+    a_direct_message_is_pushed_only_to_users_connected_on_no_node,
+    a_connection_opened_mid_ring_on_another_node_rings_too,
+);
+
+/// PostgreSQL and the engine's shared server URL, or `None` (printed) when the environment
+/// does not provide them.
+fn services(test: &str, engine: Engine) -> Option<(Backend, String)> {
+    let var = engine.env_var();
+    let url = std::env::var(var).ok().filter(|url| !url.is_empty());
+    let Some(url) = url else {
         assert!(
             !services_required(),
-            "{test}: NEBULA_TEST_REDIS_URL is unset (NEBULA_TEST_REQUIRE_SERVICES=1)"
+            "{test}: {var} is unset (NEBULA_TEST_REQUIRE_SERVICES=1)"
         );
         eprintln!(
-            "skipped {test}: NEBULA_TEST_REDIS_URL is unset (cluster tests need Redis and PostgreSQL)"
+            "skipped {test} on {engine:?}: {var} is unset (cluster tests need it and PostgreSQL)"
         );
         return None;
     };
-    Some((Backend::postgres()?, redis))
+    Some((Backend::postgres()?, url))
 }
 
 /// A free loopback port (free a moment ago).
@@ -53,11 +106,11 @@ struct Node {
     child: Child,
 }
 
-/// A cluster of node processes on one database and one Redis.
+/// A cluster of node processes on one database and one engine.
 struct TestCluster {
     nodes: Vec<Node>,
     database_url: String,
-    redis_url: String,
+    engine_url: String,
     prefix: String,
     extra_env: Vec<(&'static str, String)>,
     dir: tempfile::TempDir,
@@ -67,7 +120,7 @@ struct TestCluster {
 impl TestCluster {
     async fn start(
         backend: &Backend,
-        redis_url: &str,
+        engine_url: &str,
         nodes: usize,
         extra_env: &[(&'static str, &str)],
     ) -> TestCluster {
@@ -75,7 +128,7 @@ impl TestCluster {
         let mut cluster = TestCluster {
             nodes: Vec::new(),
             database_url,
-            redis_url: redis_url.to_owned(),
+            engine_url: engine_url.to_owned(),
             prefix: format!("test-{}", Uuid::new_v4().simple()),
             extra_env: extra_env
                 .iter()
@@ -96,15 +149,25 @@ impl TestCluster {
         let port = free_port();
         let log = std::fs::File::create(self.dir.path().join(format!("node{index}.log")))
             .expect("log file");
+        let engine_var = if self.engine_url.starts_with("nats://") {
+            "NATS_URL"
+        } else {
+            "REDIS_URL"
+        };
         let mut command = Command::new(env!("CARGO_BIN_EXE_nebula"));
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("BACKEND_ADDR", format!("127.0.0.1:{port}"))
             .env("DATABASE_URL", &self.database_url)
-            .env("REDIS_URL", &self.redis_url)
+            .env(engine_var, &self.engine_url)
             .env("REDIS_PREFIX", &self.prefix)
+            .env("NATS_PREFIX", &self.prefix)
             .env("JWT_SECRET", JWT_SECRET)
+            .env(
+                "MEDIA_STORE",
+                format!("fs://{}", self.dir.path().join("media").display()),
+            )
             .env("DEV_MODE", "false")
             .env("RATE_LIMIT_AUTH_PER_MINUTE", "0")
             .env("RATE_LIMIT_MESSAGES_PER_SECOND", "0")
@@ -224,12 +287,11 @@ async fn expect_seqs(ws: &mut WsClient, from: i64, count: usize, who: &str) {
     assert_eq!(seqs, expected, "{who}'s view");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_cross_nodes_in_order_with_senders_on_every_node() {
-    let Some((backend, redis)) = services("events_cross_nodes") else {
+async fn events_cross_nodes_in_order_with_senders_on_every_node(engine: Engine) {
+    let Some((backend, url)) = services("events_cross_nodes", engine) else {
         return;
     };
-    let cluster = TestCluster::start(&backend, &redis, 3, &[]).await;
+    let cluster = TestCluster::start(&backend, &url, 3, &[]).await;
     let owner = cluster.register(0, "owner").await;
     let room = owner.create_room("Everywhere", false).await;
 
@@ -277,12 +339,11 @@ async fn events_cross_nodes_in_order_with_senders_on_every_node() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn presence_changes_once_per_transition_across_nodes() {
-    let Some((backend, redis)) = services("presence_across_nodes") else {
+async fn presence_changes_once_per_transition_across_nodes(engine: Engine) {
+    let Some((backend, url)) = services("presence_across_nodes", engine) else {
         return;
     };
-    let cluster = TestCluster::start(&backend, &redis, 3, &[]).await;
+    let cluster = TestCluster::start(&backend, &url, 3, &[]).await;
     let bob = cluster.register(0, "bob").await;
     let room = bob.create_room("Lounge", false).await;
     let alice = cluster.register(1, "alice").await;
@@ -342,12 +403,62 @@ async fn presence_changes_once_per_transition_across_nodes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_goes_offline_and_its_clients_resume_elsewhere() {
-    let Some((backend, redis)) = services("killed_node") else {
+/// `GET /rooms/{id}/online` on one node lists the users connected to every node, in
+/// case-insensitive username order, page after page, with the cluster-wide count.
+async fn the_online_list_pages_through_every_node_in_username_order(engine: Engine) {
+    let Some((backend, url)) = services("online_list_across_nodes", engine) else {
         return;
     };
-    let mut cluster = TestCluster::start(&backend, &redis, 3, &[]).await;
+    let cluster = TestCluster::start(&backend, &url, 2, &[]).await;
+    let ann = cluster.register(0, "ann").await;
+    let room = ann.create_room("Roll call", false).await;
+    let mut sockets = vec![ann.subscribed(room.id).await];
+    for name in ["Zed", "bob", "Carol", "dave", "eve"] {
+        // Everyone else connects to node 1, so node 0 only knows them through the engine.
+        let user = cluster.register(1, name).await;
+        assert_eq!(user.join(room.id).await.status, StatusCode::CREATED);
+        sockets.push(user.subscribed(room.id).await);
+    }
+    let mut total = 0;
+    for _ in 0..100 {
+        let page: nebula_wire::OnlinePage = ann
+            .get(&format!("/rooms/{}/online?limit=100", room.id))
+            .await
+            .json();
+        total = page.online_count;
+        if total == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(total, 6, "everyone online, as node 0 sees it");
+    let mut names = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let query = match &after {
+            Some(name) => format!("limit=2&after={name}"),
+            None => "limit=2".to_owned(),
+        };
+        let page: nebula_wire::OnlinePage = ann
+            .get(&format!("/rooms/{}/online?{query}", room.id))
+            .await
+            .json();
+        assert!(page.users.len() <= 2);
+        assert_eq!(page.online_count, 6);
+        names.extend(page.users.into_iter().map(|user| user.username));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["ann", "bob", "Carol", "dave", "eve", "Zed"]);
+}
+
+async fn a_killed_node_goes_offline_and_its_clients_resume_elsewhere(engine: Engine) {
+    let Some((backend, url)) = services("killed_node", engine) else {
+        return;
+    };
+    let mut cluster = TestCluster::start(&backend, &url, 3, &[]).await;
     let bob = cluster.register(0, "bob").await;
     let room = bob.create_room("Resilient", false).await;
     let alice = cluster.register(1, "alice").await;
@@ -401,54 +512,76 @@ async fn a_killed_node_goes_offline_and_its_clients_resume_elsewhere() {
     expect_seqs(&mut resumed, 31, 1, "alice, live again").await;
 }
 
-/// A private `redis-server` a test may stop and restart.
-struct PrivateRedis {
+/// A private `redis-server` or `nats-server -js` a test may stop and restart.
+struct PrivateEngine {
+    engine: Engine,
     port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
 
-impl PrivateRedis {
-    async fn start() -> PrivateRedis {
-        let mut redis = PrivateRedis {
+impl PrivateEngine {
+    async fn start(engine: Engine) -> PrivateEngine {
+        let mut private = PrivateEngine {
+            engine,
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().expect("temp dir"),
         };
-        redis.restart().await;
-        redis
+        private.restart().await;
+        private
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.engine {
+            Engine::Redis => format!("redis://127.0.0.1:{}", self.port),
+            Engine::Nats => format!("nats://127.0.0.1:{}", self.port),
+        }
     }
 
+    /// Starts the server (again). NATS keeps its JetStream store in the temp dir across
+    /// restarts, as a real deployment would; Redis keeps nothing.
     async fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
+        let port = self.port.to_string();
+        let mut command = match self.engine {
+            Engine::Redis => {
+                let mut command = Command::new("redis-server");
+                command
+                    .args([
+                        "--port",
+                        &port,
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ])
+                    .arg("--dir")
+                    .arg(self.dir.path());
+                command
+            }
+            Engine::Nats => {
+                let mut command = Command::new("nats-server");
+                command
+                    .args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
+                    .arg(self.dir.path());
+                command
+            }
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("redis-server must be installed for the fault tests");
+            .expect("redis-server and nats-server must be installed for the fault tests");
         self.child = Some(child);
         wait_for_port(self.port).await;
     }
 
     async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            child.kill().await.expect("stop redis");
+            child.kill().await.expect("stop the private engine");
         }
     }
 }
@@ -466,13 +599,12 @@ async fn wait_for_port(port: u16) {
     panic!("port {port} never opened");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_restart_mid_stream_loses_nothing() {
-    let Some((backend, _)) = services("redis_restart") else {
+async fn an_engine_restart_mid_stream_loses_nothing(engine: Engine) {
+    let Some((backend, _)) = services("redis_restart", engine) else {
         return;
     };
-    let mut redis = PrivateRedis::start().await;
-    let cluster = TestCluster::start(&backend, &redis.url(), 2, &[]).await;
+    let mut engine = PrivateEngine::start(engine).await;
+    let cluster = TestCluster::start(&backend, &engine.url(), 2, &[]).await;
     let alice = cluster.register(0, "alice").await;
     let room = alice.create_room("Stormy", false).await;
     let bob = cluster.register(1, "bob").await;
@@ -482,7 +614,7 @@ async fn a_redis_restart_mid_stream_loses_nothing() {
     for n in 1..=20 {
         alice.say(room.id, &format!("m{n}")).await;
     }
-    redis.stop().await;
+    engine.stop().await;
     // Nodes keep serving: messages are stored and acknowledged; health says degraded.
     for n in 21..=40 {
         alice.say(room.id, &format!("m{n}")).await;
@@ -503,7 +635,7 @@ async fn a_redis_restart_mid_stream_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(degraded, "/health reports the bus outage");
-    redis.restart().await;
+    engine.restart().await;
     for n in 41..=60 {
         alice.say(room.id, &format!("m{n}")).await;
     }
@@ -518,14 +650,45 @@ async fn a_redis_restart_mid_stream_loses_nothing() {
     panic!("node 1 never reported healthy again");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limits_hold_across_nodes() {
-    let Some((backend, redis)) = services("rate_limits_across_nodes") else {
+/// Nodes start and serve while their engine is not running yet; once it starts they connect
+/// by themselves, report healthy, and what was posted meanwhile reaches the other node.
+async fn nodes_started_while_the_engine_is_down_join_up_once_it_starts(engine: Engine) {
+    let Some((backend, _)) = services("engine_down_at_start", engine) else {
+        return;
+    };
+    let mut engine = PrivateEngine::start(engine).await;
+    engine.stop().await;
+    let cluster = TestCluster::start(&backend, &engine.url(), 2, &[]).await;
+    assert_eq!(cluster.health(1).await["status"], "degraded");
+    let alice = cluster.register(0, "alice").await;
+    let room = alice.create_room("Early", false).await;
+    let bob = cluster.register(1, "bob").await;
+    assert_eq!(bob.join(room.id).await.status, StatusCode::CREATED);
+    let mut bob_ws = bob.subscribed(room.id).await;
+    for n in 1..=5 {
+        alice.say(room.id, &format!("before {n}")).await;
+    }
+    engine.restart().await;
+    for _ in 0..100 {
+        if cluster.health(0).await["status"] == "ok" && cluster.health(1).await["status"] == "ok" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cluster.health(1).await["status"], "ok", "node 1 connected");
+    for n in 6..=10 {
+        alice.say(room.id, &format!("after {n}")).await;
+    }
+    expect_seqs(&mut bob_ws, 1, 10, "bob, on the other node").await;
+}
+
+async fn rate_limits_hold_across_nodes(engine: Engine) {
+    let Some((backend, url)) = services("rate_limits_across_nodes", engine) else {
         return;
     };
     let cluster = TestCluster::start(
         &backend,
-        &redis,
+        &url,
         2,
         &[("RATE_LIMIT_MESSAGES_PER_SECOND", "5")],
     )
@@ -550,34 +713,53 @@ async fn rate_limits_hold_across_nodes() {
     assert!(limited >= 20, "{limited} refused");
 }
 
-/// Kills every pub/sub connection of a private Redis every few milliseconds until `stop`.
-async fn keep_killing_pubsub(url: String, stop: tokio_util::sync::CancellationToken) {
-    let client = redis::Client::open(url).expect("redis url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
-    while !stop.is_cancelled() {
-        let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("TYPE")
-            .arg("pubsub")
-            .query_async(&mut conn)
-            .await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
+/// Keeps breaking the nodes' event stream until `stop`, then hands the engine back: Redis
+/// kills every pub/sub connection every few milliseconds (commands keep working); NATS, whose
+/// connections carry everything, is stopped and restarted over and over.
+async fn keep_dropping_pubsub(
+    mut engine: PrivateEngine,
+    stop: tokio_util::sync::CancellationToken,
+) -> PrivateEngine {
+    match engine.engine {
+        Engine::Redis => {
+            let client = redis::Client::open(engine.url()).expect("redis url");
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis connection");
+            while !stop.is_cancelled() {
+                let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("pubsub")
+                    .query_async(&mut conn)
+                    .await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        Engine::Nats => {
+            while !stop.is_cancelled() {
+                engine.stop().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                engine.restart().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
+    engine
 }
 
 /// Bob, subscribed on node 1, is removed on node 0 while node 1's pub/sub connection keeps
 /// dying, so node 1 never hears the `member.left`; messages are posted meanwhile. Once node 1
 /// is back it must drop bob's subscription (from the database) before it delivers anything.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_removed_member_on_another_node_hears_nothing_when_the_bus_lost_the_removal() {
-    let Some((backend, _)) = services("removal_lost_on_the_bus") else {
+async fn a_removed_member_on_another_node_hears_nothing_when_the_bus_lost_the_removal(
+    engine: Engine,
+) {
+    let Some((backend, _)) = services("removal_lost_on_the_bus", engine) else {
         return;
     };
-    let redis = PrivateRedis::start().await;
-    let cluster = TestCluster::start(&backend, &redis.url(), 2, &[]).await;
+    let engine = PrivateEngine::start(engine).await;
+    let cluster = TestCluster::start(&backend, &engine.url(), 2, &[]).await;
     let alice = cluster.register(0, "alice").await;
     let room = alice.create_room("Club", false).await;
     let bob = cluster.register(1, "bob").await;
@@ -587,7 +769,7 @@ async fn a_removed_member_on_another_node_hears_nothing_when_the_bus_lost_the_re
     assert_eq!(bob_ws.next_message().await.content, "welcome");
 
     let stop = tokio_util::sync::CancellationToken::new();
-    let killer = tokio::spawn(keep_killing_pubsub(redis.url(), stop.clone()));
+    let killer = tokio::spawn(keep_dropping_pubsub(engine, stop.clone()));
     tokio::time::sleep(Duration::from_millis(50)).await;
     let removed = alice
         .delete(&format!("/rooms/{}/members/{}", room.id, bob.user.id))
@@ -598,7 +780,7 @@ async fn a_removed_member_on_another_node_hears_nothing_when_the_bus_lost_the_re
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.cancel();
-    killer.await.expect("killer");
+    let _engine = killer.await.expect("killer");
     for n in 0..3 {
         alice.say(room.id, &format!("after {n}")).await;
     }
@@ -678,12 +860,13 @@ async fn follow_until(ws: &mut WsClient, message: Uuid, rev: i64, who: &str) -> 
 /// Edits by its author and reactions by others from all three nodes at once, and a delete in
 /// the middle of them: every subscriber, on every node, ends on the version with the highest
 /// rev — the one the database holds.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_changes_of_one_message_from_every_node_converge_on_every_subscriber() {
-    let Some((backend, redis)) = services("changes_converge") else {
+async fn concurrent_changes_of_one_message_from_every_node_converge_on_every_subscriber(
+    engine: Engine,
+) {
+    let Some((backend, url)) = services("changes_converge", engine) else {
         return;
     };
-    let cluster = TestCluster::start(&backend, &redis, 3, &[]).await;
+    let cluster = TestCluster::start(&backend, &url, 3, &[]).await;
     let alice = cluster.register(0, "alice").await;
     let room = alice.create_room("Busy", false).await;
     let message = alice.say(room.id, "change me").await;
@@ -734,13 +917,12 @@ async fn concurrent_changes_of_one_message_from_every_node_converge_on_every_sub
 /// Pub/sub keeps dropping while messages are edited, reacted to, deleted and posted on one
 /// node: a subscriber on the other node, which hears none of it live, still ends with every
 /// change in its latest version, the new message once, and nothing out of order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pubsub_outage_loses_no_change() {
-    let Some((backend, _)) = services("pubsub_outage_changes") else {
+async fn a_pubsub_outage_loses_no_change(engine: Engine) {
+    let Some((backend, _)) = services("pubsub_outage_changes", engine) else {
         return;
     };
-    let redis = PrivateRedis::start().await;
-    let cluster = TestCluster::start(&backend, &redis.url(), 2, &[]).await;
+    let engine = PrivateEngine::start(engine).await;
+    let cluster = TestCluster::start(&backend, &engine.url(), 2, &[]).await;
     let alice = cluster.register(0, "alice").await;
     let room = alice.create_room("Stormy", false).await;
     let bob = cluster.register(1, "bob").await;
@@ -753,7 +935,7 @@ async fn a_pubsub_outage_loses_no_change() {
     expect_seqs(&mut bob_ws, 1, 3, "bob before the outage").await;
 
     let stop = tokio_util::sync::CancellationToken::new();
-    let killer = tokio::spawn(keep_killing_pubsub(redis.url(), stop.clone()));
+    let killer = tokio::spawn(keep_dropping_pubsub(engine, stop.clone()));
     tokio::time::sleep(Duration::from_millis(50)).await;
     alice.edit(room.id, posted[0].id, "m1 edited").await;
     alice.react(room.id, posted[1].id, "👍").await;
@@ -763,7 +945,7 @@ async fn a_pubsub_outage_loses_no_change() {
     // the reaction above (the feed no longer holds that version).
     alice.edit(room.id, posted[1].id, "m2 edited").await;
     stop.cancel();
-    killer.await.expect("killer");
+    let _engine = killer.await.expect("killer");
 
     let feed: nebula_wire::ChangesPage = alice
         .get(&format!("/rooms/{}/changes?since_rev=3", room.id))
@@ -809,12 +991,11 @@ fn is_call_event(event: &ServerEvent) -> bool {
     event.type_name().starts_with("call.") || matches!(event, ServerEvent::Error { .. })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_is_signalled_between_nodes() {
-    let Some((backend, redis)) = services("a_call_is_signalled_between_nodes") else {
+async fn a_call_is_signalled_between_nodes(engine: Engine) {
+    let Some((backend, url)) = services("a_call_is_signalled_between_nodes", engine) else {
         return;
     };
-    let cluster = TestCluster::start(&backend, &redis, 3, &[]).await;
+    let cluster = TestCluster::start(&backend, &url, 3, &[]).await;
     let alice = cluster.register(0, "alice").await;
     let bob = cluster.register(1, "bob").await;
     let room = alice.create_room("Calls", false).await;
@@ -896,13 +1077,13 @@ async fn a_call_is_signalled_between_nodes() {
     assert!(drain(&mut phone).await.iter().all(|e| !is_call_event(e)));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unanswered_call_times_out_on_both_nodes() {
-    let Some((backend, redis)) = services("an_unanswered_call_times_out_on_both_nodes") else {
+async fn an_unanswered_call_times_out_on_both_nodes(engine: Engine) {
+    let Some((backend, url)) = services("an_unanswered_call_times_out_on_both_nodes", engine)
+    else {
         return;
     };
     let cluster =
-        TestCluster::start(&backend, &redis, 2, &[("CALL_RING_TIMEOUT_SECONDS", "1")]).await;
+        TestCluster::start(&backend, &url, 2, &[("CALL_RING_TIMEOUT_SECONDS", "1")]).await;
     let alice = cluster.register(0, "alice").await;
     let bob = cluster.register(1, "bob").await;
     let room = alice.create_room("Calls", false).await;
@@ -945,12 +1126,11 @@ async fn an_unanswered_call_times_out_on_both_nodes() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_direct_room_requested_at_once_on_two_nodes_is_one_room() {
-    let Some((backend, redis)) = services("direct_room_on_two_nodes") else {
+async fn the_same_direct_room_requested_at_once_on_two_nodes_is_one_room(engine: Engine) {
+    let Some((backend, url)) = services("direct_room_on_two_nodes", engine) else {
         return;
     };
-    let cluster = TestCluster::start(&backend, &redis, 2, &[]).await;
+    let cluster = TestCluster::start(&backend, &url, 2, &[]).await;
     // Several pairs, each asked for from both sides on both nodes at the same moment.
     for pair in 0..4 {
         let alice = cluster.register(0, &format!("alice{pair}")).await;
@@ -1015,17 +1195,16 @@ fn embedded_push_env(vapid: &nebula_notifier::GeneratedVapidKeys) -> Vec<(&'stat
 /// "No open connection" is cluster-wide: bob's socket is on node 1, the message is sent on
 /// node 0, and whichever node relays the outbox sees him connected; carol, connected
 /// nowhere, is pushed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_direct_message_is_pushed_only_to_users_connected_on_no_node() {
+async fn a_direct_message_is_pushed_only_to_users_connected_on_no_node(engine: Engine) {
     let test = "a_direct_message_is_pushed_only_to_users_connected_on_no_node";
-    let Some((backend, redis)) = services(test) else {
+    let Some((backend, url)) = services(test, engine) else {
         return;
     };
     use crate::notifications::push_endpoint::PushEndpoint;
     let vapid = nebula_notifier::generate_vapid_keys();
     let env = embedded_push_env(&vapid);
     let env: Vec<(&'static str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let cluster = TestCluster::start(&backend, &redis, 2, &env).await;
+    let cluster = TestCluster::start(&backend, &url, 2, &env).await;
     let endpoint = PushEndpoint::start(&vapid.public_key, crate::notifications::SUBJECT).await;
     let alice = cluster.register(0, "alice").await;
     let bob = cluster.register(1, "bob").await;
@@ -1042,7 +1221,7 @@ async fn a_direct_message_is_pushed_only_to_users_connected_on_no_node() {
     let with_carol = open(&carol).await;
 
     // Bob's socket on node 1 subscribes to the room; once alice (node 0) hears him online
-    // there, node 1 has also told Redis about his connection (its presence changes are
+    // there, node 1 has also told the engine about his connection (its presence changes are
     // applied in order, the connection's first).
     let mut alices_socket = alice.subscribed(with_bob.id).await;
     let _bobs_socket = bob.subscribed(with_bob.id).await;
@@ -1087,13 +1266,12 @@ async fn a_direct_message_is_pushed_only_to_users_connected_on_no_node() {
 
 /// A connection that opens on another node than the call's owner while the call rings
 /// gets the invite, and can answer it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_opened_mid_ring_on_another_node_rings_too() {
-    let Some((backend, redis)) = services("a_connection_opened_mid_ring_on_another_node_rings_too")
-    else {
+async fn a_connection_opened_mid_ring_on_another_node_rings_too(engine: Engine) {
+    let test = "a_connection_opened_mid_ring_on_another_node_rings_too";
+    let Some((backend, url)) = services(test, engine) else {
         return;
     };
-    let cluster = TestCluster::start(&backend, &redis, 2, &[]).await;
+    let cluster = TestCluster::start(&backend, &url, 2, &[]).await;
     let alice = cluster.register(0, "alice").await;
     let bob = cluster.register(1, "bob").await;
     let room = alice.create_room("Calls", false).await;

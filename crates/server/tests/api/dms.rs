@@ -323,6 +323,7 @@ async fn a_block_is_seen_by_the_commit_itself_whatever_a_writer_cached(backend: 
         content: content.into(),
         client_msg_id: None,
         reply_to: None,
+        attachments: Vec::new(),
     };
     let before = store
         .append_messages(&[message("before")], &mut cache)

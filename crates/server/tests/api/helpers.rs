@@ -377,6 +377,12 @@ pub fn test_config(database_url: &str) -> Config {
     config.rate_limit_messages_per_second = 0;
     config.rate_limit_login_failures_per_account_per_hour = 0;
     config.database_max_connections = 5;
+    // Uploads of tests that do not choose a store: one shared scratch directory (ids are
+    // unique), not `./media` in the source tree.
+    config.media_store = format!(
+        "fs://{}",
+        std::env::temp_dir().join("nebula-test-media").display()
+    );
     config
 }
 

@@ -12,7 +12,7 @@ use crate::on_both_backends;
 on_both_backends!(
     a_new_message_carries_the_lifecycle_fields,
     replies_name_a_message_of_the_same_room,
-    attachments_cannot_be_named_yet,
+    unknown_attachments_are_refused,
     the_sender_edits_and_earlier_versions_are_kept,
     edits_are_refused_to_others_and_for_bad_input,
     edits_close_after_the_edit_window,
@@ -93,7 +93,7 @@ async fn replies_name_a_message_of_the_same_room(backend: Backend) {
     assert_eq!(late.status, StatusCode::CREATED);
 }
 
-async fn attachments_cannot_be_named_yet(backend: Backend) {
+async fn unknown_attachments_are_refused(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let alice = app.register("alice").await;
     let room = alice.create_room("Lobby", false).await;

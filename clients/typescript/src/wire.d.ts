@@ -119,6 +119,14 @@ export type CreateRoomRequest = {
   name: string;
 };
 
+/** `POST /stories`: text, media, or both. */
+export type CreateStoryRequest = {
+  /** Media the author uploaded. */
+  media_id?: string | null;
+  /** At most 4000 characters. */
+  text?: string | null;
+};
+
 /** `GET /dms`: the caller's direct rooms, most recent message first. */
 export type DirectRoomList = {
   rooms: Array<Room>;
@@ -155,8 +163,22 @@ export type Media = {
   height?: number | null;
   id: string;
   size: number;
-  /** Images only. */
+  /** The same for the thumbnail; `null` when there is none (not an image, or too large or broken to decode). */
+  thumbnail_url?: string | null;
+  /** A signed path (`/media/{id}?exp=…&sig=…`) that fetches the bytes without an `Authorization` header (for `<img>`), valid for one to two `MEDIA_URL_TTL_SECONDS` periods. Fetch the object again (history, `GET /media/{id}/info`) for a fresh one. */
+  url?: string | null;
+  /** Images only (read from the image's header, also when it is too large to decode). */
   width?: number | null;
+};
+
+/** `GET /media/limits`: how much the caller may upload. */
+export type MediaLimits = {
+  /** The largest upload in bytes (`MEDIA_MAX_BYTES`). */
+  max_bytes: number;
+  /** Bytes of uploads one user may keep (`MEDIA_QUOTA_BYTES`). */
+  quota_bytes: number;
+  /** Bytes the caller's uploads take now. */
+  used_bytes: number;
 };
 
 export type Member = {
@@ -172,7 +194,7 @@ export type MemberList = {
 
 /** A stored chat message. */
 export type Message = {
-  /** Attached media (always empty until uploads exist). */
+  /** Attached media, in the order the sender named them; `[]` when none (and once deleted). */
   attachments?: Array<Media>;
   client_msg_id?: string | null;
   /** `""` once the message is deleted. */
@@ -417,6 +439,32 @@ export type ServiceInfo = {
   version: string;
 };
 
+/** A story: visible to its author and the author's contacts until `expires_at`. */
+export type Story = {
+  created_at: string;
+  expires_at: string;
+  id: string;
+  media?: Media | null;
+  text?: string | null;
+  user: User;
+};
+
+/** `GET /stories`: the caller's and their contacts' unexpired stories, newest first. */
+export type StoryList = {
+  stories: Array<Story>;
+};
+
+/** Someone who viewed a story. */
+export type StoryView = {
+  user: User;
+  viewed_at: string;
+};
+
+/** `GET /stories/{id}/views` (author only), most recent first. */
+export type StoryViews = {
+  views: Array<StoryView>;
+};
+
 /** A browser `PushSubscription` as `subscription.toJSON()` gives it. Other fields (`expirationTime`) are ignored. */
 export type SubscribeRequest = {
   /** The push service URL: `https` and a public host (unless `WEBPUSH_ALLOW_PRIVATE_ENDPOINTS`), at most 2048 bytes. */
@@ -464,6 +512,9 @@ export type UnsubscribeRequest = {
 export type UpdateMemberRequest = {
   role: AssignableRole;
 };
+
+/** The raw bytes of an upload (`POST /media`), in the OpenAPI document. */
+export type UploadBody = string;
 
 /** A registered account as others may see it (never a password hash or an email). */
 export type User = {

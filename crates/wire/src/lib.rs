@@ -6,6 +6,7 @@
 //! `../shared/CONTRACT.md` is the normative text; these types follow it field for field.
 
 pub mod accounts;
+pub mod asyncapi;
 pub mod notify;
 pub mod people;
 pub mod problem;

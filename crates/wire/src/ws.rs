@@ -1,12 +1,13 @@
 //! WebSocket events: one JSON object per text frame, tagged by `type`.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{Member, Message, Rev, Seq, User};
 
 /// Typing indicator state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TypingState {
     Start,
@@ -14,7 +15,7 @@ pub enum TypingState {
 }
 
 /// Online status carried by `presence` events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PresenceStatus {
     Online,
@@ -22,7 +23,7 @@ pub enum PresenceStatus {
 }
 
 /// The media of a call (`call.invite`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CallMedia {
     Audio,
@@ -30,7 +31,7 @@ pub enum CallMedia {
 }
 
 /// Client → server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type")]
 pub enum ClientEvent {
     #[serde(rename = "subscribe")]
@@ -88,6 +89,39 @@ pub enum ClientEvent {
 }
 
 impl ClientEvent {
+    /// The `type` of every client event, as `type_name` gives it (the AsyncAPI document's
+    /// messages are checked against this list).
+    pub const TYPES: [&'static str; 11] = [
+        "subscribe",
+        "unsubscribe",
+        "message.send",
+        "typing",
+        "read",
+        "ping",
+        "call.invite",
+        "call.answer",
+        "call.candidate",
+        "call.reject",
+        "call.hangup",
+    ];
+
+    /// The event's `type` on the wire.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientEvent::Subscribe { .. } => "subscribe",
+            ClientEvent::Unsubscribe { .. } => "unsubscribe",
+            ClientEvent::MessageSend { .. } => "message.send",
+            ClientEvent::Typing { .. } => "typing",
+            ClientEvent::Read { .. } => "read",
+            ClientEvent::Ping => "ping",
+            ClientEvent::CallInvite { .. } => "call.invite",
+            ClientEvent::CallAnswer { .. } => "call.answer",
+            ClientEvent::CallCandidate { .. } => "call.candidate",
+            ClientEvent::CallReject { .. } => "call.reject",
+            ClientEvent::CallHangup { .. } => "call.hangup",
+        }
+    }
+
     /// The call an event is about, if any.
     pub fn call_id(&self) -> Option<Uuid> {
         match self {
@@ -119,7 +153,7 @@ impl ClientEvent {
 }
 
 /// Server → client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type")]
 pub enum ServerEvent {
     #[serde(rename = "subscribed")]
@@ -245,6 +279,29 @@ impl ServerEvent {
         }
     }
 
+    /// The `type` of every server event, as `type_name` gives it (the AsyncAPI document's
+    /// messages are checked against this list).
+    pub const TYPES: [&'static str; 18] = [
+        "subscribed",
+        "unsubscribed",
+        "message.new",
+        "message.updated",
+        "message.ack",
+        "typing",
+        "read",
+        "member.joined",
+        "member.left",
+        "member.updated",
+        "presence",
+        "error",
+        "pong",
+        "call.invite",
+        "call.answer",
+        "call.candidate",
+        "call.reject",
+        "call.hangup",
+    ];
+
     /// The `type`s of the events a room's fan-out carries to its subscribers (metrics labels).
     pub const ROOM_EVENT_TYPES: [&'static str; 8] = [
         "message.new",
@@ -287,7 +344,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn type_name_is_the_serialized_type() {
+    fn type_names_are_the_serialized_types_and_listed() {
         let user = User {
             id: Uuid::nil(),
             username: "u".into(),
@@ -394,9 +451,58 @@ mod tests {
                 reason: Some("timeout".into()),
             },
         ];
+        assert_eq!(events.len(), ServerEvent::TYPES.len());
         for event in events {
             let json = serde_json::to_value(&event).unwrap();
             assert_eq!(json["type"], event.type_name());
+            assert!(ServerEvent::TYPES.contains(&event.type_name()));
+        }
+        for name in ServerEvent::ROOM_EVENT_TYPES {
+            assert!(ServerEvent::TYPES.contains(&name), "{name}");
+        }
+        let call_id = Uuid::nil();
+        let client_events = [
+            ClientEvent::Subscribe {
+                room_id,
+                since_seq: None,
+                since_rev: None,
+            },
+            ClientEvent::Unsubscribe { room_id },
+            ClientEvent::MessageSend {
+                room_id,
+                content: "c".into(),
+                client_msg_id: None,
+                reply_to: None,
+                attachments: None,
+            },
+            ClientEvent::Typing {
+                room_id,
+                state: TypingState::Stop,
+            },
+            ClientEvent::Read { room_id, seq: 1 },
+            ClientEvent::Ping,
+            ClientEvent::CallInvite {
+                call_id,
+                to_user_id: user.id,
+                media: CallMedia::Video,
+                sdp: "v=0".into(),
+            },
+            ClientEvent::CallAnswer {
+                call_id,
+                sdp: "v=0".into(),
+            },
+            ClientEvent::CallCandidate {
+                call_id,
+                candidate: serde_json::json!({}),
+            },
+            ClientEvent::CallReject { call_id },
+            ClientEvent::CallHangup { call_id },
+        ];
+        assert_eq!(client_events.len(), ClientEvent::TYPES.len());
+        for event in client_events {
+            let json = serde_json::to_value(&event).unwrap();
+            assert_eq!(json["type"], event.type_name());
+            assert!(ClientEvent::TYPES.contains(&event.type_name()));
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod asyncapi;
 mod auth;
 mod changes;
 pub mod client_ip;
@@ -89,6 +90,7 @@ impl Modify for BearerAuth {
 /// The routes of the API and their OpenAPI document, as generated.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(asyncapi::routes())
         .merge(auth::routes())
         .merge(account::routes())
         .merge(erasure::routes())

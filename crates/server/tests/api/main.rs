@@ -10,6 +10,7 @@ mod admin;
 mod backup;
 mod browsers;
 mod calls;
+mod client_sdk;
 mod cluster;
 mod contacts;
 mod dms;

@@ -1,5 +1,6 @@
 //! What operators and API clients see around the chat: service info, health, metrics, docs.
 
+use nebula_wire::{ClientEvent, ServerEvent};
 use reqwest::StatusCode;
 
 use crate::helpers::{Backend, TestApp, send};
@@ -87,6 +88,41 @@ async fn service_info_health_metrics_and_docs(backend: Backend) {
     let docs = send(app.http.get(app.url("/docs/"))).await;
     assert_eq!(docs.status, StatusCode::OK);
     assert!(docs.text().contains("swagger"), "an API page is served");
+
+    // The WebSocket protocol as AsyncAPI, linked from the API page (its description).
+    assert!(openapi["paths"].get("/asyncapi.json").is_some());
+    assert!(
+        openapi["info"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("(/asyncapi.json)")),
+        "/docs links the AsyncAPI document"
+    );
+    let asyncapi = app.get("/asyncapi.json").await;
+    assert_eq!(asyncapi.status, StatusCode::OK);
+    let asyncapi: serde_json::Value = asyncapi.json();
+    assert_eq!(asyncapi["asyncapi"], "3.0.0");
+    assert_eq!(asyncapi["channels"]["socket"]["address"], "/ws");
+    assert_eq!(
+        asyncapi["channels"]["room"]["address"],
+        "/ws/rooms/{room_id}"
+    );
+    let messages = asyncapi["components"]["messages"].as_object().unwrap();
+    let expected: Vec<String> = ClientEvent::TYPES
+        .iter()
+        .map(|t| format!("client.{t}"))
+        .chain(ServerEvent::TYPES.iter().map(|t| format!("server.{t}")))
+        .collect();
+    for id in &expected {
+        let (_, type_name) = id.split_once('.').unwrap();
+        let message = &messages
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} is documented"));
+        assert_eq!(
+            message["payload"]["properties"]["type"]["enum"][0],
+            type_name
+        );
+    }
+    assert_eq!(messages.len(), expected.len(), "no message but the wire's");
 }
 
 /// On PostgreSQL the test can take the database away from under the server.

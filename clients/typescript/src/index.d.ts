@@ -1,0 +1,120 @@
+// Types of the Nebula client. The wire types (REST bodies, WebSocket events) are generated
+// from the server's OpenAPI and AsyncAPI documents into wire.d.ts (scripts/gen-types.mjs).
+import type {
+  AuthResponse,
+  ClientEvent,
+  Member,
+  Message,
+  MemberList,
+  History,
+  PublicRoomPage,
+  RoomList,
+  Problem,
+  Room,
+  ServerEvent,
+  User,
+} from './wire.js';
+
+export type * from './wire.js';
+
+export declare class NebulaError extends Error {
+  status: number;
+  code: string | undefined;
+  problem: Problem | null;
+}
+
+export interface NebulaClientOptions {
+  baseUrl: string;
+  token?: string | null;
+  fetch?: typeof globalThis.fetch;
+}
+
+export declare class NebulaClient {
+  constructor(options: NebulaClientOptions);
+  baseUrl: string;
+  token: string | null;
+  request<T = unknown>(method: string, path: string, body?: unknown): Promise<T>;
+  register(username: string, password: string, email?: string): Promise<AuthResponse>;
+  login(username: string, password: string): Promise<AuthResponse>;
+  me(): Promise<User>;
+  rooms(): Promise<RoomList>;
+  publicRooms(): Promise<PublicRoomPage>;
+  createRoom(name: string, options?: { isPrivate?: boolean; description?: string }): Promise<Room>;
+  room(roomId: string): Promise<Room>;
+  join(roomId: string): Promise<Member>;
+  addMember(roomId: string, who: { userId?: string; username?: string }): Promise<Member>;
+  leave(roomId: string): Promise<void>;
+  members(roomId: string): Promise<MemberList>;
+  messages(roomId: string, query?: Record<string, string | number>): Promise<History>;
+  postMessage(roomId: string, content: string, options?: { clientMsgId?: string; replyTo?: string }): Promise<Message>;
+  editMessage(roomId: string, messageId: string, content: string): Promise<Message>;
+  deleteMessage(roomId: string, messageId: string): Promise<Message>;
+  react(roomId: string, messageId: string, emoji: string): Promise<Message>;
+  session(options?: Partial<NebulaSessionOptions>): NebulaSession;
+}
+
+/** A WebSocket constructor: the browser's, or the `ws` package's on Node 20. */
+export type WebSocketConstructor = new (url: string) => {
+  readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+};
+
+export interface NebulaSessionOptions {
+  baseUrl: string;
+  token: string;
+  WebSocket?: WebSocketConstructor;
+  /** First reconnect delay step (doubled per failed attempt, with jitter). Default 200. */
+  minBackoffMs?: number;
+  /** Largest reconnect delay step. Default 10 000. */
+  maxBackoffMs?: number;
+  /** A ping unanswered for this long closes and reopens the socket. Default 20 000. */
+  pingIntervalMs?: number;
+  random?: () => number;
+}
+
+export interface Position {
+  sinceSeq: number | null;
+  sinceRev: number | null;
+}
+
+export interface SessionEventMap {
+  message: CustomEvent<{ roomId: string; message: Message }>;
+  update: CustomEvent<{ roomId: string; message: Message }>;
+  timeline: CustomEvent<{ roomId: string; messages: Message[] }>;
+  event: CustomEvent<{ event: ServerEvent }>;
+  subscribed: CustomEvent<{ roomId: string; event: Extract<ServerEvent, { type: 'subscribed' }> }>;
+  open: CustomEvent<Record<string, never>>;
+  close: CustomEvent<{ code: number; reason: string }>;
+  error: CustomEvent<{ event: Extract<ServerEvent, { type: 'error' }> }>;
+}
+
+export declare class NebulaSession extends EventTarget {
+  constructor(options: NebulaSessionOptions);
+  /** Successful opens so far. */
+  connections: number;
+  connect(): this;
+  close(): void;
+  subscribe(roomId: string, position?: Partial<Position>): void;
+  unsubscribe(roomId: string): void;
+  timeline(roomId: string): Message[];
+  position(roomId: string): Position | null;
+  send(roomId: string, content: string, options?: { clientMsgId?: string; replyTo?: string }): Promise<Message>;
+  typing(roomId: string, state: 'start' | 'stop'): void;
+  read(roomId: string, seq: number): void;
+  sendEvent(event: ClientEvent): boolean;
+  addEventListener<K extends keyof SessionEventMap>(
+    type: K,
+    listener: (event: SessionEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  removeEventListener<K extends keyof SessionEventMap>(
+    type: K,
+    listener: (event: SessionEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+}

@@ -79,7 +79,9 @@ async fn upload(
         .and_then(|v| v.parse::<u64>().ok());
     let mut stream = body.into_data_stream();
     if let Some(err) = declared.and_then(too_big) {
-        discard_rest(stream, max);
+        // All the client said it would send (within reason), so it is reading our 413 and
+        // not a reset when its last write lands.
+        discard_rest(stream, declared.unwrap_or(max).min(max.saturating_mul(4)));
         return Err(err);
     }
     let spool = tempfile::Builder::new()
@@ -161,13 +163,13 @@ async fn upload(
 }
 
 /// Reads and drops what is left of a refused upload, in the background, up to `limit` bytes
-/// or 10 s. The 413 goes out at once; without this the server would close the connection on
+/// or 30 s. The 413 goes out at once; without this the server would close the connection on
 /// a client still sending, and the kernel's reset can destroy the 413 before the client reads
 /// it. Nothing of it is kept.
 fn discard_rest(mut stream: axum::body::BodyDataStream, limit: u64) {
     tokio::spawn(async move {
         let mut discarded: u64 = 0;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), async {
             while let Some(Ok(chunk)) = stream.next().await {
                 discarded += chunk.len() as u64;
                 if discarded > limit {

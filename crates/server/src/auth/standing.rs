@@ -17,14 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, channel};
 use crate::store::{Store, StoreResult};
 
 /// How long a cached standing is trusted without a database read.
@@ -32,7 +31,6 @@ const CACHE_TTL: Duration = Duration::from_secs(30);
 /// Cached accounts beyond which the cache is emptied (it refills from the database).
 const CACHE_MAX: usize = 100_000;
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// What decides whether an account's tokens are honoured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,13 +183,36 @@ impl Standings {
         });
         if let (Some(cluster), Some(outgoing_rx)) = (cluster, outgoing_rx) {
             let channel = cluster.key(format_args!("accounts"));
-            tasks.spawn(publish(cluster.clone(), channel.clone(), outgoing_rx));
+            tasks.spawn(channel::publish(
+                cluster.clone(),
+                channel.clone(),
+                "account change",
+                outgoing_rx,
+            ));
             let (ready, subscribed) = oneshot::channel();
-            tasks.spawn(listen(
+            let mut ready = Some(ready);
+            let standings = Arc::downgrade(&shared);
+            let receiver = standings.clone();
+            // Every (re)subscription forgets the cache: announcements may have been missed.
+            tasks.spawn(channel::listen(
                 cluster.clone(),
                 channel,
-                Arc::downgrade(&shared),
-                ready,
+                "accounts",
+                move || {
+                    if let Some(shared) = standings.upgrade() {
+                        Standings::forget_all(&shared);
+                    }
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                },
+                move |payload| {
+                    let Some(shared) = receiver.upgrade() else {
+                        return false;
+                    };
+                    shared.receive(payload);
+                    true
+                },
                 shutdown,
             ));
             let _ = tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribed).await;
@@ -260,61 +281,6 @@ impl Standings {
     /// Forgets every cached standing (after missing announcements).
     fn forget_all(shared: &Shared) {
         shared.lock().cache.clear();
-    }
-}
-
-/// Sends queued announcements to the accounts channel.
-async fn publish(cluster: Cluster, channel: String, mut queue: mpsc::UnboundedReceiver<Vec<u8>>) {
-    while let Some(bytes) = queue.recv().await {
-        if let Err(err) = cluster.publish(&channel, bytes).await {
-            tracing::warn!(error = %err, engine = cluster.engine_name(), "publishing an account change failed");
-        }
-    }
-}
-
-/// Listens to the accounts channel, reconnecting with backoff, until shutdown. Every
-/// (re)subscription forgets the cache: announcements may have been missed.
-async fn listen(
-    cluster: Cluster,
-    channel: String,
-    standings: Weak<Shared>,
-    ready: oneshot::Sender<()>,
-    shutdown: CancellationToken,
-) {
-    let mut ready = Some(ready);
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let session = async {
-            let mut stream = cluster.subscribe(&channel).await?;
-            if let Some(shared) = standings.upgrade() {
-                Standings::forget_all(&shared);
-            }
-            if let Some(ready) = ready.take() {
-                let _ = ready.send(());
-            }
-            while let Some(payload) = stream.next().await {
-                let Some(shared) = standings.upgrade() else {
-                    break;
-                };
-                shared.receive(&payload);
-            }
-            Ok::<(), crate::cluster::EngineError>(())
-        };
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            result = session => {
-                if let Err(err) = result {
-                    tracing::debug!(error = %err, "accounts channel unavailable");
-                } else {
-                    tracing::warn!("accounts channel lost; subscribing again");
-                }
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

@@ -38,7 +38,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use nebula_wire::notify::{CallNotification, UserRef};
 use nebula_wire::{CallMedia, ClientEvent, ServerEvent, User};
 use serde::{Deserialize, Serialize};
@@ -47,7 +46,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, channel};
 use crate::error::ApiError;
 use crate::gateway::outbound::Outbound;
 use crate::hub::ConnId;
@@ -58,7 +57,6 @@ pub use policy::may_call;
 
 /// How long start-up waits for Redis to confirm the calls channel subscription.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// One connection anywhere in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,13 +180,31 @@ impl Calls {
         });
         if let (Some(cluster), Some(outgoing_rx)) = (cluster, outgoing_rx) {
             let channel = cluster.key(format_args!("calls"));
-            tasks.spawn(publish(cluster.clone(), channel.clone(), outgoing_rx));
+            tasks.spawn(channel::publish(
+                cluster.clone(),
+                channel.clone(),
+                "call event",
+                outgoing_rx,
+            ));
             let (ready, subscribed) = oneshot::channel();
-            tasks.spawn(listen(
+            let mut ready = Some(ready);
+            let calls = Arc::downgrade(&inner);
+            tasks.spawn(channel::listen(
                 cluster.clone(),
                 channel,
-                Arc::downgrade(&inner),
-                ready,
+                "calls",
+                move || {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                },
+                move |payload| {
+                    let Some(calls) = calls.upgrade() else {
+                        return false;
+                    };
+                    calls.receive(payload);
+                    true
+                },
                 shutdown,
             ));
             let _ = tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribed).await;
@@ -729,58 +745,6 @@ fn end(state: &mut State, call_id: Uuid, next: &mut Vec<Envelope>) {
         call.timer.abort();
     }
     next.push(Envelope::Ended { call_id });
-}
-
-/// Sends queued envelopes to the calls channel.
-async fn publish(cluster: Cluster, channel: String, mut queue: mpsc::UnboundedReceiver<Vec<u8>>) {
-    while let Some(bytes) = queue.recv().await {
-        if let Err(err) = cluster.publish(&channel, bytes).await {
-            tracing::warn!(error = %err, engine = cluster.engine_name(), "publishing a call event failed");
-        }
-    }
-}
-
-/// Listens to the calls channel, subscribing again with backoff when the subscription is
-/// lost, until shutdown.
-async fn listen(
-    cluster: Cluster,
-    channel: String,
-    calls: Weak<Inner>,
-    ready: oneshot::Sender<()>,
-    shutdown: CancellationToken,
-) {
-    let mut ready = Some(ready);
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let session = async {
-            let mut stream = cluster.subscribe(&channel).await?;
-            if let Some(ready) = ready.take() {
-                let _ = ready.send(());
-            }
-            while let Some(payload) = stream.next().await {
-                let Some(calls) = calls.upgrade() else {
-                    break;
-                };
-                calls.receive(&payload);
-            }
-            Ok::<(), crate::cluster::EngineError>(())
-        };
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            result = session => {
-                if let Err(err) = result {
-                    tracing::debug!(error = %err, "calls channel unavailable");
-                } else {
-                    tracing::warn!("calls channel lost; subscribing again");
-                }
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
 }
 
 /// A TURN credential pair per coturn's REST API (`use-auth-secret`): the username is

@@ -9,6 +9,7 @@
 //! (`NATS_URL`). [`Engine`] is a closed enum; each feature that shares state (bus, presence,
 //! rate limits, calls) has one implementation per engine and the same tests run against both.
 
+pub mod channel;
 mod nats_conn;
 mod redis_conn;
 

@@ -4,7 +4,7 @@
 // Each server gets its own temp dir with a SQLite database and a log file; restarting keeps
 // the port, the database and the JWT secret, so the open pages' tokens stay valid.
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -60,6 +60,21 @@ export class NebulaServer {
     return path.join(this.dir, 'server.log');
   }
 
+  /** The environment the server (and its operator commands) run with. */
+  serverEnv() {
+    return {
+      ...process.env,
+      BACKEND_ADDR: `127.0.0.1:${this.port}`,
+      DATABASE_URL: `sqlite://${path.join(this.dir, 'nebula.db')}`,
+      DEV_MODE: 'true',
+      // Fixed for this server's lifetime so tokens survive a restart (DEV_MODE would
+      // otherwise pick a new random secret each start).
+      JWT_SECRET: this.jwtSecret,
+      RUST_LOG: process.env.RUST_LOG || 'info',
+      ...this.env,
+    };
+  }
+
   async start() {
     const bin = nebulaBin();
     if (!fs.existsSync(bin)) {
@@ -68,17 +83,7 @@ export class NebulaServer {
     const log = fs.openSync(this.logPath, 'a');
     this.proc = spawn(bin, [], {
       cwd: this.dir,
-      env: {
-        ...process.env,
-        BACKEND_ADDR: `127.0.0.1:${this.port}`,
-        DATABASE_URL: `sqlite://${path.join(this.dir, 'nebula.db')}`,
-        DEV_MODE: 'true',
-        // Fixed for this server's lifetime so tokens survive a restart (DEV_MODE would
-        // otherwise pick a new random secret each start).
-        JWT_SECRET: this.jwtSecret,
-        RUST_LOG: process.env.RUST_LOG || 'info',
-        ...this.env,
-      },
+      env: this.serverEnv(),
       stdio: ['ignore', log, log],
     });
     fs.closeSync(log);
@@ -104,6 +109,15 @@ export class NebulaServer {
       await sleep(100);
     }
     throw new Error(`nebula not healthy within ${timeoutMs} ms:\n${this.logTail()}`);
+  }
+
+  /** `nebula admin grant USERNAME` against this server's database, as an operator would. */
+  grantAdmin(username) {
+    return new Promise((resolve, reject) => {
+      execFile(nebulaBin(), ['admin', 'grant', username], { cwd: this.dir, env: this.serverEnv() }, (err, stdout, stderr) =>
+        err ? reject(new Error(`nebula admin grant ${username}: ${err.message}\n${stderr}`)) : resolve(stdout),
+      );
+    });
   }
 
   /** Crash it (SIGKILL by default) and wait until it is gone. */

@@ -1,6 +1,7 @@
 //! The browser client: static files embedded in the binary (no build step, works offline).
 //!
-//! `GET /web/{file}` serves `crates/server/web/<file>`; `index.html` is [`INDEX_HTML`], which the
+//! `GET /web/{file}` serves `crates/server/web/<file>` (third-party modules under `vendor/`,
+//! each with its licence header); `index.html` is [`INDEX_HTML`], which the
 //! server gives to browsers at `/` (see [`index`] for a ready-made response with the headers).
 
 use axum::{
@@ -123,6 +124,36 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../web/calls.js"),
     ),
     (
+        "pages.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/pages.js"),
+    ),
+    (
+        "settings.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/settings.js"),
+    ),
+    (
+        "qr.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/qr.js"),
+    ),
+    (
+        "vendor/qrcode-generator.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/vendor/qrcode-generator.js"),
+    ),
+    (
+        "report.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/report.js"),
+    ),
+    (
+        "admin.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/admin.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("../web/style.css"),
@@ -138,10 +169,10 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
         .map(|(_, content_type, body)| (*content_type, *body))
 }
 
-/// Routes `GET /web/{file}` (and `HEAD`): the embedded file with its content type and
+/// Routes `GET /web/{*file}` (and `HEAD`; `vendor/…` included): the embedded file with its content type and
 /// `Cache-Control: no-cache`, or 404 for a name that is not one of them.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/web/{file}", get(serve_file))
+    Router::new().route("/web/{*file}", get(serve_file))
 }
 
 /// The page for `GET /` when the request's `Accept` includes `text/html`.
@@ -219,7 +250,13 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_names_are_404() {
-        for path in ["/web/nope.js", "/web/..%2FCargo.toml", "/web/APP.JS"] {
+        for path in [
+            "/web/nope.js",
+            "/web/..%2FCargo.toml",
+            "/web/APP.JS",
+            "/web/vendor/../app.js",
+            "/web/vendor/nope.js",
+        ] {
             let res = get(path).await;
             assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
             assert_eq!(

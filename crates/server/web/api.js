@@ -100,12 +100,14 @@ function emitUnauthorized() {
 async function request(method, path, { body, auth = true, signal } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let sentToken = null;
   if (auth) {
     const s = getSession();
     if (!s) {
       emitUnauthorized();
       throw new ApiError(401, { code: 'unauthorized', detail: 'Please log in.' });
     }
+    sentToken = s.token;
     headers.Authorization = `Bearer ${s.token}`;
   }
   let res;
@@ -133,7 +135,8 @@ async function request(method, path, { body, auth = true, signal } = {}) {
   if (!res.ok) {
     const err = new ApiError(res.status, data && typeof data === 'object' ? data : {});
     if (res.status === 429) err.retryAfter = Number(res.headers.get('Retry-After')) || null;
-    if (res.status === 401 && auth) {
+    // A 401 for a token we no longer hold (replaced after a password change) ends nothing.
+    if (res.status === 401 && auth && session?.token === sentToken) {
       clearSession();
       emitUnauthorized();
     }
@@ -156,9 +159,48 @@ function query(params) {
 export const api = {
   register: (username, password) =>
     request('POST', '/auth/register', { body: { username, password }, auth: false }),
-  login: (username, password) =>
-    request('POST', '/auth/login', { body: { username, password }, auth: false }),
+  /** `second`: `{totp_code}` or `{recovery_code}` when the account has two-factor on. */
+  login: (username, password, second = {}) =>
+    request('POST', '/auth/login', { body: { username, password, ...second }, auth: false }),
+  /** My account: a `user` with `email`, `email_verified`, `is_admin`, `totp_enabled`. */
   me: () => request('GET', '/me'),
+  /** `email`: an address, or null to remove it. */
+  setEmail: (email) => request('PATCH', '/me', { body: { email } }),
+  sendEmailCode: () => request('POST', '/me/email/verify'),
+  confirmEmail: (code) => request('POST', '/me/email/confirm', { body: { code } }),
+  /** 204; every token issued before (this page's too) stops working. */
+  changePassword: (currentPassword, newPassword) =>
+    request('POST', '/me/password', { body: { current_password: currentPassword, new_password: newPassword } }),
+  logoutAll: () => request('POST', '/auth/logout-all'),
+  /** `{secret, otpauth_url}` */
+  totpSetup: () => request('POST', '/me/2fa/setup'),
+  /** `{recovery_codes}` */
+  totpEnable: (code) => request('POST', '/me/2fa/enable', { body: { code } }),
+  totpDisable: (password, code) => request('POST', '/me/2fa/disable', { body: { password, code } }),
+  /** Everything the server holds about me, as one JSON document. */
+  exportData: () => request('GET', '/me/export'),
+  deleteAccount: (password) => request('DELETE', '/me', { body: { password } }),
+
+  reportMessage: (roomId, messageId, reason) =>
+    request('POST', `/rooms/${enc(roomId)}/messages/${enc(messageId)}/report`, { body: { reason } }),
+  reportUser: (userId, reason) => request('POST', `/users/${enc(userId)}/report`, { body: { reason } }),
+
+  admin: {
+    /** `{users: [user + is_admin, deactivated_at], total}` */
+    users: (q, page, pageSize) => request('GET', `/admin/users${query({ q, page, page_size: pageSize })}`),
+    deactivate: (userId) => request('POST', `/admin/users/${enc(userId)}/deactivate`),
+    reactivate: (userId) => request('POST', `/admin/users/${enc(userId)}/reactivate`),
+    /** `{rooms, total}` */
+    rooms: (q, page, pageSize) => request('GET', `/admin/rooms${query({ q, page, page_size: pageSize })}`),
+    deleteRoom: (roomId) => request('DELETE', `/admin/rooms/${enc(roomId)}`),
+    /** `{reports}`: `open` oldest first, `resolved` newest first. */
+    reports: (status) => request('GET', `/admin/reports${query({ status })}`),
+    /** `action`: none | delete_message | deactivate_user. */
+    resolve: (reportId, action, note) =>
+      request('POST', `/admin/reports/${enc(reportId)}/resolve`, { body: { action, ...(note ? { note } : {}) } }),
+    /** `{entries: [{id, at, actor, action, target, ip}]}`, newest first, below `before`. */
+    audit: (before, limit) => request('GET', `/admin/audit${query({ before, limit })}`),
+  },
 
   myRooms: () => request('GET', '/rooms'),
   publicRooms: (q, page = 1, pageSize = 30, signal) =>

@@ -6,13 +6,18 @@
 // who reacted), composer.js (the message box, replies), roomlist.js (the sidebar), ui.js (DOM
 // building, textContent only), social.js (direct messages, people, contacts, blocks, calls),
 // uploads.js (files waiting to be sent), attachments.js (a message's files), stories.js (the
-// stories bar).
+// stories bar), pages.js (chat / settings / admin), settings.js (my account), admin.js (server
+// administration), report.js (reporting messages and users).
 
+import * as admin from './admin.js';
 import { api, getSession, setSession, clearSession, onUnauthorized } from './api.js';
 import { bindViewer } from './attachments.js';
 import * as composer from './composer.js';
+import { hidePages, showPage } from './pages.js';
 import { closePicker, forgetReactions, setReaction, toggleReaction } from './reactions.js';
+import { bindReports, reportMessage } from './report.js';
 import { bindRoomList, renderPublicRooms, renderRoomList } from './roomlist.js';
+import * as settings from './settings.js';
 import * as social from './social.js';
 import { ChatSocket } from './socket.js';
 import { $, currentRoom, state } from './state.js';
@@ -44,6 +49,7 @@ function boot() {
     onDelete: deleteMessage,
     onReact: (room, msg, emoji) => react(room, msg, () => setReaction(msg, emoji, true)),
     onToggleReaction: (room, msg, emoji) => react(room, msg, () => toggleReaction(msg, emoji)),
+    onReport: (room, msg) => reportMessage(room.id, msg),
     loadOlder,
     loadLatest,
   });
@@ -56,7 +62,12 @@ function boot() {
   uploads.bindUploads({ dropZone: $('room-pane') });
   bindViewer();
   stories.bindStories();
-  onUnauthorized(() => logout('Your session has ended. Please log in again.'));
+  bindReports();
+  settings.bindSettings({ logout, sessionReplaced });
+  admin.bindAdmin();
+  onUnauthorized(() => {
+    if (!state.reauthing) logout('Your session has ended. Please log in again.');
+  });
   if (getSession()) enterApp();
   else showAuth();
 }
@@ -79,12 +90,13 @@ function fillIcons() {
 
 function showAuth(message = '') {
   document.body.classList.remove('in-room');
-  $('chat-screen').hidden = true;
+  hidePages();
   $('user-box').hidden = true;
   $('conn-status').hidden = true;
   $('auth-screen').hidden = false;
   $('auth-error').textContent = message;
   $('auth-password').value = '';
+  showSecondFactor(false);
   document.title = 'Nebula';
   setAuthMode(state.authMode);
   $('auth-username').focus();
@@ -98,7 +110,31 @@ function setAuthMode(mode) {
   $('auth-submit').textContent = register ? 'Create account' : 'Log in';
   $('auth-password').setAttribute('autocomplete', register ? 'new-password' : 'current-password');
   $('auth-hint').hidden = !register;
+  if (register) showSecondFactor(false);
 }
+
+/** The login form's field for a two-factor code (after the server answered `totp_required`). */
+function showSecondFactor(on) {
+  $('auth-totp-field').hidden = !on;
+  $('auth-totp-hint').hidden = !on;
+  if (!on) $('auth-totp').value = '';
+}
+
+/** `{totp_code}` for six digits, else `{recovery_code}`; nothing when the field is not asked for. */
+function secondFactor() {
+  if ($('auth-totp-field').hidden) return {};
+  const code = $('auth-totp').value.trim();
+  if (!code) return {};
+  return /^\d{6}$/.test(code.replace(/\s+/g, '')) ? { totp_code: code.replace(/\s+/g, '') } : { recovery_code: code };
+}
+
+const AUTH_ERRORS = {
+  invalid_credentials: 'Wrong username or password.',
+  username_taken: 'That username is taken.',
+  invalid_totp: 'That code is wrong or was already used.',
+  account_deactivated: 'This account has been deactivated by an administrator.',
+  service_unavailable: 'The server is busy. Try again in a moment.',
+};
 
 function bindAuth() {
   $('auth-mode-login').addEventListener('click', () => setAuthMode('login'));
@@ -126,12 +162,17 @@ function bindAuth() {
     btn.disabled = true;
     try {
       const auth =
-        state.authMode === 'register' ? await api.register(username, password) : await api.login(username, password);
+        state.authMode === 'register'
+          ? await api.register(username, password)
+          : await api.login(username, password, secondFactor());
       setSession(auth);
       enterApp();
     } catch (ex) {
-      if (ex.code === 'invalid_credentials') err.textContent = 'Wrong username or password.';
-      else if (ex.code === 'username_taken') err.textContent = 'That username is taken.';
+      if (ex.code === 'totp_required') {
+        showSecondFactor(true);
+        err.textContent = 'Enter your authentication code.';
+        $('auth-totp').focus();
+      } else if (AUTH_ERRORS[ex.code]) err.textContent = AUTH_ERRORS[ex.code];
       else if (ex.status === 429) err.textContent = `Too many attempts. Try again in ${ex.retryAfter || 60} s.`;
       else err.textContent = ex.detail || 'Something went wrong.';
     } finally {
@@ -151,6 +192,9 @@ function logout(message = '') {
     state.rooms.clear();
     state.currentId = null;
     state.me = null;
+    state.account = null;
+    $('open-admin').hidden = true;
+    for (const id of ['report-dialog', 'confirm-dialog']) if ($(id).open) $(id).close();
     forgetReactions();
     uploads.clearUploads();
     stories.stopStories();
@@ -173,7 +217,7 @@ function enterApp() {
   if (!s) return showAuth();
   state.me = s.user;
   $('auth-screen').hidden = true;
-  $('chat-screen').hidden = false;
+  showPage('chat');
   $('user-box').hidden = false;
   $('conn-status').hidden = false;
   $('me-name').textContent = s.user.username;
@@ -185,8 +229,15 @@ function enterApp() {
     onState: renderConnState,
     onOpen: handleSocketOpen,
     onClose: handleSocketClose,
-    onAuthLost: (code) => {
-      if (code === 4001) return logout('Your session has expired. Please log in again.');
+    onAuthLost: (code, token) => {
+      if (code === 4001) {
+        // Our own password change revoked the token: settings.js logs in again and calls
+        // sessionReplaced(). A socket of the old token closing late is no loss either.
+        if (state.reauthing) return undefined;
+        const now = getSession();
+        if (now && token && now.token !== token) return sessionReplaced();
+        return logout('Your session has ended (logged out, password changed or account deactivated). Please log in again.');
+      }
       // The upgrade failed: a bad token (401) or just no server. Ask over REST at most every
       // 5 s; a 401 there logs out through onUnauthorized.
       if (Date.now() - state.authCheckAt > 5000) {
@@ -205,6 +256,16 @@ function enterApp() {
   stories.startStories();
   uploads.loadLimits();
   social.startSocial();
+  settings.refreshAccount().then(admin.renderAdminEntry);
+}
+
+/** This page holds a new token (after its password change): reconnect the socket with it. */
+function sessionReplaced() {
+  const s = getSession();
+  if (!s || !state.socket) return;
+  state.me = { ...state.me, ...s.user };
+  if (state.socket.stopped) state.socket.start();
+  else state.socket.reconnectNow();
 }
 
 function roomIdFromHash() {
@@ -1152,6 +1213,10 @@ function announce(text) {
 
 function bindChat() {
   $('logout').addEventListener('click', () => logout());
+  $('open-settings').addEventListener('click', () => showPage('settings'));
+  $('open-admin').addEventListener('click', () => showPage('admin'));
+  $('settings-back').addEventListener('click', () => showPage('chat'));
+  $('admin-back').addEventListener('click', () => showPage('chat'));
   $('conn-retry').addEventListener('click', () => state.socket?.reconnectNow());
 
   $('public-search').addEventListener('input', (e) => {

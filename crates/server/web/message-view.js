@@ -18,7 +18,7 @@ export function snippet(content) {
 
 /**
  * A message's `<li>`. `view`: how this user sees it —
- *   mine, canEdit, canDelete: booleans;
+ *   mine, canEdit, canDelete, canReport: booleans;
  *   target: the message it replies to, `null` while it is being fetched, `false` if it cannot be;
  *   myReactions: Set of the emoji I reacted with;
  *   reactors: Map emoji → usernames, once known (chip tooltips).
@@ -132,6 +132,7 @@ function actionButtons(view) {
     button('reply', 'Reply', 'reply'),
     view.canEdit ? button('edit', 'Edit', 'edit') : null,
     view.canDelete ? button('delete', 'Delete', 'trash') : null,
+    view.canReport ? button('report', 'Report', 'flag') : null,
   ].filter(Boolean);
 }
 

@@ -1,10 +1,11 @@
 // profile.js — a user's profile card (a modal dialog): who they are, how I stand with them,
 // and what I can do: message them, ask them to be a contact (or accept their request, or
-// remove them), block or unblock them. Opened from a sender's name, a search result, a
+// remove them), block or unblock them, report them to the admins. Opened from a sender's name, a search result, a
 // contact list entry or the header of a direct room.
 
 import { api } from './api.js';
 import * as contacts from './contacts.js';
+import { reportUser } from './report.js';
 import { $, state } from './state.js';
 import * as ui from './ui.js';
 
@@ -37,6 +38,11 @@ export function bindProfile(handlers) {
   $('profile-block').addEventListener('click', () =>
     run((user) => (contacts.isBlocked(user.id) ? contacts.unblock(user) : contacts.block(user))),
   );
+  $('profile-report').addEventListener('click', () => {
+    const user = shown;
+    dialog.close();
+    if (user) reportUser(user);
+  });
   contacts.onContactsChanged(() => {
     if (shown) render();
   });
@@ -115,4 +121,5 @@ function render() {
   blockBtn.textContent = rel === 'blocked' ? 'Unblock' : 'Block';
   blockBtn.classList.toggle('danger', rel !== 'blocked');
   blockBtn.disabled = busy;
+  $('profile-report').hidden = me;
 }

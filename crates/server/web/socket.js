@@ -26,7 +26,8 @@ export class ChatSocket {
    * @param {(state: string, info: object) => void} o.onState
    * @param {() => void} o.onOpen                     socket open: (re)subscribe now
    * @param {() => void} o.onClose                    an open socket closed
-   * @param {(code: number) => void} o.onAuthLost     4001, or the upgrade was refused (check auth)
+   * @param {(code: number, token: string|null) => void} o.onAuthLost  4001, or the upgrade was
+   *   refused (check auth); `token`: the one this socket used (perhaps replaced since)
    */
   constructor({ getToken, onEvent, onState, onOpen, onClose, onAuthLost }) {
     this.getToken = getToken;
@@ -46,6 +47,7 @@ export class ChatSocket {
     this.connectTimer = null;
     this.nextRetryAt = null;
     this.lastFrameAt = 0;
+    this.connToken = null;
 
     this.handleOnline = () => {
       if (!this.stopped && !this.isOpen) this.reconnectNow();
@@ -117,24 +119,25 @@ export class ChatSocket {
     this.retryTimer = this.pingTimer = this.pongTimer = this.connectTimer = null;
   }
 
-  url() {
+  url(token) {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return `${proto}//${location.host}/ws?token=${encodeURIComponent(this.getToken() || '')}`;
+    return `${proto}//${location.host}/ws?token=${encodeURIComponent(token)}`;
   }
 
   connect() {
     if (this.stopped) return;
     const token = this.getToken();
     if (!token) {
-      this.onAuthLost?.(0);
+      this.onAuthLost?.(0, null);
       return;
     }
+    this.connToken = token;
     this.setState(this.everOpened || this.attempt > 0 ? 'reconnecting' : 'connecting', {
       attempt: this.attempt,
     });
     let ws;
     try {
-      ws = new WebSocket(this.url());
+      ws = new WebSocket(this.url(token));
     } catch {
       this.scheduleReconnect();
       return;
@@ -208,12 +211,12 @@ export class ChatSocket {
     if (code === CLOSE_TOKEN_EXPIRED) {
       this.stopped = true;
       this.setState('offline');
-      this.onAuthLost?.(code);
+      this.onAuthLost?.(code, this.connToken);
       return;
     }
     // An upgrade refused with 401 looks like 1006 without an open: let the owner check the
     // token over REST (a 401 there logs out), and keep retrying meanwhile.
-    if (!opened) this.onAuthLost?.(code);
+    if (!opened) this.onAuthLost?.(code, this.connToken);
     this.scheduleReconnect();
   }
 

@@ -3,6 +3,11 @@
 
 export const state = {
   me: null,
+  /** My account from `/me` (`email`, `email_verified`, `is_admin`, `totp_enabled`), once known. */
+  account: null,
+  /** Set while this page itself revokes its token (password change, logout everywhere, delete
+   * account): the 401s and the socket's 4001 that follow are expected, not a lost session. */
+  reauthing: false,
   /** @type {Map<string, import('./store.js').RoomState>} my rooms */
   rooms: new Map(),
   currentId: null,

@@ -24,7 +24,7 @@ let actions = null;
 
 /**
  * Wire the list's buttons. `handlers`: onReply(room, msg), onEdit(room, msg, content) → promise,
- * onDelete(room, msg), onReact(room, msg, emoji), onToggleReaction(room, msg, emoji),
+ * onDelete(room, msg), onReact(room, msg, emoji), onToggleReaction(room, msg, emoji), onReport(room, msg),
  * loadOlder(room) → promise, loadLatest(room).
  */
 export function bindTimeline(handlers) {
@@ -49,6 +49,8 @@ export function bindTimeline(handlers) {
         return showPicker(button, (emoji) => actions.onReact(room, msg, emoji));
       case 'toggle-reaction':
         return actions.onToggleReaction(room, msg, button.dataset.emoji);
+      case 'report':
+        return actions.onReport(room, msg);
       default:
         return undefined;
     }
@@ -99,6 +101,7 @@ function viewOf(room, msg) {
     mine,
     canEdit: mine,
     canDelete: mine || canModerate(room),
+    canReport: !mine,
     target: msg.reply_to ? replyTarget(room, msg.reply_to) : null,
     myReactions: myReactions(msg),
     reactors: reactors(msg),

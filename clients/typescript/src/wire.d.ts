@@ -570,8 +570,18 @@ export type ServerEvent = {
 /** `GET /`: what this service is. */
 export type ServiceInfo = {
   docs: string;
+  /** What this server accepts, so clients check before sending instead of hard-coding it. */
+  limits: ServiceLimits;
   name: string;
   version: string;
+};
+
+/** `GET /` `limits`: the server's configured limits on what clients send. */
+export type ServiceLimits = {
+  /** The largest upload in bytes (`MEDIA_MAX_BYTES`; also in `GET /media/limits`). */
+  media_max_bytes: number;
+  /** The longest message, in characters (`MESSAGE_MAX_CHARS`). */
+  message_max_chars: number;
 };
 
 /** A story: visible to its author and the author's contacts until `expires_at`. */

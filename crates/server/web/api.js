@@ -157,6 +157,8 @@ function query(params) {
 }
 
 export const api = {
+  /** `GET /`: `{name, version, docs, limits: {message_max_chars, media_max_bytes}}`. */
+  serviceInfo: () => request('GET', '/', { auth: false }),
   register: (username, password) =>
     request('POST', '/auth/register', { body: { username, password }, auth: false }),
   /** `second`: `{totp_code}` or `{recovery_code}` when the account has two-factor on. */

@@ -255,6 +255,12 @@ function enterApp() {
   loadPublicRooms(true);
   stories.startStories();
   uploads.loadLimits();
+  api
+    .serviceInfo()
+    .then((info) => composer.setMaxChars(info?.limits?.message_max_chars))
+    .catch(() => {
+      /* keep the default; the server still refuses what is too long */
+    });
   social.startSocial();
   settings.refreshAccount().then(admin.renderAdminEntry);
 }

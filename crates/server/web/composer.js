@@ -7,7 +7,17 @@ import { $ } from './state.js';
 import { charCount } from './store.js';
 import * as ui from './ui.js';
 
-export const MAX_CHARS = 4000;
+/** The longest message in characters: the server's `limits.message_max_chars` from `GET /`
+ * once known (a live binding: importers see the update). */
+export let MAX_CHARS = 4000;
+
+/** Take the server's limit; the box's `maxlength` (UTF-16 units) leaves room for astral characters. */
+export function setMaxChars(n) {
+  if (!(n > 0)) return;
+  MAX_CHARS = n;
+  $('composer-input').maxLength = 2 * n;
+  updateCharCount();
+}
 
 /** The message being replied to, or null. */
 let replyTo = null;
@@ -104,7 +114,7 @@ function autosize() {
 function updateCharCount() {
   const n = charCount($('composer-input').value);
   const c = $('char-count');
-  c.hidden = n < MAX_CHARS - 500;
+  c.hidden = n < MAX_CHARS * 0.875; // shown near the limit (the last 500 of 4000)
   c.textContent = `${n} / ${MAX_CHARS}`;
   c.classList.toggle('over', n > MAX_CHARS);
 }

@@ -501,6 +501,17 @@ pub struct ServiceInfo {
     pub name: String,
     pub version: String,
     pub docs: String,
+    /// What this server accepts, so clients check before sending instead of hard-coding it.
+    pub limits: ServiceLimits,
+}
+
+/// `GET /` `limits`: the server's configured limits on what clients send.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ServiceLimits {
+    /// The longest message, in characters (`MESSAGE_MAX_CHARS`).
+    pub message_max_chars: i64,
+    /// The largest upload in bytes (`MEDIA_MAX_BYTES`; also in `GET /media/limits`).
+    pub media_max_bytes: i64,
 }
 
 /// `GET /health`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nebula_wire::{Health, ServiceInfo};
+use nebula_wire::{Health, ServiceInfo, ServiceLimits};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::state::AppState;
@@ -20,18 +20,24 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
 }
 
-/// Service name and version; a browser (`Accept: text/html`) gets the web client instead.
+/// Service name, version and limits; a browser (`Accept: text/html`) gets the web client
+/// instead.
 #[utoipa::path(get, path = "/", tag = "operations", responses(
     (status = 200, body = ServiceInfo, description = "service info, or the web client for `Accept: text/html`"),
 ))]
-async fn service_info(headers: HeaderMap) -> Response {
+async fn service_info(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if crate::web::wants_html(headers.get(header::ACCEPT)) {
         return crate::web::index();
     }
+    let config = &state.config.config;
     axum::Json(ServiceInfo {
         name: "nebula".to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         docs: "/docs".to_owned(),
+        limits: ServiceLimits {
+            message_max_chars: i64::try_from(config.message_max_chars).unwrap_or(i64::MAX),
+            media_max_bytes: i64::try_from(config.media_max_bytes).unwrap_or(i64::MAX),
+        },
     })
     .into_response()
 }

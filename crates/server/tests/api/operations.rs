@@ -10,7 +10,32 @@ on_both_backends!(
     service_info_health_metrics_and_docs,
     health_reports_a_lost_database,
     the_webpush_api_is_documented_where_it_is_served,
+    service_info_tells_clients_the_limits_to_check_before_sending,
 );
+
+/// A client (the web client's composer and file picker) reads what the server accepts from
+/// `GET /` instead of hard-coding it, so an operator's change reaches every client.
+async fn service_info_tells_clients_the_limits_to_check_before_sending(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.message_max_chars = 123;
+        config.media_max_bytes = 4567;
+    })
+    .await;
+    let info: serde_json::Value = app.get("/").await.json();
+    assert_eq!(info["limits"]["message_max_chars"], 123);
+    assert_eq!(info["limits"]["media_max_bytes"], 4567);
+
+    // A message one character over is refused, as the client was told.
+    let alice = app.register("alice").await;
+    let room = alice.create_room("Lobby", false).await;
+    let too_long = alice
+        .post(
+            &format!("/rooms/{}/messages", room.id),
+            serde_json::json!({ "content": "x".repeat(124) }),
+        )
+        .await;
+    assert_eq!(too_long.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
 
 async fn service_info_health_metrics_and_docs(backend: Backend) {
     let app = TestApp::spawn(backend).await;

@@ -7,6 +7,7 @@ import type {
   Message,
   MemberList,
   History,
+  Media,
   PublicRoomPage,
   RoomList,
   Problem,
@@ -18,9 +19,27 @@ import type {
 export type * from './wire.js';
 
 export declare class NebulaError extends Error {
+  /** 0 when the server could not be reached (`code` `network_error`). */
   status: number;
   code: string | undefined;
   problem: Problem | null;
+  /** The problem's `detail` (or `title`). */
+  detail: string | null;
+  /** Seconds, from `Retry-After`. */
+  retryAfter: number | null;
+}
+
+export interface RequestOptions {
+  /** Overrides the client's token for this call; `null` sends none. */
+  token?: string | null;
+  signal?: AbortSignal;
+}
+
+export interface UploadOptions extends RequestOptions {
+  filename?: string;
+  contentType?: string;
+  /** Upload progress (browsers: through XMLHttpRequest). */
+  onProgress?: (sent: number, total: number) => void;
 }
 
 export interface NebulaClientOptions {
@@ -33,7 +52,8 @@ export declare class NebulaClient {
   constructor(options: NebulaClientOptions);
   baseUrl: string;
   token: string | null;
-  request<T = unknown>(method: string, path: string, body?: unknown): Promise<T>;
+  request<T = unknown>(method: string, path: string, body?: unknown, options?: RequestOptions): Promise<T>;
+  uploadMedia(file: Blob | Uint8Array, options?: UploadOptions): Promise<Media>;
   register(username: string, password: string, email?: string): Promise<AuthResponse>;
   login(username: string, password: string): Promise<AuthResponse>;
   me(): Promise<User>;

@@ -5,13 +5,43 @@
 
 /** An error answer of the REST API (an RFC 9457 problem). */
 export class NebulaError extends Error {
-  constructor(status, problem) {
+  /** `status` 0: the server could not be reached (`code` `network_error`). */
+  constructor(status, problem, { retryAfter = null } = {}) {
     super(`${status} ${problem?.code ?? ''}: ${problem?.detail ?? problem?.title ?? ''}`.trim());
     this.name = 'NebulaError';
     this.status = status;
     this.code = problem?.code;
     this.problem = problem;
+    /** The problem's `detail` (or `title`): a sentence for people. */
+    this.detail = problem?.detail ?? problem?.title ?? null;
+    /** Seconds, from `Retry-After` (429, 503). */
+    this.retryAfter = retryAfter;
   }
+}
+
+/** `?a=1&b=2` of the defined, non-empty values, or ''. */
+function queryString(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
+  }
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+/** The body of a response: JSON, or null when empty or not JSON. */
+function parseBody(text) {
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+function failure(status, data, retryAfterHeader) {
+  const retryAfter = Number(retryAfterHeader) || null;
+  return new NebulaError(status, data && typeof data === 'object' ? data : { code: `http_${status}` }, { retryAfter });
 }
 
 /** REST calls of the core routes (see `/openapi.json`). */
@@ -22,19 +52,72 @@ export class NebulaClient {
     this.fetch = fetchImpl;
   }
 
-  async request(method, path, body) {
+  /**
+   * One call. `options.token` overrides the client's token for this call (`null`: none);
+   * `options.signal` aborts it (rejecting with the AbortError). An unreachable server rejects
+   * with a NebulaError of status 0, code `network_error`.
+   */
+  async request(method, path, body, { token = this.token, signal } = {}) {
     const headers = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    if (this.token) headers.Authorization = `Bearer ${this.token}`;
-    const res = await this.fetch(`${this.baseUrl}${path}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    const data = text ? JSON.parse(text) : null;
-    if (!res.ok) throw new NebulaError(res.status, data);
+    if (token) headers.Authorization = `Bearer ${token}`;
+    let res;
+    try {
+      res = await this.fetch(`${this.baseUrl}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+      });
+    } catch (e) {
+      if (e?.name === 'AbortError') throw e;
+      throw new NebulaError(0, { code: 'network_error', detail: 'Could not reach the server.' });
+    }
+    const data = parseBody(res.status === 204 ? '' : await res.text().catch(() => ''));
+    if (!res.ok) throw failure(res.status, data, res.headers.get('Retry-After'));
     return data;
+  }
+
+  /**
+   * Uploads `file` (a Blob or File; bytes on Node) as `POST /media`: resolves with the media
+   * object. `onProgress(sent, total)` reports the upload's progress where the platform can
+   * (XMLHttpRequest, in browsers); `signal` aborts.
+   */
+  uploadMedia(file, { filename = file?.name || 'file', contentType = file?.type, onProgress, signal, token = this.token } = {}) {
+    const url = `${this.baseUrl}/media${queryString({ filename })}`;
+    const headers = { Accept: 'application/json' };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (contentType) headers['Content-Type'] = contentType;
+    if (!onProgress || typeof globalThis.XMLHttpRequest !== 'function') {
+      return (async () => {
+        let res;
+        try {
+          res = await this.fetch(url, { method: 'POST', headers, body: file, signal });
+        } catch (e) {
+          if (e?.name === 'AbortError') throw e;
+          throw new NebulaError(0, { code: 'network_error', detail: 'Could not reach the server.' });
+        }
+        const data = parseBody(await res.text().catch(() => ''));
+        if (!res.ok || !data) throw failure(res.status, data, res.headers.get('Retry-After'));
+        return data;
+      })();
+    }
+    // fetch cannot report upload progress; XMLHttpRequest can.
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open('POST', url);
+      for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
+      xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : file.size);
+      xhr.onload = () => {
+        const data = parseBody(xhr.responseText);
+        if (xhr.status >= 200 && xhr.status < 300 && data) resolve(data);
+        else reject(failure(xhr.status, data, xhr.getResponseHeader('Retry-After')));
+      };
+      xhr.onerror = () => reject(new NebulaError(0, { code: 'network_error', detail: 'Could not reach the server.' }));
+      xhr.onabort = () => reject(new DOMException('Upload cancelled', 'AbortError'));
+      signal?.addEventListener('abort', () => xhr.abort(), { once: true });
+      xhr.send(file);
+    });
   }
 
   async register(username, password, email) {

@@ -1,7 +1,9 @@
 //! The browser client: static files embedded in the binary (no build step, works offline).
 //!
 //! `GET /web/{file}` serves `crates/server/web/<file>` (third-party modules under `vendor/`,
-//! each with its licence header); `index.html` is [`INDEX_HTML`], which the
+//! each with its licence header; `sdk/index.js` is a copy of the TypeScript client,
+//! `clients/typescript/src/index.js`, which the client talks to the server through — a copy
+//! because the crate is built alone, e.g. in the Docker image; a test keeps it identical); `index.html` is [`INDEX_HTML`], which the
 //! server gives to browsers at `/` (see [`index`] for a ready-made response with the headers).
 
 use axum::{
@@ -122,6 +124,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "calls.js",
         "text/javascript; charset=utf-8",
         include_str!("../web/calls.js"),
+    ),
+    (
+        "sdk/index.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/sdk/index.js"),
     ),
     (
         "pages.js",
@@ -274,7 +281,7 @@ mod tests {
             for part in body.split("/web/").skip(1) {
                 let name: String = part
                     .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
                     .collect();
                 if !name.is_empty() {
                     refs.push(name);
@@ -290,6 +297,16 @@ mod tests {
         for r in refs {
             assert!(asset(&r).is_some(), "referenced but not embedded: {r}");
         }
+    }
+
+    #[test]
+    fn the_served_sdk_is_the_typescript_client() {
+        let served = asset("sdk/index.js").map(|(_, body)| body);
+        assert!(
+            served == Some(include_str!("../../../clients/typescript/src/index.js")),
+            "crates/server/web/sdk/index.js differs from clients/typescript/src/index.js: \
+             cp clients/typescript/src/index.js crates/server/web/sdk/index.js"
+        );
     }
 
     #[test]

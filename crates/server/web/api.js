@@ -1,4 +1,4 @@
-// api.js — the REST half of Nebula's wire contract (shared/CONTRACT.md), plus the session.
+// api.js — the page's REST calls, made through the SDK's client (sdk/index.js), plus the session.
 //
 // Where the token lives: sessionStorage.
 //   + It survives a reload of the tab (so a refresh does not log you out) but not the closing
@@ -15,6 +15,8 @@
 //   - The token also travels in the WebSocket URL (contract: `GET /ws?token=`), where proxies
 //     may log it; its lifetime (`expires_in`) bounds the damage, and the server closes the
 //     socket with 4001 when it expires, which sends the user back to the login screen.
+
+import { NebulaClient, NebulaError } from './sdk/index.js';
 
 const STORAGE_KEY = 'nebula.session';
 
@@ -97,52 +99,51 @@ function emitUnauthorized() {
   }
 }
 
+/**
+ * Every REST call goes through the SDK's client (served as /web/sdk/index.js, a copy of
+ * clients/typescript/src/index.js); this module adds the page's session: which token to send,
+ * and what a 401 for it means (the session is over).
+ */
+const client = new NebulaClient({
+  baseUrl: location.origin,
+  // Answers about my account and rooms must not come from the HTTP cache.
+  fetch: (url, init) => fetch(url, { ...init, cache: 'no-store' }),
+});
+
+/** The SDK's error as this client's ApiError (same status, code, detail, Retry-After). */
+function apiError(e) {
+  if (!(e instanceof NebulaError)) return e;
+  const err = new ApiError(e.status, e.problem && typeof e.problem === 'object' ? e.problem : {});
+  err.retryAfter = e.retryAfter;
+  return err;
+}
+
+/** The session's token, or (after telling the listeners) a 401 ApiError when there is none. */
+function sessionToken() {
+  const s = getSession();
+  if (!s) {
+    emitUnauthorized();
+    throw new ApiError(401, { code: 'unauthorized', detail: 'Please log in.' });
+  }
+  return s.token;
+}
+
+/** A 401 for the token the page still holds ends the session; one for a replaced token does not. */
+function rejected(err, sentToken) {
+  if (err.status === 401 && sentToken && session?.token === sentToken) {
+    clearSession();
+    emitUnauthorized();
+  }
+  return err;
+}
+
 async function request(method, path, { body, auth = true, signal } = {}) {
-  const headers = { Accept: 'application/json' };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  let sentToken = null;
-  if (auth) {
-    const s = getSession();
-    if (!s) {
-      emitUnauthorized();
-      throw new ApiError(401, { code: 'unauthorized', detail: 'Please log in.' });
-    }
-    sentToken = s.token;
-    headers.Authorization = `Bearer ${s.token}`;
-  }
-  let res;
+  const token = auth ? sessionToken() : null;
   try {
-    res = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: 'no-store',
-      signal,
-    });
+    return await client.request(method, path, body, { token, signal });
   } catch (e) {
-    if (e && e.name === 'AbortError') throw e;
-    throw new ApiError(0, { code: 'network_error', detail: 'Could not reach the server.' });
+    throw rejected(apiError(e), token);
   }
-  const text = res.status === 204 ? '' : await res.text().catch(() => '');
-  let data = null;
-  if (text) {
-    try {
-      data = JSON.parse(text);
-    } catch {
-      data = null;
-    }
-  }
-  if (!res.ok) {
-    const err = new ApiError(res.status, data && typeof data === 'object' ? data : {});
-    if (res.status === 429) err.retryAfter = Number(res.headers.get('Retry-After')) || null;
-    // A 401 for a token we no longer hold (replaced after a password change) ends nothing.
-    if (res.status === 401 && auth && session?.token === sentToken) {
-      clearSession();
-      emitUnauthorized();
-    }
-    throw err;
-  }
-  return data;
 }
 
 const enc = encodeURIComponent;
@@ -286,45 +287,21 @@ export const api = {
 };
 
 /**
- * Upload a file as the raw body of `POST /media` with XMLHttpRequest, for its upload progress
- * (fetch cannot report it). `onProgress(sentBytes, totalBytes)`; `signal` aborts. Resolves to
- * the `media` object, rejects with an ApiError (an abort rejects with an AbortError).
+ * Upload a file as the raw body of `POST /media` (the SDK uses XMLHttpRequest for its upload
+ * progress, which fetch cannot report). `onProgress(sentBytes, totalBytes)`; `signal` aborts.
+ * Resolves to the `media` object, rejects with an ApiError (an abort with an AbortError).
  */
-export function uploadMedia(file, { onProgress, signal } = {}) {
-  return new Promise((resolve, reject) => {
-    const s = getSession();
-    if (!s) {
-      emitUnauthorized();
-      reject(new ApiError(401, { code: 'unauthorized', detail: 'Please log in.' }));
-      return;
-    }
-    const xhr = new XMLHttpRequest();
-    xhr.open('POST', `/media${query({ filename: file.name || 'file' })}`);
-    xhr.setRequestHeader('Authorization', `Bearer ${s.token}`);
-    xhr.setRequestHeader('Accept', 'application/json');
-    if (file.type) xhr.setRequestHeader('Content-Type', file.type);
-    xhr.upload.onprogress = (e) => onProgress?.(e.loaded, e.lengthComputable ? e.total : file.size);
-    xhr.onload = () => {
-      let data = null;
-      try {
-        data = JSON.parse(xhr.responseText);
-      } catch {
-        data = null;
-      }
-      if (xhr.status >= 200 && xhr.status < 300 && data) {
-        resolve(data);
-        return;
-      }
-      const err = new ApiError(xhr.status, data && typeof data === 'object' ? data : {});
-      if (xhr.status === 401) {
-        clearSession();
-        emitUnauthorized();
-      }
-      reject(err);
-    };
-    xhr.onerror = () => reject(new ApiError(0, { code: 'network_error', detail: 'Could not reach the server.' }));
-    xhr.onabort = () => reject(new DOMException('Upload cancelled', 'AbortError'));
-    signal?.addEventListener('abort', () => xhr.abort(), { once: true });
-    xhr.send(file);
-  });
+export async function uploadMedia(file, { onProgress, signal } = {}) {
+  const token = sessionToken();
+  try {
+    return await client.uploadMedia(file, {
+      filename: file.name || 'file',
+      contentType: file.type || undefined,
+      onProgress: onProgress || (() => {}),
+      signal,
+      token,
+    });
+  } catch (e) {
+    throw rejected(apiError(e), token);
+  }
 }

@@ -1,0 +1,56 @@
+// The REST client's edges, as a web page uses them: uploads, per-call tokens, aborts, and
+// the errors of a server that refuses or cannot be reached.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { NebulaClient, NebulaError } from '../src/index.js';
+import { NebulaServer, freePort, uniqueName } from './helpers.mjs';
+
+let server;
+before(async () => {
+  server = await NebulaServer.create({ MEDIA_MAX_BYTES: '1024' });
+});
+after(async () => {
+  await server?.stop();
+});
+
+test('uploadMedia stores the bytes; one byte over MEDIA_MAX_BYTES is a 413 problem', async () => {
+  const client = new NebulaClient({ baseUrl: server.url });
+  await client.register(uniqueName('up'), 'correct horse battery');
+  const media = await client.uploadMedia(new Blob(['hello, file'], { type: 'text/plain' }), { filename: 'note.txt' });
+  assert.equal(media.filename, 'note.txt');
+  assert.equal(media.size, 11);
+  const bytes = await (await fetch(new URL(media.url, server.url))).text();
+  assert.equal(bytes, 'hello, file');
+
+  await assert.rejects(client.uploadMedia(new Blob([new Uint8Array(1025)]), { filename: 'big.bin' }), (e) => {
+    assert.ok(e instanceof NebulaError);
+    assert.equal(e.status, 413);
+    assert.equal(typeof e.detail, 'string');
+    return true;
+  });
+});
+
+test('a call may carry its own token (or none); an abort rejects with the AbortError', async () => {
+  const alice = new NebulaClient({ baseUrl: server.url });
+  const auth = await alice.register(uniqueName('tok'), 'correct horse battery');
+  const anonymous = new NebulaClient({ baseUrl: server.url });
+  assert.equal((await anonymous.request('GET', '/me', undefined, { token: auth.token })).id, auth.user.id);
+  await assert.rejects(alice.request('GET', '/me', undefined, { token: null }), (e) => e.status === 401);
+  assert.equal(await alice.request('POST', '/auth/logout-all'), null, '204 answers null');
+  await assert.rejects(alice.me(), (e) => e.status === 401 && e.code === 'token_revoked');
+
+  const ctrl = new AbortController();
+  ctrl.abort();
+  await assert.rejects(anonymous.request('GET', '/rooms/public', undefined, { signal: ctrl.signal }), (e) => e.name === 'AbortError');
+});
+
+test('an unreachable server is a NebulaError with status 0 and code network_error', async () => {
+  const nobody = new NebulaClient({ baseUrl: `http://127.0.0.1:${await freePort()}` });
+  await assert.rejects(nobody.request('GET', '/health'), (e) => {
+    assert.ok(e instanceof NebulaError);
+    assert.equal(e.status, 0);
+    assert.equal(e.code, 'network_error');
+    return true;
+  });
+});

@@ -94,6 +94,8 @@ export interface NebulaSessionOptions {
   maxBackoffMs?: number;
   /** A ping unanswered for this long closes and reopens the socket. Default 20 000. */
   pingIntervalMs?: number;
+  /** A connect not open after this long is dropped and retried. Default 10 000. */
+  connectTimeoutMs?: number;
   random?: () => number;
 }
 
@@ -109,7 +111,8 @@ export interface SessionEventMap {
   event: CustomEvent<{ event: ServerEvent }>;
   subscribed: CustomEvent<{ roomId: string; event: Extract<ServerEvent, { type: 'subscribed' }> }>;
   open: CustomEvent<Record<string, never>>;
-  close: CustomEvent<{ code: number; reason: string }>;
+  /** `retryAt`: when the next attempt starts (epoch ms); null after `close()` or `reconnect()`. */
+  close: CustomEvent<{ code: number; reason: string; retryAt: number | null }>;
   error: CustomEvent<{ event: Extract<ServerEvent, { type: 'error' }> }>;
 }
 
@@ -117,8 +120,13 @@ export declare class NebulaSession extends EventTarget {
   constructor(options: NebulaSessionOptions);
   /** Successful opens so far. */
   connections: number;
+  /** Whether the socket is open now. */
+  readonly isOpen: boolean;
   connect(): this;
+  /** Drop the socket and connect again at once (skipping the backoff), e.g. with a new `token`. */
+  reconnect(): void;
   close(): void;
+  token: string;
   subscribe(roomId: string, position?: Partial<Position>): void;
   unsubscribe(roomId: string): void;
   timeline(roomId: string): Message[];

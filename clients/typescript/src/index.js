@@ -232,7 +232,9 @@ class RoomState {
  * - `update` `{roomId, message}`: a newer version (`rev`) of a message (edit, delete, reaction);
  * - `timeline` `{roomId, messages}`: the room's timeline changed;
  * - `event` `{event}`: every server event as received (typing, presence, member.*, read, calls…);
- * - `subscribed` `{roomId, event}`, `open`, `close` `{code, reason}`, `error` `{event}`.
+ * - `subscribed` `{roomId, event}`, `open`, `error` `{event}`;
+ * - `close` `{code, reason, retryAt}`: the socket closed (or never opened); `retryAt` is when
+ *   the next attempt starts (epoch ms), null once `close()` was called.
  */
 export class NebulaSession extends EventTarget {
   constructor({
@@ -242,6 +244,7 @@ export class NebulaSession extends EventTarget {
     minBackoffMs = 200,
     maxBackoffMs = 10_000,
     pingIntervalMs = 20_000,
+    connectTimeoutMs = 10_000,
     random = Math.random,
   } = {}) {
     super();
@@ -252,6 +255,7 @@ export class NebulaSession extends EventTarget {
     this.minBackoffMs = minBackoffMs;
     this.maxBackoffMs = maxBackoffMs;
     this.pingIntervalMs = pingIntervalMs;
+    this.connectTimeoutMs = connectTimeoutMs;
     this.random = random;
     this.rooms = new Map();
     this.pending = new Map(); // client_msg_id → {roomId, frame, resolve, reject, sent}
@@ -271,12 +275,37 @@ export class NebulaSession extends EventTarget {
     return this;
   }
 
+  /** Whether the socket is open now. */
+  get isOpen() {
+    return this.socket?.readyState === OPEN;
+  }
+
+  /**
+   * Drops the current socket (if any) and connects again at once, skipping the backoff wait:
+   * after the network came back, or with a new `token`.
+   */
+  reconnect() {
+    if (this.closed) return;
+    clearTimeout(this.timer);
+    this.attempt = 0;
+    const old = this.socket;
+    if (old) {
+      this.#lost(old, 4000, 'reconnect', { retry: false });
+      old.close(4000, 'reconnect');
+    }
+    this.#open();
+  }
+
   /** Closes for good: no more reconnects; pending sends are rejected. */
   close() {
     this.closed = true;
     clearTimeout(this.timer);
     clearInterval(this.pinger);
-    this.socket?.close(1000);
+    const socket = this.socket;
+    if (socket) {
+      this.#lost(socket, 1000, 'closed');
+      socket.close(1000);
+    }
     for (const [id, send] of this.pending) {
       send.reject(new Error('session closed'));
       this.pending.delete(id);
@@ -346,7 +375,14 @@ export class NebulaSession extends EventTarget {
     if (this.closed) return;
     const socket = new this.WebSocket(`${this.url}/ws?token=${encodeURIComponent(this.token)}`);
     this.socket = socket;
+    // A connect that hangs (packets into the void) counts as a failure.
+    const connectTimer = setTimeout(() => {
+      if (socket !== this.socket || socket.readyState === OPEN) return;
+      this.#lost(socket, 4000, 'connect timeout');
+      socket.close(4000, 'connect timeout');
+    }, this.connectTimeoutMs);
     socket.onopen = () => {
+      clearTimeout(connectTimer);
       if (socket !== this.socket) return;
       this.attempt = 0;
       this.connections += 1;
@@ -380,25 +416,31 @@ export class NebulaSession extends EventTarget {
       }
       this.#handle(event);
     };
-    socket.onclose = (close) => this.#lost(socket, close.code, close.reason);
+    socket.onclose = (close) => {
+      clearTimeout(connectTimer);
+      this.#lost(socket, close.code, close.reason);
+    };
     socket.onerror = () => {
       /* followed by close */
     };
   }
 
-  #lost(socket, code, reason) {
+  #lost(socket, code, reason, { retry = true } = {}) {
     if (socket !== this.socket) return;
     this.socket = null;
     clearInterval(this.pinger);
     for (const room of this.rooms.values()) room.subscribed = false;
-    this.#emit('close', { code, reason: String(reason ?? '') });
-    if (this.closed) return;
-    // Exponential backoff with jitter (half to all of the step), so clients spread out.
-    const step = Math.min(this.maxBackoffMs, this.minBackoffMs * 2 ** this.attempt);
-    this.attempt = Math.min(this.attempt + 1, 20);
-    const delay = step / 2 + (this.random() * step) / 2;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.#open(), delay);
+    let retryAt = null;
+    if (!this.closed && retry) {
+      // Exponential backoff with jitter (half to all of the step), so clients spread out.
+      const step = Math.min(this.maxBackoffMs, this.minBackoffMs * 2 ** this.attempt);
+      this.attempt = Math.min(this.attempt + 1, 20);
+      const delay = step / 2 + (this.random() * step) / 2;
+      retryAt = Date.now() + delay;
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.#open(), delay);
+    }
+    this.#emit('close', { code, reason: String(reason ?? ''), retryAt: this.closed ? null : retryAt });
   }
 
   #subscribe(room) {

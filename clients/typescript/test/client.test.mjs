@@ -54,3 +54,40 @@ test('an unreachable server is a NebulaError with status 0 and code network_erro
     return true;
   });
 });
+
+test('a session revoked by logout-all (4001) carries on with a new token after reconnect()', async () => {
+  const { default: WebSocket } = await import('ws');
+  const name = uniqueName('re');
+  const client = new NebulaClient({ baseUrl: server.url });
+  await client.register(name, 'correct horse battery');
+  const session = client.session({ WebSocket, minBackoffMs: 5_000 });
+  const events = [];
+  for (const type of ['open', 'close']) session.addEventListener(type, (e) => events.push({ type, ...e.detail }));
+  const opened = (n) =>
+    new Promise((resolve) => {
+      const check = () => session.connections >= n && (session.removeEventListener('open', check), resolve());
+      session.addEventListener('open', check);
+    });
+  session.connect();
+  await opened(1);
+  assert.equal(session.isOpen, true);
+
+  const closed = new Promise((resolve) => session.addEventListener('close', (e) => resolve(e.detail), { once: true }));
+  await client.request('POST', '/auth/logout-all');
+  const close = await closed;
+  assert.equal(close.code, 4001);
+  assert.ok(close.retryAt > Date.now(), 'a retry is scheduled (with backoff)');
+  assert.equal(session.isOpen, false);
+
+  // A new token and reconnect() skip the backoff wait.
+  const auth = await client.login(name, 'correct horse battery');
+  session.token = auth.token;
+  const started = Date.now();
+  session.reconnect();
+  await opened(2);
+  assert.ok(Date.now() - started < 2_500, 'no backoff wait');
+  assert.equal(session.isOpen, true);
+  session.close();
+  assert.equal(events.at(-1).type, 'close');
+  assert.equal(events.at(-1).retryAt, null, 'closed for good: no retry');
+});

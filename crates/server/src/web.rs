@@ -131,6 +131,16 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../web/sdk/index.js"),
     ),
     (
+        "auth.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/auth.js"),
+    ),
+    (
+        "members.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/members.js"),
+    ),
+    (
         "pages.js",
         "text/javascript; charset=utf-8",
         include_str!("../web/pages.js"),

@@ -1,19 +1,24 @@
-// app.js — Nebula web client: screens, the connection, server events, rooms, sending.
+// app.js — Nebula web client: the connection, server events, rooms, sending.
 //
-// Modules: api.js (REST + session), socket.js (WebSocket with reconnect), store.js (per-room
-// state: messages by seq and rev, gaps, unread), state.js (what the page shares), timeline.js
-// (the open room's messages), message-view.js (one message's DOM), reactions.js (emoji picker,
-// who reacted), composer.js (the message box, replies), roomlist.js (the sidebar), ui.js (DOM
-// building, textContent only), social.js (direct messages, people, contacts, blocks, calls),
-// uploads.js (files waiting to be sent), attachments.js (a message's files), stories.js (the
-// stories bar), pages.js (chat / settings / admin), settings.js (my account), admin.js (server
-// administration), report.js (reporting messages and users).
+// Modules: api.js (REST through the SDK, sdk/index.js, + the session), socket.js (the SDK's
+// WebSocket session with the page's states), auth.js (login / sign-up), members.js (members
+// and presence), store.js (per-room state: messages by seq and rev, gaps, unread), state.js
+// (what the page shares), timeline.js (the open room's messages), message-view.js (one
+// message's DOM), reactions.js (emoji picker, who reacted), composer.js (the message box,
+// replies), roomlist.js (the sidebar), ui.js (DOM building, textContent only), social.js
+// (direct messages, people, contacts, blocks, calls), uploads.js (files waiting to be sent),
+// attachments.js (a message's files), stories.js (the stories bar), pages.js (chat /
+// settings / admin), settings.js (my account), admin.js (server administration), report.js
+// (reporting messages and users).
 
 import * as admin from './admin.js';
-import { api, getSession, setSession, clearSession, onUnauthorized } from './api.js';
+import { api, getSession, clearSession, onUnauthorized } from './api.js';
+import { bindAuth, showAuth } from './auth.js';
 import { bindViewer } from './attachments.js';
 import * as composer from './composer.js';
-import { hidePages, showPage } from './pages.js';
+import * as members from './members.js';
+import { loadMembers, renderMembers, renderPresence } from './members.js';
+import { showPage } from './pages.js';
 import { closePicker, forgetReactions, setReaction, toggleReaction } from './reactions.js';
 import { bindReports, reportMessage } from './report.js';
 import { bindRoomList, renderPublicRooms, renderRoomList } from './roomlist.js';
@@ -39,7 +44,8 @@ const PAGE_SIZE = 50;
 
 function boot() {
   fillIcons();
-  bindAuth();
+  bindAuth({ onSignedIn: enterApp });
+  members.bindMembers({ renderRoomHeader, dropRoom, refreshRooms, renderTyping });
   bindChat();
   bindRoomList({ onOpen: openRoom, onJoin: joinRoom });
   social.bindSocial({ onOpen: openRoom, onAdd: addRoom });
@@ -83,102 +89,6 @@ function fillIcons() {
   $('image-viewer-close').append(ui.icon('close', 18));
   $('story-close').append(ui.icon('close', 18));
   $('jump-latest').prepend(ui.icon('down', 14), ' ');
-}
-
-// ---------------------------------------------------------------------------------------------
-// Auth screen
-
-function showAuth(message = '') {
-  document.body.classList.remove('in-room');
-  hidePages();
-  $('user-box').hidden = true;
-  $('conn-status').hidden = true;
-  $('auth-screen').hidden = false;
-  $('auth-error').textContent = message;
-  $('auth-password').value = '';
-  showSecondFactor(false);
-  document.title = 'Nebula';
-  setAuthMode(state.authMode);
-  $('auth-username').focus();
-}
-
-function setAuthMode(mode) {
-  state.authMode = mode;
-  const register = mode === 'register';
-  $('auth-mode-login').setAttribute('aria-selected', String(!register));
-  $('auth-mode-register').setAttribute('aria-selected', String(register));
-  $('auth-submit').textContent = register ? 'Create account' : 'Log in';
-  $('auth-password').setAttribute('autocomplete', register ? 'new-password' : 'current-password');
-  $('auth-hint').hidden = !register;
-  if (register) showSecondFactor(false);
-}
-
-/** The login form's field for a two-factor code (after the server answered `totp_required`). */
-function showSecondFactor(on) {
-  $('auth-totp-field').hidden = !on;
-  $('auth-totp-hint').hidden = !on;
-  if (!on) $('auth-totp').value = '';
-}
-
-/** `{totp_code}` for six digits, else `{recovery_code}`; nothing when the field is not asked for. */
-function secondFactor() {
-  if ($('auth-totp-field').hidden) return {};
-  const code = $('auth-totp').value.trim();
-  if (!code) return {};
-  return /^\d{6}$/.test(code.replace(/\s+/g, '')) ? { totp_code: code.replace(/\s+/g, '') } : { recovery_code: code };
-}
-
-const AUTH_ERRORS = {
-  invalid_credentials: 'Wrong username or password.',
-  username_taken: 'That username is taken.',
-  invalid_totp: 'That code is wrong or was already used.',
-  account_deactivated: 'This account has been deactivated by an administrator.',
-  service_unavailable: 'The server is busy. Try again in a moment.',
-};
-
-function bindAuth() {
-  $('auth-mode-login').addEventListener('click', () => setAuthMode('login'));
-  $('auth-mode-register').addEventListener('click', () => setAuthMode('register'));
-  $('auth-form').addEventListener('submit', async (e) => {
-    e.preventDefault();
-    const username = $('auth-username').value.trim();
-    const password = $('auth-password').value;
-    const err = $('auth-error');
-    err.textContent = '';
-    if (state.authMode === 'register') {
-      if (!/^[A-Za-z0-9_.-]{3,32}$/.test(username)) {
-        err.textContent = 'Usernames are 3–32 letters, digits, "_", "." or "-".';
-        return;
-      }
-      if (password.length < 8 || password.length > 128) {
-        err.textContent = 'Passwords are 8–128 characters.';
-        return;
-      }
-    } else if (!username || !password) {
-      err.textContent = 'Enter your username and password.';
-      return;
-    }
-    const btn = $('auth-submit');
-    btn.disabled = true;
-    try {
-      const auth =
-        state.authMode === 'register'
-          ? await api.register(username, password)
-          : await api.login(username, password, secondFactor());
-      setSession(auth);
-      enterApp();
-    } catch (ex) {
-      if (ex.code === 'totp_required') {
-        showSecondFactor(true);
-        err.textContent = 'Enter your authentication code.';
-        $('auth-totp').focus();
-      } else if (AUTH_ERRORS[ex.code]) err.textContent = AUTH_ERRORS[ex.code];
-      else if (ex.status === 429) err.textContent = `Too many attempts. Try again in ${ex.retryAfter || 60} s.`;
-      else err.textContent = ex.detail || 'Something went wrong.';
-    } finally {
-      btn.disabled = false;
-    }
-  });
 }
 
 function logout(message = '') {
@@ -381,13 +291,13 @@ function handleEvent(ev) {
     case 'read':
       return onRead(ev);
     case 'presence':
-      return onPresence(ev);
+      return members.onPresence(ev);
     case 'member.joined':
-      return onMemberJoined(ev);
+      return members.onMemberJoined(ev);
     case 'member.left':
-      return onMemberLeft(ev);
+      return members.onMemberLeft(ev);
     case 'member.updated':
-      return onMemberUpdated(ev);
+      return members.onMemberUpdated(ev);
     case 'error':
       return onServerError(ev);
     default:
@@ -489,72 +399,6 @@ function onRead(ev) {
   }
   if (seq > (room.reads.get(ev.user_id) || 0)) room.reads.set(ev.user_id, seq);
   if (room.id === state.currentId) scheduleReceipts();
-}
-
-function onPresence(ev) {
-  const room = state.rooms.get(ev.room_id);
-  if (!room || !ev.user) return;
-  if (ev.status === 'online') room.online.set(ev.user.id, ev.user);
-  else {
-    room.online.delete(ev.user.id);
-    room.typing.delete(ev.user.id);
-  }
-  if (room.id === state.currentId) {
-    renderPresence();
-    renderTyping();
-    renderMembers();
-  }
-}
-
-function onMemberJoined(ev) {
-  const room = state.rooms.get(ev.room_id);
-  if (!room) {
-    if (ev.user?.id === state.me.id) refreshRooms();
-    return;
-  }
-  if (room.members && ev.user && !room.members.has(ev.user.id)) {
-    room.members.set(ev.user.id, { user_id: ev.user.id, username: ev.user.username, role: 'member' });
-    room.room.member_count = room.members.size;
-  } else if (!room.members) {
-    room.room.member_count += 1;
-  }
-  if (room.id === state.currentId) {
-    renderRoomHeader();
-    renderMembers();
-    ui.toast(`${ev.user.username} joined`, 'info', 3000);
-  }
-}
-
-function onMemberLeft(ev) {
-  const room = state.rooms.get(ev.room_id);
-  if (!room || !ev.user) return;
-  if (ev.user.id === state.me.id) {
-    dropRoom(room.id);
-    return;
-  }
-  if (room.members?.delete(ev.user.id)) room.room.member_count = room.members.size;
-  else if (!room.members) room.room.member_count = Math.max(0, room.room.member_count - 1);
-  room.online.delete(ev.user.id);
-  room.typing.delete(ev.user.id);
-  room.reads.delete(ev.user.id);
-  if (room.id === state.currentId) {
-    renderRoomHeader();
-    renderPresence();
-    renderMembers();
-    renderTyping();
-    scheduleReceipts();
-  }
-}
-
-function onMemberUpdated(ev) {
-  const room = state.rooms.get(ev.room_id);
-  const m = ev.member;
-  if (!room?.members || !m) return;
-  room.members.set(m.user_id, m);
-  if (room.id !== state.currentId) return;
-  renderMembers();
-  // My role decides whose messages I may delete.
-  if (m.user_id === state.me.id) timeline.refreshAll(room);
 }
 
 function onServerError(ev) {
@@ -781,20 +625,6 @@ function renderRoomHeader() {
   $('room-meta').textContent = [r.is_private ? 'Private' : 'Public', count, r.description].filter(Boolean).join(' · ');
 }
 
-function renderPresence() {
-  const room = currentRoom();
-  if (!room) return;
-  const others = [...room.online.values()]
-    .filter((u) => u.id !== state.me.id)
-    .sort((a, b) => a.username.localeCompare(b.username));
-  $('online-count').textContent = others.length ? `${others.length} online` : 'Only you here';
-  $('online-list').replaceChildren(
-    ...others.slice(0, 5).map((u) =>
-      ui.el('li', { class: 'online-user', dataset: { userId: u.id }, attrs: { title: `${u.username} is online` } }, ui.avatar(u.username, 'sm'), ui.el('span', { class: 'online-name', text: u.username })),
-    ),
-  );
-}
-
 function renderTyping() {
   const room = currentRoom();
   const box = $('typing');
@@ -928,72 +758,6 @@ function sendRead() {
   const seq = room.contigTop;
   if (seq <= room.lastReadSent || !room.subscribed) return;
   if (state.socket?.send({ type: 'read', room_id: room.id, seq })) room.lastReadSent = seq;
-}
-
-// Members
-
-async function loadMembers(room) {
-  try {
-    const data = await api.members(room.id);
-    room.members = new Map((data.members || []).map((m) => [m.user_id, m]));
-    room.room.member_count = room.members.size;
-    if (room.id === state.currentId) {
-      renderMembers();
-      renderRoomHeader();
-      scheduleReceipts();
-      // Owners and admins may delete anyone's messages: now we know who is one.
-      timeline.refreshAll(room);
-    }
-  } catch {
-    /* the panel shows what it has */
-  }
-}
-
-function renderMembers() {
-  const room = currentRoom();
-  if (!room) return;
-  const list = $('member-list');
-  const members = room.members ? [...room.members.values()] : [];
-  const rank = { owner: 0, admin: 1, member: 2 };
-  members.sort((a, b) => (rank[a.role] ?? 3) - (rank[b.role] ?? 3) || a.username.localeCompare(b.username));
-  list.replaceChildren(
-    ...members.map((m) => {
-      const online = m.user_id === state.me.id ? !!state.socket?.isOpen : room.online.has(m.user_id);
-      return ui.el(
-        'li',
-        { class: `member${online ? ' is-online' : ''}` },
-        ui.avatar(m.username, 'sm'),
-        ui.el('span', { class: 'member-name', text: m.user_id === state.me.id ? `${m.username} (you)` : m.username }),
-        m.role !== 'member' ? ui.el('span', { class: 'role', text: m.role }) : null,
-        ui.el('span', { class: 'presence-dot', attrs: { title: online ? 'online' : 'offline', 'aria-label': online ? 'online' : 'offline' } }),
-      );
-    }),
-  );
-  const mine = room.members?.get(state.me.id);
-  $('add-member-form').hidden = social.isDirect(room) || !(mine && (mine.role === 'owner' || mine.role === 'admin'));
-}
-
-async function addMember(e) {
-  e.preventDefault();
-  const room = currentRoom();
-  if (!room) return;
-  const input = $('add-member-username');
-  const err = $('add-member-error');
-  const username = input.value.trim();
-  err.textContent = '';
-  if (!username) {
-    err.textContent = 'Enter a username.';
-    return;
-  }
-  try {
-    const m = await api.addMember(room.id, username);
-    input.value = '';
-    ui.toast(`${m?.username || username} is now a member`, 'info', 3000);
-    loadMembers(room);
-  } catch (ex) {
-    if (ex.status === 404 && ex.code !== 'room_not_found') err.textContent = `No user called “${username}”.`;
-    else err.textContent = ex.detail || 'Could not add them.';
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1295,7 +1059,6 @@ function bindChat() {
   };
   $('members-toggle').addEventListener('click', () => toggleMembers($('members-panel').hidden));
   $('members-close').addEventListener('click', () => toggleMembers(false));
-  $('add-member-form').addEventListener('submit', addMember);
 
   // Timeline
   const scroller = $('scroller');

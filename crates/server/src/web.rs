@@ -136,6 +136,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../web/auth.js"),
     ),
     (
+        "rooms.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/rooms.js"),
+    ),
+    (
         "members.js",
         "text/javascript; charset=utf-8",
         include_str!("../web/members.js"),

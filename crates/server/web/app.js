@@ -1,8 +1,8 @@
 // app.js — Nebula web client: the connection, server events, rooms, sending.
 //
 // Modules: api.js (REST through the SDK, sdk/index.js, + the session), socket.js (the SDK's
-// WebSocket session with the page's states), auth.js (login / sign-up), members.js (members
-// and presence), store.js (per-room state: messages by seq and rev, gaps, unread), state.js
+// WebSocket session with the page's states), auth.js (login / sign-up), rooms.js (my rooms,
+// joining, leaving, the public directory), members.js (members and presence), store.js (per-room state: messages by seq and rev, gaps, unread), state.js
 // (what the page shares), timeline.js (the open room's messages), message-view.js (one
 // message's DOM), reactions.js (emoji picker, who reacted), composer.js (the message box,
 // replies), roomlist.js (the sidebar), ui.js (DOM building, textContent only), social.js
@@ -21,12 +21,14 @@ import { loadMembers, renderMembers, renderPresence } from './members.js';
 import { showPage } from './pages.js';
 import { closePicker, forgetReactions, setReaction, toggleReaction } from './reactions.js';
 import { bindReports, reportMessage } from './report.js';
-import { bindRoomList, renderPublicRooms, renderRoomList } from './roomlist.js';
+import { bindRoomList, renderRoomList } from './roomlist.js';
+import * as rooms from './rooms.js';
+import { addRoom, dropRoom, joinRoom, loadPublicRooms, refreshRooms, resetLeaveButton } from './rooms.js';
 import * as settings from './settings.js';
 import * as social from './social.js';
 import { ChatSocket } from './socket.js';
 import { $, currentRoom, state } from './state.js';
-import { RoomState, charCount } from './store.js';
+import { charCount } from './store.js';
 import * as timeline from './timeline.js';
 import { isNearBottom, scheduleReceipts, scrollToBottom } from './timeline.js';
 import * as stories from './stories.js';
@@ -45,6 +47,7 @@ const PAGE_SIZE = 50;
 function boot() {
   fillIcons();
   bindAuth({ onSignedIn: enterApp });
+  rooms.bindRooms({ subscribe, openRoom, closeRoomView, renderRoomHeader });
   members.bindMembers({ renderRoomHeader, dropRoom, refreshRooms, renderTyping });
   bindChat();
   bindRoomList({ onOpen: openRoom, onJoin: joinRoom });
@@ -424,148 +427,6 @@ function onServerError(ev) {
   }
   if (ev.code === 'rate_limited') ui.toast('Slow down a little — rate limit reached.', 'warn');
   else ui.toast(ev.message || ev.code || 'Server error', 'error');
-}
-
-// ---------------------------------------------------------------------------------------------
-// Rooms
-
-async function refreshRooms() {
-  let data;
-  try {
-    data = await api.myRooms();
-  } catch (e) {
-    if (e.status !== 401) ui.toast(`Could not load your rooms: ${e.detail}`, 'error');
-    return;
-  }
-  if (!state.me) return;
-  const seen = new Set();
-  for (const r of data.rooms || []) {
-    seen.add(r.id);
-    const existing = state.rooms.get(r.id);
-    if (existing) existing.applyListing(r);
-    else {
-      const room = new RoomState(r);
-      state.rooms.set(r.id, room);
-      subscribe(room);
-    }
-  }
-  for (const id of [...state.rooms.keys()]) if (!seen.has(id)) dropRoom(id, false);
-  renderRoomList();
-  renderPublicRooms();
-  if (state.currentId && state.rooms.has(state.currentId)) renderRoomHeader();
-}
-
-function addRoom(r) {
-  let room = state.rooms.get(r.id);
-  if (!room) {
-    room = new RoomState(r);
-    state.rooms.set(r.id, room);
-  } else room.applyListing(r);
-  subscribe(room);
-  renderRoomList();
-  renderPublicRooms();
-  return room;
-}
-
-function dropRoom(id, rerender = true) {
-  const room = state.rooms.get(id);
-  if (!room) return;
-  for (const p of room.pending.values()) clearTimeout(p.timer);
-  if (room.subscribed && state.socket?.isOpen) state.socket.send({ type: 'unsubscribe', room_id: id });
-  state.rooms.delete(id);
-  if (state.currentId === id) {
-    state.currentId = null;
-    closeRoomView();
-    if (location.hash) history.replaceState(null, '', location.pathname);
-  }
-  if (rerender) {
-    renderRoomList();
-    renderPublicRooms();
-  }
-}
-
-// Public rooms directory
-
-let publicSearchTimer = null;
-
-async function loadPublicRooms(reset) {
-  if (reset) {
-    state.publicPage = 1;
-    state.publicRooms = [];
-  }
-  state.publicAbort?.abort();
-  const ctrl = new AbortController();
-  state.publicAbort = ctrl;
-  $('public-rooms').setAttribute('aria-busy', 'true');
-  try {
-    const data = await api.publicRooms(state.publicQuery, state.publicPage, 30, ctrl.signal);
-    if (ctrl.signal.aborted) return;
-    const have = new Set(state.publicRooms.map((r) => r.id));
-    state.publicRooms.push(...(data.rooms || []).filter((r) => !have.has(r.id)));
-    state.publicTotal = Number(data.total) || state.publicRooms.length;
-    renderPublicRooms();
-  } catch (e) {
-    if (e.name === 'AbortError') return;
-    if (e.status !== 401) ui.toast(`Could not load public rooms: ${e.detail}`, 'error');
-  } finally {
-    if (state.publicAbort === ctrl) {
-      state.publicAbort = null;
-      $('public-rooms').setAttribute('aria-busy', 'false');
-    }
-  }
-}
-
-async function joinRoom(r) {
-  if (state.joining.has(r.id)) return;
-  state.joining.add(r.id);
-  renderPublicRooms();
-  try {
-    await api.join(r.id);
-    let fresh = r;
-    try {
-      fresh = await api.room(r.id);
-    } catch {
-      /* the listing's copy will do */
-    }
-    addRoom(fresh);
-    openRoom(fresh.id);
-  } catch (e) {
-    if (e.status !== 401) ui.toast(`Could not join: ${e.detail}`, 'error');
-  } finally {
-    state.joining.delete(r.id);
-    renderPublicRooms();
-  }
-}
-
-async function leaveCurrentRoom() {
-  const room = currentRoom();
-  if (!room) return;
-  const btn = $('leave-room');
-  if (btn.dataset.confirm !== 'yes') {
-    btn.dataset.confirm = 'yes';
-    btn.textContent = 'Leave?';
-    btn.classList.add('danger');
-    clearTimeout(state.leaveTimer);
-    state.leaveTimer = setTimeout(resetLeaveButton, 4000);
-    return;
-  }
-  resetLeaveButton();
-  try {
-    await api.leave(room.id);
-    ui.toast(`You left ${room.room.name}`, 'info', 3000);
-    dropRoom(room.id);
-    loadPublicRooms(true);
-  } catch (e) {
-    if (e.status !== 401) ui.toast(`Could not leave: ${e.detail}`, 'error');
-  }
-}
-
-function resetLeaveButton() {
-  clearTimeout(state.leaveTimer);
-  const btn = $('leave-room');
-  btn.dataset.confirm = '';
-  btn.textContent = 'Leave';
-  btn.classList.remove('danger');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -989,18 +850,6 @@ function bindChat() {
   $('admin-back').addEventListener('click', () => showPage('chat'));
   $('conn-retry').addEventListener('click', () => state.socket?.reconnectNow());
 
-  $('public-search').addEventListener('input', (e) => {
-    clearTimeout(publicSearchTimer);
-    publicSearchTimer = setTimeout(() => {
-      state.publicQuery = e.target.value.trim();
-      loadPublicRooms(true);
-    }, 250);
-  });
-  $('public-more').addEventListener('click', () => {
-    state.publicPage += 1;
-    loadPublicRooms(false);
-  });
-
   // Create a room
   const dialog = $('create-room-dialog');
   $('new-room').addEventListener('click', () => {
@@ -1048,7 +897,6 @@ function bindChat() {
     closeRoomView();
     renderRoomList();
   });
-  $('leave-room').addEventListener('click', leaveCurrentRoom);
   const toggleMembers = (open) => {
     $('members-panel').hidden = !open;
     $('members-toggle').setAttribute('aria-expanded', String(open));

@@ -131,7 +131,11 @@ export declare class NebulaSession extends EventTarget {
   unsubscribe(roomId: string): void;
   timeline(roomId: string): Message[];
   position(roomId: string): Position | null;
-  send(roomId: string, content: string, options?: { clientMsgId?: string; replyTo?: string }): Promise<Message>;
+  send(
+    roomId: string,
+    content: string,
+    options?: { clientMsgId?: string; replyTo?: string; attachments?: string[] },
+  ): Promise<Message>;
   typing(roomId: string, state: 'start' | 'stop'): void;
   read(roomId: string, seq: number): void;
   sendEvent(event: ClientEvent): boolean;

@@ -91,3 +91,17 @@ test('a session revoked by logout-all (4001) carries on with a new token after r
   assert.equal(events.at(-1).type, 'close');
   assert.equal(events.at(-1).retryAt, null, 'closed for good: no retry');
 });
+
+test('a message sent through the session carries its uploaded attachments', async () => {
+  const { default: WebSocket } = await import('ws');
+  const client = new NebulaClient({ baseUrl: server.url });
+  await client.register(uniqueName('att'), 'correct horse battery');
+  const room = await client.createRoom('files');
+  const media = await client.uploadMedia(new Blob(['abc'], { type: 'text/plain' }), { filename: 'a.txt' });
+  const session = client.session({ WebSocket });
+  session.subscribe(room.id);
+  session.connect();
+  const stored = await session.send(room.id, 'see attached', { attachments: [media.id] });
+  assert.deepEqual(stored.attachments.map((m) => m.id), [media.id]);
+  session.close();
+});

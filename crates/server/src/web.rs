@@ -136,6 +136,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../web/auth.js"),
     ),
     (
+        "sending.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/sending.js"),
+    ),
+    (
         "rooms.js",
         "text/javascript; charset=utf-8",
         include_str!("../web/rooms.js"),

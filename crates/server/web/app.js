@@ -1,10 +1,11 @@
-// app.js — Nebula web client: the connection, server events, rooms, sending.
+// app.js — Nebula web client: the connection, server events, the open room.
 //
 // Modules: api.js (REST through the SDK, sdk/index.js, + the session), socket.js (the SDK's
 // WebSocket session with the page's states), auth.js (login / sign-up), rooms.js (my rooms,
-// joining, leaving, the public directory), members.js (members and presence), store.js (per-room state: messages by seq and rev, gaps, unread), state.js
-// (what the page shares), timeline.js (the open room's messages), message-view.js (one
-// message's DOM), reactions.js (emoji picker, who reacted), composer.js (the message box,
+// joining, leaving, the public directory), members.js (members and presence), sending.js (my
+// messages on their way), store.js (per-room state: messages by seq and rev, gaps, unread),
+// state.js (what the page shares), timeline.js (the open room's messages), message-view.js
+// (one message's DOM), reactions.js (emoji picker, who reacted), composer.js (the message box,
 // replies), roomlist.js (the sidebar), ui.js (DOM building, textContent only), social.js
 // (direct messages, people, contacts, blocks, calls), uploads.js (files waiting to be sent),
 // attachments.js (a message's files), stories.js (the stories bar), pages.js (chat /
@@ -24,6 +25,8 @@ import { bindReports, reportMessage } from './report.js';
 import { bindRoomList, renderRoomList } from './roomlist.js';
 import * as rooms from './rooms.js';
 import { addRoom, dropRoom, joinRoom, loadPublicRooms, refreshRooms, resetLeaveButton } from './rooms.js';
+import * as sending from './sending.js';
+import { failPending, renderPending, resolvePending, sendCurrent } from './sending.js';
 import * as settings from './settings.js';
 import * as social from './social.js';
 import { ChatSocket } from './socket.js';
@@ -35,7 +38,6 @@ import * as stories from './stories.js';
 import * as ui from './ui.js';
 import * as uploads from './uploads.js';
 
-const ACK_TIMEOUT_MS = 10_000;
 const TYPING_RESEND_MS = 3_000; // while typing, repeat `start` this often
 const TYPING_IDLE_MS = 4_000; // send `stop` after this long without a keystroke
 const TYPING_SHOW_MS = 8_000; // forget someone's `start` after this long without news
@@ -48,6 +50,7 @@ function boot() {
   fillIcons();
   bindAuth({ onSignedIn: enterApp });
   rooms.bindRooms({ subscribe, openRoom, closeRoomView, renderRoomHeader });
+  sending.bindSending({ stopTyping, handleMessage });
   members.bindMembers({ renderRoomHeader, dropRoom, refreshRooms, renderTyping });
   bindChat();
   bindRoomList({ onOpen: openRoom, onJoin: joinRoom });
@@ -619,117 +622,6 @@ function sendRead() {
   const seq = room.contigTop;
   if (seq <= room.lastReadSent || !room.subscribed) return;
   if (state.socket?.send({ type: 'read', room_id: room.id, seq })) room.lastReadSent = seq;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Sending (optimistic): pending → sent on ack; failed → Retry with the same client_msg_id.
-
-function newClientMsgId() {
-  if (globalThis.crypto?.randomUUID) return crypto.randomUUID();
-  // Not a secure context (plain http on a LAN address): build a v4 UUID by hand.
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-function sendCurrent() {
-  const room = currentRoom();
-  if (!room) return;
-  if (uploads.busy()) {
-    ui.toast('Wait for the files to finish uploading.', 'warn', 3000);
-    return;
-  }
-  const draft = composer.takeDraft({ allowEmpty: uploads.readyCount() > 0 });
-  if (!draft) return;
-  stopTyping(true);
-  const p = {
-    clientMsgId: newClientMsgId(),
-    content: draft.content,
-    attachments: uploads.takeReady(),
-    replyTo: draft.replyTo?.id ?? null,
-    status: 'sending',
-    error: null,
-    timer: null,
-    via: null,
-  };
-  room.pending.set(p.clientMsgId, p);
-  $('pending-list').append(pendingNodeFor(room, p));
-  scrollToBottom();
-  dispatch(room, p);
-}
-
-function renderPending(room) {
-  $('pending-list').replaceChildren(...[...room.pending.values()].map((p) => pendingNodeFor(room, p)));
-}
-
-function pendingNodeFor(room, p) {
-  return ui.pendingNode(p, state.me, {
-    onRetry: () => dispatch(room, p),
-    onDiscard: () => {
-      clearTimeout(p.timer);
-      room.pending.delete(p.clientMsgId);
-      pendingEl(p.clientMsgId)?.remove();
-    },
-  });
-}
-
-function pendingEl(clientMsgId) {
-  for (const li of $('pending-list').children) if (li.dataset.clientMsgId === clientMsgId) return li;
-  return null;
-}
-
-function updatePending(room, p) {
-  if (room.id !== state.currentId) return;
-  const li = pendingEl(p.clientMsgId);
-  if (li) ui.updatePendingNode(li, p);
-}
-
-function dispatch(room, p) {
-  if (!state.rooms.has(room.id) || !room.pending.has(p.clientMsgId)) return;
-  clearTimeout(p.timer);
-  p.status = 'sending';
-  p.error = null;
-  updatePending(room, p);
-  const frame = { type: 'message.send', room_id: room.id, content: p.content, client_msg_id: p.clientMsgId };
-  if (p.replyTo) frame.reply_to = p.replyTo;
-  if (p.attachments.length) frame.attachments = p.attachments.map((m) => m.id);
-  if (room.subscribed && state.socket?.send(frame)) {
-    p.via = 'ws';
-    p.timer = setTimeout(() => failPending(room, p, 'no answer from the server'), ACK_TIMEOUT_MS);
-    return;
-  }
-  // Socket down: REST, with the same client_msg_id so a later retry cannot duplicate it.
-  p.via = 'rest';
-  p.timer = setTimeout(() => failPending(room, p, 'no answer from the server'), ACK_TIMEOUT_MS);
-  api
-    .postMessage(room.id, p.content, p.clientMsgId, p.replyTo, p.attachments.map((m) => m.id))
-    .then((msg) => {
-      resolvePending(room, p.clientMsgId);
-      handleMessage(msg, false);
-      if (room.id === state.currentId) scrollToBottom();
-    })
-    .catch((e) => {
-      if (room.pending.get(p.clientMsgId) !== p) return;
-      failPending(room, p, e.status === 0 ? 'offline' : e.detail);
-    });
-}
-
-function failPending(room, p, why) {
-  if (room.pending.get(p.clientMsgId) !== p) return;
-  clearTimeout(p.timer);
-  p.status = 'failed';
-  p.error = why || null;
-  updatePending(room, p);
-}
-
-function resolvePending(room, clientMsgId) {
-  const p = room.pending.get(clientMsgId);
-  if (!p) return;
-  clearTimeout(p.timer);
-  room.pending.delete(clientMsgId);
-  if (room.id === state.currentId) pendingEl(clientMsgId)?.remove();
 }
 
 // ---------------------------------------------------------------------------------------------

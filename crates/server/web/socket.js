@@ -99,6 +99,15 @@ export class ChatSocket {
     this.session.reconnect();
   }
 
+  /**
+   * Send a message through the session (re-sent with the same client_msg_id after a reconnect
+   * until acknowledged): the promise of its ack, or null when the socket is not open.
+   */
+  sendMessage(roomId, content, options) {
+    if (!this.isOpen) return null;
+    return this.session.send(roomId, content, options);
+  }
+
   /** Send one event; false when the socket is not open (the caller decides what to do). */
   send(event) {
     return !!this.session?.sendEvent(event);

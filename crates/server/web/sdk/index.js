@@ -336,11 +336,13 @@ export class NebulaSession extends EventTarget {
 
   /**
    * Sends a message; resolves with the stored message on `message.ack`. Retried with the same
-   * `client_msg_id` after a disconnect, so it is stored once.
+   * `client_msg_id` after a disconnect, so it is stored once. `attachments`: ids of media
+   * uploaded with `uploadMedia`.
    */
-  send(roomId, content, { clientMsgId = randomId(), replyTo } = {}) {
+  send(roomId, content, { clientMsgId = randomId(), replyTo, attachments } = {}) {
     const frame = { type: 'message.send', room_id: roomId, content, client_msg_id: clientMsgId };
     if (replyTo) frame.reply_to = replyTo;
+    if (attachments?.length) frame.attachments = attachments;
     return new Promise((resolve, reject) => {
       this.pending.set(clientMsgId, { roomId, frame, resolve, reject });
       const room = this.rooms.get(roomId);

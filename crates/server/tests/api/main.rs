@@ -12,6 +12,7 @@ mod browsers;
 mod calls;
 mod client_sdk;
 mod cluster;
+mod compression;
 mod contacts;
 mod dms;
 mod email;

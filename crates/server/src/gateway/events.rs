@@ -273,9 +273,10 @@ impl Connection {
             attachments,
         };
         // The root of the message's trace, when traces are exported (the writer's commit and
-        // the bus publication are its children).
+        // the bus publication are its children). A root, not a child of the connection's span:
+        // a socket lives for hours and would make one trace of everything sent on it.
         let span = if nebula_notifier::otel::enabled() {
-            tracing::info_span!("ws.message.send", %room_id, user_id = %self.user.id)
+            tracing::info_span!(parent: None, "ws.message.send", %room_id, user_id = %self.user.id)
         } else {
             tracing::Span::none()
         };

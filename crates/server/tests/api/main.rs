@@ -29,6 +29,7 @@ mod messages;
 mod moderation;
 mod notifications;
 mod operations;
+mod otlp;
 mod people;
 mod presence;
 mod privacy;

@@ -125,8 +125,59 @@ pub fn set_parent(span: &tracing::Span, carrier: &HashMap<String, String>) {
     }
 }
 
+/// The trace context as AMQP message headers (`traceparent`, `tracestate`).
+pub fn amqp_headers(carrier: HashMap<String, String>, headers: &mut lapin::types::FieldTable) {
+    for (key, value) in carrier {
+        headers.insert(
+            key.into(),
+            lapin::types::AMQPValue::LongString(value.into()),
+        );
+    }
+}
+
+/// The trace context an AMQP message carries in its headers (empty if none).
+pub fn from_amqp_headers(properties: &lapin::BasicProperties) -> HashMap<String, String> {
+    let mut carrier = HashMap::new();
+    if let Some(headers) = properties.headers() {
+        for key in ["traceparent", "tracestate"] {
+            if let Some(lapin::types::AMQPValue::LongString(value)) = headers.inner().get(key) {
+                carrier.insert(key.to_owned(), value.to_string());
+            }
+        }
+    }
+    carrier
+}
+
 /// [`set_parent`] from a bare `traceparent`.
 pub fn set_parent_from(span: &tracing::Span, traceparent: &str) {
     let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
     set_parent(span, &carrier);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_context_survives_amqp_headers() {
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let carrier = HashMap::from([
+            ("traceparent".to_owned(), traceparent.to_owned()),
+            ("tracestate".to_owned(), "vendor=1".to_owned()),
+        ]);
+        let mut headers = lapin::types::FieldTable::default();
+        amqp_headers(carrier.clone(), &mut headers);
+        let properties = lapin::BasicProperties::default().with_headers(headers);
+        assert_eq!(from_amqp_headers(&properties), carrier);
+        assert!(from_amqp_headers(&lapin::BasicProperties::default()).is_empty());
+    }
+
+    #[test]
+    fn nothing_is_injected_when_traces_are_off() {
+        // No exporter is installed in unit tests: no context, no headers, no parent.
+        assert!(!enabled());
+        let span = tracing::info_span!("anything");
+        assert!(inject(&span).is_empty());
+        assert_eq!(traceparent(&span), None);
+    }
 }

@@ -26,16 +26,17 @@ const COMPRESSIBLE: &[&str] = &[
     "image/svg+xml",
 ];
 
-/// The layer: gzip or br as the client prefers, at the codecs' default (fast) levels.
+/// The layer: gzip or br as the client prefers, at a fast level (see below).
 pub fn layer() -> CompressionLayer<impl Predicate> {
     CompressionLayer::new()
         .gzip(true)
         .br(true)
         .no_deflate()
         .no_zstd()
-        // The default levels (gzip 6, br 4 here) keep a history page's compression well under
-        // a millisecond; br's best (11) costs tens of milliseconds for a few percent.
-        .quality(CompressionLevel::Default)
+        // Level 4 for both: "default" would mean gzip 6 but br 11, brotli's archival level,
+        // which took ~70 ms for /openapi.json here; at 4 br is about as fast as gzip and
+        // still the smaller (see docs/BENCHMARKS.md, "Compressed responses").
+        .quality(CompressionLevel::Precise(4))
         .compress_when(SizeAbove::new(MIN_COMPRESSED_BYTES).and(OurOwnText))
 }
 

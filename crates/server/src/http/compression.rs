@@ -26,17 +26,16 @@ const COMPRESSIBLE: &[&str] = &[
     "image/svg+xml",
 ];
 
-/// The layer: gzip or br as the client prefers, at a fast level (see below).
+/// The layer: gzip or br as the client prefers, at levels meant for on-the-fly use.
 pub fn layer() -> CompressionLayer<impl Predicate> {
     CompressionLayer::new()
         .gzip(true)
         .br(true)
         .no_deflate()
         .no_zstd()
-        // Level 4 for both: "default" would mean gzip 6 but br 11, brotli's archival level,
-        // which took ~70 ms for /openapi.json here; at 4 br is about as fast as gzip and
-        // still the smaller (see docs/BENCHMARKS.md, "Compressed responses").
-        .quality(CompressionLevel::Precise(4))
+        // tower-http's defaults: gzip 6, and br 4 (not brotli's own default of 11, its
+        // archival level, far too slow per request for a few percent). See docs/BENCHMARKS.md.
+        .quality(CompressionLevel::Default)
         .compress_when(SizeAbove::new(MIN_COMPRESSED_BYTES).and(OurOwnText))
 }
 

@@ -21,6 +21,7 @@ pub mod error;
 pub mod http;
 pub mod mail;
 pub mod metrics;
+pub mod otel;
 pub mod push;
 pub mod store;
 pub mod topology;

@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
         println!("WEBPUSH_VAPID_PRIVATE_KEY={}", keys.private_key);
         return ExitCode::SUCCESS;
     }
-    init_logging(cli.config.log_format);
+    let _traces = init_logging(cli.config.log_format);
 
     let config = match cli.config.validate() {
         Ok(config) => config,
@@ -55,14 +55,23 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr, and traces over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see
+/// `nebula_notifier::otel`); the guard flushes the last spans on exit.
+fn init_logging(format: LogFormat) -> nebula_notifier::otel::Guard {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,nebula_notifier=info,lapin=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let (otel, guard) = nebula_notifier::otel::layer("nebula-notifier");
+    let registry = tracing_subscriber::registry().with(otel).with(filter);
     match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => registry.with(tracing_subscriber::fmt::layer()).init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json())
+            .init(),
     }
+    guard
 }
 
 /// Cancels `shutdown` on SIGTERM (how containers are stopped) or ctrl-c.

@@ -196,7 +196,7 @@ impl PushSender {
     }
 
     /// Encrypts `payload` for `subscription` and posts it to the subscription's endpoint.
-    #[tracing::instrument(skip_all, fields(subscription = %subscription.id))]
+    #[tracing::instrument(name = "push.send", skip_all, fields(subscription = %subscription.id))]
     pub async fn send<P: Serialize + ?Sized>(
         &self,
         subscription: &Subscription,

@@ -161,10 +161,13 @@ pub async fn declare_topology(channel: &Channel) -> Result<()> {
     Topology::default().declare(channel).await
 }
 
-/// Properties of every notification message: persistent JSON carrying its attempt number.
+/// Properties of every notification message: persistent JSON carrying its attempt number,
+/// and the current span's trace context when traces are exported (so the notifier's work
+/// continues the publisher's trace).
 pub(crate) fn message_properties(message_id: String, attempt: u32) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(attempt));
+    crate::otel::amqp_headers(crate::otel::inject(&tracing::Span::current()), &mut headers);
     BasicProperties::default()
         .with_delivery_mode(PERSISTENT)
         .with_content_type("application/json".into())

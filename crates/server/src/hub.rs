@@ -67,6 +67,9 @@ pub struct FrameData {
     pub received_at: Option<SystemTime>,
     /// The JSON text (valid UTF-8), shared by every recipient.
     pub text: Bytes,
+    /// W3C `traceparent` of the span that published it, when traces are exported (see
+    /// `nebula_notifier::otel`): the fan-out's span and other nodes' continue that trace.
+    pub trace: Option<String>,
 }
 
 impl Frame {
@@ -86,6 +89,7 @@ impl Frame {
             kind: event.type_name(),
             received_at,
             text: encode(&event),
+            trace: current_trace(),
         })
     }
 
@@ -103,6 +107,7 @@ impl Frame {
             kind: event.type_name(),
             received_at: None,
             text: encode(&event),
+            trace: current_trace(),
         })
     }
 
@@ -138,7 +143,18 @@ impl Frame {
             kind: event.type_name(),
             received_at: None,
             text: encode(event),
+            trace: current_trace(),
         })
+    }
+}
+
+/// The current span's `traceparent` (`None`, at the cost of one atomic load, when no traces
+/// are exported).
+fn current_trace() -> Option<String> {
+    if nebula_notifier::otel::enabled() {
+        nebula_notifier::otel::traceparent(&tracing::Span::current())
+    } else {
+        None
     }
 }
 
@@ -346,6 +362,26 @@ impl Hub {
     /// released: writes are system calls, and a big room's would otherwise hold up every
     /// subscribe and unsubscribe on the shard.
     pub fn publish(&self, frame: &Frame) -> usize {
+        // The recipients' writes, as one span of the frame's trace (only for traced frames).
+        let span = match &frame.trace {
+            Some(parent) => {
+                let span = tracing::info_span!(
+                    "hub.fanout",
+                    kind = frame.kind,
+                    recipients = tracing::field::Empty
+                );
+                nebula_notifier::otel::set_parent_from(&span, parent);
+                span
+            }
+            None => tracing::Span::none(),
+        };
+        let _entered = span.enter();
+        let recipients = self.fan_out(frame);
+        span.record("recipients", recipients);
+        recipients
+    }
+
+    fn fan_out(&self, frame: &Frame) -> usize {
         RECIPIENTS.with_borrow_mut(|recipients| {
             recipients.clear();
             {

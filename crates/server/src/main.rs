@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
         return code;
     }
     let config = Config::parse();
-    nebula::telemetry::init_logging(config.log_format);
+    let _traces = nebula::telemetry::init_logging(config.log_format);
     raise_file_limit();
     match start(config).await {
         Ok(()) => ExitCode::SUCCESS,

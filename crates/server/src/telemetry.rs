@@ -12,18 +12,28 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the log subscriber (`RUST_LOG` filters; default `info`).
-pub fn init_logging(format: LogFormat) {
+/// Installs the log subscriber (`RUST_LOG` filters; default `info`) and, when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set, the trace exporter (see `nebula_notifier::otel`).
+/// Keep the returned guard until exit: dropping it flushes the last spans.
+pub fn init_logging(format: LogFormat) -> nebula_notifier::otel::Guard {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let (otel, guard) = nebula_notifier::otel::layer("nebula");
+    let registry = tracing_subscriber::registry().with(otel).with(filter);
     match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
+        LogFormat::Human => registry.with(tracing_subscriber::fmt::layer()).init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
             .init(),
     }
+    guard
 }
 
 /// Latency buckets in seconds: 100 µs to 10 s.

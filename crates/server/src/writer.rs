@@ -21,6 +21,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
+use tracing::{Instrument, Span};
 
 use crate::bus::Bus;
 use crate::store::{
@@ -32,6 +33,9 @@ struct Pending {
     message: NewMessage,
     /// When the sender's request arrived (the start of the end-to-end latency).
     received_at: SystemTime,
+    /// The sender's span (its WebSocket frame or HTTP request) when traces are exported, else
+    /// `Span::none()`: the commit and the publication are its children.
+    span: Span,
     reply: oneshot::Sender<Result<Posted, WriteError>>,
 }
 
@@ -110,6 +114,11 @@ impl Writers {
         let op = Op::Post(Pending {
             message,
             received_at: SystemTime::now(),
+            span: if nebula_notifier::otel::enabled() {
+                Span::current()
+            } else {
+                Span::none()
+            },
             reply,
         });
         self.queue(op.room_id())
@@ -177,6 +186,17 @@ async fn run_writer(store: Store, bus: Bus, mut queue: mpsc::Receiver<Op>, batch
             .iter()
             .map(|pending| pending.message.clone())
             .collect();
+        // One commit span per traced message (a batch serves many traces).
+        let commits: Vec<Span> = batch
+            .iter()
+            .map(|pending| {
+                if pending.span.is_none() {
+                    Span::none()
+                } else {
+                    tracing::info_span!(parent: &pending.span, "message.commit", batch = messages.len())
+                }
+            })
+            .collect();
         let started = Instant::now();
         let result = store.append_messages(&messages, &mut members).await;
         metrics::histogram!("nebula_commit_duration_seconds")
@@ -184,14 +204,23 @@ async fn run_writer(store: Store, bus: Bus, mut queue: mpsc::Receiver<Op>, batch
         metrics::histogram!("nebula_commit_batch_size").record(messages.len() as f64);
         match result {
             Ok(committed) => {
-                for (pending, outcome) in batch.drain(..).zip(committed.outcomes) {
+                for ((pending, outcome), commit) in
+                    batch.drain(..).zip(committed.outcomes).zip(commits)
+                {
                     if let Ok(Posted::Created(message)) = &outcome {
                         let member_rev = committed
                             .member_revs
                             .get(&message.room_id)
                             .copied()
                             .unwrap_or_default();
+                        let publish = if commit.is_none() {
+                            Span::none()
+                        } else {
+                            tracing::info_span!(parent: &commit, "bus.publish", seq = message.seq)
+                        };
+                        drop(commit);
                         bus.publish_message(&store, message, member_rev, pending.received_at)
+                            .instrument(publish)
                             .await;
                     }
                     // A sender that went away still has its message stored; it learns the seq

@@ -6,6 +6,7 @@ use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Channel, Connection};
 use nebula_wire::notify::Notification;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::ConsumerConfig;
 use crate::dispatch::Dispatcher;
@@ -76,7 +77,16 @@ impl Handler {
                 return dead_letter(&delivery).await;
             }
         };
-        match self.dispatcher.dispatch(&event).await {
+        // The relay's publication is this delivery's parent when traces are exported.
+        let span = if crate::otel::enabled() {
+            let span = tracing::info_span!(parent: None, "notify.consume", event_id = %event.event_id(), attempt);
+            crate::otel::set_parent(&span, &crate::otel::from_amqp_headers(&delivery.properties));
+            span
+        } else {
+            tracing::Span::none()
+        };
+        let dispatched = self.dispatcher.dispatch(&event).instrument(span).await;
+        match dispatched {
             Ok(_) => settle(delivery.acker.ack(BasicAckOptions::default()).await),
             Err(err) if attempt >= self.max_attempts => {
                 tracing::error!(event_id = %event.event_id(), attempt, error = %err,

@@ -37,6 +37,9 @@ struct Header {
     /// Microseconds since the Unix epoch when the sender's request arrived.
     #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
     received_at_us: Option<u64>,
+    /// W3C `traceparent` of the publishing span, when traces are exported.
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
 }
 
 fn is_zero(value: &i64) -> bool {
@@ -58,6 +61,7 @@ pub fn encode(origin: Uuid, frame: &Frame) -> Vec<u8> {
             .received_at
             .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
             .and_then(|since| u64::try_from(since.as_micros()).ok()),
+        traceparent: frame.trace.clone(),
     };
     let mut bytes = serde_json::to_vec(&header).unwrap_or_default();
     bytes.push(b'\n');
@@ -66,12 +70,13 @@ pub fn encode(origin: Uuid, frame: &Frame) -> Vec<u8> {
 }
 
 /// Decodes a frame and its origin; `None` for anything that is not one (logged by the caller).
-pub fn decode(bytes: &[u8]) -> Option<(Uuid, Frame)> {
+/// `trace` is the publisher's span (the receiver continues the trace from it).
+pub fn decode(bytes: &[u8]) -> Option<(Uuid, FrameData)> {
     let split = bytes.iter().position(|&b| b == b'\n')?;
     let header: Header = serde_json::from_slice(&bytes[..split]).ok()?;
     // Sockets receive these bytes as a text frame: they must be UTF-8.
     let text = std::str::from_utf8(&bytes[split + 1..]).ok()?;
-    let frame = Frame::from(FrameData {
+    let frame = FrameData {
         room_id: header.room_id,
         seq: header.seq,
         rev: header.rev,
@@ -83,7 +88,8 @@ pub fn decode(bytes: &[u8]) -> Option<(Uuid, Frame)> {
             .received_at_us
             .map(|us| UNIX_EPOCH + Duration::from_micros(us)),
         text: Bytes::copy_from_slice(text.as_bytes()),
-    });
+        trace: header.traceparent,
+    };
     Some((header.origin, frame))
 }
 
@@ -113,6 +119,7 @@ mod tests {
             kind: "message.new",
             received_at: Some(SystemTime::now()),
             text: Bytes::from_static(br#"{"type":"message.new","message":{"content":"a\nb"}}"#),
+            trace: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         });
         let origin = Uuid::new_v4();
         let (from, back) = decode(&encode(origin, &frame)).expect("decodes");
@@ -135,6 +142,7 @@ mod tests {
         );
         assert_eq!(back.text, frame.text);
         assert_eq!(back.kind, "message.new");
+        assert_eq!(back.trace, frame.trace);
         let drift = frame
             .received_at
             .unwrap()

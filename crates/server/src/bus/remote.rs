@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{envelope, members};
@@ -70,10 +71,26 @@ pub(super) fn register_metrics() {
 pub(super) async fn forward(hub: &Hub, store: &Store, node_id: Uuid, payload: &[u8]) {
     match envelope::decode(payload) {
         Some((origin, _)) if origin == node_id => {}
-        Some((_, frame)) => {
+        Some((_, mut frame)) => {
             metrics::counter!("nebula_bus_received_total").increment(1);
-            members::admit(hub, store, &frame).await;
-            hub.publish(&frame);
+            // A traced publication continues here: this node's fan-out is a child of the
+            // receipt, itself a child of the publishing node's span.
+            let span = match &frame.trace {
+                Some(parent) => {
+                    let span = tracing::info_span!("bus.receive", kind = frame.kind);
+                    nebula_notifier::otel::set_parent_from(&span, parent);
+                    frame.trace = nebula_notifier::otel::traceparent(&span);
+                    span
+                }
+                None => tracing::Span::none(),
+            };
+            let frame = Frame::from(frame);
+            async {
+                members::admit(hub, store, &frame).await;
+                hub.publish(&frame);
+            }
+            .instrument(span)
+            .await;
         }
         None => tracing::warn!(bytes = payload.len(), "unreadable event on the bus"),
     }

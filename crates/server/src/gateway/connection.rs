@@ -18,6 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use nebula_wire::{Rev, Seq, ServerEvent, User};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
 use tungstenite::Message as WsMessage;
 use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -324,7 +325,16 @@ impl Connection {
                 return Ok(());
             }
         }
-        self.send_bytes(&frame.text).await?;
+        // A traced frame that waited for this task: its write is a span of the trace too.
+        let span = match &frame.trace {
+            Some(parent) => {
+                let span = tracing::info_span!("ws.write", kind = frame.kind);
+                nebula_notifier::otel::set_parent_from(&span, parent);
+                span
+            }
+            None => tracing::Span::none(),
+        };
+        self.send_bytes(&frame.text).instrument(span).await?;
         count_delivered(frame.kind, 1);
         record_latency(&frame);
         if frame.member_left == Some(self.user.id) {

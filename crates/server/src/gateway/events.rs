@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use nebula_wire::{ClientEvent, Rev, Seq, ServerEvent, TypingState};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::close::CloseReason;
@@ -271,8 +272,17 @@ impl Connection {
             reply_to,
             attachments,
         };
+        // The root of the message's trace, when traces are exported (the writer's commit and
+        // the bus publication are its children). A root, not a child of the connection's span:
+        // a socket lives for hours and would make one trace of everything sent on it.
+        let span = if nebula_notifier::otel::enabled() {
+            tracing::info_span!(parent: None, "ws.message.send", %room_id, user_id = %self.user.id)
+        } else {
+            tracing::Span::none()
+        };
         // Submitted now, in frame order; the ack is sent when the commit completes.
-        let ticket: Result<Ticket, WriteError> = self.state.writers.submit(message).await;
+        let ticket: Result<Ticket, WriteError> =
+            self.state.writers.submit(message).instrument(span).await;
         // A block between the users of a direct room is checked in the commit (no query here on
         // the hot path); a refusal is then told as `cannot_message_user`.
         let store = self.state.store.clone();

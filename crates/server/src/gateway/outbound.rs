@@ -692,6 +692,7 @@ mod tests {
             kind,
             received_at: None,
             text,
+            trace: None,
         })
     }
 

@@ -6,6 +6,7 @@ mod asyncapi;
 mod auth;
 mod changes;
 pub mod client_ip;
+pub mod compression;
 mod contacts;
 mod dms;
 mod email;
@@ -159,6 +160,8 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id)
                 }))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                // Inside the panic catcher, so a panic's problem JSON is compressed like any.
+                .layer(compression::layer())
                 .layer(CatchPanicLayer::custom(|_| {
                     ApiError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
                 }))

@@ -7,7 +7,7 @@ pub mod janitor;
 pub mod storage;
 pub mod urls;
 
-pub use storage::{MediaStorage, StoreLocation};
+pub use storage::{MediaStorage, S3Settings, StoreLocation};
 pub use urls::MediaUrls;
 
 /// The storage key of an upload's bytes.

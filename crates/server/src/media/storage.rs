@@ -46,6 +46,54 @@ impl StoreLocation {
     }
 }
 
+/// S3 refuses multipart parts under 5 MiB (but the last).
+pub const MULTIPART_CHUNK: usize = 5 * 1024 * 1024;
+
+/// Where an S3-compatible service is and how to sign for it: `S3_ENDPOINT`, `S3_REGION`,
+/// `S3_ACCESS_KEY_ID`, `S3_SECRET_ACCESS_KEY`, shared by the media store and `nebula backup`.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl S3Settings {
+    pub fn from_config(config: &Config) -> Self {
+        S3Settings {
+            endpoint: config.s3_endpoint.clone(),
+            region: config.s3_region.clone(),
+            access_key_id: config.s3_access_key_id.clone(),
+            secret_access_key: config.s3_secret_access_key.clone(),
+        }
+    }
+
+    /// A client for one bucket (path-style requests when an endpoint is given, which is what
+    /// local S3-compatible servers expect).
+    pub fn bucket(&self, bucket: &str) -> anyhow::Result<object_store::aws::AmazonS3> {
+        // object_store's S3 client talks TLS through reqwest with rustls and no provider
+        // compiled in (no aws-lc): install ring's, once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region(&self.region);
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        if let Some(key) = &self.access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &self.secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        Ok(builder.build()?)
+    }
+}
+
 /// Handle to the media store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct MediaStorage {
@@ -65,9 +113,6 @@ pub struct StoredObject {
 impl MediaStorage {
     /// Opens the store `MEDIA_STORE` names (creating a local directory if needed).
     pub fn open(config: &Config) -> anyhow::Result<Self> {
-        // object_store's S3 client talks TLS through reqwest with rustls and no provider
-        // compiled in (no aws-lc): install ring's, once per process.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let location = StoreLocation::parse(&config.media_store)
             .map_err(|reason| anyhow::anyhow!("MEDIA_STORE: {reason}"))?;
         match location {
@@ -82,28 +127,11 @@ impl MediaStorage {
                     chunk: 256 * 1024,
                 })
             }
-            StoreLocation::S3 { bucket, prefix } => {
-                let mut builder = AmazonS3Builder::new()
-                    .with_bucket_name(bucket)
-                    .with_region(&config.s3_region);
-                if let Some(endpoint) = &config.s3_endpoint {
-                    builder = builder
-                        .with_endpoint(endpoint)
-                        .with_allow_http(endpoint.starts_with("http://"))
-                        .with_virtual_hosted_style_request(false);
-                }
-                if let Some(key) = &config.s3_access_key_id {
-                    builder = builder.with_access_key_id(key);
-                }
-                if let Some(secret) = &config.s3_secret_access_key {
-                    builder = builder.with_secret_access_key(secret);
-                }
-                Ok(MediaStorage {
-                    store: Arc::new(builder.build()?),
-                    prefix,
-                    chunk: 5 * 1024 * 1024,
-                })
-            }
+            StoreLocation::S3 { bucket, prefix } => Ok(MediaStorage {
+                store: Arc::new(S3Settings::from_config(config).bucket(&bucket)?),
+                prefix,
+                chunk: MULTIPART_CHUNK,
+            }),
         }
     }
 

@@ -14,6 +14,7 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use nebula_notifier::Topology;
 use nebula_wire::notify::Notification;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::status::BrokerStatus;
 use super::{DEAD_LETTERED, PUBLISHED, Recipients, Settings, skipped};
@@ -82,10 +83,18 @@ impl Broker {
                     skipped(store, &row, &event).await?;
                     continue;
                 }
+                // Each notification starts a trace of its own (the request that wrote the row
+                // committed long ago); it continues in the notifier through AMQP headers.
+                let span = if nebula_notifier::otel::enabled() {
+                    tracing::info_span!(parent: None, "outbox.publish", event_id = %row.event_id, room_id = %row.room_id)
+                } else {
+                    tracing::Span::none()
+                };
                 let published = tokio::time::timeout(
                     CONFIRM_TIMEOUT,
                     self.topology.publish_notification(&channel, &event),
                 )
+                .instrument(span)
                 .await;
                 let failure = match published {
                     Ok(Ok(())) => None,

@@ -17,6 +17,9 @@ use serde_json::{Value as Json, json};
 use crate::helpers::{Backend, Session, TestApp, TestDb, password_of};
 use crate::media::{png, uploaded};
 
+/// Backups in S3-compatible object storage (`s3s-fs`).
+mod s3;
+
 /// Runs `nebula ARGS` with the database and media store given, as the operator would.
 async fn nebula(args: &[&str], database_url: &str, media: &Path) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_nebula"))

@@ -55,6 +55,9 @@ macro_rules! on_both_engines {
     )*};
 }
 
+/// A message's OpenTelemetry trace across nodes.
+mod traces;
+
 on_both_engines!(
     events_cross_nodes_in_order_with_senders_on_every_node,
     presence_changes_once_per_transition_across_nodes,

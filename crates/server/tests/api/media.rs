@@ -4,7 +4,7 @@
 
 mod access;
 mod attachments;
-mod s3;
+pub mod s3;
 mod storage;
 mod uploads;
 

@@ -67,7 +67,7 @@ impl Client {
     }
 
     /// A request to `route` with its parameters filled in.
-    pub(crate) fn at(&self, route: Route, args: &[&dyn Display]) -> RequestBuilder {
+    pub(crate) fn at(&self, route: Route, args: &[&(dyn Display + Sync)]) -> RequestBuilder {
         self.request(route.method(), &route.fill(args))
     }
 
@@ -75,7 +75,7 @@ impl Client {
     pub(crate) fn at_query(
         &self,
         route: Route,
-        args: &[&dyn Display],
+        args: &[&(dyn Display + Sync)],
         query: &impl Serialize,
     ) -> RequestBuilder {
         let path = route.fill(args);
@@ -165,4 +165,15 @@ mod tests {
         assert_eq!(pairs, ["page_size=10", "q=a%20b%26c"]);
         assert_eq!(query_string(&nebula_wire::ChangesQuery::default()), "");
     }
+}
+
+/// Calls are awaited inside `tokio::spawn`ed tasks: their futures must be `Send`.
+#[cfg(test)]
+#[allow(dead_code)]
+fn calls_are_send(client: &Client, room: uuid::Uuid) {
+    fn send<T: Send>(_: T) {}
+    send(client.post_message(room, "hi"));
+    send(client.react(room, room, "👍"));
+    send(client.history(room, &nebula_wire::HistoryQuery::default()));
+    send(client.connect("/ws"));
 }

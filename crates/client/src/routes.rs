@@ -15,7 +15,7 @@ pub struct Route {
 impl Route {
     /// The path with each `{parameter}` replaced, in order, by the next of `args`
     /// (percent-encoded: an emoji or a name may be anything).
-    pub fn fill(&self, args: &[&dyn Display]) -> String {
+    pub fn fill(&self, args: &[&(dyn Display + Sync)]) -> String {
         let mut out = String::with_capacity(self.path.len() + 40);
         let mut args = args.iter();
         let mut rest = self.path;

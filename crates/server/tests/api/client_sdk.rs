@@ -163,6 +163,17 @@ async fn the_rust_client_resumes_and_answers_pings(backend: Backend) {
     bot_task.abort();
 }
 
+/// The README's Rust bot is the example the test below runs.
+#[test]
+fn the_readme_shows_the_example_bot_verbatim() {
+    let readme = include_str!("../../../../README.md");
+    let bot = include_str!("../../../client/examples/ping_bot.rs");
+    assert!(
+        readme.contains(&format!("```rust\n{bot}```")),
+        "README.md: the Rust bot section is out of date"
+    );
+}
+
 /// Routes of `/openapi.json` the crate deliberately has no typed call for, and why.
 const NOT_IN_THE_CLIENT: &[(&str, &str, &str)] = &[
     (

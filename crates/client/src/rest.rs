@@ -165,15 +165,14 @@ mod tests {
         assert_eq!(pairs, ["page_size=10", "q=a%20b%26c"]);
         assert_eq!(query_string(&nebula_wire::ChangesQuery::default()), "");
     }
-}
 
-/// Calls are awaited inside `tokio::spawn`ed tasks: their futures must be `Send`.
-#[cfg(test)]
-#[allow(dead_code)]
-fn calls_are_send(client: &Client, room: uuid::Uuid) {
-    fn send<T: Send>(_: T) {}
-    send(client.post_message(room, "hi"));
-    send(client.react(room, room, "👍"));
-    send(client.history(room, &nebula_wire::HistoryQuery::default()));
-    send(client.connect("/ws"));
+    /// Calls are awaited inside `tokio::spawn`ed tasks: their futures must be `Send`.
+    #[allow(dead_code)]
+    fn calls_are_send(client: &Client, room: uuid::Uuid) {
+        fn send<T: Send>(_: T) {}
+        send(client.post_message(room, "hi"));
+        send(client.react(room, room, "👍"));
+        send(client.history(room, &nebula_wire::HistoryQuery::default()));
+        send(client.connect("/ws"));
+    }
 }

@@ -1,13 +1,14 @@
 //! [`Connection`]: one WebSocket as it is, without resuming: typed events in and out, the
 //! handshake with the token, `subscribe` → `subscribed`. [`crate::Session`] is built on the
 //! same handshake; load generators and protocol tests use this level directly, and its raw
-//! frames ([`Connection::send_text`], the `Sink` of frames, [`Connection::into_inner`]) for
-//! what the typed events cannot say (malformed frames, floods, a lean reader).
+//! frames ([`Connection::send_text`], its `Sink` and `Stream` of frames,
+//! [`Connection::into_inner`]) for what the typed events cannot say (malformed frames,
+//! floods, a lean reader).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures_util::{Sink, SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use nebula_wire::{ClientEvent, Problem, Rev, Seq, ServerEvent, User};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -104,7 +105,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub async fn send(&mut self, event: &ClientEvent) -> Result<()> {
+    pub async fn send_event(&mut self, event: &ClientEvent) -> Result<()> {
         // Serializing a wire type cannot fail.
         let text = serde_json::to_string(event).unwrap_or_default();
         self.send_text(&text).await
@@ -129,7 +130,7 @@ impl Connection {
         room_id: Uuid,
         since: Option<(Seq, Rev)>,
     ) -> Result<Subscribed> {
-        self.send(&ClientEvent::Subscribe {
+        self.send_event(&ClientEvent::Subscribe {
             room_id,
             since_seq: since.map(|(seq, _)| seq),
             since_rev: since.map(|(_, rev)| rev),
@@ -166,7 +167,8 @@ impl Connection {
 
     /// Stops following a room and waits for its `unsubscribed`.
     pub async fn unsubscribe(&mut self, room_id: Uuid) -> Result<()> {
-        self.send(&ClientEvent::Unsubscribe { room_id }).await?;
+        self.send_event(&ClientEvent::Unsubscribe { room_id })
+            .await?;
         loop {
             match self.next_event().await? {
                 ServerEvent::Unsubscribed { room_id: answered } if answered == room_id => {
@@ -225,7 +227,17 @@ impl Connection {
     }
 }
 
-/// Raw frames, for what typed events cannot say (a flood fed without flushing each frame).
+/// Raw frames in, as the socket reads them (pings included).
+impl Stream for Connection {
+    type Item = tungstenite::Result<Frame>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.socket).poll_next(cx)
+    }
+}
+
+/// Raw frames out, for what typed events cannot say (a flood fed without flushing each
+/// frame, a malformed frame).
 impl Sink<Frame> for Connection {
     type Error = tungstenite::Error;
 

@@ -15,7 +15,7 @@ use crate::helpers::Session;
 pub const PATIENCE: Duration = Duration::from_secs(15);
 
 pub struct WsClient {
-    /// The connection; also a `Sink` of raw frames for floods and malformed input.
+    /// The connection; also a `Sink` and `Stream` of raw frames for floods and malformed input.
     pub stream: Connection,
 }
 
@@ -98,7 +98,7 @@ async fn within<T>(future: impl Future<Output = T>) -> T {
 
 impl WsClient {
     pub async fn send(&mut self, event: ClientEvent) {
-        self.stream.send(&event).await.expect("send frame");
+        self.stream.send_event(&event).await.expect("send frame");
     }
 
     pub async fn send_raw(&mut self, text: &str) {

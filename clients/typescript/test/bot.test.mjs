@@ -45,3 +45,10 @@ test('examples/node-bot answers !ping', async () => {
   assert.equal(pong.reply_to?.id, ping.id, `a reply to the ping: ${JSON.stringify(pong)}`);
   session.close();
 });
+
+test('the README shows the example bot verbatim', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
+  const bot = await readFile(new URL('../examples/node-bot/bot.mjs', import.meta.url), 'utf8');
+  assert.ok(readme.includes('```js\n' + bot + '```'), 'README.md: the bot section is out of date');
+});

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::live::Live;
 use crate::reader::{ReaderOutcome, ReaderSpec};
+use crate::setup::Api;
 use crate::target::Target;
 
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -76,7 +77,7 @@ pub struct Connection {
 /// Small read buffers keep thousands of idle sockets cheap (tungstenite's default is 128 KiB
 /// per socket); no write buffer, so each frame goes out when sent; frames up to 16 MiB since
 /// a `subscribed` answer lists every online member of a big room.
-fn socket_config() -> WebSocketConfig {
+pub(crate) fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(16 * 1024)
         .write_buffer_size(0)
@@ -84,7 +85,8 @@ fn socket_config() -> WebSocketConfig {
         .max_frame_size(Some(16 << 20))
 }
 
-/// Opens a WebSocket to `url` with the simulator's socket settings.
+/// Opens a WebSocket to `url` with the simulator's socket settings (the Socket.IO peer's;
+/// Nebula's open through `nebula-client`).
 pub(crate) async fn connect(url: &str) -> anyhow::Result<Socket> {
     let (socket, _) =
         tokio_tungstenite::connect_async_with_config(url, Some(socket_config()), true)
@@ -96,6 +98,8 @@ pub(crate) async fn connect(url: &str) -> anyhow::Result<Socket> {
 /// The parts of a connection the run shares with it.
 pub struct Shared {
     pub target: Target,
+    /// Nebula's client (`None` for the Socket.IO peer).
+    pub api: Option<Api>,
     pub in_flight: usize,
     pub live: Arc<Live>,
     pub closing: CancellationToken,
@@ -108,10 +112,12 @@ impl Connection {
         spec: ConnectSpec,
         shared: &Shared,
     ) -> anyhow::Result<Connection> {
-        let (socket, at) =
-            tokio::time::timeout(SUBSCRIBE_TIMEOUT, shared.target.open(endpoint, &spec))
-                .await
-                .context("no `subscribed` answer in time")??;
+        let (socket, at) = tokio::time::timeout(
+            SUBSCRIBE_TIMEOUT,
+            shared.target.open(endpoint, shared.api.as_ref(), &spec),
+        )
+        .await
+        .context("no `subscribed` answer in time")??;
         let (sink, stream) = socket.split();
         let sink = Arc::new(Mutex::new(sink));
         let window = Arc::new(Semaphore::new(shared.in_flight));

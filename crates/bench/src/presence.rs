@@ -3,18 +3,14 @@
 //! members), unsubscribes, and does it again. Each round is one latency sample: the time from
 //! writing `subscribe` to reading its `subscribed`.
 
-use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use futures_util::{SinkExt, StreamExt};
-use nebula_wire::ClientEvent;
-use serde::{Deserialize, Serialize};
-use tokio_tungstenite::tungstenite::Message as Frame;
+use anyhow::Context;
+use serde::Serialize;
 
-use crate::client::{Socket, connect};
+use crate::client::socket_config;
 use crate::latency::{Latency, LatencySummary, LocalSamples};
-use crate::target::nebula;
+use crate::setup::{Api, room_id};
 
 /// Pause between rounds, so one round's aftermath (presence events to everyone) does not
 /// land in the next one's latency.
@@ -31,14 +27,18 @@ pub struct SubscribeProbe {
     pub subscribed_bytes: usize,
 }
 
-/// Opens `endpoint?token=…` and subscribes to `room_id` `rounds` times.
+/// Opens `/ws` as `token`'s user and subscribes to `room_id` `rounds` times.
 pub async fn probe(
-    endpoint: &str,
+    api: Option<&Api>,
     token: &str,
-    room_id: &str,
+    room_id_text: &str,
     rounds: usize,
 ) -> anyhow::Result<SubscribeProbe> {
-    let mut socket = connect(&format!("{endpoint}?token={token}"))
+    let api = api.context("the presence probe needs Nebula's client")?;
+    let room = room_id(room_id_text)?;
+    let mut socket = api
+        .as_user(token)
+        .connect_with("/ws", Some(socket_config()))
         .await
         .context("opening the probe socket")?;
     let latency = Latency::new()?;
@@ -49,13 +49,12 @@ pub async fn probe(
             tokio::time::sleep(BETWEEN_ROUNDS).await;
         }
         let started = Instant::now();
-        let (_, bytes) =
-            tokio::time::timeout(ROUND_TIMEOUT, nebula::subscribe(&mut socket, room_id))
-                .await
-                .context("no `subscribed` in time")??;
+        let subscribed = tokio::time::timeout(ROUND_TIMEOUT, socket.subscribe(room, None))
+            .await
+            .context("no `subscribed` in time")??;
         samples.record(started.elapsed());
-        subscribed_bytes = subscribed_bytes.max(bytes);
-        tokio::time::timeout(ROUND_TIMEOUT, unsubscribe(&mut socket, room_id))
+        subscribed_bytes = subscribed_bytes.max(subscribed.frame_bytes);
+        tokio::time::timeout(ROUND_TIMEOUT, socket.unsubscribe(room))
             .await
             .context("no `unsubscribed` in time")??;
     }
@@ -65,29 +64,4 @@ pub async fn probe(
         latency: latency.summary(),
         subscribed_bytes,
     })
-}
-
-#[derive(Deserialize)]
-struct Typed<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    room_id: Option<Cow<'a, str>>,
-}
-
-async fn unsubscribe(socket: &mut Socket, room_id: &str) -> anyhow::Result<()> {
-    let room = uuid::Uuid::parse_str(room_id)?;
-    let frame = ClientEvent::Unsubscribe { room_id: room };
-    socket
-        .send(Frame::text(serde_json::to_string(&frame)?))
-        .await?;
-    while let Some(frame) = socket.next().await {
-        if let Frame::Text(text) = frame? {
-            let event: Typed<'_> = serde_json::from_str(text.as_str())?;
-            if event.kind == "unsubscribed" && event.room_id.as_deref() == Some(room_id) {
-                return Ok(());
-            }
-        }
-    }
-    bail!("the probe socket closed before `unsubscribed`")
 }

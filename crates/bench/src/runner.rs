@@ -49,9 +49,10 @@ pub async fn run(
     let progress = Progress::new(options.progress);
     let endpoint = options.ws_endpoint()?;
 
+    let api = options.target.api(&options)?;
     let setup_started = Instant::now();
     let (world, setup_times) = tokio::select! {
-        prepared = options.target.prepare(&options, &progress) => prepared?,
+        prepared = options.target.prepare(api.as_ref(), &options, &progress) => prepared?,
         () = interrupted.cancelled() => bail!("interrupted during setup"),
     };
     let server = options.server_pid.map(Process::Pid);
@@ -68,6 +69,7 @@ pub async fn run(
     )?);
     let shared = Shared {
         target: options.target,
+        api: api.clone(),
         in_flight: options.in_flight,
         live: live.clone(),
         closing: CancellationToken::new(),
@@ -95,12 +97,13 @@ pub async fn run(
     let watch_done = CancellationToken::new();
     let watcher = progress.watch_run(live.clone(), options.duration, watch_done.clone());
     let stop_sending = CancellationToken::new();
-    let sending = start_senders(connections, &world, &options, &live, &stop_sending)?;
+    let editors = api.clone().filter(|_| options.scenario.makes_changes());
+    let sending = start_senders(connections, &world, &options, editors, &live, &stop_sending)?;
     let (was_interrupted, subscribe_probe) = if options.scenario == Scenario::Presence {
         let probe_user = &world.accounts[options.users];
         let room = &world.rooms[options.layout().room_of(options.users)];
         tokio::select! {
-            probed = presence::probe(&endpoint, &probe_user.token, room, options.probes) => {
+            probed = presence::probe(api.as_ref(), &probe_user.token, room, options.probes) => {
                 (false, Some(probed?))
             }
             () = interrupted.cancelled() => (true, None),
@@ -287,6 +290,7 @@ fn start_senders(
     connections: Vec<Connection>,
     world: &World,
     options: &Options,
+    api: Option<Api>,
     live: &Arc<Live>,
     stop: &CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<Finished>>> {
@@ -295,11 +299,6 @@ fn start_senders(
     let interval = options.send_interval();
     let start = tokio::time::Instant::now();
     let senders = options.senders.max(1) as u32;
-    let api = if options.scenario.makes_changes() {
-        Some(Api::new(&options.url)?)
-    } else {
-        None
-    };
     let mut tasks = Vec::with_capacity(connections.len());
     for connection in connections {
         if !layout.is_sender(connection.index) {

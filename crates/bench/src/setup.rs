@@ -1,17 +1,12 @@
 //! Everything before the first WebSocket: users registered, rooms created and joined, over
-//! the REST API.
+//! the REST API with `nebula-client`.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures_util::{StreamExt, TryStreamExt, stream};
-use nebula_wire::{
-    AddMemberRequest, AuthResponse, CreateRoomRequest, EditMessageRequest, Message,
-    PostMessageRequest, Problem, RegisterRequest, Room,
-};
-use reqwest::{Method, StatusCode};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use nebula_client::Client;
+use nebula_wire::{AuthResponse, CreateRoomRequest, Message, RegisterRequest, Room};
 use uuid::Uuid;
 
 use crate::frames::filler_content;
@@ -61,11 +56,11 @@ pub enum Change<'a> {
     Unreact(&'a str),
 }
 
-/// A thin typed client of the REST endpoints setup needs.
+/// The REST calls of setup and of the `edits` scenario, as `nebula-client` calls on one
+/// shared connection pool, each acting as the user whose token it is given.
 #[derive(Clone)]
 pub struct Api {
-    http: reqwest::Client,
-    base: String,
+    client: Client,
 }
 
 impl Api {
@@ -78,38 +73,40 @@ impl Api {
             .build()
             .context("building the HTTP client")?;
         Ok(Api {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
+            client: Client::with_http(http, base),
         })
     }
 
+    /// The client acting as the holder of `token`.
+    pub fn as_user(&self, token: &str) -> Client {
+        self.client.with_token(token)
+    }
+
     pub async fn register(&self, username: String) -> anyhow::Result<AuthResponse> {
-        let body = RegisterRequest {
+        let request = RegisterRequest {
             username,
             password: PASSWORD.into(),
             email: None,
         };
-        self.post("/auth/register", None, &body).await
+        let mut client = self.client.clone();
+        let registered = client.register_with(&request).await;
+        registered.map_err(|err| self.refused("POST /auth/register", err))
     }
 
     pub async fn create_room(&self, token: &str, name: String) -> anyhow::Result<Room> {
-        let body = CreateRoomRequest {
+        let request = CreateRoomRequest {
             name,
             is_private: Some(false),
             description: Some("created by nebula-bench".into()),
         };
-        self.post("/rooms", Some(token), &body).await
+        let created = self.as_user(token).create_room_with(&request).await;
+        created.map_err(|err| self.refused("POST /rooms", err))
     }
 
-    /// Joins a public room (an empty body joins oneself).
+    /// Joins a public room.
     pub async fn join(&self, token: &str, room: &str) -> anyhow::Result<()> {
-        let _: serde_json::Value = self
-            .post(
-                &format!("/rooms/{room}/members"),
-                Some(token),
-                &AddMemberRequest::default(),
-            )
-            .await?;
+        let joined = self.as_user(token).join(room_id(room)?).await;
+        joined.map_err(|err| self.refused("POST /rooms/{room_id}/members", err))?;
         Ok(())
     }
 
@@ -119,14 +116,11 @@ impl Api {
         room: &str,
         content: String,
     ) -> anyhow::Result<Message> {
-        let body = PostMessageRequest {
-            content,
-            client_msg_id: None,
-            reply_to: None,
-            attachments: None,
-        };
-        self.post(&format!("/rooms/{room}/messages"), Some(token), &body)
-            .await
+        let posted = self
+            .as_user(token)
+            .post_message(room_id(room)?, &content)
+            .await;
+        posted.map_err(|err| self.refused("POST /rooms/{room_id}/messages", err))
     }
 
     /// Makes one change to message `message` of room `room`. `Err` is what to count the
@@ -138,67 +132,45 @@ impl Api {
         message: Uuid,
         change: Change<'_>,
     ) -> Result<(), String> {
-        let path = format!("{}/rooms/{room}/messages/{message}", self.base);
-        // reqwest percent-encodes the emoji in the path.
-        let request = match change {
-            Change::Edit(content) => self.http.patch(path).json(&EditMessageRequest {
-                content: content.to_owned(),
-            }),
-            Change::React(emoji) => self.http.put(format!("{path}/reactions/{emoji}")),
-            Change::Unreact(emoji) => self
-                .http
-                .request(Method::DELETE, format!("{path}/reactions/{emoji}")),
+        let room = room_id(room).map_err(|_| "request_failed".to_owned())?;
+        let client = self.as_user(token);
+        let answer = match change {
+            Change::Edit(content) => client.edit_message(room, message, content).await.map(drop),
+            Change::React(emoji) => client.react(room, message, emoji).await,
+            Change::Unreact(emoji) => client.unreact(room, message, emoji).await,
         };
-        let response = request
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|_| "request_failed".to_owned())?;
-        let status = response.status();
-        // Read to the end either way, so the connection goes back to the pool.
-        let body = response
-            .bytes()
-            .await
-            .map_err(|_| "request_failed".to_owned())?;
-        if status.is_success() {
-            return Ok(());
-        }
-        Err(serde_json::from_slice::<Problem>(&body).map_or_else(
-            |_| format!("http_{}", status.as_u16()),
-            |problem| problem.code,
-        ))
+        answer.map_err(|err| match err.code() {
+            Some(code) => code.to_owned(),
+            None => "request_failed".to_owned(),
+        })
     }
 
-    async fn post<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: &impl Serialize,
-    ) -> anyhow::Result<T> {
-        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("POST {path}: is the server running at {}?", self.base))?;
-        let status = response.status();
-        let bytes = response.bytes().await.context("reading the answer")?;
-        if !status.is_success() {
-            let code = serde_json::from_slice::<Problem>(&bytes)
-                .map(|problem| problem.code)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                bail!(
-                    "POST {path}: 429 {code}: start the server with \
-                     RATE_LIMIT_AUTH_PER_MINUTE=0 RATE_LIMIT_MESSAGES_PER_SECOND=0"
-                );
+    /// A setup call's failure, with what to do about it where that is known.
+    fn refused(&self, call: &str, err: nebula_client::Error) -> anyhow::Error {
+        match err {
+            nebula_client::Error::Api {
+                status: 429,
+                problem,
+            } => anyhow::anyhow!(
+                "{call}: 429 {}: start the server with \
+                 RATE_LIMIT_AUTH_PER_MINUTE=0 RATE_LIMIT_MESSAGES_PER_SECOND=0",
+                problem.code
+            ),
+            nebula_client::Error::Api { status, problem } => {
+                anyhow::anyhow!("{call}: {status} {}", problem.code)
             }
-            bail!("POST {path}: {status} {code}");
+            nebula_client::Error::Http(err) => anyhow::Error::new(err).context(format!(
+                "{call}: is the server running at {}?",
+                self.client.base_url()
+            )),
+            other => anyhow::Error::new(other).context(call.to_owned()),
         }
-        serde_json::from_slice(&bytes).with_context(|| format!("POST {path}: unexpected answer"))
     }
+}
+
+/// A Nebula room id, as the world spells it.
+pub fn room_id(room: &str) -> anyhow::Result<Uuid> {
+    Uuid::parse_str(room).context("a Nebula room id is a UUID")
 }
 
 /// Registers the users, creates the rooms and fills them as the scenario's layout says.

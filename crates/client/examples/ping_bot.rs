@@ -1,5 +1,6 @@
 //! A bot answering `!ping` with `pong` in one room:
 //! `NEBULA_URL=http://127.0.0.1:3838 ROOM_ID=<uuid> cargo run -p nebula-client --example ping_bot`
+use nebula_client::wire::ServerEvent;
 use nebula_client::{Client, Error, SessionEvent};
 
 #[tokio::main]
@@ -22,8 +23,11 @@ async fn main() -> Result<(), Error> {
     client.join(room_id).await?;
     let session = client.session();
     session.subscribe(room_id);
-    println!("answering !ping in room {room_id}");
     while let Some(event) = session.next_event().await {
+        if let SessionEvent::Server(ServerEvent::Subscribed { .. }) = event {
+            // Subscribed: every message from now on reaches the loop below.
+            println!("answering !ping in room {room_id}");
+        }
         if let SessionEvent::Message(message) = event
             && message.content.trim() == "!ping"
             && message.sender_username != user

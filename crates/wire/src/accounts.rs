@@ -221,7 +221,7 @@ pub struct AdminRooms {
 }
 
 /// `?q=&page=&page_size=` of the admin lists.
-#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AdminListQuery {
     /// Names starting with this (case-insensitive).
@@ -236,7 +236,7 @@ pub struct AdminListQuery {
 }
 
 /// `?status=` of the reports queue.
-#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReportsQuery {
     /// Default `open`.
@@ -244,7 +244,7 @@ pub struct ReportsQuery {
 }
 
 /// `?before=&limit=` of the audit log.
-#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Entries with an `id` below this one (the next page).

@@ -13,7 +13,7 @@ use crate::client::{ConnectSpec, Socket, SubscribedAt};
 use crate::frames::{Incoming, SendTemplate};
 use crate::options::Options;
 use crate::progress::Progress;
-use crate::setup::{self, SetupTimes, World};
+use crate::setup::{self, Api, SetupTimes, World};
 
 /// A server the simulator can drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
@@ -43,17 +43,26 @@ impl Target {
         }
     }
 
+    /// Nebula's REST client (one pool for setup and the `edits` scenario's changes); the
+    /// Socket.IO peer has no REST API.
+    pub fn api(self, options: &Options) -> anyhow::Result<Option<Api>> {
+        match self {
+            Target::Nebula => Ok(Some(Api::new(&options.url)?)),
+            Target::Socketio => Ok(None),
+        }
+    }
+
     /// Users, tokens and rooms, ready to connect.
     pub async fn prepare(
         self,
+        api: Option<&Api>,
         options: &Options,
         progress: &Progress,
     ) -> anyhow::Result<(World, SetupTimes)> {
-        match self {
-            Target::Nebula => {
-                setup::prepare(&setup::Api::new(&options.url)?, options, progress).await
-            }
-            Target::Socketio => setup::name_only(options).await,
+        match (self, api) {
+            (Target::Nebula, Some(api)) => setup::prepare(api, options, progress).await,
+            (Target::Nebula, None) => bail!("Nebula is set up over its REST API: no client"),
+            (Target::Socketio, _) => setup::name_only(options).await,
         }
     }
 
@@ -62,11 +71,13 @@ impl Target {
     pub(crate) async fn open(
         self,
         endpoint: &str,
+        api: Option<&Api>,
         spec: &ConnectSpec,
     ) -> anyhow::Result<(Socket, SubscribedAt)> {
-        match self {
-            Target::Nebula => nebula::open(endpoint, spec).await,
-            Target::Socketio => socketio::open(endpoint, spec).await,
+        match (self, api) {
+            (Target::Nebula, Some(api)) => nebula::open(api, spec).await,
+            (Target::Nebula, None) => bail!("Nebula sockets open through its client: none"),
+            (Target::Socketio, _) => socketio::open(endpoint, spec).await,
         }
     }
 

@@ -1,83 +1,45 @@
-//! Nebula's side of the wire: `GET /ws?token=…`, `subscribe` → `subscribed`, `message.send`
-//! → `message.ack` + `message.new` (the contract's Part 1), and `message.updated` for the
-//! changes the `edits` scenario makes over REST. Frames are checked against the shared
-//! `nebula_wire` types in the tests so they cannot drift apart.
+//! Nebula's side of the wire: the handshake and `subscribe` → `subscribed` through
+//! `nebula-client`; then, on the measured path, `message.send` → `message.ack` +
+//! `message.new` (the contract's Part 1) and `message.updated` for the changes the `edits`
+//! scenario makes over REST, written from templates and read through a borrowed view of the
+//! frame (a full `ServerEvent` parse per delivery costs several times more: `parse_cost`
+//! below), so the simulator measures the server and not its own JSON. Frames are checked
+//! against the shared `nebula_wire` types in the tests so they cannot drift apart.
 
 use std::borrow::Cow;
 
-use anyhow::{Context, bail};
-use futures_util::{SinkExt, StreamExt};
-use nebula_wire::{ClientEvent, Rev, Seq};
+use anyhow::Context;
+use nebula_wire::{Rev, Seq};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio_tungstenite::tungstenite::Message as Frame;
-use uuid::Uuid;
 
-use crate::client::{ConnectSpec, Socket, SubscribedAt, connect};
+use crate::client::{ConnectSpec, Socket, SubscribedAt, socket_config};
 use crate::frames::{Incoming, SendTemplate};
+use crate::setup::{Api, room_id};
 
 /// `ws://host:port/ws` for `http://host:port`.
 pub fn endpoint(base: &str) -> anyhow::Result<String> {
     Ok(format!("{}/ws", super::ws_base(base)?))
 }
 
-/// Opens `/ws?token=…` and subscribes to the spec's room; returns the socket and the room's
-/// `last_seq` and `last_rev` at subscription.
-pub(crate) async fn open(
-    endpoint: &str,
-    spec: &ConnectSpec,
-) -> anyhow::Result<(Socket, SubscribedAt)> {
-    let mut socket = connect(&format!("{endpoint}?token={}", spec.token)).await?;
-    let (at, _) = subscribe(&mut socket, &spec.room_id).await?;
-    Ok((socket, at))
-}
-
-/// Sends `subscribe` and reads until its `subscribed`; returns the room's position and the
-/// size of the `subscribed` frame.
-pub(crate) async fn subscribe(
-    socket: &mut Socket,
-    room_id: &str,
-) -> anyhow::Result<(SubscribedAt, usize)> {
-    let room = Uuid::parse_str(room_id).context("a Nebula room id is a UUID")?;
-    let subscribe = ClientEvent::Subscribe {
-        room_id: room,
-        since_seq: None,
-        since_rev: None,
-    };
-    socket
-        .send(Frame::text(serde_json::to_string(&subscribe)?))
+/// Opens `/ws` as the spec's user and subscribes to its room; returns the socket and the
+/// room's `last_seq` and `last_rev` at subscription.
+pub(crate) async fn open(api: &Api, spec: &ConnectSpec) -> anyhow::Result<(Socket, SubscribedAt)> {
+    let room = room_id(&spec.room_id)?;
+    let mut connection = api
+        .as_user(&spec.token)
+        .connect_with("/ws", Some(socket_config()))
         .await
-        .context("sending subscribe")?;
-    wait_subscribed(socket, room_id).await
-}
-
-/// Reads frames until the `subscribed` answer for `room_id`; returns its `last_seq` and
-/// `last_rev` and the size of that frame in bytes (it lists the room's online members).
-pub(crate) async fn wait_subscribed(
-    socket: &mut Socket,
-    room_id: &str,
-) -> anyhow::Result<(SubscribedAt, usize)> {
-    while let Some(frame) = socket.next().await {
-        match frame.context("reading the subscribe answer")? {
-            Frame::Text(text) => match parse(text.as_str()) {
-                Ok(Incoming::Subscribed {
-                    room_id: room,
-                    last_seq,
-                    last_rev,
-                }) if room == room_id => {
-                    return Ok((SubscribedAt { last_seq, last_rev }, text.len()));
-                }
-                Ok(Incoming::Error { code, .. }) => bail!("subscribe refused: {code}"),
-                Ok(_) => {}
-                Err(err) => bail!("unreadable frame before `subscribed`: {err}"),
-            },
-            Frame::Close(frame) => {
-                bail!("closed before `subscribed`: {:?}", frame.map(|f| f.code))
-            }
-            _ => {}
-        }
-    }
-    bail!("connection ended before `subscribed`")
+        .context("connecting")?;
+    let subscribed = connection
+        .subscribe(room, None)
+        .await
+        .context("subscribing")?;
+    let at = SubscribedAt {
+        last_seq: subscribed.last_seq,
+        last_rev: subscribed.last_rev,
+    };
+    Ok((connection.into_inner(), at))
 }
 
 /// `message.send` frames for one connection in one room.
@@ -182,7 +144,8 @@ pub fn parse<'a>(text: &'a str) -> Result<Incoming<'a>, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use nebula_wire::{Message, ServerEvent, User};
+    use nebula_wire::{ClientEvent, Message, ServerEvent, User};
+    use uuid::Uuid;
 
     use super::*;
     use crate::frames::filler_content;

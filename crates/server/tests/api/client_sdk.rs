@@ -1,5 +1,7 @@
 //! `nebula-client` (crates/client) against the real server: the example bot's loop answers
-//! `!ping`, and a dropped connection resumes without loss, duplicates or disorder.
+//! `!ping`, a dropped connection resumes without loss, duplicates or disorder, the example
+//! binary itself answers `!ping`, and the crate has a call for every route of the OpenAPI
+//! document.
 
 use std::time::Duration;
 
@@ -9,8 +11,12 @@ use uuid::Uuid;
 
 use crate::helpers::{Backend, TestApp, http_client};
 use crate::on_both_backends;
+use crate::ws_client::PATIENCE;
 
-on_both_backends!(the_rust_client_resumes_and_answers_pings);
+on_both_backends!(
+    the_rust_client_resumes_and_answers_pings,
+    the_example_bot_binary_answers_pings,
+);
 
 /// The next event matching `pick`, logging every event on the way.
 async fn until(
@@ -155,4 +161,168 @@ async fn the_rust_client_resumes_and_answers_pings(backend: Backend) {
         "every message once, in order"
     );
     bot_task.abort();
+}
+
+/// The README's Rust bot is the example the test below runs.
+#[test]
+fn the_readme_shows_the_example_bot_verbatim() {
+    let readme = include_str!("../../../../README.md");
+    let bot = include_str!("../../../client/examples/ping_bot.rs");
+    assert!(
+        readme.contains(&format!("```rust\n{bot}```")),
+        "README.md: the Rust bot section is out of date"
+    );
+}
+
+/// Routes of `/openapi.json` the crate deliberately has no typed call for, and why.
+const NOT_IN_THE_CLIENT: &[(&str, &str, &str)] = &[
+    (
+        "GET",
+        "/metrics",
+        "Prometheus text for scrapers, not for chat clients",
+    ),
+    (
+        "GET",
+        "/email/unsubscribe",
+        "the HTML page an email's link opens in a browser",
+    ),
+    (
+        "POST",
+        "/email/unsubscribe",
+        "the one-click unsubscribe a mail client posts (RFC 8058)",
+    ),
+    (
+        "POST",
+        "/webpush/subscribe",
+        "browser push: the subscription comes from a browser's PushManager",
+    ),
+    (
+        "DELETE",
+        "/webpush/subscribe",
+        "browser push: the subscription comes from a browser's PushManager",
+    ),
+    (
+        "GET",
+        "/webpush/vapid-public-key",
+        "browser push: the key is handed to a browser's PushManager",
+    ),
+];
+
+/// Every route of the OpenAPI document has a call in `nebula_client::routes::ALL` or a
+/// reason in [`NOT_IN_THE_CLIENT`]; neither lists a route the server does not have.
+#[tokio::test]
+async fn the_rust_client_covers_every_route_of_the_openapi_document() {
+    // Dev mode serves (and documents) the optional routes too: Web Push with throwaway keys.
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| config.dev_mode = true).await;
+    let openapi: serde_json::Value = app.get("/openapi.json").await.json();
+    let mut documented = Vec::new();
+    for (path, operations) in openapi["paths"].as_object().expect("paths") {
+        for method in operations.as_object().expect("operations").keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                documented.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    assert!(documented.len() > 50, "{documented:?}");
+    let in_client = |method: &str, path: &str| {
+        nebula_client::routes::ALL
+            .iter()
+            .any(|r| r.method == method && r.path == path)
+    };
+    let allowed = |method: &str, path: &str| {
+        NOT_IN_THE_CLIENT
+            .iter()
+            .any(|(m, p, _)| *m == method && *p == path)
+    };
+    let missing: Vec<_> = documented
+        .iter()
+        .filter(|(method, path)| !in_client(method, path) && !allowed(method, path))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "routes without a call in nebula-client: {missing:?}"
+    );
+    let is_documented = |method: &str, path: &str| {
+        documented
+            .iter()
+            .any(|(m, p)| m.as_str() == method && p.as_str() == path)
+    };
+    let stale: Vec<_> = nebula_client::routes::ALL
+        .iter()
+        .map(|r| (r.method, r.path))
+        .chain(NOT_IN_THE_CLIENT.iter().map(|(m, p, _)| (*m, *p)))
+        .filter(|(method, path)| !is_documented(method, path))
+        .collect();
+    assert!(stale.is_empty(), "listed but not served: {stale:?}");
+}
+
+/// `crates/client/examples/ping_bot.rs` built, found next to this test binary's directory
+/// (`target/<profile>/examples/`); built with cargo first when a narrow `cargo test -p nebula`
+/// did not build it.
+fn ping_bot_binary() -> std::path::PathBuf {
+    let deps = std::env::current_exe().expect("test binary path");
+    let profile_dir = deps
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let binary = profile_dir.join("examples").join("ping_bot");
+    let target_dir = profile_dir.parent().expect("target dir");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "nebula-client",
+            "--example",
+            "ping_bot",
+        ])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the ping_bot example");
+    assert!(binary.exists(), "{} after the build", binary.display());
+    binary
+}
+
+/// The example bot, as a developer runs it (its own process, configured by environment),
+/// answers `!ping` in a room with a `pong` that replies to it.
+async fn the_example_bot_binary_answers_pings(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = app.register("alice").await;
+    let room = alice.create_room("bots", false).await;
+    let binary = tokio::task::spawn_blocking(ping_bot_binary).await.unwrap();
+    let mut bot = tokio::process::Command::new(binary)
+        .env("NEBULA_URL", &app.base)
+        .env("BOT_USER", "pingbot")
+        .env("BOT_PASSWORD", "correct horse battery")
+        .env("ROOM_ID", room.id.to_string())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the bot starts");
+    let mut lines = tokio::io::BufReader::new(bot.stdout.take().expect("stdout"));
+    let mut ready = String::new();
+    tokio::time::timeout(
+        PATIENCE,
+        tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut ready),
+    )
+    .await
+    .expect("the bot says it is ready")
+    .expect("read the bot's output");
+    assert!(ready.contains(&room.id.to_string()), "{ready}");
+
+    let mut ws = alice.subscribed(room.id).await;
+    let ping = alice.say(room.id, "!ping").await;
+    let pong = loop {
+        let message = ws.next_message().await;
+        if message.sender_username == "pingbot" {
+            break message;
+        }
+    };
+    assert_eq!(pong.content, "pong");
+    assert_eq!(pong.reply_to.map(|r| r.id), Some(ping.id));
+    assert!(
+        bot.try_wait().unwrap().is_none(),
+        "the bot keeps running after answering"
+    );
 }

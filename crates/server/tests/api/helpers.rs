@@ -1,4 +1,8 @@
 //! `TestApp`: the real server on port 0, on a fresh database, with typed helpers.
+//!
+//! Requests go through `nebula-client`: typed calls where a helper answers a typed value,
+//! [`nebula_client::Client::request`] on the crate's route table where a test wants the
+//! whole response ([`Reply`]) to look at its status and problem document.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,9 +12,11 @@ use nebula::Server;
 use nebula::auth::Passwords;
 use nebula::config::Config;
 use nebula::rate_limit::RateLimits;
-use nebula_wire::{AuthResponse, Message, Problem, Room, User};
-use reqwest::StatusCode;
+use nebula_client::Client;
+use nebula_client::routes::{self, Route};
+use nebula_wire::{AddMemberRequest, CreateRoomRequest, Message, Problem, Room, User};
 use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -274,30 +280,27 @@ impl TestApp {
         }
     }
 
+    /// An anonymous client of this server (sharing the test's connection pool).
+    pub fn client(&self) -> Client {
+        Client::with_http(self.http.clone(), &self.base)
+    }
+
     /// An anonymous request.
     pub async fn get(&self, path: &str) -> Reply {
-        send(self.http.get(self.url(path))).await
+        send(self.client().request(Method::GET, path)).await
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> Reply {
-        send(self.http.post(self.url(path)).json(&body)).await
+        send(self.client().request(Method::POST, path).json(&body)).await
     }
 
     /// Registers `username` (password `password-<username>`) and returns their session.
     pub async fn register(&self, username: &str) -> Session {
-        let reply = self
-            .post_json(
-                "/auth/register",
-                json!({"username": username, "password": password_of(username)}),
-            )
-            .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::CREATED,
-            "register {username}: {}",
-            reply.text()
-        );
-        let auth: AuthResponse = reply.json();
+        let auth = self
+            .client()
+            .register(username, &password_of(username))
+            .await
+            .unwrap_or_else(|err| panic!("register {username}: {err}"));
         self.session(auth.token, auth.user)
     }
 
@@ -355,14 +358,7 @@ impl Drop for TestApp {
 
 /// Every byte that is not unreserved in a URL as `%XX`.
 pub fn percent_encode(raw: &str) -> String {
-    raw.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+    routes::percent_encode(raw)
 }
 
 pub fn password_of(username: &str) -> String {
@@ -434,135 +430,126 @@ pub struct Session {
 }
 
 impl Session {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+    /// This user's `nebula-client` (sharing the test's connection pool).
+    pub fn client(&self) -> Client {
+        Client::with_http(self.http.clone(), &self.base).with_token(&self.token)
+    }
+
+    /// A request to a route of the client's table with its parameters filled in.
+    fn at(
+        &self,
+        route: Route,
+        args: &[&(dyn std::fmt::Display + Sync)],
+    ) -> reqwest::RequestBuilder {
+        let method = Method::from_bytes(route.method.as_bytes()).expect("an HTTP method");
+        self.client().request(method, &route.fill(args))
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        send(self.http.get(self.url(path)).bearer_auth(&self.token)).await
+        send(self.client().request(Method::GET, path)).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        send(
-            self.http
-                .post(self.url(path))
-                .bearer_auth(&self.token)
-                .json(&body),
-        )
-        .await
+        send(self.client().request(Method::POST, path).json(&body)).await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
-        send(
-            self.http
-                .patch(self.url(path))
-                .bearer_auth(&self.token)
-                .json(&body),
-        )
-        .await
+        send(self.client().request(Method::PATCH, path).json(&body)).await
     }
 
     pub async fn delete(&self, path: &str) -> Reply {
-        send(self.http.delete(self.url(path)).bearer_auth(&self.token)).await
+        send(self.client().request(Method::DELETE, path)).await
     }
 
     /// `DELETE` with a JSON body (`DELETE /me`).
     pub async fn delete_with(&self, path: &str, body: Value) -> Reply {
-        send(
-            self.http
-                .delete(self.url(path))
-                .bearer_auth(&self.token)
-                .json(&body),
-        )
-        .await
+        send(self.client().request(Method::DELETE, path).json(&body)).await
     }
 
     pub async fn put(&self, path: &str) -> Reply {
-        send(self.http.put(self.url(path)).bearer_auth(&self.token)).await
+        send(self.client().request(Method::PUT, path)).await
     }
 
     /// `PATCH …/messages/{message}` with new content.
     pub async fn edit(&self, room: Uuid, message: Uuid, content: &str) -> Reply {
-        self.patch(
-            &format!("/rooms/{room}/messages/{message}"),
-            json!({"content": content}),
+        let body = json!({"content": content});
+        send(
+            self.at(routes::EDIT_MESSAGE, &[&room, &message])
+                .json(&body),
         )
         .await
     }
 
     pub async fn delete_message(&self, room: Uuid, message: Uuid) -> Reply {
-        self.delete(&format!("/rooms/{room}/messages/{message}"))
-            .await
+        send(self.at(routes::DELETE_MESSAGE, &[&room, &message])).await
     }
 
     /// `PUT …/reactions/{emoji}`, the emoji percent-encoded.
     pub async fn react(&self, room: Uuid, message: Uuid, emoji: &str) -> Reply {
-        let emoji = percent_encode(emoji);
-        self.put(&format!(
-            "/rooms/{room}/messages/{message}/reactions/{emoji}"
-        ))
-        .await
+        send(self.at(routes::REACT, &[&room, &message, &emoji])).await
     }
 
     pub async fn unreact(&self, room: Uuid, message: Uuid, emoji: &str) -> Reply {
-        let emoji = percent_encode(emoji);
-        self.delete(&format!(
-            "/rooms/{room}/messages/{message}/reactions/{emoji}"
-        ))
-        .await
+        send(self.at(routes::UNREACT, &[&room, &message, &emoji])).await
     }
 
     /// `GET …/messages/{message}`, expecting 200.
     pub async fn message(&self, room: Uuid, message: Uuid) -> Message {
-        let reply = self.get(&format!("/rooms/{room}/messages/{message}")).await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-        reply.json()
+        self.client()
+            .message(room, message)
+            .await
+            .unwrap_or_else(|err| panic!("message {message}: {err}"))
     }
 
     pub async fn create_room(&self, name: &str, is_private: bool) -> Room {
-        let reply = self
-            .post("/rooms", json!({"name": name, "is_private": is_private}))
-            .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::CREATED,
-            "create room: {}",
-            reply.text()
-        );
-        reply.json()
+        let request = CreateRoomRequest {
+            name: name.to_owned(),
+            is_private: Some(is_private),
+            description: None,
+        };
+        self.client()
+            .create_room_with(&request)
+            .await
+            .unwrap_or_else(|err| panic!("create room: {err}"))
     }
 
     pub async fn join(&self, room: Uuid) -> Reply {
-        self.post(&format!("/rooms/{room}/members"), json!({}))
-            .await
+        let body = AddMemberRequest::default();
+        send(self.at(routes::ADD_MEMBER, &[&room]).json(&body)).await
     }
 
     /// An owner or admin adds `username` to the room.
     pub async fn add(&self, room: Uuid, username: &str) -> Reply {
-        self.post(
-            &format!("/rooms/{room}/members"),
-            json!({"username": username}),
-        )
-        .await
+        let body = AddMemberRequest {
+            user_id: None,
+            username: Some(username.to_owned()),
+        };
+        send(self.at(routes::ADD_MEMBER, &[&room]).json(&body)).await
     }
 
     pub async fn leave(&self, room: Uuid) -> Reply {
-        self.delete(&format!("/rooms/{room}/members/me")).await
+        send(self.at(routes::LEAVE, &[&room])).await
     }
 
     /// Posts and expects 201.
     pub async fn say(&self, room: Uuid, content: &str) -> Message {
-        let reply = self.post_message(room, json!({"content": content})).await;
-        assert_eq!(reply.status, StatusCode::CREATED, "post: {}", reply.text());
-        reply.json()
+        self.client()
+            .post_message(room, content)
+            .await
+            .unwrap_or_else(|err| panic!("post: {err}"))
     }
 
     pub async fn post_message(&self, room: Uuid, body: Value) -> Reply {
-        self.post(&format!("/rooms/{room}/messages"), body).await
+        send(self.at(routes::POST_MESSAGE, &[&room]).json(&body)).await
     }
 
     pub async fn history(&self, room: Uuid, query: &str) -> Reply {
-        self.get(&format!("/rooms/{room}/messages{query}")).await
+        let path = routes::HISTORY.fill(&[&room]);
+        send(
+            self.client()
+                .request(Method::GET, &format!("{path}{query}")),
+        )
+        .await
     }
 }
 

@@ -1,13 +1,12 @@
-//! A WebSocket test client speaking the contract's events.
+//! A WebSocket test client speaking the contract's events: a thin layer over
+//! `nebula_client::Connection` that panics with context instead of returning errors and
+//! waits at most [`PATIENCE`] for anything.
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use nebula_client::{Connection, Error};
 use nebula_wire::{ClientEvent, Message, ServerEvent};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{self, Message as Frame};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite::{self, http};
 use uuid::Uuid;
 
 use crate::helpers::Session;
@@ -16,7 +15,8 @@ use crate::helpers::Session;
 pub const PATIENCE: Duration = Duration::from_secs(15);
 
 pub struct WsClient {
-    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The connection; also a `Sink` and `Stream` of raw frames for floods and malformed input.
+    pub stream: Connection,
 }
 
 /// How a socket ended.
@@ -35,26 +35,17 @@ impl Session {
             .unwrap_or_else(|err| panic!("websocket {path}: {err}"))
     }
 
+    /// Opens a WebSocket; a refused upgrade is `tungstenite::Error::Http` with its status.
     pub async fn try_ws(&self, path: &str) -> Result<WsClient, tungstenite::Error> {
-        let separator = if path.contains('?') { '&' } else { '?' };
-        let url = format!(
-            "{}{path}{separator}token={}",
-            self.base.replacen("http", "ws", 1),
-            self.token
-        );
-        let (stream, _) = tokio_tungstenite::connect_async(url).await?;
-        Ok(WsClient { stream })
+        match self.client().connect(path).await {
+            Ok(stream) => Ok(WsClient { stream }),
+            Err(err) => Err(as_tungstenite(err)),
+        }
     }
 
     /// Opens `path` with a small kernel receive buffer (64 KiB), so that a client that stops
     /// reading is felt after megabytes, not the tens of MiB Linux would otherwise queue.
     pub async fn ws_with_small_buffer(&self, path: &str) -> WsClient {
-        let separator = if path.contains('?') { '&' } else { '?' };
-        let url = format!(
-            "{}{path}{separator}token={}",
-            self.base.replacen("http", "ws", 1),
-            self.token
-        );
         let addr: std::net::SocketAddr = self
             .base
             .trim_start_matches("http://")
@@ -62,8 +53,10 @@ impl Session {
             .expect("test servers listen on an address");
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
-        let stream = socket.connect(addr).await.expect("connect");
-        let (stream, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+        let tcp = socket.connect(addr).await.expect("connect");
+        let stream = self
+            .client()
+            .connect_over(path, tcp)
             .await
             .expect("websocket");
         WsClient { stream }
@@ -72,48 +65,51 @@ impl Session {
     /// A `/ws` socket subscribed to `room` (waits for `subscribed`).
     pub async fn subscribed(&self, room: Uuid) -> WsClient {
         let mut ws = self.ws("/ws").await;
-        ws.send(ClientEvent::Subscribe {
-            room_id: room,
-            since_seq: None,
-            since_rev: None,
-        })
-        .await;
-        ws.expect(|e| matches!(e, ServerEvent::Subscribed { .. }))
-            .await;
+        within(ws.stream.subscribe(room, None))
+            .await
+            .unwrap_or_else(|err| panic!("subscribe {room}: {err}"));
         ws
     }
 }
 
+/// The crate's error for a refused handshake back in tungstenite's terms, as the tests
+/// that check the status of a refusal expect it.
+fn as_tungstenite(err: Error) -> tungstenite::Error {
+    match err {
+        Error::Socket(err) => *err,
+        Error::Api { status, problem } => {
+            let body = serde_json::to_vec(&problem).ok();
+            let response = http::Response::builder()
+                .status(status)
+                .body(body)
+                .expect("a valid status");
+            tungstenite::Error::Http(Box::new(response))
+        }
+        other => tungstenite::Error::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
+/// `future`, or a panic after [`PATIENCE`].
+async fn within<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .expect("an event within the patience window")
+}
+
 impl WsClient {
     pub async fn send(&mut self, event: ClientEvent) {
-        let text = serde_json::to_string(&event).unwrap();
-        self.send_raw(&text).await;
+        self.stream.send_event(&event).await.expect("send frame");
     }
 
     pub async fn send_raw(&mut self, text: &str) {
-        self.stream
-            .send(Frame::text(text))
-            .await
-            .expect("send frame");
+        self.stream.send_text(text).await.expect("send frame");
     }
 
     /// The next event, skipping transport pings.
     pub async fn next_event(&mut self) -> ServerEvent {
-        loop {
-            let frame = tokio::time::timeout(PATIENCE, self.stream.next())
-                .await
-                .expect("an event within the patience window")
-                .expect("socket open")
-                .expect("frame");
-            match frame {
-                Frame::Text(text) => {
-                    return serde_json::from_str(text.as_str())
-                        .unwrap_or_else(|e| panic!("bad event {text}: {e}"));
-                }
-                Frame::Ping(_) | Frame::Pong(_) => continue,
-                other => panic!("expected an event, got {other:?}"),
-            }
-        }
+        within(self.stream.next_event())
+            .await
+            .unwrap_or_else(|err| panic!("expected an event: {err}"))
     }
 
     /// The next event matching `wanted`, skipping others (e.g. presence noise).
@@ -172,21 +168,14 @@ impl WsClient {
     pub async fn until_closed(&mut self) -> (Ended, Vec<ServerEvent>) {
         let mut seen = Vec::new();
         loop {
-            let next = tokio::time::timeout(PATIENCE, self.stream.next())
+            let next = tokio::time::timeout(PATIENCE, self.stream.next_event())
                 .await
                 .expect("socket ends in time");
             match next {
-                Some(Ok(Frame::Text(text))) => {
-                    seen.push(serde_json::from_str(text.as_str()).unwrap())
-                }
-                Some(Ok(Frame::Close(frame))) => {
-                    return (
-                        Ended::Closed(frame.map(|f: CloseFrame| u16::from(f.code))),
-                        seen,
-                    );
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return (Ended::Dropped, seen),
+                Ok(event) => seen.push(event),
+                Err(Error::ClosedByServer { code, .. }) => return (Ended::Closed(code), seen),
+                Err(err @ Error::Unreadable { .. }) => panic!("{err}"),
+                Err(_) => return (Ended::Dropped, seen),
             }
         }
     }

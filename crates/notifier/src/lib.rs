@@ -33,7 +33,7 @@ pub use error::{Error, Result};
 pub use http::{ApiState, SubscriptionRules, WebPushApi, router};
 pub use mail::{MailOutcome, Mailer};
 pub use push::{
-    CallPushPayload, MessagePushPayload, MessageRef, PushOutcome, PushPayload, PushSender,
+    CallPushPayload, MentionPushPayload, SendOptions, MessagePushPayload, MessageRef, PushOutcome, PushPayload, PushSender,
 };
 pub use store::{Claim, NewSubscription, PushStore, Subscription, Suppressed};
 pub use topology::{DEAD_LETTER_EXCHANGE, EXCHANGE, QUEUE, Topology, declare_topology};

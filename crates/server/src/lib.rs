@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod mail;
+pub mod mentions;
 pub mod media;
 pub mod outbox;
 pub mod presence;

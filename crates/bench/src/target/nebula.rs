@@ -203,6 +203,7 @@ mod tests {
             reactions: vec![],
             rev: seq,
             attachments: vec![],
+            mentions: vec![],
         }
     }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use nebula_notifier::PushStore;
 use nebula_wire::notify::{
-    CallNotification, DirectMessageNotification, MemberChange, MemberNotification, Notification,
+    CallNotification, DirectMessageNotification, MemberChange, MemberNotification, MentionNotification,
+    Notification,
     UserRef,
 };
 use nebula_wire::{Message, User};
@@ -114,6 +115,27 @@ impl OutboxEvent {
             occurred_at: message.created_at,
         };
         Self::of(&Notification::DirectMessage(notification), created_at)
+    }
+
+    /// The notification of `recipient`'s mention in a message of the group room `room_name`.
+    pub(crate) fn mention(message: &Message, room_name: &str, recipient: Uuid) -> StoreResult<Self> {
+        let created_at = super::now();
+        let notification = MentionNotification {
+            version: MentionNotification::VERSION,
+            event_id: Uuid::now_v7(),
+            room_id: message.room_id,
+            room_name: room_name.to_owned(),
+            message_id: message.id,
+            seq: message.seq,
+            sender: UserRef {
+                id: message.sender_id,
+                username: message.sender_username.clone(),
+            },
+            recipient,
+            preview: DirectMessageNotification::preview_of(&message.content),
+            occurred_at: message.created_at,
+        };
+        Self::of(&Notification::Mention(notification), created_at)
     }
 
     fn of(notification: &Notification, created_at: DateTime<Utc>) -> StoreResult<Self> {

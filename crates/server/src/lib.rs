@@ -16,6 +16,7 @@ pub mod bus;
 pub mod calls;
 pub mod cluster;
 pub mod config;
+pub mod digest;
 pub mod domain;
 pub mod error;
 pub mod gateway;
@@ -160,6 +161,7 @@ impl Server {
             &mut tasks,
         )
         .await?;
+        digest::start(&config, &store, presence.clone(), shutdown.clone(), &mut tasks);
         let calls = Calls::start(
             cluster.as_ref(),
             presence.clone(),

@@ -8,6 +8,7 @@ mod accounts;
 mod admin;
 mod changes;
 mod contacts;
+pub mod digest;
 mod dms;
 mod erasure;
 mod lifecycle;

@@ -55,3 +55,16 @@ pub struct NotificationSettings {
 pub struct RoomNotificationSettings {
     pub level: NotificationLevel,
 }
+
+/// `PUT /me/notifications`: the switches to change; omitted ones stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NotificationSettingsUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<bool>,
+    /// 1–10080 (else 422 `validation_failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10080)]
+    pub email_digest_minutes: Option<u32>,
+}

@@ -214,6 +214,7 @@ mod tests {
 
     #[test]
     fn intervals_come_from_the_user_or_the_default() {
+        use clap::Parser as _;
         let mut config = crate::config::Config::parse_from(["nebula"]);
         let timing = DigestTiming::from_config(&config);
         assert_eq!(timing.default_interval, Duration::from_secs(15 * 60));

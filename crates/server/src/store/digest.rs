@@ -222,7 +222,7 @@ impl Store {
     /// Users with a pending mark, oldest first (at most `limit`).
     #[tracing::instrument(skip(self))]
     pub async fn digest_candidates(&self, limit: i64) -> StoreResult<Vec<DigestCandidate>> {
-        const SQL: &str = "SELECT p.user_id, p.since, u.email_digest_minutes, d.last_sent_at
+        const SQL: &str = "SELECT p.user_id, p.since, u.email_digest_minutes AS digest_minutes, d.last_sent_at
              FROM digest_pending p JOIN users u ON u.id = p.user_id
              LEFT JOIN email_digests d ON d.user_id = p.user_id
              ORDER BY p.since LIMIT $1";

@@ -40,6 +40,8 @@ async fn a_mentioned_offline_member_is_pushed_with_the_rooms_topic(backend: Back
     for member in [&bob, &carol] {
         assert_eq!(member.join(room.id).await.status, StatusCode::CREATED);
     }
+    // The joins' membership notifications are out before anyone has a browser to push to.
+    wait_outbox_empty(&app).await;
     let (alices_browser, bobs_browser, carols_browser) = (
         endpoint.new_browser(),
         endpoint.new_browser(),
@@ -108,6 +110,7 @@ async fn muted_rooms_and_push_off_stop_pushes(backend: Backend) {
     for member in [&bob, &carol, &dave] {
         assert_eq!(member.join(room.id).await.status, StatusCode::CREATED);
     }
+    wait_outbox_empty(&app).await;
     let browsers = [
         endpoint.new_browser(),
         endpoint.new_browser(),

@@ -58,7 +58,9 @@ impl DigestTiming {
 
     /// The interval of a user who chose `minutes` (or not).
     pub fn interval(&self, minutes: Option<u32>) -> Duration {
-        minutes.map_or(self.default_interval, |m| Duration::from_secs(u64::from(m) * 60))
+        minutes.map_or(self.default_interval, |m| {
+            Duration::from_secs(u64::from(m) * 60)
+        })
     }
 
     /// The default interval as `/me/notifications` shows it: whole minutes, at least 1.

@@ -23,8 +23,8 @@ pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod mail;
-pub mod mentions;
 pub mod media;
+pub mod mentions;
 pub mod outbox;
 pub mod presence;
 pub mod rate_limit;
@@ -161,7 +161,13 @@ impl Server {
             &mut tasks,
         )
         .await?;
-        digest::start(&config, &store, presence.clone(), shutdown.clone(), &mut tasks);
+        digest::start(
+            &config,
+            &store,
+            presence.clone(),
+            shutdown.clone(),
+            &mut tasks,
+        );
         let calls = Calls::start(
             cluster.as_ref(),
             presence.clone(),

@@ -37,7 +37,8 @@ pub fn occurrences(content: &str) -> Vec<Occurrence> {
     let mut previous: Option<char> = None;
     let mut chars = content.char_indices().peekable();
     while let Some((at, c)) = chars.next() {
-        let starts_word = previous.is_none_or(|p| !(p.is_alphanumeric() || is_name_char(p) || p == '@'));
+        let starts_word =
+            previous.is_none_or(|p| !(p.is_alphanumeric() || is_name_char(p) || p == '@'));
         previous = Some(c);
         if c != '@' || !starts_word {
             continue;
@@ -46,13 +47,19 @@ pub fn occurrences(content: &str) -> Vec<Occurrence> {
         let run_len = rest.find(|c: char| !is_name_char(c)).unwrap_or(rest.len());
         let run = &rest[..run_len];
         // `@name` glued to a letter outside the username alphabet (`@bobé`) is not `@bob`.
-        if rest[run_len..].chars().next().is_some_and(char::is_alphanumeric) {
+        if rest[run_len..]
+            .chars()
+            .next()
+            .is_some_and(char::is_alphanumeric)
+        {
             continue;
         }
         let mut names = Vec::new();
         for candidate in [run, run.trim_end_matches(['.', '-'])] {
             if (MIN_LEN..=MAX_LEN).contains(&candidate.len())
-                && !names.iter().any(|n: &String| n.eq_ignore_ascii_case(candidate))
+                && !names
+                    .iter()
+                    .any(|n: &String| n.eq_ignore_ascii_case(candidate))
             {
                 names.push(candidate.to_ascii_lowercase());
             }

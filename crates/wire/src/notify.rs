@@ -183,8 +183,7 @@ impl MentionNotification {
 /// stacks. The room id's 16 bytes in URL-safe base64 without padding: 22 characters, within
 /// the 32 the RFC allows.
 pub fn room_topic(room_id: Uuid) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes = room_id.as_bytes();
     let mut out = String::with_capacity(22);
     for chunk in bytes.chunks(3) {
@@ -297,9 +296,7 @@ impl Notification {
                 serde_json::to_string(&Tagged::IncomingCall(event.clone()))
             }
             Notification::Mail(event) => serde_json::to_string(&Tagged::Mail(event.clone())),
-            Notification::Mention(event) => {
-                serde_json::to_string(&Tagged::Mention(event.clone()))
-            }
+            Notification::Mention(event) => serde_json::to_string(&Tagged::Mention(event.clone())),
         }
     }
 

@@ -105,14 +105,15 @@ async fn put_room_level(
 }
 
 async fn current(state: &AppState, user_id: Uuid) -> Result<NotificationSettings, ApiError> {
-    let stored = state
-        .store
-        .notification_settings(user_id)
-        .await?
-        .ok_or(ApiError::Unauthorized {
-            code: "invalid_token",
-            detail: "the account of this token does not exist",
-        })?;
+    let stored =
+        state
+            .store
+            .notification_settings(user_id)
+            .await?
+            .ok_or(ApiError::Unauthorized {
+                code: "invalid_token",
+                detail: "the account of this token does not exist",
+            })?;
     let timing = DigestTiming::from_config(&state.config.config);
     Ok(NotificationSettings {
         push: stored.push,

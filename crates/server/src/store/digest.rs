@@ -154,7 +154,9 @@ macro_rules! digest_transaction {
         .fetch_optional(&mut *tx)
         .await?;
         let eligible = account.and_then(|(username, email, verified, on)| {
-            email.filter(|_| verified && on).map(|email| (username, email))
+            email
+                .filter(|_| verified && on)
+                .map(|email| (username, email))
         });
         let Some((username, email)) = eligible else {
             sqlx::query("DELETE FROM digest_pending WHERE user_id = $1")
@@ -164,12 +166,11 @@ macro_rules! digest_transaction {
             tx.commit().await?;
             return Ok(DigestOutcome::Ineligible);
         };
-        let last: Option<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT last_sent_at, covered_to FROM email_digests WHERE user_id = $1",
-        )
-        .bind($user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let last: Option<(DateTime<Utc>, DateTime<Utc>)> =
+            sqlx::query_as("SELECT last_sent_at, covered_to FROM email_digests WHERE user_id = $1")
+                .bind($user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let recent = |at: DateTime<Utc>| at > now - $interval;
         if recent(since) || last.is_some_and(|(sent, _)| recent(sent)) {
             return Ok(DigestOutcome::NotDue);
@@ -222,7 +223,8 @@ impl Store {
     /// Users with a pending mark, oldest first (at most `limit`).
     #[tracing::instrument(skip(self))]
     pub async fn digest_candidates(&self, limit: i64) -> StoreResult<Vec<DigestCandidate>> {
-        const SQL: &str = "SELECT p.user_id, p.since, u.email_digest_minutes AS digest_minutes, d.last_sent_at
+        const SQL: &str =
+            "SELECT p.user_id, p.since, u.email_digest_minutes AS digest_minutes, d.last_sent_at
              FROM digest_pending p JOIN users u ON u.id = p.user_id
              LEFT JOIN email_digests d ON d.user_id = p.user_id
              ORDER BY p.since LIMIT $1";
@@ -308,7 +310,10 @@ mod tests {
             digest_event_id(user, at),
             digest_event_id(user, at + chrono::Duration::microseconds(1))
         );
-        assert_ne!(digest_event_id(user, at), digest_event_id(Uuid::now_v7(), at));
+        assert_ne!(
+            digest_event_id(user, at),
+            digest_event_id(Uuid::now_v7(), at)
+        );
         assert_eq!(digest_event_id(user, at).get_version_num(), 8);
     }
 }

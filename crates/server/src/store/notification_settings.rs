@@ -37,7 +37,10 @@ pub struct SettingsChange {
 impl Store {
     /// The account's switches (`None`: no such account).
     #[tracing::instrument(skip(self))]
-    pub async fn notification_settings(&self, user_id: Uuid) -> StoreResult<Option<StoredSettings>> {
+    pub async fn notification_settings(
+        &self,
+        user_id: Uuid,
+    ) -> StoreResult<Option<StoredSettings>> {
         const SQL: &str = "SELECT push_notifications, email_notifications, email_digest_minutes
                            FROM users WHERE id = $1";
         let row: Option<(bool, bool, Option<i32>)> = with_pool!(self, pool => {

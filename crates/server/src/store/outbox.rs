@@ -10,9 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use nebula_notifier::PushStore;
 use nebula_wire::notify::{
-    CallNotification, DirectMessageNotification, MemberChange, MemberNotification, MentionNotification,
-    Notification,
-    UserRef,
+    CallNotification, DirectMessageNotification, MemberChange, MemberNotification,
+    MentionNotification, Notification, UserRef,
 };
 use nebula_wire::{Message, User};
 use sqlx::ConnectOptions as _;
@@ -125,7 +124,11 @@ impl OutboxEvent {
     }
 
     /// The notification of `recipient`'s mention in a message of the group room `room_name`.
-    pub(crate) fn mention(message: &Message, room_name: &str, recipient: Uuid) -> StoreResult<Self> {
+    pub(crate) fn mention(
+        message: &Message,
+        room_name: &str,
+        recipient: Uuid,
+    ) -> StoreResult<Self> {
         let created_at = super::now();
         let notification = MentionNotification {
             version: MentionNotification::VERSION,

@@ -32,12 +32,18 @@ async fn mentions_name_members_once_ignoring_case_and_never_inside_words(backend
              not @nobody, and @alice is me.",
         )
         .await;
-    assert_eq!(message.mentions, [bob.user.id, carol.user.id, alice.user.id]);
+    assert_eq!(
+        message.mentions,
+        [bob.user.id, carol.user.id, alice.user.id]
+    );
 
     let plain = alice.say(room.id, "no mentions here").await;
     assert!(plain.mentions.is_empty());
     let glued = alice.say(room.id, "mail@bob or x@carol").await;
-    assert!(glued.mentions.is_empty(), "an @ inside a word is an address");
+    assert!(
+        glued.mentions.is_empty(),
+        "an @ inside a word is an address"
+    );
     let sentence = alice.say(room.id, "thanks @carol.").await;
     assert_eq!(sentence.mentions, [carol.user.id], "a full stop ends it");
 
@@ -78,9 +84,7 @@ async fn mentions_name_members_once_ignoring_case_and_never_inside_words(backend
     }
 }
 
-async fn mentions_travel_with_history_changes_and_replays_and_go_with_a_delete(
-    backend: Backend,
-) {
+async fn mentions_travel_with_history_changes_and_replays_and_go_with_a_delete(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
@@ -91,7 +95,11 @@ async fn mentions_travel_with_history_changes_and_replays_and_go_with_a_delete(
 
     let history: nebula_wire::MessagePage =
         bob.history(room.id, "?page=1&page_size=10").await.json();
-    let ids: Vec<Vec<Uuid>> = history.messages.iter().map(|m| m.mentions.clone()).collect();
+    let ids: Vec<Vec<Uuid>> = history
+        .messages
+        .iter()
+        .map(|m| m.mentions.clone())
+        .collect();
     assert_eq!(ids, [vec![bob.user.id], vec![bob.user.id]]);
     assert_eq!(bob.message(room.id, first.id).await.mentions, [bob.user.id]);
 
@@ -107,7 +115,10 @@ async fn mentions_travel_with_history_changes_and_replays_and_go_with_a_delete(
     let deleted = alice.delete_message(room.id, second.id).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     let gone = bob.message(room.id, second.id).await;
-    assert!(gone.deleted_at.is_some() && gone.mentions.is_empty(), "{gone:?}");
+    assert!(
+        gone.deleted_at.is_some() && gone.mentions.is_empty(),
+        "{gone:?}"
+    );
     let changes: ChangesPage = bob
         .get(&format!("/rooms/{}/changes?since_rev=0", room.id))
         .await

@@ -53,7 +53,10 @@ async fn account_switches_default_on_and_change_one_at_a_time(backend: Backend) 
     };
     assert_eq!(changed.json::<NotificationSettings>(), expected);
     assert_eq!(
-        alice.get("/me/notifications").await.json::<NotificationSettings>(),
+        alice
+            .get("/me/notifications")
+            .await
+            .json::<NotificationSettings>(),
         expected
     );
     // The e-mail switch is the one the unsubscribe link turns off.
@@ -84,7 +87,10 @@ async fn account_switches_default_on_and_change_one_at_a_time(backend: Backend) 
     }
     // Nothing changed by the refused requests.
     assert_eq!(
-        alice.get("/me/notifications").await.json::<NotificationSettings>(),
+        alice
+            .get("/me/notifications")
+            .await
+            .json::<NotificationSettings>(),
         expected
     );
     let anonymous = app.get("/me/notifications").await;
@@ -116,8 +122,14 @@ async fn room_levels_default_by_kind_and_are_for_members_only(backend: Backend) 
         .iter()
         .map(|room| (room.id, room.notification_level))
         .collect();
-    assert!(levels.contains(&(public.id, Some(NotificationLevel::None))), "{levels:?}");
-    assert!(levels.contains(&(dm.id, Some(NotificationLevel::Mentions))), "{levels:?}");
+    assert!(
+        levels.contains(&(public.id, Some(NotificationLevel::None))),
+        "{levels:?}"
+    );
+    assert!(
+        levels.contains(&(dm.id, Some(NotificationLevel::Mentions))),
+        "{levels:?}"
+    );
     assert!(levels.contains(&(private.id, Some(NotificationLevel::Mentions))));
 
     // Someone else's level is not shown, nor changed.

@@ -427,12 +427,16 @@ fn topic(headers: &HeaderMap) -> Result<Option<String>, String> {
     let Some(value) = headers.get("topic") else {
         return Ok(None);
     };
-    let topic = value.to_str().map_err(|_| "Topic is not ASCII".to_owned())?;
+    let topic = value
+        .to_str()
+        .map_err(|_| "Topic is not ASCII".to_owned())?;
     let url_safe = topic
         .bytes()
         .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
     if topic.is_empty() || topic.len() > 32 || !url_safe {
-        return Err(format!("Topic {topic:?} is not 1-32 URL-safe base64 characters"));
+        return Err(format!(
+            "Topic {topic:?} is not 1-32 URL-safe base64 characters"
+        ));
     }
     Ok(Some(topic.to_owned()))
 }

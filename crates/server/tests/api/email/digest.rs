@@ -15,7 +15,10 @@ use super::{MAIL_WAIT, mail_to, wait_no_mail_pending};
 use crate::helpers::{Backend, Session, TestApp};
 use crate::on_both_backends;
 
-on_both_backends!(an_offline_user_gets_one_digest_per_interval_of_what_is_still_unread);
+on_both_backends!(
+    an_offline_user_gets_one_digest_per_interval_of_what_is_still_unread,
+    two_nodes_composing_at_once_queue_one_digest,
+);
 
 const INTERVAL: Duration = Duration::from_secs(4);
 
@@ -34,7 +37,10 @@ async fn verified(app: &TestApp, user: &Session, email: &str) {
 async fn wait_no_digest_pending(app: &TestApp) {
     let deadline = tokio::time::Instant::now() + MAIL_WAIT;
     while app.query_i64("SELECT COUNT(*) FROM digest_pending").await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "digests stay pending");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "digests stay pending"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -72,12 +78,9 @@ async fn an_offline_user_gets_one_digest_per_interval_of_what_is_still_unread(ba
     carols_socket
         .expect(|event| matches!(event, ServerEvent::Pong))
         .await;
-    let settings = crate::notification_settings::put_json(
-        &dave,
-        "/me/notifications",
-        json!({"email": false}),
-    )
-    .await;
+    let settings =
+        crate::notification_settings::put_json(&dave, "/me/notifications", json!({"email": false}))
+            .await;
     assert_eq!(settings.status, StatusCode::OK);
 
     let started = Instant::now();
@@ -119,14 +122,23 @@ async fn an_offline_user_gets_one_digest_per_interval_of_what_is_still_unread(ba
     let first_at = Instant::now();
     let digest = &mails[0];
     assert_eq!(digest.rcpt_tos, ["bob@example.com"]);
-    assert_eq!(digest.header("subject"), Some("2 unread messages on Nebula"));
+    assert_eq!(
+        digest.header("subject"),
+        Some("2 unread messages on Nebula")
+    );
     assert!(
         digest.header("list-unsubscribe").is_some(),
         "notification mail can be unsubscribed from"
     );
     let text = digest.text.as_deref().unwrap();
-    assert!(text.contains("mention in #Lobby, from alice: @bob @carol @dave the build is red"), "{text}");
-    assert!(text.contains("direct message, from alice: second, unread"), "{text}");
+    assert!(
+        text.contains("mention in #Lobby, from alice: @bob @carol @dave the build is red"),
+        "{text}"
+    );
+    assert!(
+        text.contains("direct message, from alice: second, unread"),
+        "{text}"
+    );
     assert!(!text.contains("which bob reads"), "read: {text}");
     assert!(!text.contains("deleted"), "deleted: {text}");
     assert!(
@@ -155,7 +167,59 @@ async fn an_offline_user_gets_one_digest_per_interval_of_what_is_still_unread(ba
     assert_eq!(mails[1].rcpt_tos, ["bob@example.com"]);
     let text = mails[1].text.as_deref().unwrap();
     assert!(text.contains("still red"), "{text}");
-    assert!(!text.contains("the build is red"), "already in a digest: {text}");
+    assert!(
+        !text.contains("the build is red"),
+        "already in a digest: {text}"
+    );
     wait_no_mail_pending(&app).await;
     drop(carols_socket);
+}
+
+/// Two nodes composing the same user's digest at once (every node runs the scheduler): the
+/// claim lets exactly one queue it. Driven through two store handles, as two nodes would.
+async fn two_nodes_composing_at_once_queue_one_digest(backend: Backend) {
+    // SQLite has one node, whose single writer is the claim: one handle, used twice at once.
+    let sqlite = matches!(backend, Backend::Sqlite);
+    // No mail configured: this server's own scheduler stays off, the test is the scheduler.
+    let app = TestApp::spawn(backend).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    verified(&app, &bob, "bob@example.com").await;
+    let dm: Room = alice
+        .post("/dms", json!({"user_id": bob.user.id}))
+        .await
+        .json();
+    alice.say(dm.id, "are you there?").await;
+    let mails = nebula::mail::Mails::new("https://chat.nebula.test", "secret");
+    let render = |context: &nebula::store::digest::DigestContext| {
+        nebula::digest::render(&mails, context)
+    };
+    let one = nebula::store::Store::connect(&app.database_url, 2)
+        .await
+        .unwrap();
+    let two = if sqlite {
+        one.clone()
+    } else {
+        nebula::store::Store::connect(&app.database_url, 2)
+            .await
+            .unwrap()
+    };
+    let now = chrono::Duration::zero();
+    let (first, second) = tokio::join!(
+        one.send_digest(bob.user.id, now, render),
+        two.send_digest(bob.user.id, now, render)
+    );
+    let mut outcomes = [first.unwrap(), second.unwrap()];
+    outcomes.sort_by_key(|outcome| format!("{outcome:?}"));
+    use nebula::store::digest::DigestOutcome;
+    assert_eq!(outcomes, [DigestOutcome::NotClaimed, DigestOutcome::Sent]);
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM email_digests").await,
+        1
+    );
+    assert_eq!(
+        one.send_digest(bob.user.id, now, render).await.unwrap(),
+        DigestOutcome::NotClaimed,
+        "nothing new is pending"
+    );
 }

@@ -91,10 +91,7 @@ async fn a_mentioned_offline_member_is_pushed_with_the_rooms_topic(backend: Back
     assert_eq!(endpoint.requests_for(&bobs_browser), 1, "bob was connected");
     assert_eq!(pushes[1].browser, carols_browser.id);
     assert_eq!(pushes[1].raw["type"], "message.direct");
-    assert_eq!(
-        pushes[1].topic.as_deref(),
-        Some(room_topic(dm.id).as_str())
-    );
+    assert_eq!(pushes[1].topic.as_deref(), Some(room_topic(dm.id).as_str()));
     assert_ne!(room_topic(dm.id), topic);
 }
 
@@ -157,5 +154,8 @@ async fn muted_rooms_and_push_off_stop_pushes(backend: Backend) {
         Some(room_topic(room.id).as_str())
     );
     assert_eq!(endpoint.requests_for(carols), 1, "only the mention");
-    assert_eq!(endpoint.requests_for(bobs) + endpoint.requests_for(daves), 0);
+    assert_eq!(
+        endpoint.requests_for(bobs) + endpoint.requests_for(daves),
+        0
+    );
 }

@@ -35,8 +35,7 @@ pub fn occurrences(content: &str) -> Vec<Occurrence> {
         return found;
     }
     let mut previous: Option<char> = None;
-    let mut chars = content.char_indices().peekable();
-    while let Some((at, c)) = chars.next() {
+    for (at, c) in content.char_indices() {
         let starts_word =
             previous.is_none_or(|p| !(p.is_alphanumeric() || is_name_char(p) || p == '@'));
         previous = Some(c);

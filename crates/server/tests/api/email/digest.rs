@@ -191,9 +191,8 @@ async fn two_nodes_composing_at_once_queue_one_digest(backend: Backend) {
         .json();
     alice.say(dm.id, "are you there?").await;
     let mails = nebula::mail::Mails::new("https://chat.nebula.test", "secret");
-    let render = |context: &nebula::store::digest::DigestContext| {
-        nebula::digest::render(&mails, context)
-    };
+    let render =
+        |context: &nebula::store::digest::DigestContext| nebula::digest::render(&mails, context);
     let one = nebula::store::Store::connect(&app.database_url, 2)
         .await
         .unwrap();
@@ -213,10 +212,7 @@ async fn two_nodes_composing_at_once_queue_one_digest(backend: Backend) {
     outcomes.sort_by_key(|outcome| format!("{outcome:?}"));
     use nebula::store::digest::DigestOutcome;
     assert_eq!(outcomes, [DigestOutcome::NotClaimed, DigestOutcome::Sent]);
-    assert_eq!(
-        app.query_i64("SELECT COUNT(*) FROM email_digests").await,
-        1
-    );
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM email_digests").await, 1);
     assert_eq!(
         one.send_digest(bob.user.id, now, render).await.unwrap(),
         DigestOutcome::NotClaimed,

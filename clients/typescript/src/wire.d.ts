@@ -276,6 +276,8 @@ export type Message = {
   /** When the content was last edited; `null` if never. */
   edited_at?: string | null;
   id: string;
+  /** Members of the room named as `@username` in `content` (case-insensitive, each once, in order of first mention); `[]` when none (and once deleted). */
+  mentions?: Array<string>;
   /** Reactions, most used first (ties: the emoji reacted with first comes first). */
   reactions?: Array<ReactionCount>;
   reply_to?: ReplyTo | null;
@@ -312,6 +314,27 @@ export type MessageWindow = {
   /** Whether more messages exist beyond this window in the direction of the cursor. */
   has_more: boolean;
   messages: Array<Message>;
+};
+
+/** Which events of a room reach a member while they are away (Web Push, the e-mail digest). */
+export type NotificationLevel = "all" | "mentions" | "none";
+
+/** `GET`/`PUT /me/notifications`: the caller's switches. */
+export type NotificationSettings = {
+  /** Notification e-mail (the digest); never the password-reset or verification mails. The one-click unsubscribe link of a digest turns it off. */
+  email: boolean;
+  /** At most one digest per this many minutes (1–10080; default `EMAIL_DIGEST_MINUTES`). */
+  email_digest_minutes: number;
+  /** Web Push to this account's browsers (direct messages, mentions, calls, members). */
+  push: boolean;
+};
+
+/** `PUT /me/notifications`: the switches to change; omitted ones stay as they are. */
+export type NotificationSettingsUpdate = {
+  email?: boolean | null;
+  /** 1–10080 (else 422 `validation_failed`). */
+  email_digest_minutes?: number | null;
+  push?: boolean | null;
 };
 
 /** `GET /rooms/{room_id}/online`: one page of the room's online members, by username. */
@@ -467,6 +490,7 @@ export type Room = {
   last_seq?: i64 | null;
   member_count: number;
   name: string;
+  notification_level?: NotificationLevel | null;
   owner_id: string;
   peer?: User | null;
   /** For a member only: messages after `last_read_seq` not sent by them and not deleted. Exact while `last_seq - last_read_seq` is at most `UNREAD_COUNT_MAX` (default 1000); beyond, the count among the first `UNREAD_COUNT_MAX` messages after `last_read_seq` (show it as "999+"). */
@@ -479,6 +503,11 @@ export type RoomKind = "group" | "direct";
 /** `GET /rooms`: the rooms the caller belongs to. */
 export type RoomList = {
   rooms: Array<Room>;
+};
+
+/** `PUT /rooms/{room_id}/notifications`. */
+export type RoomNotificationSettings = {
+  level: NotificationLevel;
 };
 
 /** Server → client. */

@@ -35,13 +35,16 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::stream;
-use nebula_wire::notify::{MailNotification, MemberNotification, Notification};
+use nebula_wire::notify::{MailNotification, MemberNotification, Notification, room_topic};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::mail::{MailOutcome, Mailer};
 use crate::metrics;
-use crate::push::{CallPushPayload, MessagePushPayload, PushOutcome, PushPayload, PushSender};
+use crate::push::{
+    CallPushPayload, MentionPushPayload, MessagePushPayload, PushOutcome, PushPayload, PushSender,
+    SendOptions,
+};
 use crate::store::{Claim, PushStore, Subscription, Suppressed};
 
 /// What [`Dispatcher::deliver`] did with an event.
@@ -65,6 +68,9 @@ struct Plan {
     payload: serde_json::Value,
     /// The push's `TTL`, when not the sender's default.
     ttl: Option<Duration>,
+    /// The push's `Topic` (RFC 8030 §5.4): the room's, so the pushes of a burst in one room
+    /// replace each other on a push service instead of stacking; `None`: the event's own.
+    topic: Option<String>,
 }
 
 /// Pushes notifications to recipients' browsers and sends mail events over SMTP. Cheap to
@@ -273,6 +279,7 @@ impl Dispatcher {
                     .collect(),
                 payload: encode(serde_json::to_value(PushPayload::from_event(event)))?,
                 ttl: None,
+                topic: Some(room_topic(event.room_id)),
             },
             Notification::DirectMessage(event) => {
                 if event.recipient == event.sender.id {
@@ -294,6 +301,31 @@ impl Dispatcher {
                     recipients: vec![event.recipient],
                     payload: encode(serde_json::to_value(MessagePushPayload::from_event(event)))?,
                     ttl: None,
+                    topic: Some(room_topic(event.room_id)),
+                }
+            }
+            Notification::Mention(event) => {
+                if event.recipient == event.sender.id {
+                    return Ok(Err(Suppressed::NotMember));
+                }
+                // The same checks as a direct message: read, deleted, blocked, muted, push off.
+                if let Some(reason) = self
+                    .store
+                    .direct_message_suppressed(
+                        event.room_id,
+                        event.seq,
+                        event.sender.id,
+                        event.recipient,
+                    )
+                    .await?
+                {
+                    return Ok(Err(reason));
+                }
+                Plan {
+                    recipients: vec![event.recipient],
+                    payload: encode(serde_json::to_value(MentionPushPayload::from_event(event)))?,
+                    ttl: None,
+                    topic: Some(room_topic(event.room_id)),
                 }
             }
             Notification::IncomingCall(event) => {
@@ -312,10 +344,14 @@ impl Dispatcher {
                 {
                     return Ok(Err(Suppressed::Blocked));
                 }
+                if !self.store.push_enabled(event.callee).await? {
+                    return Ok(Err(Suppressed::PushOff));
+                }
                 Plan {
                     recipients: vec![event.callee],
                     payload: encode(serde_json::to_value(CallPushPayload::from_event(event)))?,
                     ttl: Some(Duration::from_secs(left)),
+                    topic: None,
                 }
             }
         }))
@@ -344,18 +380,14 @@ impl Dispatcher {
                 return Ok(Step::Finished);
             }
         }
-        let outcome = match plan.ttl {
-            Some(ttl) => {
-                self.sender
-                    .send_with_ttl(&subscription, &plan.payload, event_id, ttl)
-                    .await
-            }
-            None => {
-                self.sender
-                    .send(&subscription, &plan.payload, event_id)
-                    .await
-            }
+        let options = SendOptions {
+            ttl: plan.ttl,
+            topic: plan.topic.clone(),
         };
+        let outcome = self
+            .sender
+            .send_with(&subscription, &plan.payload, event_id, options)
+            .await;
         match &outcome {
             PushOutcome::Delivered => {
                 metrics::push_sent();

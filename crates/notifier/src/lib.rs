@@ -34,7 +34,8 @@ pub use error::{Error, Result};
 pub use http::{ApiState, SubscriptionRules, WebPushApi, router};
 pub use mail::{MailOutcome, Mailer};
 pub use push::{
-    CallPushPayload, MessagePushPayload, MessageRef, PushOutcome, PushPayload, PushSender,
+    CallPushPayload, MentionPushPayload, MessagePushPayload, MessageRef, PushOutcome, PushPayload,
+    PushSender, SendOptions,
 };
 pub use store::{Claim, NewSubscription, PushStore, Subscription, Suppressed};
 pub use topology::{DEAD_LETTER_EXCHANGE, EXCHANGE, QUEUE, Topology, declare_topology};

@@ -11,7 +11,8 @@ use axum::http::{HeaderValue, Uri, header};
 use chrono::{DateTime, Utc};
 use nebula_wire::User;
 use nebula_wire::notify::{
-    CallNotification, DirectMessageNotification, MemberChange, MemberNotification, UserRef,
+    CallNotification, DirectMessageNotification, MemberChange, MemberNotification,
+    MentionNotification, UserRef,
 };
 use nebula_wire::{CallMedia, Seq};
 use reqwest::{StatusCode, Url};
@@ -97,6 +98,42 @@ impl MessagePushPayload {
     }
 }
 
+/// What the service worker receives, decrypted, when someone mentions the user in a group
+/// room (`type` `"message.mention"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MentionPushPayload {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub room_id: Uuid,
+    pub room_name: String,
+    pub message: MessageRef,
+    pub sender: UserRef,
+    /// The start of the message (see `DirectMessageNotification::PREVIEW_CHARS`).
+    pub preview: String,
+    pub event_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl MentionPushPayload {
+    pub const TYPE: &str = "message.mention";
+
+    pub fn from_event(event: &MentionNotification) -> Self {
+        MentionPushPayload {
+            kind: Self::TYPE.to_owned(),
+            room_id: event.room_id,
+            room_name: event.room_name.clone(),
+            message: MessageRef {
+                id: event.message_id,
+                seq: event.seq,
+            },
+            sender: event.sender.clone(),
+            preview: event.preview.clone(),
+            event_id: event.event_id,
+            occurred_at: event.occurred_at,
+        }
+    }
+}
+
 /// What the service worker receives, decrypted, for a call ringing while the user had no open
 /// connection (`type` `"call.incoming"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +194,16 @@ pub struct PushSender {
     endpoints: EndpointPolicy,
 }
 
+/// Headers of one push that differ per event.
+#[derive(Debug, Clone, Default)]
+pub struct SendOptions {
+    /// `TTL`; `None`: the sender's default.
+    pub ttl: Option<Duration>,
+    /// `Topic` (RFC 8030 §5.4, at most 32 URL-safe base64 characters); `None`: derived from
+    /// the event id, so a retried event still replaces its own earlier copy.
+    pub topic: Option<String>,
+}
+
 /// How long a push service may keep an undelivered message (the `TTL` header).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -203,7 +250,7 @@ impl PushSender {
         payload: &P,
         event_id: Uuid,
     ) -> PushOutcome {
-        self.send_with_ttl(subscription, payload, event_id, self.ttl)
+        self.send_with(subscription, payload, event_id, SendOptions::default())
             .await
     }
 
@@ -216,6 +263,26 @@ impl PushSender {
         event_id: Uuid,
         ttl: Duration,
     ) -> PushOutcome {
+        let options = SendOptions {
+            ttl: Some(ttl),
+            topic: None,
+        };
+        self.send_with(subscription, payload, event_id, options)
+            .await
+    }
+
+    /// [`PushSender::send`] with the headers of `options`.
+    pub async fn send_with<P: Serialize + ?Sized>(
+        &self,
+        subscription: &Subscription,
+        payload: &P,
+        event_id: Uuid,
+        options: SendOptions,
+    ) -> PushOutcome {
+        let ttl = options.ttl.unwrap_or(self.ttl);
+        let topic = options
+            .topic
+            .unwrap_or_else(|| event_id.simple().to_string());
         // Checked again here, not only at subscribe time: the row may predate the rule, or
         // have been stored by a process that allowed private endpoints. reqwest does not
         // resolve IP literals, so this is also what keeps those off private addresses.
@@ -223,7 +290,7 @@ impl PushSender {
             Ok(url) => url,
             Err(refused) => return PushOutcome::EndpointRefused(refused.to_string()),
         };
-        let request = match self.build(&url, subscription, payload, event_id, ttl) {
+        let request = match self.build(&url, subscription, payload, &topic, ttl) {
             Ok(request) => request,
             Err(err) => {
                 // Only stored keys that are not a valid P-256 point / 16-byte secret get here;
@@ -248,7 +315,7 @@ impl PushSender {
         url: &Url,
         subscription: &Subscription,
         payload: &P,
-        event_id: Uuid,
+        topic: &str,
         ttl: Duration,
     ) -> Result<reqwest::Request> {
         let uri: Uri = url
@@ -280,10 +347,11 @@ impl PushSender {
         );
         headers.insert("urgency", HeaderValue::from_static("normal"));
         // RFC 8030 §5.4: a push service replaces a still-undelivered message with the same
-        // topic, so a retried event cannot pile up twice on an offline device. 32 hex chars
-        // fit the 32-character base64url limit.
-        let topic = HeaderValue::try_from(event_id.simple().to_string())
-            .map_err(|err| Error::PushBuild(err.to_string()))?;
+        // topic: pushes about one room share the room's topic (a burst shows as its latest),
+        // others use their event id (32 hex chars), so a retried event cannot pile up twice on
+        // an offline device.
+        let topic =
+            HeaderValue::try_from(topic).map_err(|err| Error::PushBuild(err.to_string()))?;
         headers.insert("topic", topic);
         reqwest::Request::try_from(request).map_err(Error::from)
     }

@@ -318,6 +318,17 @@ pub struct Config {
     #[arg(long, env = "FROM_EMAIL")]
     pub from_email: Option<String>,
 
+    /// Default digest interval: a user with no open connection gets at most one e-mail digest
+    /// of unread direct messages and mentions per this many minutes (1–10080; each user may
+    /// choose their own with `PUT /me/notifications`).
+    #[arg(long, env = "EMAIL_DIGEST_MINUTES", default_value_t = 15)]
+    pub email_digest_minutes: u32,
+
+    /// Overrides `EMAIL_DIGEST_MINUTES` with an interval in seconds for users who did not
+    /// choose one (for tests and demos; 1–604800). Unset: minutes as above.
+    #[arg(long, env = "EMAIL_DIGEST_SECONDS")]
+    pub email_digest_seconds: Option<u64>,
+
     /// Where uploads are kept: `fs://path` (a directory, created on first start) or
     /// `s3://bucket[/prefix]` (with `S3_ENDPOINT`, `S3_REGION`, `S3_ACCESS_KEY_ID`,
     /// `S3_SECRET_ACCESS_KEY`). Every node of a cluster must name the same S3 bucket.
@@ -466,6 +477,18 @@ impl Config {
                 "DATABASE_URL",
                 "must start with sqlite:, postgres:// or postgresql://",
             ));
+        }
+        if !(1..=crate::digest::MAX_MINUTES).contains(&self.email_digest_minutes) {
+            return Err(invalid(
+                "EMAIL_DIGEST_MINUTES",
+                format!("must be 1-{}", crate::digest::MAX_MINUTES),
+            ));
+        }
+        if self
+            .email_digest_seconds
+            .is_some_and(|seconds| !(1..=604_800).contains(&seconds))
+        {
+            return Err(invalid("EMAIL_DIGEST_SECONDS", "must be 1-604800"));
         }
         if self.database_max_connections == 0 {
             return Err(invalid("DATABASE_MAX_CONNECTIONS", "must be at least 1"));

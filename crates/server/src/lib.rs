@@ -16,6 +16,7 @@ pub mod bus;
 pub mod calls;
 pub mod cluster;
 pub mod config;
+pub mod digest;
 pub mod domain;
 pub mod error;
 pub mod gateway;
@@ -23,6 +24,7 @@ pub mod http;
 pub mod hub;
 pub mod mail;
 pub mod media;
+pub mod mentions;
 pub mod outbox;
 pub mod presence;
 pub mod rate_limit;
@@ -159,6 +161,13 @@ impl Server {
             &mut tasks,
         )
         .await?;
+        digest::start(
+            &config,
+            &store,
+            presence.clone(),
+            shutdown.clone(),
+            &mut tasks,
+        );
         let calls = Calls::start(
             cluster.as_ref(),
             presence.clone(),

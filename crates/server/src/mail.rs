@@ -26,6 +26,11 @@ impl Mails {
         }
     }
 
+    /// Where users reach this server, without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
     /// The mail carrying a password-reset token.
     pub fn password_reset(&self, username: &str, to: &str, token: &str) -> MailContent {
         let link = format!("{}/?reset_token={token}", self.public_url);

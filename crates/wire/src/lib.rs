@@ -11,12 +11,14 @@ pub mod notify;
 pub mod people;
 pub mod problem;
 pub mod rest;
+pub mod settings;
 pub mod ws;
 
 pub use accounts::*;
 pub use people::*;
 pub use problem::Problem;
 pub use rest::*;
+pub use settings::*;
 pub use ws::{CallMedia, ClientEvent, PresenceStatus, ServerEvent, TypingState};
 
 /// Per-room message sequence number: 1, 2, 3 … with no gaps.

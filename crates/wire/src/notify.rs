@@ -6,7 +6,8 @@
 //!   that notifiers built before the other kinds existed keep reading them;
 //! - direct messages ([`DirectMessageNotification`], `"kind": "direct_message"`);
 //! - incoming calls ([`CallNotification`], `"kind": "incoming_call"`);
-//! - e-mails ([`MailNotification`], `"kind": "mail"`).
+//! - e-mails ([`MailNotification`], `"kind": "mail"`);
+//! - mentions of a member in a group room ([`MentionNotification`], `"kind": "mention"`).
 //!
 //! [`Notification::parse`] tells them apart. A consumer that meets a kind (or version) it does
 //! not know must refuse it loudly (dead-letter it with a log line), never drop it or misread
@@ -151,6 +152,55 @@ impl CallNotification {
     pub const VERSION: u32 = 1;
 }
 
+/// `@username` of a member in a message of a group room, written to the outbox in the
+/// message's own commit, one per mentioned member. Decided later like a direct message: not
+/// pushed if the member has an open connection when the relay takes the row, nor if, when it
+/// is dispatched, they read it, it was deleted, either user blocked the other, the room is at
+/// level `none` for them or their pushes are off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MentionNotification {
+    /// Format version of this kind; currently 1.
+    pub version: u32,
+    pub event_id: Uuid,
+    pub room_id: Uuid,
+    pub room_name: String,
+    pub message_id: Uuid,
+    pub seq: Seq,
+    pub sender: UserRef,
+    /// The mentioned member.
+    pub recipient: Uuid,
+    /// As [`DirectMessageNotification::preview`].
+    pub preview: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl MentionNotification {
+    pub const VERSION: u32 = 1;
+}
+
+/// The RFC 8030 §5.4 `Topic` of pushes about one room: a push service keeps only the newest
+/// undelivered push of a topic, so a burst of messages in one room replaces rather than
+/// stacks. The room id's 16 bytes in URL-safe base64 without padding: 22 characters, within
+/// the 32 the RFC allows.
+pub fn room_topic(room_id: Uuid) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = room_id.as_bytes();
+    let mut out = String::with_capacity(22);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let sextets = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
+        for sextet in sextets.iter().take(chunk.len() + 1) {
+            out.push(char::from(ALPHABET[*sextet as usize]));
+        }
+    }
+    out
+}
+
 /// Any event of the notifications queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notification {
@@ -158,6 +208,7 @@ pub enum Notification {
     DirectMessage(DirectMessageNotification),
     IncomingCall(CallNotification),
     Mail(MailNotification),
+    Mention(MentionNotification),
 }
 
 /// The kinds that carry a `kind` field.
@@ -167,6 +218,7 @@ enum Tagged {
     DirectMessage(DirectMessageNotification),
     IncomingCall(CallNotification),
     Mail(MailNotification),
+    Mention(MentionNotification),
 }
 
 /// Why a queue message is not a notification this build understands.
@@ -210,6 +262,7 @@ impl Notification {
             Some("direct_message") => ("direct_message", DirectMessageNotification::VERSION),
             Some("incoming_call") => ("incoming_call", CallNotification::VERSION),
             Some("mail") => ("mail", MailNotification::VERSION),
+            Some("mention") => ("mention", MentionNotification::VERSION),
             Some(other) => return Err(ParseError::UnknownKind(other.to_owned())),
         };
         if head.version != known {
@@ -228,6 +281,7 @@ impl Notification {
             Tagged::DirectMessage(event) => Notification::DirectMessage(event),
             Tagged::IncomingCall(event) => Notification::IncomingCall(event),
             Tagged::Mail(event) => Notification::Mail(event),
+            Tagged::Mention(event) => Notification::Mention(event),
         })
     }
 
@@ -242,6 +296,7 @@ impl Notification {
                 serde_json::to_string(&Tagged::IncomingCall(event.clone()))
             }
             Notification::Mail(event) => serde_json::to_string(&Tagged::Mail(event.clone())),
+            Notification::Mention(event) => serde_json::to_string(&Tagged::Mention(event.clone())),
         }
     }
 
@@ -252,6 +307,7 @@ impl Notification {
             Notification::DirectMessage(event) => event.event_id,
             Notification::IncomingCall(event) => event.event_id,
             Notification::Mail(event) => event.event_id,
+            Notification::Mention(event) => event.event_id,
         }
     }
 
@@ -264,6 +320,18 @@ impl Notification {
             Notification::DirectMessage(event) => Some(event.recipient),
             Notification::IncomingCall(event) => Some(event.callee),
             Notification::Mail(_) => None,
+            Notification::Mention(event) => Some(event.recipient),
+        }
+    }
+
+    /// The room a push is about, whose [`room_topic`] groups its pushes (`None` for calls
+    /// and mail).
+    pub fn room(&self) -> Option<Uuid> {
+        match self {
+            Notification::Member(event) => Some(event.room_id),
+            Notification::DirectMessage(event) => Some(event.room_id),
+            Notification::Mention(event) => Some(event.room_id),
+            Notification::IncomingCall(_) | Notification::Mail(_) => None,
         }
     }
 
@@ -274,6 +342,7 @@ impl Notification {
             Notification::DirectMessage(_) => "direct_message",
             Notification::IncomingCall(_) => "incoming_call",
             Notification::Mail(_) => "mail",
+            Notification::Mention(_) => "mention",
         }
     }
 }
@@ -381,6 +450,41 @@ mod tests {
             Notification::parse(b"not json"),
             Err(ParseError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn mentions_round_trip_and_room_topics_are_short_url_safe_base64() {
+        let event = Notification::Mention(MentionNotification {
+            version: 1,
+            event_id: Uuid::now_v7(),
+            room_id: Uuid::now_v7(),
+            room_name: "Lobby".into(),
+            message_id: Uuid::now_v7(),
+            seq: 4,
+            sender: UserRef {
+                id: Uuid::now_v7(),
+                username: "alice".into(),
+            },
+            recipient: Uuid::now_v7(),
+            preview: "@bo hi".into(),
+            occurred_at: Utc::now(),
+        });
+        let json = event.to_json().unwrap();
+        assert!(json.contains("\"kind\":\"mention\""), "{json}");
+        assert_eq!(Notification::parse(json.as_bytes()).unwrap(), event);
+
+        let topic = room_topic(Uuid::from_bytes([0xff; 16]));
+        assert_eq!(topic, "_____________________w");
+        let topic = room_topic(Uuid::nil());
+        assert_eq!(topic.len(), 22);
+        assert!(topic.chars().all(|c| c == 'A'));
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_ne!(room_topic(a), room_topic(b));
+        assert!(
+            room_topic(a)
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
     }
 
     #[test]

@@ -84,6 +84,10 @@ pub struct Room {
     /// For a direct room: the other of its two users, as the caller sees it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<User>,
+    /// For a member only: which of the room's events reach them while away (push, digest);
+    /// set with `PUT /rooms/{room_id}/notifications`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_level: Option<crate::NotificationLevel>,
 }
 
 /// What kind of room a room is.
@@ -253,6 +257,10 @@ pub struct Message {
     /// Attached media, in the order the sender named them; `[]` when none (and once deleted).
     #[serde(default)]
     pub attachments: Vec<Media>,
+    /// Members of the room named as `@username` in `content` (case-insensitive, each once, in
+    /// order of first mention); `[]` when none (and once deleted).
+    #[serde(default)]
+    pub mentions: Vec<Uuid>,
 }
 
 /// What a reply points at.

@@ -365,6 +365,7 @@ mod tests {
             reactions: vec![],
             rev: 1,
             attachments: vec![],
+            mentions: vec![],
         };
         let room_id = Uuid::nil();
         let events = [

@@ -166,6 +166,7 @@ mod tests {
             reactions: vec![],
             rev: seq,
             attachments: vec![],
+            mentions: vec![],
         }
     }
 

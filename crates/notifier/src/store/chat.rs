@@ -1,9 +1,9 @@
 //! What the dispatcher reads from the chat server's own tables, at dispatch time, before
-//! pushing a direct message or an incoming call: things that can change between the send and
-//! the push (a read marker, a block, a delete).
+//! pushing a direct message, a mention or an incoming call: things that can change between the
+//! send and the push (a read marker, a block, a delete, the recipient's notification settings).
 //!
 //! The notifier shares the chat server's database (see the crate README), so these are plain
-//! reads of `room_members`, `messages` and `blocks`; the SQL is the same on both backends.
+//! reads of `room_members`, `messages`, `blocks` and `users`; the SQL is the same on both backends.
 
 use uuid::Uuid;
 
@@ -23,6 +23,10 @@ pub enum Suppressed {
     NotMember,
     /// The call stopped ringing before the push could go out.
     Expired,
+    /// The recipient turned Web Push off (`PUT /me/notifications {"push": false}`).
+    PushOff,
+    /// The recipient set the room to a level that excludes this event (`none`).
+    Muted,
 }
 
 impl Suppressed {
@@ -33,6 +37,8 @@ impl Suppressed {
             Suppressed::Deleted => "deleted",
             Suppressed::NotMember => "not_member",
             Suppressed::Expired => "expired",
+            Suppressed::PushOff => "push_off",
+            Suppressed::Muted => "muted",
         }
     }
 }
@@ -51,16 +57,22 @@ impl PushStore {
         if self.blocked_either_way(sender, recipient).await? {
             return Ok(Some(Suppressed::Blocked));
         }
-        const READ: &str =
-            "SELECT last_read_seq FROM room_members WHERE room_id = $1 AND user_id = $2";
-        let read: Option<(i64,)> = on_pool!(self, pool => sqlx::query_as(READ)
+        if !self.push_enabled(recipient).await? {
+            return Ok(Some(Suppressed::PushOff));
+        }
+        // A level of `none` mutes the room; `mentions` (or the default) still lets through
+        // what these pushes are about: a direct message, or a mention.
+        const READ: &str = "SELECT last_read_seq, notification_level FROM room_members
+             WHERE room_id = $1 AND user_id = $2";
+        let read: Option<(i64, Option<String>)> = on_pool!(self, pool => sqlx::query_as(READ)
             .bind(room_id)
             .bind(recipient)
             .fetch_optional(pool)
             .await)?;
         match read {
             None => return Ok(Some(Suppressed::NotMember)),
-            Some((last_read,)) if last_read >= seq => return Ok(Some(Suppressed::Read)),
+            Some((_, Some(level))) if level == "none" => return Ok(Some(Suppressed::Muted)),
+            Some((last_read, _)) if last_read >= seq => return Ok(Some(Suppressed::Read)),
             Some(_) => {}
         }
         const DELETED: &str = "SELECT COUNT(*) FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NOT NULL";
@@ -70,6 +82,18 @@ impl PushStore {
             .fetch_one(pool)
             .await)?;
         Ok((deleted > 0).then_some(Suppressed::Deleted))
+    }
+
+    /// Whether the user wants Web Push at all (`users.push_notifications`; an account the
+    /// table does not know keeps the default, on).
+    #[tracing::instrument(skip(self))]
+    pub async fn push_enabled(&self, user_id: Uuid) -> Result<bool> {
+        const SQL: &str = "SELECT push_notifications FROM users WHERE id = $1";
+        let row: Option<(bool,)> = on_pool!(self, pool => sqlx::query_as(SQL)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.is_none_or(|(on,)| on))
     }
 
     /// Whether either user has blocked the other.

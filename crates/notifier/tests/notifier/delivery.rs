@@ -47,6 +47,15 @@ async fn a_join_reaches_every_other_members_browsers_encrypted_and_signed() {
         .map(|b| b.id.clone())
         .collect();
     assert_eq!(reached, expected);
+    // Grouped by room (RFC 8030 Topic): a burst of one room's pushes replaces rather than stacks.
+    let topic = nebula_wire::notify::room_topic(joined.room_id);
+    assert!(
+        pushes
+            .iter()
+            .all(|push| push.topic.as_deref() == Some(topic.as_str())),
+        "{:?}",
+        pushes.iter().map(|push| &push.topic).collect::<Vec<_>>()
+    );
     assert_eq!(
         pipeline.endpoint.requests_for(&alice_laptop)
             + pipeline.endpoint.requests_for(&dave_laptop),

@@ -18,7 +18,9 @@ const WAIT: Duration = Duration::from_secs(10);
 /// The chat server's columns the dispatcher reads.
 const CHAT_TABLES: &str = "
 CREATE TABLE room_members (room_id BLOB NOT NULL, user_id BLOB NOT NULL,
-    last_read_seq INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (room_id, user_id));
+    last_read_seq INTEGER NOT NULL DEFAULT 0, notification_level TEXT,
+    PRIMARY KEY (room_id, user_id));
+CREATE TABLE users (id BLOB PRIMARY KEY, push_notifications BOOLEAN NOT NULL DEFAULT TRUE);
 CREATE TABLE messages (room_id BLOB NOT NULL, seq INTEGER NOT NULL, deleted_at TEXT,
     PRIMARY KEY (room_id, seq));
 CREATE TABLE blocks (blocker_id BLOB NOT NULL, blocked_id BLOB NOT NULL,
@@ -99,6 +101,11 @@ async fn direct_messages_are_pushed_unless_read_deleted_or_blocked() {
         pipeline.endpoint.errors()
     );
     assert_eq!(pushes[0].browser, bobs_laptop.id);
+    // Pushes about one room share its topic: a burst replaces rather than stacks.
+    assert_eq!(
+        pushes[0].topic.as_deref(),
+        Some(nebula_wire::notify::room_topic(room).as_str())
+    );
     let Notification::DirectMessage(sent) = &first else {
         unreachable!()
     };
@@ -206,4 +213,88 @@ async fn an_incoming_call_is_pushed_while_it_rings_only() {
     assert_eq!(report.suppressed, Some(Suppressed::Blocked));
     assert_eq!(pipeline.endpoint.requests_for(&laptop), 1);
     chat.close().await;
+}
+
+fn mention(room: Uuid, seq: i64, from: &User, to: &User) -> Notification {
+    Notification::Mention(nebula_wire::notify::MentionNotification {
+        version: nebula_wire::notify::MentionNotification::VERSION,
+        event_id: Uuid::now_v7(),
+        room_id: room,
+        room_name: "Lobby".into(),
+        message_id: Uuid::now_v7(),
+        seq,
+        sender: reference(from),
+        recipient: to.id,
+        preview: format!("@{} look", to.username),
+        occurred_at: Utc::now(),
+    })
+}
+
+#[tokio::test]
+async fn mentions_are_pushed_with_the_room_topic_unless_muted_or_push_is_off() {
+    let pipeline = Pipeline::sqlite().await;
+    let chat = chat_db(&pipeline).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let bobs_laptop = pipeline.subscribe(&bob).await;
+    let room = Uuid::now_v7();
+    for member in [&alice, &bob] {
+        sqlx::query("INSERT INTO room_members (room_id, user_id) VALUES ($1, $2)")
+            .bind(room)
+            .bind(member.id)
+            .execute(&chat)
+            .await
+            .unwrap();
+    }
+    for seq in 1..=3 {
+        sqlx::query("INSERT INTO messages (room_id, seq) VALUES ($1, $2)")
+            .bind(room)
+            .bind(seq)
+            .execute(&chat)
+            .await
+            .unwrap();
+    }
+
+    let first = mention(room, 1, &alice, &bob);
+    let report = pipeline.dispatcher.dispatch(&first).await.unwrap();
+    assert_eq!((report.sent, report.suppressed), (1, None));
+    let pushes = pipeline.endpoint.wait_for_others(1, WAIT).await;
+    assert!(pipeline.endpoint.errors().is_empty());
+    assert_eq!(pushes[0].browser, bobs_laptop.id);
+    assert_eq!(pushes[0].raw["type"], "message.mention");
+    assert_eq!(pushes[0].raw["room_name"], "Lobby");
+    assert_eq!(pushes[0].raw["message"]["seq"], 1);
+    assert_eq!(
+        pushes[0].topic.as_deref(),
+        Some(nebula_wire::notify::room_topic(room).as_str())
+    );
+
+    sqlx::query("UPDATE room_members SET notification_level = 'none' WHERE user_id = $1")
+        .bind(bob.id)
+        .execute(&chat)
+        .await
+        .unwrap();
+    let report = pipeline
+        .dispatcher
+        .dispatch(&mention(room, 2, &alice, &bob))
+        .await
+        .unwrap();
+    assert_eq!(report.suppressed, Some(Suppressed::Muted));
+
+    sqlx::query("UPDATE room_members SET notification_level = 'mentions' WHERE user_id = $1")
+        .bind(bob.id)
+        .execute(&chat)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO users (id, push_notifications) VALUES ($1, FALSE)")
+        .bind(bob.id)
+        .execute(&chat)
+        .await
+        .unwrap();
+    let report = pipeline
+        .dispatcher
+        .dispatch(&mention(room, 3, &alice, &bob))
+        .await
+        .unwrap();
+    assert_eq!(report.suppressed, Some(Suppressed::PushOff));
+    assert_eq!(pipeline.endpoint.requests_for(&bobs_laptop), 1);
 }

@@ -263,14 +263,21 @@ impl Connection {
         if let Err(err) = self.state.limits.check_message(self.user.id).await {
             return self.reject(err, reference).await;
         }
+        let content = body.content.into_inner();
+        // No query unless the content has an `@`.
+        let mentions = match crate::mentions::resolve(&self.state.store, room_id, &content).await {
+            Ok(mentions) => mentions,
+            Err(err) => return self.reject(err.into(), reference).await,
+        };
         let message = NewMessage {
             room_id,
             sender_id: self.user.id,
             sender_username: self.user.username.clone(),
-            content: body.content.into_inner(),
+            content,
             client_msg_id: client_msg_id.clone(),
             reply_to,
             attachments,
+            mentions,
         };
         // The root of the message's trace, when traces are exported (the writer's commit and
         // the bus publication are its children). A root, not a child of the connection's span:

@@ -63,10 +63,13 @@ async fn edit_message(
     Path((room_id, message_id)): Path<(Uuid, Uuid)>,
     Json(request): Json<EditMessageRequest>,
 ) -> Result<axum::Json<Message>, ApiError> {
-    let content = MessageContent::parse(&request.content, state.config.config.message_max_chars)?;
+    let content = MessageContent::parse(&request.content, state.config.config.message_max_chars)?
+        .into_inner();
+    let mentions = crate::mentions::resolve(&state.store, room_id, &content).await?;
     let action = Action::Edit {
-        content: content.into_inner(),
+        content,
         window: state.config.edit_window(),
+        mentions,
     };
     let applied = change(&state, &caller, room_id, message_id, action).await?;
     Ok(axum::Json(applied.message().clone()))

@@ -116,16 +116,19 @@ async fn post_message(
     };
     let attachments = crate::media::attachments(&state.store, &body.attachments, caller.id).await?;
     state.limits.check_message(caller.id).await?;
+    let content = body.content.into_inner();
+    let mentions = crate::mentions::resolve(&state.store, room_id, &content).await?;
     let posted = state
         .writers
         .post(NewMessage {
             room_id,
             sender_id: caller.id,
             sender_username: caller.username.clone(),
-            content: body.content.into_inner(),
+            content,
             client_msg_id,
             reply_to,
             attachments,
+            mentions,
         })
         .await;
     let posted = explain_refusal(&state.store, room_id, posted).await?;

@@ -18,6 +18,7 @@ mod media_limits;
 mod members;
 mod messages;
 mod meta;
+mod notification_settings;
 mod online;
 mod openapi;
 mod people;
@@ -96,6 +97,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(account::routes())
         .merge(erasure::routes())
         .merge(email::routes())
+        .merge(notification_settings::routes())
         .merge(admin::routes())
         .merge(reports::routes())
         .merge(rooms::routes())

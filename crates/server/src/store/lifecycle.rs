@@ -38,6 +38,8 @@ pub enum Action {
     Edit {
         content: String,
         window: Option<Duration>,
+        /// Members the new content mentions (`crate::mentions::resolve`).
+        mentions: Vec<Uuid>,
     },
     /// By the sender, or by the room's owner or an admin (moderation).
     Delete,
@@ -126,6 +128,7 @@ impl Working {
             reactions: self.tally.counts(),
             rev: row.rev,
             attachments: super::rows::decode_attachments(row.attachments.as_deref()),
+            mentions: super::mentions::decode_mentions(row.mentions.as_deref()),
         }
     }
 
@@ -221,7 +224,7 @@ impl Store {
                     let is_sender = message.row.sender_id == change.actor;
                     let deleted = message.row.deleted_at.is_some();
                     outcomes[index] = match &change.action {
-                        Action::Edit { content, window } => {
+                        Action::Edit { content, window, mentions } => {
                             if !is_sender {
                                 Err(Refused::NotAuthor)
                             } else if deleted {
@@ -243,6 +246,8 @@ impl Store {
                                 .execute(&mut *tx)
                                 .await?;
                                 message.row.edited_at = Some(now);
+                                message.row.mentions = super::mentions::encode_mentions(mentions);
+                                super::mentions::rewrite_mentions!(tx, &message.row, mentions);
                                 next_rev += 1;
                                 Ok(message.changed(next_rev - 1))
                             }
@@ -259,6 +264,8 @@ impl Store {
                                     "DELETE FROM message_reactions WHERE message_id = $1",
                                     // Its media become collectable (see media::janitor).
                                     "DELETE FROM message_media WHERE message_id = $1",
+                                    // A deleted message mentions nobody (nor is in a digest).
+                                    "DELETE FROM message_mentions WHERE message_id = $1",
                                 ] {
                                     sqlx::query(sql).bind(change.message_id).execute(&mut *tx).await?;
                                 }
@@ -276,6 +283,7 @@ impl Store {
                                 message.row.content = String::new();
                                 message.row.deleted_at = Some(now);
                                 message.row.attachments = None;
+                                message.row.mentions = None;
                                 message.tally.clear();
                                 next_rev += 1;
                                 Ok(message.changed(next_rev - 1))
@@ -337,7 +345,7 @@ impl Store {
                 for message in messages.values().filter(|m| m.dirty) {
                     sqlx::query(
                         "UPDATE messages SET content = $3, edited_at = $4, deleted_at = $5,
-                                reactions = $6, rev = $7, attachments = $8
+                                reactions = $6, rev = $7, attachments = $8, mentions = $9
                          WHERE room_id = $1 AND seq = $2",
                     )
                     .bind(message.row.room_id)
@@ -348,6 +356,7 @@ impl Store {
                     .bind(message.tally.encode())
                     .bind(message.row.rev)
                     .bind(&message.row.attachments)
+                    .bind(&message.row.mentions)
                     .execute(&mut *tx)
                     .await?;
                 }

@@ -42,10 +42,20 @@ pub(crate) fn mail_payload(
     user_id: Uuid,
     mail: &MailContent,
 ) -> StoreResult<(Uuid, DateTime<Utc>, String)> {
+    mail_payload_with_id(user_id, mail, Uuid::now_v7())
+}
+
+/// [`mail_payload`] with a chosen `event_id`: an idempotency key, for a mail that must not go
+/// out twice even if composed twice (the digest).
+pub(crate) fn mail_payload_with_id(
+    user_id: Uuid,
+    mail: &MailContent,
+    event_id: Uuid,
+) -> StoreResult<(Uuid, DateTime<Utc>, String)> {
     let occurred_at = super::now();
     let notification = MailNotification {
         version: MailNotification::VERSION,
-        event_id: Uuid::now_v7(),
+        event_id,
         user_id,
         mail: mail.clone(),
         occurred_at,

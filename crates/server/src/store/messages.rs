@@ -23,6 +23,8 @@ pub struct NewMessage {
     pub reply_to: Option<ReplyTo>,
     /// Media the sender uploaded, checked before queueing (unsigned paths).
     pub attachments: Vec<nebula_wire::Media>,
+    /// Members of the room the content mentions (`crate::mentions::resolve`).
+    pub mentions: Vec<Uuid>,
 }
 
 /// Outcome of writing one message.
@@ -183,6 +185,7 @@ impl Store {
                 let created = new_rows(batch, seqs, created_at);
                 sqlite_insert(&mut tx, &created).await?;
                 let queued = enqueue_direct_messages!(tx, direct, created);
+                let queued = super::mentions::record_mentions!(tx, created) || queued;
                 tx.commit().await?;
                 if queued {
                     self.wake_outbox_relay();
@@ -201,6 +204,7 @@ impl Store {
                 let created = new_rows(batch, seqs, created_at);
                 postgres_insert(&mut tx, &created).await?;
                 let queued = enqueue_direct_messages!(tx, direct, created);
+                let queued = super::mentions::record_mentions!(tx, created) || queued;
                 tx.commit().await?;
                 if queued {
                     self.wake_outbox_relay();
@@ -268,6 +272,7 @@ macro_rules! enqueue_direct_messages {
                 let recipient = if message.sender_id == low { high } else { low };
                 let event = super::outbox::OutboxEvent::direct_message(message, recipient)?;
                 super::outbox::insert_outbox_row!($tx, event, *room_id);
+                super::mentions::mark_digest_pending!($tx, recipient, message.created_at);
                 queued = true;
             }
         }
@@ -421,6 +426,7 @@ fn new_rows(
                 reactions: Vec::new(),
                 rev,
                 attachments: message.attachments.clone(),
+                mentions: message.mentions.clone(),
             })
         })
         .collect()
@@ -541,7 +547,8 @@ async fn sqlite_insert(tx: &mut SqliteConnection, created: &[Option<Message>]) -
             .push_bind(m.rev)
             .push_bind(m.reply_to.map(|r| r.id))
             .push_bind(m.reply_to.map(|r| r.seq))
-            .push_bind(encode_attachments(&m.attachments));
+            .push_bind(encode_attachments(&m.attachments))
+            .push_bind(super::mentions::encode_mentions(&m.mentions));
     });
     insert.build().execute(&mut *tx).await?;
     link_attachments!(tx, created);
@@ -559,11 +566,11 @@ async fn postgres_insert(tx: &mut PgConnection, created: &[Option<Message>]) -> 
     sqlx::query(concat!(
         "INSERT INTO messages (",
         message_insert_columns!(),
-        ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c9, c10, c11, c12",
+        ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c9, c10, c11, c12, c13",
         " FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[],",
         " $6::text[], $7::text[], $8::timestamptz[], $9::int8[], $10::uuid[], $11::int8[],",
-        " $12::text[])",
-        " AS t(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12)"
+        " $12::text[], $13::text[])",
+        " AS t(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13)"
     ))
     .bind(rows.iter().map(|m| m.id).collect::<Vec<_>>())
     .bind(rows.iter().map(|m| m.room_id).collect::<Vec<_>>())
@@ -595,6 +602,11 @@ async fn postgres_insert(tx: &mut PgConnection, created: &[Option<Message>]) -> 
     .bind(
         rows.iter()
             .map(|m| encode_attachments(&m.attachments))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|m| super::mentions::encode_mentions(&m.mentions))
             .collect::<Vec<_>>(),
     )
     .execute(&mut *tx)

@@ -250,6 +250,7 @@ impl Store {
             for sql in [
                 "DELETE FROM message_versions WHERE message_id IN (SELECT id FROM messages WHERE room_id = $1)",
                 "DELETE FROM message_reactions WHERE message_id IN (SELECT id FROM messages WHERE room_id = $1)",
+                "DELETE FROM message_mentions WHERE room_id = $1",
                 "DELETE FROM messages WHERE room_id = $1",
                 "DELETE FROM rooms WHERE id = $1",
             ] {

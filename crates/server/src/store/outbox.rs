@@ -10,8 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use nebula_notifier::PushStore;
 use nebula_wire::notify::{
-    CallNotification, DirectMessageNotification, MemberChange, MemberNotification, Notification,
-    UserRef,
+    CallNotification, DirectMessageNotification, MemberChange, MemberNotification,
+    MentionNotification, Notification, UserRef,
 };
 use nebula_wire::{Message, User};
 use sqlx::ConnectOptions as _;
@@ -28,9 +28,16 @@ use super::{Backend, Store, StoreError, StoreResult, with_pool, with_writer};
 /// room row until commit, so a room's events get outbox ids in commit order.
 macro_rules! enqueue_member_change {
     ($tx:ident, $change:expr, $room_id:expr, $room_name:expr, $user:expr) => {{
+        // Only members who want membership pushes: pushes on, and the room at level `all`,
+        // or at no level chosen: the wire contract (Part 1) promises these pushes to every
+        // member, so a member who never chose keeps getting them; choosing `mentions` or
+        // `none` stops them. Decided here, in the change's transaction, so the notifier needs
+        // no query per member.
         let recipients: Vec<uuid::Uuid> = sqlx::query_scalar(
-            "SELECT user_id FROM room_members WHERE room_id = $1 AND user_id <> $2
-             ORDER BY joined_at, user_id",
+            "SELECT m.user_id FROM room_members m JOIN users u ON u.id = m.user_id
+             WHERE m.room_id = $1 AND m.user_id <> $2 AND u.push_notifications
+               AND COALESCE(m.notification_level, 'all') = 'all'
+             ORDER BY m.joined_at, m.user_id",
         )
         .bind($room_id)
         .bind($user.id)
@@ -114,6 +121,31 @@ impl OutboxEvent {
             occurred_at: message.created_at,
         };
         Self::of(&Notification::DirectMessage(notification), created_at)
+    }
+
+    /// The notification of `recipient`'s mention in a message of the group room `room_name`.
+    pub(crate) fn mention(
+        message: &Message,
+        room_name: &str,
+        recipient: Uuid,
+    ) -> StoreResult<Self> {
+        let created_at = super::now();
+        let notification = MentionNotification {
+            version: MentionNotification::VERSION,
+            event_id: Uuid::now_v7(),
+            room_id: message.room_id,
+            room_name: room_name.to_owned(),
+            message_id: message.id,
+            seq: message.seq,
+            sender: UserRef {
+                id: message.sender_id,
+                username: message.sender_username.clone(),
+            },
+            recipient,
+            preview: DirectMessageNotification::preview_of(&message.content),
+            occurred_at: message.created_at,
+        };
+        Self::of(&Notification::Mention(notification), created_at)
     }
 
     fn of(notification: &Notification, created_at: DateTime<Utc>) -> StoreResult<Self> {

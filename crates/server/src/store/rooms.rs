@@ -30,11 +30,25 @@ pub(super) struct RoomRow {
     viewer_last_read_seq: Option<i64>,
     #[sqlx(default)]
     viewer_unread: Option<i64>,
+    /// The viewer's notification level as stored (`NULL`: the room kind's default).
+    #[sqlx(default)]
+    viewer_notification_level: Option<String>,
 }
 
 impl RoomRow {
     pub(super) fn into_record(self) -> RoomRecord {
         let member_view = self.viewer_last_read_seq.is_some();
+        let kind = if self.kind == "direct" {
+            RoomKind::Direct
+        } else {
+            RoomKind::Group
+        };
+        let notification_level = self.viewer_role.is_some().then(|| {
+            super::notification_settings::effective_level(
+                kind,
+                self.viewer_notification_level.as_deref(),
+            )
+        });
         RoomRecord {
             viewer_role: self.viewer_role.as_deref().map(parse_role),
             last_seq: self.last_seq,
@@ -49,11 +63,7 @@ impl RoomRow {
                 last_seq: member_view.then_some(self.last_seq),
                 last_read_seq: self.viewer_last_read_seq,
                 unread_count: self.viewer_unread,
-                kind: if self.kind == "direct" {
-                    RoomKind::Direct
-                } else {
-                    RoomKind::Group
-                },
+                kind,
                 peer: match (self.peer_id, self.peer_username, self.peer_created_at) {
                     (Some(id), Some(username), Some(created_at)) => Some(User {
                         id,
@@ -62,6 +72,7 @@ impl RoomRow {
                     }),
                     _ => None,
                 },
+                notification_level,
             },
         }
     }
@@ -84,6 +95,7 @@ macro_rules! room_select {
         concat!(
             "SELECT r.id, r.name, r.description, r.is_private, r.owner_id, r.member_count, \
          r.last_seq, r.created_at, m.role AS viewer_role, r.kind, \
+         m.notification_level AS viewer_notification_level, \
          p.id AS peer_id, p.username AS peer_username, p.created_at AS peer_created_at \
          FROM rooms r LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $1",
             peer_join!()
@@ -103,6 +115,7 @@ macro_rules! member_room_select {
          (SELECT COUNT(*) FROM messages msg WHERE msg.room_id = r.id \
             AND msg.seq > m.last_read_seq AND msg.seq <= m.last_read_seq + $2 \
             AND msg.sender_id <> $1 AND msg.deleted_at IS NULL) AS viewer_unread, r.kind, \
+         m.notification_level AS viewer_notification_level, \
          p.id AS peer_id, p.username AS peer_username, p.created_at AS peer_created_at \
          FROM rooms r JOIN room_members m ON m.room_id = r.id AND m.user_id = $1",
             peer_join!()
@@ -173,6 +186,7 @@ impl Store {
             unread_count: Some(0),
             kind: RoomKind::Group,
             peer: None,
+            notification_level: Some(nebula_wire::NotificationLevel::Mentions),
         };
         with_writer!(self, pool => {
             let mut tx = pool.begin().await?;

@@ -59,6 +59,8 @@ pub(super) struct MessageRow {
     pub reactions: Option<String>,
     /// The media objects attached, as JSON with unsigned paths (`NULL`: none).
     pub attachments: Option<String>,
+    /// The members mentioned, as a JSON array of ids (`NULL`: none).
+    pub mentions: Option<String>,
 }
 
 impl MessageRow {
@@ -89,6 +91,7 @@ impl From<MessageRow> for Message {
             reactions,
             rev: row.rev,
             attachments: decode_attachments(row.attachments.as_deref()),
+            mentions: super::mentions::decode_mentions(row.mentions.as_deref()),
         }
     }
 }
@@ -98,7 +101,8 @@ impl From<MessageRow> for Message {
 macro_rules! message_columns {
     () => {
         "id, room_id, seq, sender_id, sender_username, content, client_msg_id, created_at, \
-         rev, created_rev, reply_to_id, reply_to_seq, edited_at, deleted_at, reactions, attachments"
+         rev, created_rev, reply_to_id, reply_to_seq, edited_at, deleted_at, reactions, attachments, \
+         mentions"
     };
 }
 pub(super) use message_columns;
@@ -107,7 +111,7 @@ pub(super) use message_columns;
 macro_rules! message_insert_columns {
     () => {
         "id, room_id, seq, sender_id, sender_username, content, client_msg_id, created_at, \
-         rev, created_rev, reply_to_id, reply_to_seq, attachments"
+         rev, created_rev, reply_to_id, reply_to_seq, attachments, mentions"
     };
 }
 pub(super) use message_insert_columns;

@@ -324,6 +324,7 @@ async fn a_block_is_seen_by_the_commit_itself_whatever_a_writer_cached(backend: 
         client_msg_id: None,
         reply_to: None,
         attachments: Vec::new(),
+        mentions: Vec::new(),
     };
     let before = store
         .append_messages(&[message("before")], &mut cache)

@@ -2,6 +2,7 @@
 //! address verification, one-click unsubscribe, retries while the relay is down, no second
 //! mail for a redelivered event; in-process and through RabbitMQ → the notifier's consumer.
 
+mod digest;
 pub mod sink;
 
 use std::time::Duration;

@@ -8,6 +8,7 @@
 mod broker;
 mod direct;
 mod embedded;
+mod mentions;
 mod outbox;
 
 #[allow(dead_code)]

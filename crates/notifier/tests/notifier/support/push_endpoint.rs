@@ -56,6 +56,8 @@ pub struct ReceivedPush {
     pub payload: PushPayload,
     /// The decrypted JSON as sent, to check the wire shape independently of `PushPayload`.
     pub raw: serde_json::Value,
+    /// The RFC 8030 `Topic` header, if any (checked to be ≤ 32 URL-safe base64 characters).
+    pub topic: Option<String>,
 }
 
 /// A push of another kind than a membership change (a direct message, an incoming call),
@@ -66,6 +68,8 @@ pub struct OtherPush {
     pub raw: serde_json::Value,
     /// The `TTL` header, in seconds.
     pub ttl: u64,
+    /// The RFC 8030 `Topic` header, if any (checked to be ≤ 32 URL-safe base64 characters).
+    pub topic: Option<String>,
 }
 
 struct Keys {
@@ -364,7 +368,10 @@ async fn receive(
     let Some(mode) = mode else {
         return StatusCode::NOT_FOUND;
     };
-    let checked = verify(&shared, &id, &headers, &body);
+    let checked = verify(&shared, &id, &headers, &body).and_then(|verified| {
+        let topic = topic(&headers)?;
+        Ok((verified, topic))
+    });
     let decision = {
         let mut inner = shared.inner.lock().unwrap();
         match checked {
@@ -383,19 +390,21 @@ async fn receive(
                 inner.held += 1;
                 Decision::Hold(shared.release.notified())
             }
-            Ok((Some(payload), raw, _)) => {
+            Ok(((Some(payload), raw, _), topic)) => {
                 inner.received.push(ReceivedPush {
                     browser: id,
                     payload,
                     raw,
+                    topic,
                 });
                 Decision::Answer(StatusCode::CREATED)
             }
-            Ok((None, raw, ttl)) => {
+            Ok(((None, raw, ttl), topic)) => {
                 inner.others.push(OtherPush {
                     browser: id,
                     raw,
                     ttl,
+                    topic,
                 });
                 Decision::Answer(StatusCode::CREATED)
             }
@@ -410,6 +419,26 @@ async fn receive(
             StatusCode::SERVICE_UNAVAILABLE
         }
     }
+}
+
+/// The `Topic` header as RFC 8030 §5.4 allows it: at most 32 characters of the URL-safe
+/// base64 alphabet.
+fn topic(headers: &HeaderMap) -> Result<Option<String>, String> {
+    let Some(value) = headers.get("topic") else {
+        return Ok(None);
+    };
+    let topic = value
+        .to_str()
+        .map_err(|_| "Topic is not ASCII".to_owned())?;
+    let url_safe = topic
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+    if topic.is_empty() || topic.len() > 32 || !url_safe {
+        return Err(format!(
+            "Topic {topic:?} is not 1-32 URL-safe base64 characters"
+        ));
+    }
+    Ok(Some(topic.to_owned()))
 }
 
 enum Decision<'a> {

@@ -10,6 +10,10 @@
 //! Rooms are spread over writers by id, so one room's messages always pass through one
 //! writer and are published in seq order.
 //!
+//! Each writer is a pipeline of two tasks: the writer commits, its publisher fans out and
+//! answers. The next batch commits while the previous one is being published, so a node's
+//! ingest is bounded by the slower of the two rather than by their sum.
+//!
 //! Changes to stored messages (edits, deletes, reactions) take the same queues and are
 //! committed the same way: the changes of a batch in one transaction of their own, after the
 //! batch's new messages (a change can only name a message whose post was already answered, so
@@ -25,18 +29,23 @@ use tracing::{Instrument, Span};
 
 use crate::bus::Bus;
 use crate::store::{
-    Applied, ChangeOutcome, MemberCache, NewChange, NewMessage, NotAMember, Posted, Store,
-    StoreError,
+    Applied, ChangeOutcome, ChangesCommitted, Committed, MemberCache, NewChange, NewMessage,
+    NotAMember, Posted, Store, StoreError,
 };
 
 struct Pending {
     message: NewMessage,
+    reply: Reply,
+}
+
+/// Where a message's outcome goes.
+struct Reply {
     /// When the sender's request arrived (the start of the end-to-end latency).
     received_at: SystemTime,
     /// The sender's span (its WebSocket frame or HTTP request) when traces are exported, else
     /// `Span::none()`: the commit and the publication are its children.
     span: Span,
-    reply: oneshot::Sender<Result<Posted, WriteError>>,
+    to: oneshot::Sender<Result<Posted, WriteError>>,
 }
 
 /// What a writer's queue carries.
@@ -113,13 +122,15 @@ impl Writers {
         let (reply, answer) = oneshot::channel();
         let op = Op::Post(Pending {
             message,
-            received_at: SystemTime::now(),
-            span: if nebula_notifier::otel::enabled() {
-                Span::current()
-            } else {
-                Span::none()
+            reply: Reply {
+                received_at: SystemTime::now(),
+                span: if nebula_notifier::otel::enabled() {
+                    Span::current()
+                } else {
+                    Span::none()
+                },
+                to: reply,
             },
-            reply,
         });
         self.queue(op.room_id())
             .send(op)
@@ -166,92 +177,110 @@ impl Ticket {
     }
 }
 
+/// How many committed batches a writer may hand to its publisher before it waits: one being
+/// published and one queued is enough to keep the next commit running while the previous
+/// batch's fan-out runs, and bounds what a slow publisher holds.
+const PIPELINE_DEPTH: usize = 2;
+
+/// A committed (or failed) batch on its way to being published and answered.
+enum Done {
+    Posts {
+        replies: Vec<Reply>,
+        /// One `message.commit` span per traced message (a batch serves many traces).
+        commits: Vec<Span>,
+        result: Result<Committed, WriteError>,
+    },
+    Changes {
+        pending: Vec<PendingChange>,
+        result: Result<ChangesCommitted, WriteError>,
+    },
+}
+
+/// Commits batches one after another and hands each to the writer's publisher, so a batch's
+/// commit (a round trip and an fsync) runs while the previous batch is fanned out and
+/// answered. One publisher per writer, fed in commit order: a room's events still go out in
+/// seq order, and every sender is still answered only after its commit.
 async fn run_writer(store: Store, bus: Bus, mut queue: mpsc::Receiver<Op>, batch_max: usize) {
+    let (done, to_publish) = mpsc::channel(PIPELINE_DEPTH);
+    let publisher = tokio::spawn(run_publisher(store.clone(), bus, to_publish));
     let mut ops: Vec<Op> = Vec::with_capacity(batch_max);
-    let mut batch: Vec<Pending> = Vec::with_capacity(batch_max);
-    let mut changes: Vec<PendingChange> = Vec::new();
     let mut members = MemberCache::default();
     while queue.recv_many(&mut ops, batch_max).await > 0 {
+        let mut messages: Vec<NewMessage> = Vec::with_capacity(ops.len());
+        let mut replies: Vec<Reply> = Vec::with_capacity(ops.len());
+        let mut changes: Vec<PendingChange> = Vec::new();
         for op in ops.drain(..) {
             match op {
-                Op::Post(pending) => batch.push(pending),
+                Op::Post(pending) => {
+                    messages.push(pending.message);
+                    replies.push(pending.reply);
+                }
                 Op::Change(pending) => changes.push(pending),
             }
         }
-        if batch.is_empty() {
-            commit_changes(&store, &bus, &mut changes).await;
-            continue;
-        }
-        let messages: Vec<NewMessage> = batch
-            .iter()
-            .map(|pending| pending.message.clone())
-            .collect();
-        // One commit span per traced message (a batch serves many traces).
-        let commits: Vec<Span> = batch
-            .iter()
-            .map(|pending| {
-                if pending.span.is_none() {
-                    Span::none()
-                } else {
-                    tracing::info_span!(parent: &pending.span, "message.commit", batch = messages.len())
-                }
-            })
-            .collect();
-        let started = Instant::now();
-        let result = store.append_messages(&messages, &mut members).await;
-        metrics::histogram!("nebula_commit_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
-        metrics::histogram!("nebula_commit_batch_size").record(messages.len() as f64);
-        match result {
-            Ok(committed) => {
-                for ((pending, outcome), commit) in
-                    batch.drain(..).zip(committed.outcomes).zip(commits)
-                {
-                    if let Ok(Posted::Created(message)) = &outcome {
-                        let member_rev = committed
-                            .member_revs
-                            .get(&message.room_id)
-                            .copied()
-                            .unwrap_or_default();
-                        let publish = if commit.is_none() {
-                            Span::none()
-                        } else {
-                            tracing::info_span!(parent: &commit, "bus.publish", seq = message.seq)
-                        };
-                        drop(commit);
-                        bus.publish_message(&store, message, member_rev, pending.received_at)
-                            .instrument(publish)
-                            .await;
+        if !messages.is_empty() {
+            let commits: Vec<Span> = replies
+                .iter()
+                .map(|reply| {
+                    if reply.span.is_none() {
+                        Span::none()
+                    } else {
+                        tracing::info_span!(parent: &reply.span, "message.commit", batch = messages.len())
                     }
-                    // A sender that went away still has its message stored; it learns the seq
-                    // on reconnect by reposting its client_msg_id.
-                    let _ = pending
-                        .reply
-                        .send(outcome.map_err(|NotAMember| WriteError::NotAMember));
-                }
-                metrics::counter!("nebula_messages_stored_total").increment(messages.len() as u64);
-            }
-            Err(err) => {
-                tracing::error!(error = %err, batch = messages.len(), "message batch failed");
-                let answer = match err {
-                    StoreError::Unavailable(cause) => WriteError::Unavailable(cause),
-                    other => WriteError::Failed(other.to_string()),
-                };
-                for pending in batch.drain(..) {
-                    let _ = pending.reply.send(Err(answer.clone()));
-                }
+                })
+                .collect();
+            let result = commit_posts(&store, &messages, &mut members).await;
+            let batch = Done::Posts {
+                replies,
+                commits,
+                result,
+            };
+            if done.send(batch).await.is_err() {
+                break;
             }
         }
         // After the batch's messages (see the module docs).
-        commit_changes(&store, &bus, &mut changes).await;
+        if !changes.is_empty() {
+            let result = commit_changes(&store, &changes).await;
+            let pending = changes;
+            if done.send(Done::Changes { pending, result }).await.is_err() {
+                break;
+            }
+        }
+    }
+    drop(done);
+    if let Err(err) = publisher.await {
+        tracing::error!(error = %err, "message publisher failed");
     }
 }
 
-/// Commits queued changes (if any) in one transaction, then publishes and answers each.
-async fn commit_changes(store: &Store, bus: &Bus, pending: &mut Vec<PendingChange>) {
-    if pending.is_empty() {
-        return;
+/// Commits a batch of new messages in one transaction.
+async fn commit_posts(
+    store: &Store,
+    messages: &[NewMessage],
+    members: &mut MemberCache,
+) -> Result<Committed, WriteError> {
+    let started = Instant::now();
+    let result = store.append_messages(messages, members).await;
+    metrics::histogram!("nebula_commit_duration_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("nebula_commit_batch_size").record(messages.len() as f64);
+    match result {
+        Ok(committed) => {
+            metrics::counter!("nebula_messages_stored_total").increment(messages.len() as u64);
+            Ok(committed)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, batch = messages.len(), "message batch failed");
+            Err(write_error(err))
+        }
     }
+}
+
+/// Commits queued changes in one transaction.
+async fn commit_changes(
+    store: &Store,
+    pending: &[PendingChange],
+) -> Result<ChangesCommitted, WriteError> {
     let changes: Vec<NewChange> = pending.iter().map(|p| p.change.clone()).collect();
     let started = Instant::now();
     let result = store.apply_changes(&changes).await;
@@ -259,28 +288,105 @@ async fn commit_changes(store: &Store, bus: &Bus, pending: &mut Vec<PendingChang
         .record(started.elapsed().as_secs_f64());
     match result {
         Ok(committed) => {
-            for (pending, outcome) in pending.drain(..).zip(committed.outcomes) {
-                if let Ok(Applied::Changed(message)) = &outcome {
-                    let member_rev = committed
-                        .member_revs
-                        .get(&message.room_id)
-                        .copied()
-                        .unwrap_or_default();
-                    bus.publish_change(store, message, member_rev).await;
-                }
-                let _ = pending.reply.send(Ok(outcome));
-            }
             metrics::counter!("nebula_message_changes_total").increment(changes.len() as u64);
+            Ok(committed)
         }
         Err(err) => {
             tracing::error!(error = %err, batch = changes.len(), "change batch failed");
-            let answer = match err {
-                StoreError::Unavailable(cause) => WriteError::Unavailable(cause),
-                other => WriteError::Failed(other.to_string()),
-            };
-            for pending in pending.drain(..) {
-                let _ = pending.reply.send(Err(answer.clone()));
+            Err(write_error(err))
+        }
+    }
+}
+
+fn write_error(err: StoreError) -> WriteError {
+    match err {
+        StoreError::Unavailable(cause) => WriteError::Unavailable(cause),
+        other => WriteError::Failed(other.to_string()),
+    }
+}
+
+/// Publishes each committed batch's new messages and changes, in commit order, and answers
+/// their senders (each after its own event is published, as before the pipeline).
+async fn run_publisher(store: Store, bus: Bus, mut batches: mpsc::Receiver<Done>) {
+    while let Some(batch) = batches.recv().await {
+        match batch {
+            Done::Posts {
+                replies,
+                commits,
+                result,
+            } => publish_posts(&store, &bus, replies, commits, result).await,
+            Done::Changes { pending, result } => {
+                publish_changes(&store, &bus, pending, result).await;
             }
         }
+    }
+}
+
+async fn publish_posts(
+    store: &Store,
+    bus: &Bus,
+    replies: Vec<Reply>,
+    commits: Vec<Span>,
+    result: Result<Committed, WriteError>,
+) {
+    let committed = match result {
+        Ok(committed) => committed,
+        Err(answer) => {
+            for reply in replies {
+                let _ = reply.to.send(Err(answer.clone()));
+            }
+            return;
+        }
+    };
+    for ((reply, outcome), commit) in replies.into_iter().zip(committed.outcomes).zip(commits) {
+        if let Ok(Posted::Created(message)) = &outcome {
+            let member_rev = committed
+                .member_revs
+                .get(&message.room_id)
+                .copied()
+                .unwrap_or_default();
+            let publish = if commit.is_none() {
+                Span::none()
+            } else {
+                tracing::info_span!(parent: &commit, "bus.publish", seq = message.seq)
+            };
+            drop(commit);
+            bus.publish_message(store, message, member_rev, reply.received_at)
+                .instrument(publish)
+                .await;
+        }
+        // A sender that went away still has its message stored; it learns the seq on
+        // reconnect by reposting its client_msg_id.
+        let _ = reply
+            .to
+            .send(outcome.map_err(|NotAMember| WriteError::NotAMember));
+    }
+}
+
+async fn publish_changes(
+    store: &Store,
+    bus: &Bus,
+    pending: Vec<PendingChange>,
+    result: Result<ChangesCommitted, WriteError>,
+) {
+    let committed = match result {
+        Ok(committed) => committed,
+        Err(answer) => {
+            for pending in pending {
+                let _ = pending.reply.send(Err(answer.clone()));
+            }
+            return;
+        }
+    };
+    for (pending, outcome) in pending.into_iter().zip(committed.outcomes) {
+        if let Ok(Applied::Changed(message)) = &outcome {
+            let member_rev = committed
+                .member_revs
+                .get(&message.room_id)
+                .copied()
+                .unwrap_or_default();
+            bus.publish_change(store, message, member_rev).await;
+        }
+        let _ = pending.reply.send(Ok(outcome));
     }
 }

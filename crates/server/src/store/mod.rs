@@ -43,7 +43,7 @@ pub use lifecycle::{
     Action, Applied, ChangeOutcome, ChangesCommitted, MAX_DISTINCT_REACTIONS, NewChange, Refused,
 };
 pub use media::MediaRecord;
-pub use messages::{Direction, MemberCache, NewMessage, NotAMember, Outcome, Posted};
+pub use messages::{Committed, Direction, MemberCache, NewMessage, NotAMember, Outcome, Posted};
 pub use moderation::ReportSubject;
 pub use outbox::{OutboxLease, OutboxRow};
 pub use rooms::{AddOutcome, MembershipCheck, RoomAccess, RoomRecord, SubscriptionState};

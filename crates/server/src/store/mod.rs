@@ -18,6 +18,7 @@ mod moderation;
 mod outbox;
 mod rooms;
 mod rows;
+mod sealing;
 mod stories;
 mod users;
 
@@ -61,6 +62,14 @@ pub enum StoreError {
     /// A store invariant failed: a bug, reported instead of a panic.
     #[error("store invariant violated: {0}")]
     Invariant(&'static str),
+    /// A stored value did not decrypt (a missing key, or a value moved or damaged): internal,
+    /// never the client's fault. Names the row, never its bytes.
+    #[error("cannot decrypt {row}: {cause}")]
+    Undecryptable {
+        row: String,
+        #[source]
+        cause: crate::at_rest::Undecryptable,
+    },
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -105,6 +114,8 @@ pub struct Store {
     outbox_wake: Arc<Notify>,
     /// Signs the media URLs of what the store returns; `None` leaves them unsigned paths.
     media_urls: Option<Arc<crate::media::MediaUrls>>,
+    /// Encryption at rest of message content and edit history (empty: plaintext).
+    keyring: crate::at_rest::Keyring,
 }
 
 /// Expands `$body` once per backend with `$pool` bound to the read pool.
@@ -172,6 +183,7 @@ impl Store {
             backend,
             outbox_wake: Arc::new(Notify::new()),
             media_urls: None,
+            keyring: crate::at_rest::Keyring::default(),
         })
     }
 
@@ -179,6 +191,18 @@ impl Store {
     pub fn with_media_urls(mut self, urls: crate::media::MediaUrls) -> Self {
         self.media_urls = Some(Arc::new(urls));
         self
+    }
+
+    /// This store, encrypting message content and edit history with `keyring` (set once at
+    /// start, before cloning).
+    pub fn with_keyring(mut self, keyring: crate::at_rest::Keyring) -> Self {
+        self.keyring = keyring;
+        self
+    }
+
+    /// The keys this store encrypts with.
+    pub fn keyring(&self) -> &crate::at_rest::Keyring {
+        &self.keyring
     }
 
     /// `sqlite` or `postgres`, for logs and metrics.

@@ -1,0 +1,1 @@
+//! `nebula rekey` (filled in below).

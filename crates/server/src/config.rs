@@ -381,6 +381,14 @@ pub enum Command {
         #[command(subcommand)]
         action: AdminCommand,
     },
+    /// Re-encrypt every message, edit-history version and stored file not under the first
+    /// key of ENCRYPTION_KEYS (plaintext included), while the server runs; then the older
+    /// keys can be removed. Resumable: run it again after an interruption.
+    Rekey {
+        /// Rows per batch (each batch is one short transaction).
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+    },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

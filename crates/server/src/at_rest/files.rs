@@ -11,8 +11,8 @@
 //! A file that does not start with [`MAGIC`] is plaintext (stored before keys were set).
 
 use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::Nonce;
+use aes_gcm::aead::{Aead, Payload};
 
 use super::{Aad, Keyring, NONCE_BYTES, TAG_BYTES, Undecryptable};
 
@@ -158,7 +158,11 @@ impl Opener {
         Ok(plain)
     }
 
-    fn open(&mut self, range: std::ops::Range<usize>, last: bool) -> Result<Vec<u8>, Undecryptable> {
+    fn open(
+        &mut self,
+        range: std::ops::Range<usize>,
+        last: bool,
+    ) -> Result<Vec<u8>, Undecryptable> {
         let nonce = self.chunks.nonce(last);
         self.chunks.counter = self.chunks.counter.wrapping_add(1);
         self.chunks
@@ -199,7 +203,12 @@ impl Keyring {
 
     /// An opener for the object stored under `key` whose header is `header` (as
     /// [`parse_header`] measured it).
-    pub fn file_opener(&self, key: &str, header: &[u8], key_id: &str) -> Result<Opener, Undecryptable> {
+    pub fn file_opener(
+        &self,
+        key: &str,
+        header: &[u8],
+        key_id: &str,
+    ) -> Result<Opener, Undecryptable> {
         let found = self.key(key_id)?;
         let mut prefix = [0u8; PREFIX_BYTES];
         let start = header
@@ -272,14 +281,20 @@ mod tests {
         for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 3 * CHUNK + 5] {
             let plain = sample(len);
             let stored = ring.seal_file("media/x", &plain).expect("keys");
-            let Header::Sealed { len: header, key_id } = parse_header(&stored, false) else {
+            let Header::Sealed {
+                len: header,
+                key_id,
+            } = parse_header(&stored, false)
+            else {
                 panic!("no header for {len}");
             };
             assert_eq!(key_id, "k1");
             assert_eq!(plaintext_len(stored.len() as u64, header), Some(len as u64));
             assert_eq!(ring.open_file("media/x", &stored).unwrap(), plain, "{len}");
             // Fed in odd pieces, as a network stream would.
-            let mut opener = ring.file_opener("media/x", &stored[..header], "k1").unwrap();
+            let mut opener = ring
+                .file_opener("media/x", &stored[..header], "k1")
+                .unwrap();
             let mut out = Vec::new();
             for piece in stored[header..].chunks(1000) {
                 out.extend(opener.push(piece).unwrap());
@@ -305,7 +320,10 @@ mod tests {
         };
         let sealed_chunk = CHUNK + TAG_BYTES;
         // Cut at a chunk boundary: the new last chunk was not sealed as last.
-        assert!(ring.open_file("media/a", &stored[..header + 2 * sealed_chunk]).is_err());
+        assert!(
+            ring.open_file("media/a", &stored[..header + 2 * sealed_chunk])
+                .is_err()
+        );
         // Two chunks swapped.
         let mut swapped = stored[..header].to_vec();
         swapped.extend(&stored[header + sealed_chunk..header + 2 * sealed_chunk]);

@@ -245,7 +245,9 @@ pub(crate) mod tests {
         let spec: Vec<String> = ids
             .iter()
             .map(|id| {
-                let byte = id.bytes().fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
+                let byte = id
+                    .bytes()
+                    .fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
                 format!("{id}:{}", STANDARD.encode([byte; KEY_BYTES]))
             })
             .collect();

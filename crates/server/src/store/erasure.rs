@@ -205,13 +205,15 @@ impl Store {
         });
         let messages = messages
             .into_iter()
-            .map(|(room_id, id, seq, stored, created_at, edited_at, deleted_at)| {
-                let content = self.open_content(room_id, id, stored)?;
-                Ok(json!({
-                    "room_id": room_id, "id": id, "seq": seq, "content": content,
-                    "created_at": created_at, "edited_at": edited_at, "deleted_at": deleted_at,
-                }))
-            })
+            .map(
+                |(room_id, id, seq, stored, created_at, edited_at, deleted_at)| {
+                    let content = self.open_content(room_id, id, stored)?;
+                    Ok(json!({
+                        "room_id": room_id, "id": id, "seq": seq, "content": content,
+                        "created_at": created_at, "edited_at": edited_at, "deleted_at": deleted_at,
+                    }))
+                },
+            )
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(json!({
             "messages": messages,

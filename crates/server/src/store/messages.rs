@@ -173,7 +173,10 @@ impl Store {
         match &self.backend {
             Backend::Sqlite { writer, .. } => {
                 let mut tx = writer.begin().await?;
-                let plan = Plan::new(batch, self.open_rows(sqlite_originals(&mut tx, &keyed).await?)?);
+                let plan = Plan::new(
+                    batch,
+                    self.open_rows(sqlite_originals(&mut tx, &keyed).await?)?,
+                );
                 let (seqs, revs, direct) = allocate_seqs!(tx, plan, batch.len());
                 let outsiders = check_senders!(tx, plan, batch, revs, members);
                 if !outsiders.is_empty() {
@@ -191,7 +194,10 @@ impl Store {
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let plan = Plan::new(batch, self.open_rows(postgres_originals(&mut tx, &keyed).await?)?);
+                let plan = Plan::new(
+                    batch,
+                    self.open_rows(postgres_originals(&mut tx, &keyed).await?)?,
+                );
                 let (seqs, revs, direct) = allocate_seqs!(tx, plan, batch.len());
                 let outsiders = check_senders!(tx, plan, batch, revs, members);
                 if !outsiders.is_empty() {

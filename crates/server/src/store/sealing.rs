@@ -20,7 +20,12 @@ fn undecryptable(what: &'static str, id: Uuid, cause: Undecryptable) -> StoreErr
 
 impl Store {
     /// `messages.content` to store for a message's text.
-    pub(super) fn seal_content<'a>(&self, room_id: Uuid, message_id: Uuid, text: &'a str) -> Cow<'a, str> {
+    pub(super) fn seal_content<'a>(
+        &self,
+        room_id: Uuid,
+        message_id: Uuid,
+        text: &'a str,
+    ) -> Cow<'a, str> {
         self.keyring.seal_text(
             text,
             Aad::Content {
@@ -66,7 +71,12 @@ impl Store {
     }
 
     /// `messages.content` as stored, opened.
-    pub(super) fn open_content(&self, room_id: Uuid, message_id: Uuid, stored: String) -> StoreResult<String> {
+    pub(super) fn open_content(
+        &self,
+        room_id: Uuid,
+        message_id: Uuid,
+        stored: String,
+    ) -> StoreResult<String> {
         let aad = Aad::Content {
             room_id,
             message_id,

@@ -132,17 +132,17 @@ impl Store {
                     Target::Content { id, .. } => sqlx::query(
                         "UPDATE messages SET content = $3 WHERE id = $1 AND content = $2",
                     )
-                    .bind(*id),
+                    .bind(*id)
+                    .bind(old.as_str())
+                    .bind(new.as_str()),
                     Target::Version { id, rev, .. } => sqlx::query(
                         "UPDATE message_versions SET content = $4
                          WHERE message_id = $1 AND content = $2 AND rev = $3",
                     )
-                    .bind(*id),
-                };
-                let query = query.bind(old.as_str());
-                let query = match target {
-                    Target::Content { .. } => query.bind(new.as_str()),
-                    Target::Version { rev, .. } => query.bind(*rev).bind(new.as_str()),
+                    .bind(*id)
+                    .bind(old.as_str())
+                    .bind(*rev)
+                    .bind(new.as_str()),
                 };
                 if query.execute(&mut *tx).await?.rows_affected() == 0 {
                     raced.push((*target).clone());

@@ -376,6 +376,12 @@ pub struct Config {
     /// Lifetime of a story, in seconds.
     #[arg(long, env = "STORY_TTL_SECONDS", default_value_t = 86_400)]
     pub story_ttl_seconds: u64,
+
+    /// Keys for encryption at rest of message content, edit history and stored files:
+    /// `id:base64key,…` (32-byte AES-256 keys). The first encrypts; every listed key decrypts.
+    /// Unset: stored in the clear. Rotate by listing a new key first, then `nebula rekey`.
+    #[arg(long, env = "ENCRYPTION_KEYS", hide_env_values = true)]
+    pub encryption_keys: Option<String>,
 }
 
 /// Operator commands: run against the database, then exit (the server need not be running).
@@ -385,6 +391,14 @@ pub enum Command {
     Admin {
         #[command(subcommand)]
         action: AdminCommand,
+    },
+    /// Re-encrypt every message, edit-history version and stored file not under the first
+    /// key of ENCRYPTION_KEYS (plaintext included), while the server runs; then the older
+    /// keys can be removed. Resumable: run it again after an interruption.
+    Rekey {
+        /// Rows per batch (each batch is one short transaction).
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
     },
 }
 
@@ -611,12 +625,20 @@ impl Config {
         let turn = self.turn()?;
         crate::outbox::validate_settings(self)?;
         let vapid = crate::outbox::embedded_vapid_keys(self)?;
+        let keyring = self.keyring()?;
         Ok(ValidConfig {
             config: self.clone(),
             jwt_secret,
             vapid,
             turn,
+            keyring,
         })
+    }
+
+    /// The keys of `ENCRYPTION_KEYS` (none when unset).
+    pub fn keyring(&self) -> Result<crate::at_rest::Keyring, ConfigError> {
+        crate::at_rest::Keyring::parse(self.encryption_keys.as_deref().unwrap_or(""))
+            .map_err(|reason| invalid("ENCRYPTION_KEYS", reason))
     }
 
     /// The TURN settings, when both `TURN_URIS` and `TURN_SECRET` are set (only one of them is
@@ -686,6 +708,8 @@ pub struct ValidConfig {
     pub vapid: Option<nebula_notifier::VapidKeys>,
     /// `GET /voip/turn`'s settings; `None` when TURN is not configured.
     pub turn: Option<TurnSettings>,
+    /// Keys for encryption at rest (empty: none).
+    pub keyring: crate::at_rest::Keyring,
 }
 
 /// A validated TURN configuration (coturn's REST API / `use-auth-secret`).

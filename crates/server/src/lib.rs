@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod admins;
+pub mod at_rest;
 pub mod auth;
 pub mod backup;
 pub mod bus;
@@ -75,8 +76,10 @@ impl Server {
         let media_urls = media::MediaUrls::new(&config.jwt_secret, settings.media_url_ttl_seconds);
         let store = Store::connect(&settings.database_url, settings.database_max_connections)
             .await?
-            .with_media_urls(media_urls.clone());
-        let media_storage = media::MediaStorage::open(settings)?;
+            .with_media_urls(media_urls.clone())
+            .with_keyring(config.keyring.clone());
+        let media_storage =
+            media::MediaStorage::open(settings)?.with_keyring(config.keyring.clone());
         let mut tasks = JoinSet::new();
         let shutdown = CancellationToken::new();
         let metrics = telemetry::metrics_handle();

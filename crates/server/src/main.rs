@@ -44,6 +44,9 @@ async fn start(config: Config) -> anyhow::Result<()> {
         println!("{}", message?);
         return Ok(());
     }
+    if let Some(Command::Rekey { batch }) = &config.command {
+        return rekey(&config, *batch).await;
+    }
     let config = config.validate()?;
     let addr = config.config.addr;
     let listener = TcpListener::bind(addr)
@@ -51,6 +54,22 @@ async fn start(config: Config) -> anyhow::Result<()> {
         .map_err(|err| anyhow::anyhow!("cannot listen on {addr} (BACKEND_ADDR): {err}"))?;
     let server = Server::build(config).await?;
     server.serve(listener, shutdown_signal()).await
+}
+
+/// `nebula rekey`: needs only the database, the media store and the keys.
+async fn rekey(config: &Config, batch: i64) -> anyhow::Result<()> {
+    let keyring = config.keyring()?;
+    let store = Store::connect(&config.database_url, 2)
+        .await?
+        .with_keyring(keyring.clone());
+    let storage = nebula::media::MediaStorage::open(config)?.with_keyring(keyring);
+    let done = nebula::at_rest::rekey::run(&store, &storage, batch, |progress| {
+        eprintln!("nebula rekey: {progress}");
+    })
+    .await;
+    store.close().await;
+    println!("re-encrypted: {}", done?);
+    Ok(())
 }
 
 /// Every WebSocket is a file descriptor, and the usual soft limit (1024) would cap a node at

@@ -1,6 +1,10 @@
 //! The media store: one interface ([`object_store::ObjectStore`]) over a local directory or an
 //! S3-compatible bucket, chosen by `MEDIA_STORE`. Nodes of a cluster share the bucket, so any
 //! node serves any upload.
+//!
+//! With `ENCRYPTION_KEYS`, every object is written encrypted and read back decrypted here, in
+//! one place (see `crate::at_rest::files`); callers only ever see plaintext. Objects written
+//! before keys were set are recognised and served as they are.
 
 use std::sync::Arc;
 
@@ -13,6 +17,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::io::AsyncReadExt;
 
+use crate::at_rest::Keyring;
+use crate::at_rest::files::{self, Header, Opener};
 use crate::config::Config;
 
 /// Where `MEDIA_STORE` points.
@@ -102,6 +108,8 @@ pub struct MediaStorage {
     /// Bytes buffered per multipart part: S3 refuses parts under 5 MiB (but the last); the
     /// local store writes each part to disk at once, so a small one keeps memory flat.
     chunk: usize,
+    /// Encryption at rest (empty: objects are stored as uploaded).
+    keyring: Keyring,
 }
 
 /// A stored object's bytes as a stream, with its length.
@@ -125,14 +133,22 @@ impl MediaStorage {
                     store: Arc::new(store),
                     prefix: String::new(),
                     chunk: 256 * 1024,
+                    keyring: Keyring::default(),
                 })
             }
             StoreLocation::S3 { bucket, prefix } => Ok(MediaStorage {
                 store: Arc::new(S3Settings::from_config(config).bucket(&bucket)?),
                 prefix,
                 chunk: MULTIPART_CHUNK,
+                keyring: Keyring::default(),
             }),
         }
+    }
+
+    /// This store, encrypting what it writes with `keyring` (set once at start).
+    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = keyring;
+        self
     }
 
     fn path(&self, key: &str) -> Path {
@@ -143,20 +159,37 @@ impl MediaStorage {
         }
     }
 
-    /// Copies a local file into the store part by part: at most one part is in memory.
+    /// Copies a local file into the store part by part (encrypted chunk by chunk with keys):
+    /// at most one part is in memory.
     pub async fn put_file(&self, key: &str, file: &std::path::Path) -> anyhow::Result<()> {
         let mut source = tokio::fs::File::open(file).await?;
         let upload = self.store.put_multipart(&self.path(key)).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, self.chunk);
-        let mut buffer = vec![0u8; 64 * 1024];
+        let mut sealer = self.keyring.file_sealer(key);
         let copied: anyhow::Result<()> = async {
+            let Some(sealer) = sealer.as_mut() else {
+                let mut buffer = vec![0u8; 64 * 1024];
+                loop {
+                    let read = source.read(&mut buffer).await?;
+                    if read == 0 {
+                        return Ok(());
+                    }
+                    writer.wait_for_capacity(2).await?;
+                    writer.write(&buffer[..read]);
+                }
+            };
+            writer.write(sealer.header());
+            // A chunk is sealed once the next one is read: only then is it known to be last.
+            let mut current = read_chunk(&mut source).await?;
             loop {
-                let read = source.read(&mut buffer).await?;
-                if read == 0 {
+                let next = read_chunk(&mut source).await?;
+                let last = next.is_empty();
+                writer.wait_for_capacity(2).await?;
+                writer.write(&sealer.seal(&current, last));
+                if last {
                     return Ok(());
                 }
-                writer.wait_for_capacity(2).await?;
-                writer.write(&buffer[..read]);
+                current = next;
             }
         }
         .await;
@@ -174,19 +207,113 @@ impl MediaStorage {
 
     /// Stores small bytes (thumbnails) in one request.
     pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+        let bytes = self.keyring.seal_file(key, &bytes).unwrap_or(bytes);
         self.store
             .put(&self.path(key), PutPayload::from(bytes))
             .await?;
         Ok(())
     }
 
-    /// The object's bytes, or `None` if it does not exist.
+    /// The object's bytes (decrypted), or `None` if it does not exist.
+    ///
+    /// An encrypted object's first chunk is opened before this returns, so a missing key or
+    /// an object moved from another media id is an error here (a 500), not a response that
+    /// breaks off after its headers.
     pub async fn get(&self, key: &str) -> anyhow::Result<Option<StoredObject>> {
+        let Some((total, head, header, raw)) = self.raw(key).await? else {
+            return Ok(None);
+        };
+        let (len, key_id) = match header {
+            Header::Sealed { len, key_id } => (len, key_id),
+            Header::Plain | Header::Incomplete => {
+                let first = futures_util::stream::iter([Ok(Bytes::from(head))]);
+                return Ok(Some(StoredObject {
+                    size: total,
+                    stream: first.chain(raw).boxed(),
+                }));
+            }
+        };
+        let undecryptable =
+            |cause| anyhow::anyhow!("cannot decrypt the stored object {key}: {cause}");
+        let size = files::plaintext_len(total, len)
+            .ok_or_else(|| undecryptable(crate::at_rest::Undecryptable::Malformed))?;
+        let opener = self
+            .keyring
+            .file_opener(key, &head[..len], &key_id)
+            .map_err(undecryptable)?;
+        let mut decrypted = Decrypted {
+            opener,
+            raw,
+            ready: None,
+            done: false,
+        };
+        let first = decrypted.opener.push(&head[len..]).map_err(undecryptable)?;
+        decrypted.ready = if first.is_empty() {
+            decrypted
+                .next_plain()
+                .await
+                .map_err(|err| anyhow::anyhow!("cannot decrypt the stored object {key}: {err}"))?
+        } else {
+            Some(Bytes::from(first))
+        };
+        Ok(Some(StoredObject {
+            size,
+            stream: decrypted.into_stream(),
+        }))
+    }
+
+    /// The object's stored size, its first bytes (at least its header, when it has one), what
+    /// they say, and the rest of its bytes.
+    async fn raw(&self, key: &str) -> anyhow::Result<Option<(u64, Vec<u8>, Header, RawStream)>> {
+        let result = match self.store.get(&self.path(key)).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let total = result.meta.size;
+        let mut raw = result.into_stream().boxed();
+        let mut head = Vec::new();
+        let header = loop {
+            match files::parse_header(&head, false) {
+                Header::Incomplete => match raw.next().await {
+                    Some(bytes) => head.extend_from_slice(&bytes?),
+                    None => break files::parse_header(&head, true),
+                },
+                decided => break decided,
+            }
+        };
+        Ok(Some((total, head, header, raw)))
+    }
+
+    /// Rewrites an object under the current key if it is not already (plaintext or an older
+    /// key): decrypted to a temporary file, then written back whole (object stores replace
+    /// atomically). Whether it rewrote it; `false` for an object that does not exist.
+    pub async fn rekey(&self, key: &str) -> anyhow::Result<bool> {
+        let Some((_, _, header, _)) = self.raw(key).await? else {
+            return Ok(false);
+        };
+        if !self.keyring.file_needs_rekey(&header) {
+            return Ok(false);
+        }
+        let Some(object) = self.get(key).await? else {
+            return Ok(false);
+        };
+        let spool = tempfile::NamedTempFile::new()?;
+        let mut file = tokio::fs::File::create(spool.path()).await?;
+        let mut stream = object.stream;
+        while let Some(bytes) = stream.next().await {
+            tokio::io::AsyncWriteExt::write_all(&mut file, &bytes?).await?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut file).await?;
+        drop(file);
+        self.put_file(key, spool.path()).await?;
+        Ok(true)
+    }
+
+    /// The object's bytes exactly as stored (tests: encrypted objects stay encrypted).
+    pub async fn read_stored(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         match self.store.get(&self.path(key)).await {
-            Ok(result) => Ok(Some(StoredObject {
-                size: result.meta.size,
-                stream: result.into_stream().boxed(),
-            })),
+            Ok(result) => Ok(Some(result.bytes().await?.to_vec())),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(err) => Err(err.into()),
         }
@@ -207,5 +334,69 @@ impl MediaStorage {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(err) => Err(err.into()),
         }
+    }
+}
+
+type RawStream = BoxStream<'static, Result<Bytes, object_store::Error>>;
+
+/// Fills a buffer of one sealing chunk from `source`; shorter only at the end of the file.
+async fn read_chunk(source: &mut tokio::fs::File) -> std::io::Result<Vec<u8>> {
+    let mut chunk = vec![0u8; files::CHUNK];
+    let mut filled = 0;
+    while filled < chunk.len() {
+        let read = source.read(&mut chunk[filled..]).await?;
+        if read == 0 {
+            break;
+        }
+        filled += read;
+    }
+    chunk.truncate(filled);
+    Ok(chunk)
+}
+
+/// An encrypted object's stream, decrypted as it arrives.
+struct Decrypted {
+    opener: Opener,
+    raw: RawStream,
+    /// Plaintext decrypted but not yet handed out.
+    ready: Option<Bytes>,
+    done: bool,
+}
+
+impl Decrypted {
+    /// The next non-empty piece of plaintext, `None` at the end.
+    async fn next_plain(&mut self) -> Result<Option<Bytes>, object_store::Error> {
+        let failed = |cause: crate::at_rest::Undecryptable| object_store::Error::Generic {
+            store: "encryption at rest",
+            source: Box::new(cause),
+        };
+        while !self.done {
+            match self.raw.next().await {
+                Some(bytes) => {
+                    let plain = self.opener.push(&bytes?).map_err(failed)?;
+                    if !plain.is_empty() {
+                        return Ok(Some(Bytes::from(plain)));
+                    }
+                }
+                None => {
+                    self.done = true;
+                    let plain = self.opener.finish().map_err(failed)?;
+                    if !plain.is_empty() {
+                        return Ok(Some(Bytes::from(plain)));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn into_stream(self) -> RawStream {
+        futures_util::stream::try_unfold(self, |mut this| async move {
+            if let Some(ready) = this.ready.take().filter(|b| !b.is_empty()) {
+                return Ok(Some((ready, this)));
+            }
+            Ok(this.next_plain().await?.map(|plain| (plain, this)))
+        })
+        .boxed()
     }
 }

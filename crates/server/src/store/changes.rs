@@ -53,7 +53,7 @@ impl Store {
         let row = with_pool!(self, pool => {
             sqlx::query_as::<_, MessageRow>(sql).bind(message_id).bind(room_id).fetch_optional(pool).await?
         });
-        Ok(row.map(|row| self.message_from(row)))
+        row.map(|row| self.message_from(row)).transpose()
     }
 
     /// What a reply to `message_id` points at, `None` if the room has no such message.
@@ -102,14 +102,13 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(|row| {
-                let mut entry = FeedEntry::from(row);
+                let mut entry = FeedEntry::from(self.open_row(row)?);
                 self.sign_message(&mut entry.message);
-                entry
+                Ok(entry)
             })
-            .collect())
+            .collect()
     }
 
     /// The room's last seq and last rev, read together (0, 0 for no such room).
@@ -125,18 +124,25 @@ impl Store {
 
     /// A message's earlier contents, oldest first.
     pub async fn message_versions(&self, message_id: Uuid) -> StoreResult<Vec<MessageVersion>> {
-        let rows: Vec<(String, DateTime<Utc>)> = with_pool!(self, pool => {
+        // The room id is part of what a version's ciphertext is bound to.
+        let rows: Vec<(Uuid, i64, String, DateTime<Utc>)> = with_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT content, edited_at FROM message_versions WHERE message_id = $1 ORDER BY rev",
+                "SELECT m.room_id, v.rev, v.content, v.edited_at
+                 FROM message_versions v JOIN messages m ON m.id = v.message_id
+                 WHERE v.message_id = $1 ORDER BY v.rev",
             )
             .bind(message_id)
             .fetch_all(pool)
             .await?
         });
-        Ok(rows
-            .into_iter()
-            .map(|(content, edited_at)| MessageVersion { content, edited_at })
-            .collect())
+        rows.into_iter()
+            .map(|(room_id, rev, stored, edited_at)| {
+                Ok(MessageVersion {
+                    content: self.open_version(room_id, message_id, rev, stored)?,
+                    edited_at,
+                })
+            })
+            .collect()
     }
 
     /// Every reaction on a message with its user, in the order they were made.

@@ -123,11 +123,18 @@ macro_rules! pending_items {
             .fetch_optional(&mut *$tx)
             .await?;
             if let Some(row) = row {
-                items.push(DigestItem {
-                    room_name,
-                    direct: kind == "direct",
-                    message: $store.message_from(row),
-                });
+                // A message this node's keys cannot open is left out (and logged) rather than
+                // holding back every later digest of its recipient.
+                match $store.message_from(row) {
+                    Ok(message) => items.push(DigestItem {
+                        room_name,
+                        direct: kind == "direct",
+                        message,
+                    }),
+                    Err(err) => {
+                        tracing::error!(error = %err, %room_id, seq, "digest item left out")
+                    }
+                }
             }
         }
         items.sort_by_key(|item| (item.message.created_at, item.message.seq));

@@ -203,11 +203,20 @@ impl Store {
             .await?;
             (messages, reports, audit)
         });
+        let messages = messages
+            .into_iter()
+            .map(
+                |(room_id, id, seq, stored, created_at, edited_at, deleted_at)| {
+                    let content = self.open_content(room_id, id, stored)?;
+                    Ok(json!({
+                        "room_id": room_id, "id": id, "seq": seq, "content": content,
+                        "created_at": created_at, "edited_at": edited_at, "deleted_at": deleted_at,
+                    }))
+                },
+            )
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(json!({
-            "messages": messages.into_iter().map(|(room_id, id, seq, content, created_at, edited_at, deleted_at)| json!({
-                "room_id": room_id, "id": id, "seq": seq, "content": content,
-                "created_at": created_at, "edited_at": edited_at, "deleted_at": deleted_at,
-            })).collect::<Vec<_>>(),
+            "messages": messages,
             "reports": reports.into_iter().map(|(id, kind, room_id, message_id, target_user_id, reason, status, created_at)| json!({
                 "id": id, "kind": kind, "room_id": room_id, "message_id": message_id,
                 "target_user_id": target_user_id, "reason": reason, "status": status,

@@ -190,6 +190,7 @@ impl Store {
                 }
                 query.push(")");
                 let rows: Vec<MessageRow> = query.build_query_as().fetch_all(&mut *tx).await?;
+                let rows = self.open_rows(rows)?;
                 let mut messages: HashMap<Uuid, Working> =
                     rows.into_iter().map(|row| (row.id, Working::new(row))).collect();
 
@@ -241,7 +242,7 @@ impl Store {
                                 )
                                 .bind(change.message_id)
                                 .bind(next_rev)
-                                .bind(previous)
+                                .bind(self.seal_version(*room_id, change.message_id, next_rev, &previous).into_owned())
                                 .bind(now)
                                 .execute(&mut *tx)
                                 .await?;
@@ -350,7 +351,7 @@ impl Store {
                     )
                     .bind(message.row.room_id)
                     .bind(message.row.seq)
-                    .bind(&message.row.content)
+                    .bind(self.seal_content(message.row.room_id, message.row.id, &message.row.content).into_owned())
                     .bind(message.row.edited_at)
                     .bind(message.row.deleted_at)
                     .bind(message.tally.encode())

@@ -63,11 +63,14 @@ impl Store {
         self.sign_media(message.attachments.iter_mut());
     }
 
-    /// A stored row as a message with signed attachment URLs.
-    pub(super) fn message_from(&self, row: super::rows::MessageRow) -> nebula_wire::Message {
-        let mut message = nebula_wire::Message::from(row);
+    /// A stored row as a message with its content opened and signed attachment URLs.
+    pub(super) fn message_from(
+        &self,
+        row: super::rows::MessageRow,
+    ) -> super::StoreResult<nebula_wire::Message> {
+        let mut message = nebula_wire::Message::from(self.open_row(row)?);
         self.sign_message(&mut message);
-        message
+        Ok(message)
     }
 
     #[tracing::instrument(skip_all, fields(media_id = %record.id))]

@@ -175,7 +175,10 @@ impl Store {
         match &self.backend {
             Backend::Sqlite { writer, .. } => {
                 let mut tx = writer.begin().await?;
-                let plan = Plan::new(batch, sqlite_originals(&mut tx, &keyed).await?);
+                let plan = Plan::new(
+                    batch,
+                    self.open_rows(sqlite_originals(&mut tx, &keyed).await?)?,
+                );
                 let (seqs, revs, direct) = allocate_seqs!(tx, plan, batch.len());
                 let outsiders = check_senders!(tx, plan, batch, revs, members);
                 if !outsiders.is_empty() {
@@ -183,7 +186,7 @@ impl Store {
                     return Ok(Attempt::NotMembers(outsiders));
                 }
                 let created = new_rows(batch, seqs, created_at);
-                sqlite_insert(&mut tx, &created).await?;
+                sqlite_insert(&mut tx, &created, &self.sealed_contents(&created)).await?;
                 let queued = enqueue_direct_messages!(tx, direct, created);
                 let queued = super::mentions::record_mentions!(tx, created) || queued;
                 tx.commit().await?;
@@ -194,7 +197,10 @@ impl Store {
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let plan = Plan::new(batch, postgres_originals(&mut tx, &keyed).await?);
+                let plan = Plan::new(
+                    batch,
+                    self.open_rows(postgres_originals(&mut tx, &keyed).await?)?,
+                );
                 let (seqs, revs, direct) = allocate_seqs!(tx, plan, batch.len());
                 let outsiders = check_senders!(tx, plan, batch, revs, members);
                 if !outsiders.is_empty() {
@@ -202,7 +208,7 @@ impl Store {
                     return Ok(Attempt::NotMembers(outsiders));
                 }
                 let created = new_rows(batch, seqs, created_at);
-                postgres_insert(&mut tx, &created).await?;
+                postgres_insert(&mut tx, &created, &self.sealed_contents(&created)).await?;
                 let queued = enqueue_direct_messages!(tx, direct, created);
                 let queued = super::mentions::record_mentions!(tx, created) || queued;
                 tx.commit().await?;
@@ -524,8 +530,23 @@ macro_rules! link_attachments {
         }
     };
 }
-async fn sqlite_insert(tx: &mut SqliteConnection, created: &[Option<Message>]) -> StoreResult<()> {
-    let rows: Vec<&Message> = created.iter().flatten().collect();
+impl Store {
+    /// The `content` to store for each new message, in `created.iter().flatten()` order.
+    fn sealed_contents<'a>(&self, created: &'a [Option<Message>]) -> Vec<Cow<'a, str>> {
+        created
+            .iter()
+            .flatten()
+            .map(|m| self.seal_content(m.room_id, m.id, &m.content))
+            .collect()
+    }
+}
+
+async fn sqlite_insert(
+    tx: &mut SqliteConnection,
+    created: &[Option<Message>],
+    contents: &[Cow<'_, str>],
+) -> StoreResult<()> {
+    let rows: Vec<(&Message, &Cow<'_, str>)> = created.iter().flatten().zip(contents).collect();
     if rows.is_empty() {
         return Ok(());
     }
@@ -534,13 +555,13 @@ async fn sqlite_insert(tx: &mut SqliteConnection, created: &[Option<Message>]) -
         message_insert_columns!(),
         ") "
     ));
-    insert.push_values(rows, |mut row, m| {
+    insert.push_values(rows, |mut row, (m, content)| {
         row.push_bind(m.id)
             .push_bind(m.room_id)
             .push_bind(m.seq)
             .push_bind(m.sender_id)
             .push_bind(m.sender_username.clone())
-            .push_bind(m.content.clone())
+            .push_bind(content.to_string())
             .push_bind(m.client_msg_id.clone())
             .push_bind(m.created_at)
             .push_bind(m.rev)
@@ -557,7 +578,11 @@ async fn sqlite_insert(tx: &mut SqliteConnection, created: &[Option<Message>]) -
 
 /// Inserts a batch as one column array per field: one small prepared statement instead of a
 /// `VALUES` list of up to 4,096 parameters parsed and planned anew for every batch size.
-async fn postgres_insert(tx: &mut PgConnection, created: &[Option<Message>]) -> StoreResult<()> {
+async fn postgres_insert(
+    tx: &mut PgConnection,
+    created: &[Option<Message>],
+    contents: &[Cow<'_, str>],
+) -> StoreResult<()> {
     let rows: Vec<&Message> = created.iter().flatten().collect();
     if rows.is_empty() {
         return Ok(());
@@ -581,7 +606,7 @@ async fn postgres_insert(tx: &mut PgConnection, created: &[Option<Message>]) -> 
             .map(|m| m.sender_username.as_str())
             .collect::<Vec<_>>(),
     )
-    .bind(rows.iter().map(|m| m.content.as_str()).collect::<Vec<_>>())
+    .bind(contents.iter().map(AsRef::as_ref).collect::<Vec<&str>>())
     .bind(
         rows.iter()
             .map(|m| m.client_msg_id.as_deref())
@@ -639,7 +664,7 @@ impl Store {
         let rows = with_pool!(self, pool => {
             sqlx::query_as::<_, MessageRow>(sql).bind(room_id).bind(low).bind(high).fetch_all(pool).await?
         });
-        Ok(rows.into_iter().map(|row| self.message_from(row)).collect())
+        rows.into_iter().map(|row| self.message_from(row)).collect()
     }
 
     /// Up to `limit` messages just beyond `cursor` in `direction`, ascending, and whether more
@@ -676,8 +701,10 @@ impl Store {
             let query = if matches!(direction, Direction::After(_)) { query.bind(below) } else { query };
             query.fetch_all(pool).await?
         });
-        let mut messages: Vec<Message> =
-            rows.into_iter().map(|row| self.message_from(row)).collect();
+        let mut messages: Vec<Message> = rows
+            .into_iter()
+            .map(|row| self.message_from(row))
+            .collect::<StoreResult<_>>()?;
         let has_more = i64::try_from(messages.len()).unwrap_or(i64::MAX) > limit;
         messages.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         if direction == Direction::Before {
@@ -706,6 +733,6 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
         });
-        Ok(row.map(|row| self.message_from(row)))
+        row.map(|row| self.message_from(row)).transpose()
     }
 }

@@ -19,8 +19,10 @@ mod messages;
 mod moderation;
 pub mod notification_settings;
 mod outbox;
+mod reseal;
 mod rooms;
 mod rows;
+mod sealing;
 mod stories;
 mod users;
 
@@ -46,6 +48,7 @@ pub use media::MediaRecord;
 pub use messages::{Committed, Direction, MemberCache, NewMessage, NotAMember, Outcome, Posted};
 pub use moderation::ReportSubject;
 pub use outbox::{OutboxLease, OutboxRow};
+pub use reseal::Resealed;
 pub use rooms::{AddOutcome, MembershipCheck, RoomAccess, RoomRecord, SubscriptionState};
 pub use stories::StoryRecord;
 pub use users::UserRecord;
@@ -64,6 +67,14 @@ pub enum StoreError {
     /// A store invariant failed: a bug, reported instead of a panic.
     #[error("store invariant violated: {0}")]
     Invariant(&'static str),
+    /// A stored value did not decrypt (a missing key, or a value moved or damaged): internal,
+    /// never the client's fault. Names the row, never its bytes.
+    #[error("cannot decrypt {row}: {cause}")]
+    Undecryptable {
+        row: String,
+        #[source]
+        cause: crate::at_rest::Undecryptable,
+    },
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -108,6 +119,8 @@ pub struct Store {
     outbox_wake: Arc<Notify>,
     /// Signs the media URLs of what the store returns; `None` leaves them unsigned paths.
     media_urls: Option<Arc<crate::media::MediaUrls>>,
+    /// Encryption at rest of message content and edit history (empty: plaintext).
+    keyring: crate::at_rest::Keyring,
 }
 
 /// Expands `$body` once per backend with `$pool` bound to the read pool.
@@ -175,6 +188,7 @@ impl Store {
             backend,
             outbox_wake: Arc::new(Notify::new()),
             media_urls: None,
+            keyring: crate::at_rest::Keyring::default(),
         })
     }
 
@@ -182,6 +196,18 @@ impl Store {
     pub fn with_media_urls(mut self, urls: crate::media::MediaUrls) -> Self {
         self.media_urls = Some(Arc::new(urls));
         self
+    }
+
+    /// This store, encrypting message content and edit history with `keyring` (set once at
+    /// start, before cloning).
+    pub fn with_keyring(mut self, keyring: crate::at_rest::Keyring) -> Self {
+        self.keyring = keyring;
+        self
+    }
+
+    /// The keys this store encrypts with.
+    pub fn keyring(&self) -> &crate::at_rest::Keyring {
+        &self.keyring
     }
 
     /// `sqlite` or `postgres`, for logs and metrics.

@@ -225,6 +225,13 @@ impl TestApp {
         self.server = Some(server);
     }
 
+    /// Stops the server and starts a new one on the same database with its settings changed
+    /// by `configure` (e.g. new encryption keys), as an operator's restart would.
+    pub async fn restart_with(&mut self, configure: impl FnOnce(&mut Config)) {
+        configure(&mut self.config);
+        self.restart().await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

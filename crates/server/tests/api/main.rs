@@ -7,6 +7,7 @@ mod helpers;
 mod account_security;
 mod accounts;
 mod admin;
+mod at_rest;
 mod backup;
 mod browsers;
 mod calls;

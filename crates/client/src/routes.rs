@@ -77,6 +77,9 @@ routes! {
     CHANGE_PASSWORD = "POST" "/me/password";
     EMAIL_VERIFY = "POST" "/me/email/verify";
     EMAIL_CONFIRM = "POST" "/me/email/confirm";
+    NOTIFICATION_SETTINGS = "GET" "/me/notifications";
+    UPDATE_NOTIFICATION_SETTINGS = "PUT" "/me/notifications";
+    ROOM_NOTIFICATIONS = "PUT" "/rooms/{room_id}/notifications";
     TOTP_SETUP = "POST" "/me/2fa/setup";
     TOTP_ENABLE = "POST" "/me/2fa/enable";
     TOTP_DISABLE = "POST" "/me/2fa/disable";

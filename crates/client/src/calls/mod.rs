@@ -6,5 +6,6 @@ mod accounts;
 mod admin;
 mod media;
 mod messages;
+mod notifications;
 mod people;
 mod rooms;

@@ -467,7 +467,7 @@ pub struct ChangesPage {
 
 /// Query of `GET /rooms/{room_id}/messages`: either `page`/`page_size`, or a keyset window
 /// (`before_seq` and/or `after_seq`, with `limit`). When any keyset parameter is given, the
-/// page parameters are ignored.
+/// page parameters are not used (an out-of-range one is still refused).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 pub struct HistoryQuery {
     /// Page-based: 1 is the newest page.

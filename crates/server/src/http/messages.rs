@@ -37,14 +37,12 @@ async fn history(
     Path(room_id): Path<Uuid>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<axum::Json<History>, ApiError> {
-    // Any keyset parameter selects the keyset form; page parameters are then ignored.
+    // Any keyset parameter selects the keyset form; page parameters are then not used, but
+    // still checked: an out-of-range value is a client bug whichever form it rides along with.
     let keyset = query.before_seq.is_some() || query.after_seq.is_some() || query.limit.is_some();
     // Validate everything before touching the database.
-    let paging = if keyset {
-        None
-    } else {
-        Some(PageRequest::parse(query.page, query.page_size)?)
-    };
+    let page = PageRequest::parse(query.page, query.page_size)?;
+    let paging = if keyset { None } else { Some(page) };
     let limit = i64::try_from(parse_limit("limit", query.limit)?).unwrap_or(i64::MAX);
     let (room, _) = member_room(&state.store, room_id, caller.id).await?;
 

@@ -127,6 +127,9 @@ async fn history_queries_are_validated(backend: Backend) {
         "?page=0",
         "?before_seq=abc",
         "?before_seq=99999999999999999999999",
+        // Page parameters are not used beside a keyset cursor, but still checked.
+        "?limit=28&after_seq=3&page_size=30911444418278",
+        "?before_seq=5&page=0",
     ] {
         alice
             .history(room.id, query)
@@ -135,7 +138,7 @@ async fn history_queries_are_validated(backend: Backend) {
     }
 }
 
-/// Both cursors make a range; any keyset parameter makes page parameters irrelevant.
+/// Both cursors make a range; any keyset parameter makes (valid) page parameters irrelevant.
 async fn keyset_cursors_combine_into_a_range(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let alice = app.register("alice").await;

@@ -258,6 +258,23 @@ impl Dispatcher {
     }
 
     /// Who gets what; `Err` when the event is not to be pushed at all.
+    /// Why a push about message `seq` of `room_id` from `sender` must not reach `recipient`
+    /// (oneself; read, deleted, blocked, muted, push off), or `None` to send it.
+    async fn message_push_suppressed(
+        &self,
+        room_id: Uuid,
+        seq: i64,
+        sender: Uuid,
+        recipient: Uuid,
+    ) -> Result<Option<Suppressed>> {
+        if recipient == sender {
+            return Ok(Some(Suppressed::NotMember));
+        }
+        self.store
+            .direct_message_suppressed(room_id, seq, sender, recipient)
+            .await
+    }
+
     async fn plan(&self, event: &Notification) -> Result<std::result::Result<Plan, Suppressed>> {
         let encode = |value: std::result::Result<serde_json::Value, serde_json::Error>| {
             value.map_err(|err| Error::MalformedEvent(format!("cannot encode the payload: {err}")))
@@ -282,12 +299,8 @@ impl Dispatcher {
                 topic: Some(room_topic(event.room_id)),
             },
             Notification::DirectMessage(event) => {
-                if event.recipient == event.sender.id {
-                    return Ok(Err(Suppressed::NotMember));
-                }
                 if let Some(reason) = self
-                    .store
-                    .direct_message_suppressed(
+                    .message_push_suppressed(
                         event.room_id,
                         event.seq,
                         event.sender.id,
@@ -305,13 +318,9 @@ impl Dispatcher {
                 }
             }
             Notification::Mention(event) => {
-                if event.recipient == event.sender.id {
-                    return Ok(Err(Suppressed::NotMember));
-                }
                 // The same checks as a direct message: read, deleted, blocked, muted, push off.
                 if let Some(reason) = self
-                    .store
-                    .direct_message_suppressed(
+                    .message_push_suppressed(
                         event.room_id,
                         event.seq,
                         event.sender.id,

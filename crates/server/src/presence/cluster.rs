@@ -8,7 +8,10 @@
 //! Nodes heart-beat with an entry that expires after `ttl`. Every node checks the others on each
 //! beat; a node whose entry expired (it crashed or lost its network) is swept: its entries are
 //! removed the same way, announcing whoever went offline with it. Users of a dead node are
-//! offline within `ttl` plus one beat (`ttl / 3`).
+//! offline within `ttl` plus one beat (`ttl / 3`). A node that was only paused past `ttl`
+//! (stopped, starved of CPU, cut off) finds its own liveness lapsed on its next beat and adds
+//! its users back for a while (`2 × ttl`, past any sweep still running), announcing online
+//! whoever a sweep took offline: the room saw them leave, so it sees them come back.
 //!
 //! After the engine lost its state (a Redis restart; a NATS without its store), each node
 //! re-registers its users without announcing them (nobody's state changed; only the engine
@@ -23,6 +26,7 @@ use std::time::Duration;
 use nebula_wire::{PresenceStatus, User};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -77,8 +81,9 @@ impl Backend {
         }
     }
 
-    /// Refreshes `node`'s liveness for `ttl` and lists it among the known nodes.
-    async fn beat(&self, node: Uuid, ttl: Duration) -> Result<(), EngineError> {
+    /// Refreshes `node`'s liveness for `ttl` and lists it among the known nodes; `true` when
+    /// its liveness had lapsed before (its first beat, or it missed beats for `ttl`).
+    async fn beat(&self, node: Uuid, ttl: Duration) -> Result<bool, EngineError> {
         match self {
             Backend::Redis(redis) => redis.beat(node, ttl).await,
             Backend::Nats(nats) => nats.beat(node).await,
@@ -167,6 +172,7 @@ impl ClusterPresence {
             ttl,
             here: HashMap::new(),
             registered: false,
+            recheck_until: None,
         };
         tasks.spawn(worker.run(queue, shutdown));
         ClusterPresence { backend, ops }
@@ -208,6 +214,9 @@ struct Worker {
     here: HashMap<(Uuid, Uuid), User>,
     /// Whether our entries are known to be in the engine (false after a failure).
     registered: bool,
+    /// After this node's liveness lapsed, until when each beat re-registers its entries and
+    /// announces whoever a sweep by another node took offline meanwhile.
+    recheck_until: Option<Instant>,
 }
 
 impl Worker {
@@ -235,7 +244,7 @@ impl Worker {
                     Err(err) => {
                         // The engine is away: tell the room what this node knows.
                         self.registered = false;
-                        tracing::debug!(error = %err, "presence join not recorded in the cluster");
+                        tracing::warn!(error = %err, "presence join not recorded in the cluster");
                         announce(&self.bus, room_id, user, PresenceStatus::Online);
                     }
                 }
@@ -247,7 +256,7 @@ impl Worker {
                     Ok(None) => {}
                     Err(err) => {
                         self.registered = false;
-                        tracing::debug!(error = %err, "presence leave not recorded in the cluster");
+                        tracing::warn!(error = %err, "presence leave not recorded in the cluster");
                         announce(&self.bus, room_id, user, PresenceStatus::Offline);
                     }
                 }
@@ -255,14 +264,34 @@ impl Worker {
         }
     }
 
-    /// Refreshes this node's liveness, re-registers its users if the engine lost them, and
-    /// sweeps nodes whose liveness expired.
+    /// Refreshes this node's liveness, re-registers its users if the engine lost them or
+    /// another node swept them, and sweeps nodes whose liveness expired.
     async fn heartbeat(&mut self) {
         let node = self.node;
-        if let Err(err) = self.backend.beat(node, self.ttl).await {
-            self.registered = false;
-            tracing::debug!(error = %err, "presence heartbeat failed");
-            return;
+        let lapsed = match self.backend.beat(node, self.ttl).await {
+            Ok(lapsed) => lapsed,
+            Err(err) => {
+                self.registered = false;
+                tracing::debug!(error = %err, "presence heartbeat failed");
+                return;
+            }
+        };
+        if lapsed && !self.here.is_empty() {
+            // This process was alive but did not beat for `ttl` (paused, starved of CPU, cut
+            // off): another node may be sweeping our users offline right now. Re-register them
+            // on this beat and the next ones, until any such sweep must have finished.
+            tracing::warn!(
+                "this node missed its presence heart-beats; re-registering its users in case \
+                 another node swept them"
+            );
+            self.recheck_until = Some(Instant::now() + self.ttl * 2);
+        }
+        if let Some(until) = self.recheck_until {
+            if Instant::now() >= until {
+                self.recheck_until = None;
+            } else if self.registered {
+                self.recheck().await;
+            }
         }
         if !self.registered {
             let entries: Vec<(Uuid, User)> = self
@@ -284,6 +313,26 @@ impl Worker {
             if !self.backend.alive(other).await.unwrap_or(true) {
                 tracing::info!(%other, "node stopped heart-beating; its users go offline");
                 self.sweep(other).await;
+            }
+        }
+    }
+
+    /// Adds back every entry of this node, announcing the users that a sweep took offline.
+    async fn recheck(&mut self) {
+        let entries: Vec<(Uuid, User)> = self
+            .here
+            .iter()
+            .map(|((room_id, _), user)| (*room_id, user.clone()))
+            .collect();
+        for (room_id, user) in entries {
+            match self.backend.join(self.node, room_id, &user).await {
+                Ok(true) => announce(&self.bus, room_id, user, PresenceStatus::Online),
+                Ok(false) => {}
+                Err(err) => {
+                    self.registered = false;
+                    tracing::debug!(error = %err, "presence re-registration failed");
+                    return;
+                }
             }
         }
     }

@@ -63,6 +63,7 @@ on_both_engines!(
     presence_changes_once_per_transition_across_nodes,
     the_online_list_pages_through_every_node_in_username_order,
     a_killed_node_goes_offline_and_its_clients_resume_elsewhere,
+    a_node_paused_past_its_liveness_brings_its_users_back_online,
     an_engine_restart_mid_stream_loses_nothing,
     nodes_started_while_the_engine_is_down_join_up_once_it_starts,
     rate_limits_hold_across_nodes,
@@ -214,6 +215,30 @@ impl TestCluster {
         std::fs::read_to_string(self.dir.path().join(format!("node{node}.log"))).unwrap_or_default()
     }
 
+    /// The end of every node's log on stderr, for a test that failed.
+    fn print_logs(&self) {
+        for node in 0..self.nodes.len() {
+            let log = self.log(node);
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!("--- node {node} log (last {} lines) ---", tail.len());
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to a node's process.
+    fn signal(&self, node: usize, signal: &str) {
+        let pid = self.nodes[node].child.id().expect("node running");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// SIGKILL: no goodbye, no presence cleanup.
     async fn kill(&mut self, node: usize) {
         self.nodes[node].child.kill().await.expect("kill node");
@@ -246,6 +271,15 @@ impl TestCluster {
             .json()
             .await
             .expect("json")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        // A failed cluster test shows what the nodes logged (CI keeps only the test output).
+        if std::thread::panicking() {
+            self.print_logs();
+        }
     }
 }
 
@@ -361,7 +395,8 @@ async fn presence_changes_once_per_transition_across_nodes(engine: Engine) {
         .expect(|e| matches!(e, ServerEvent::Presence { .. }))
         .await;
     assert!(
-        matches!(online, ServerEvent::Presence { status: PresenceStatus::Online, ref user, .. } if user.id == alice.user.id)
+        matches!(online, ServerEvent::Presence { status: PresenceStatus::Online, ref user, .. } if user.id == alice.user.id),
+        "bob first hears alice come online, got {online:?}"
     );
     // A second connection on another node is not a transition, and it lists both as online.
     let mut second = on(&alice, &cluster, 2).ws("/ws").await;
@@ -381,30 +416,25 @@ async fn presence_changes_once_per_transition_across_nodes(engine: Engine) {
     let names: HashSet<String> = online.into_iter().map(|u| u.username).collect();
     assert_eq!(names, HashSet::from(["alice".to_owned(), "bob".to_owned()]));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        presence_of(&drain(&mut bob_ws).await, alice.user.id).is_empty(),
-        "no second online"
-    );
+    let extra = presence_of(&drain(&mut bob_ws).await, alice.user.id);
+    assert!(extra.is_empty(), "no second online, got {extra:?}");
 
     // Closing one of two connections is not a transition; closing the last one is.
     first.stream.close(None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        presence_of(&drain(&mut bob_ws).await, alice.user.id).is_empty(),
-        "still online elsewhere"
-    );
+    let extra = presence_of(&drain(&mut bob_ws).await, alice.user.id);
+    assert!(extra.is_empty(), "still online elsewhere, got {extra:?}");
     second.stream.close(None).await.unwrap();
     let offline = bob_ws
         .expect(|e| matches!(e, ServerEvent::Presence { .. }))
         .await;
     assert!(
-        matches!(offline, ServerEvent::Presence { status: PresenceStatus::Offline, ref user, .. } if user.id == alice.user.id)
+        matches!(offline, ServerEvent::Presence { status: PresenceStatus::Offline, ref user, .. } if user.id == alice.user.id),
+        "bob hears alice go offline after her last connection closed, got {offline:?}"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        presence_of(&drain(&mut bob_ws).await, alice.user.id).is_empty(),
-        "offline exactly once"
-    );
+    let extra = presence_of(&drain(&mut bob_ws).await, alice.user.id);
+    assert!(extra.is_empty(), "offline exactly once, got {extra:?}");
 }
 
 /// `GET /rooms/{id}/online` on one node lists the users connected to every node, in
@@ -456,6 +486,47 @@ async fn the_online_list_pages_through_every_node_in_username_order(engine: Engi
         }
     }
     assert_eq!(names, ["ann", "bob", "Carol", "dave", "eve", "Zed"]);
+}
+
+/// A node that stops beating for longer than the presence TTL without dying (here SIGSTOP; in
+/// life a long pause, CPU starvation, a cut network) is swept by the others, so its users are
+/// announced offline; once it runs again it notices its own lapse and adds them back, and the
+/// room hears them come online — instead of them staying invisible while connected.
+async fn a_node_paused_past_its_liveness_brings_its_users_back_online(engine: Engine) {
+    let Some((backend, url)) = services("paused_node", engine) else {
+        return;
+    };
+    let cluster = TestCluster::start(&backend, &url, 2, &[]).await;
+    let bob = cluster.register(0, "bob").await;
+    let room = bob.create_room("Patient", false).await;
+    let alice = cluster.register(1, "alice").await;
+    alice.join(room.id).await;
+    let mut bob_ws = bob.subscribed(room.id).await;
+    let _alice_ws = alice.subscribed(room.id).await;
+    let is_presence = |status: PresenceStatus| {
+        let alice = alice.user.id;
+        move |e: &ServerEvent| matches!(e, ServerEvent::Presence { status: s, user, .. } if *s == status && user.id == alice)
+    };
+    bob_ws.expect(is_presence(PresenceStatus::Online)).await;
+
+    cluster.signal(1, "STOP");
+    // Node 0 sweeps the silent node after the TTL (3 s) and one of its own beats.
+    bob_ws.expect(is_presence(PresenceStatus::Offline)).await;
+    cluster.signal(1, "CONT");
+    bob_ws.expect(is_presence(PresenceStatus::Online)).await;
+
+    // Every node lists her again, and she is still connected where she was.
+    for node in 0..2 {
+        let page: nebula_wire::OnlinePage = on(&bob, &cluster, node)
+            .get(&format!("/rooms/{}/online", room.id))
+            .await
+            .json();
+        let names: Vec<&str> = page.users.iter().map(|u| u.username.as_str()).collect();
+        assert_eq!(names, ["alice", "bob"], "online as node {node} sees it");
+    }
+    alice.say(room.id, "back").await;
+    let message = bob_ws.next_message().await;
+    assert_eq!(message.content, "back");
 }
 
 async fn a_killed_node_goes_offline_and_its_clients_resume_elsewhere(engine: Engine) {

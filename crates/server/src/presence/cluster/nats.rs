@@ -128,13 +128,15 @@ impl NatsPresence {
         self.checked(result)
     }
 
-    pub(super) async fn beat(&self, node: Uuid) -> Result<(), EngineError> {
+    /// Returns whether the node's liveness had lapsed before this beat.
+    pub(super) async fn beat(&self, node: Uuid) -> Result<bool, EngineError> {
         let result = async {
             let alive = self.nats.bucket(ALIVE, self.ttl).await?;
+            let lapsed = timed(alive.get(node.to_string())).await?.is_none();
             timed(alive.put(node.to_string(), Bytes::from_static(b"1"))).await?;
             let kv = self.presence().await?;
             timed(kv.put(format!("node.{node}"), Bytes::new())).await?;
-            Ok(())
+            Ok(lapsed)
         }
         .await;
         self.checked(result)

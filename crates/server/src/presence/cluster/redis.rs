@@ -113,9 +113,13 @@ impl RedisPresence {
         Ok(json.and_then(|json| serde_json::from_str(&json).ok()))
     }
 
-    pub(super) async fn beat(&self, node: Uuid, ttl: Duration) -> Result<(), EngineError> {
+    /// Returns whether the node's liveness had lapsed before this beat.
+    pub(super) async fn beat(&self, node: Uuid, ttl: Duration) -> Result<bool, EngineError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        redis::pipe()
+        let (alive,): (bool,) = redis::pipe()
+            .atomic()
+            .cmd("EXISTS")
+            .arg(self.keys.node_alive(node))
             .cmd("SET")
             .arg(self.keys.node_alive(node))
             .arg(1)
@@ -126,9 +130,9 @@ impl RedisPresence {
             .arg(self.keys.nodes())
             .arg(node.to_string())
             .ignore()
-            .query_async::<()>(&mut self.redis.commands())
+            .query_async(&mut self.redis.commands())
             .await?;
-        Ok(())
+        Ok(!alive)
     }
 
     pub(super) async fn nodes(&self) -> Result<Vec<Uuid>, EngineError> {

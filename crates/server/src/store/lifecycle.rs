@@ -158,9 +158,13 @@ impl Store {
         }
         let mut outcomes: Vec<ChangeOutcome> = vec![Err(Refused::MessageNotFound); batch.len()];
         let mut member_revs = BTreeMap::new();
+        // Whether an edit queued a push for a newly mentioned member.
+        let mut queued = false;
         with_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             for (room_id, indexes) in &by_room {
+                // The room's name and kind, read only if an edit adds a mention.
+                let mut room: Option<(String, String)> = None;
                 let reserved = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
                 // Locks the room until commit and reserves a rev per change.
                 let locked: Option<(Rev, i64)> = sqlx::query_as(
@@ -246,11 +250,18 @@ impl Store {
                                 .bind(now)
                                 .execute(&mut *tx)
                                 .await?;
+                                let before = super::mentions::decode_mentions(message.row.mentions.as_deref());
                                 message.row.edited_at = Some(now);
                                 message.row.mentions = super::mentions::encode_mentions(mentions);
                                 super::mentions::rewrite_mentions!(tx, &message.row, mentions);
                                 next_rev += 1;
-                                Ok(message.changed(next_rev - 1))
+                                let changed = message.changed(next_rev - 1);
+                                let added: Vec<Uuid> =
+                                    mentions.iter().copied().filter(|user| !before.contains(user)).collect();
+                                if !added.is_empty() {
+                                    queued |= super::mentions::queue_added_mentions!(tx, room, changed.message(), added);
+                                }
+                                Ok(changed)
                             }
                         }
                         Action::Delete | Action::DeleteAsModerator => {
@@ -373,6 +384,9 @@ impl Store {
             }
             tx.commit().await?;
         });
+        if queued {
+            self.wake_outbox_relay();
+        }
         for outcome in outcomes.iter_mut().flatten() {
             let (Applied::Changed(message) | Applied::Unchanged(message)) = outcome;
             self.sign_message(message);

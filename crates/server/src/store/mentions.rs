@@ -118,6 +118,37 @@ macro_rules! record_mentions {
 }
 pub(super) use record_mentions;
 
+/// Inside a change batch's transaction, for an edit that mentions members its previous
+/// version did not: a `mention` outbox row for each of them (not the sender), as a new message
+/// would have queued, unless the room is a direct room (its messages are pushed as direct
+/// messages). `$room` caches the room's name and kind for the batch. Evaluates to whether an
+/// outbox row was written.
+macro_rules! queue_added_mentions {
+    ($tx:ident, $room:ident, $message:expr, $added:expr) => {{
+        let message: &nebula_wire::Message = $message;
+        let mut queued = false;
+        for user in $added.iter().filter(|user| **user != message.sender_id) {
+            if $room.is_none() {
+                let found: (String, String) =
+                    sqlx::query_as("SELECT name, kind FROM rooms WHERE id = $1")
+                        .bind(message.room_id)
+                        .fetch_one(&mut *$tx)
+                        .await?;
+                $room = Some(found);
+            }
+            let Some((name, kind)) = &$room else { break };
+            if kind == "direct" {
+                break;
+            }
+            let event = super::outbox::OutboxEvent::mention(message, name, *user)?;
+            super::outbox::insert_outbox_row!($tx, event, message.room_id);
+            queued = true;
+        }
+        queued
+    }};
+}
+pub(super) use queue_added_mentions;
+
 /// Inside a change batch's transaction: replaces the `message_mentions` rows of an edited
 /// (or, with no mentions, deleted) message.
 macro_rules! rewrite_mentions {

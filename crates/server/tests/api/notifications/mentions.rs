@@ -16,6 +16,7 @@ use crate::on_both_backends;
 on_both_backends!(
     a_mentioned_offline_member_is_pushed_with_the_rooms_topic,
     muted_rooms_and_push_off_stop_pushes,
+    an_edit_pushes_only_the_members_it_newly_mentions,
 );
 
 async fn put_json(session: &Session, path: &str, body: Value) -> Reply {
@@ -158,4 +159,56 @@ async fn muted_rooms_and_push_off_stop_pushes(backend: Backend) {
         endpoint.requests_for(bobs) + endpoint.requests_for(daves),
         0
     );
+}
+
+/// An edit that adds a mention reaches the newly mentioned member as a new message would;
+/// members the previous version already mentioned are not pushed again.
+async fn an_edit_pushes_only_the_members_it_newly_mentions(backend: Backend) {
+    let vapid = nebula_notifier::generate_vapid_keys();
+    let app = TestApp::spawn_with(backend, |config| embedded(config, &vapid)).await;
+    let endpoint = PushEndpoint::start(&vapid.public_key, SUBJECT).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let room = alice.create_room("Lobby", false).await;
+    for member in [&bob, &carol] {
+        assert_eq!(member.join(room.id).await.status, StatusCode::CREATED);
+    }
+    wait_outbox_empty(&app).await;
+    let (bobs_browser, carols_browser) = (endpoint.new_browser(), endpoint.new_browser());
+    subscribe(&bob, &bobs_browser).await;
+    subscribe(&carol, &carols_browser).await;
+
+    let message = alice.say(room.id, "@bob can you look").await;
+    endpoint.wait_for_others(1, WAIT).await;
+    let edited = alice
+        .edit(room.id, message.id, "@bob can you look, with @carol")
+        .await;
+    assert_eq!(edited.status, StatusCode::OK, "{}", edited.text());
+    let pushes = endpoint.wait_for_others(2, WAIT).await;
+    wait_outbox_empty(&app).await;
+    assert!(endpoint.errors().is_empty(), "{:?}", endpoint.errors());
+    assert_eq!(pushes.len(), 2, "{pushes:?}");
+    let push = &pushes[1];
+    assert_eq!(push.browser, carols_browser.id);
+    assert_eq!(push.raw["type"], "message.mention");
+    assert_eq!(push.raw["message"]["id"], message.id.to_string());
+    assert_eq!(push.raw["preview"], "@bob can you look, with @carol");
+    assert_eq!(
+        endpoint.requests_for(&bobs_browser),
+        1,
+        "bob was mentioned already"
+    );
+
+    // An edit that only drops a mention, or keeps the same ones, pushes nobody.
+    let edited = alice
+        .edit(room.id, message.id, "can you look, @carol")
+        .await;
+    assert_eq!(edited.status, StatusCode::OK);
+    alice.say(room.id, "@bob marker").await;
+    let pushes = endpoint.wait_for_others(3, WAIT).await;
+    wait_outbox_empty(&app).await;
+    assert_eq!(pushes.len(), 3, "{pushes:?}");
+    assert_eq!(pushes[2].browser, bobs_browser.id, "only the marker's push");
+    assert_eq!(endpoint.requests_for(&carols_browser), 1);
 }

@@ -13,6 +13,11 @@ use tokio::net::TcpListener;
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
+/// With `--features mimalloc`, mimalloc instead of the system allocator.
+#[cfg(all(feature = "mimalloc", not(feature = "dhat-heap")))]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // Written to dhat-heap.json when dropped, i.e. after a graceful shutdown.

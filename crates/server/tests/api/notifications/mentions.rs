@@ -30,19 +30,50 @@ async fn put_json(session: &Session, path: &str, body: Value) -> Reply {
     .await
 }
 
-async fn a_mentioned_offline_member_is_pushed_with_the_rooms_topic(backend: Backend) {
-    let vapid = nebula_notifier::generate_vapid_keys();
-    let app = TestApp::spawn_with(backend, |config| embedded(config, &vapid)).await;
-    let endpoint = PushEndpoint::start(&vapid.public_key, SUBJECT).await;
-    let alice = app.register("alice").await;
-    let bob = app.register("bob").await;
-    let carol = app.register("carol").await;
-    let room = alice.create_room("Lobby", false).await;
-    for member in [&bob, &carol] {
-        assert_eq!(member.join(room.id).await.status, StatusCode::CREATED);
+/// A server pushing in-process to a loopback push service, and alice's room "Lobby" with bob
+/// and carol in it, its membership notifications already out (before anyone has a browser).
+struct Lobby {
+    app: TestApp,
+    endpoint: PushEndpoint,
+    alice: Session,
+    bob: Session,
+    carol: Session,
+    room: Room,
+}
+
+impl Lobby {
+    async fn open(backend: Backend) -> Lobby {
+        let vapid = nebula_notifier::generate_vapid_keys();
+        let app = TestApp::spawn_with(backend, |config| embedded(config, &vapid)).await;
+        let endpoint = PushEndpoint::start(&vapid.public_key, SUBJECT).await;
+        let alice = app.register("alice").await;
+        let bob = app.register("bob").await;
+        let carol = app.register("carol").await;
+        let room = alice.create_room("Lobby", false).await;
+        for member in [&bob, &carol] {
+            assert_eq!(member.join(room.id).await.status, StatusCode::CREATED);
+        }
+        wait_outbox_empty(&app).await;
+        Lobby {
+            app,
+            endpoint,
+            alice,
+            bob,
+            carol,
+            room,
+        }
     }
-    // The joins' membership notifications are out before anyone has a browser to push to.
-    wait_outbox_empty(&app).await;
+}
+
+async fn a_mentioned_offline_member_is_pushed_with_the_rooms_topic(backend: Backend) {
+    let Lobby {
+        app,
+        endpoint,
+        alice,
+        bob,
+        carol,
+        room,
+    } = Lobby::open(backend).await;
     let (alices_browser, bobs_browser, carols_browser) = (
         endpoint.new_browser(),
         endpoint.new_browser(),
@@ -164,17 +195,14 @@ async fn muted_rooms_and_push_off_stop_pushes(backend: Backend) {
 /// An edit that adds a mention reaches the newly mentioned member as a new message would;
 /// members the previous version already mentioned are not pushed again.
 async fn an_edit_pushes_only_the_members_it_newly_mentions(backend: Backend) {
-    let vapid = nebula_notifier::generate_vapid_keys();
-    let app = TestApp::spawn_with(backend, |config| embedded(config, &vapid)).await;
-    let endpoint = PushEndpoint::start(&vapid.public_key, SUBJECT).await;
-    let alice = app.register("alice").await;
-    let bob = app.register("bob").await;
-    let carol = app.register("carol").await;
-    let room = alice.create_room("Lobby", false).await;
-    for member in [&bob, &carol] {
-        assert_eq!(member.join(room.id).await.status, StatusCode::CREATED);
-    }
-    wait_outbox_empty(&app).await;
+    let Lobby {
+        app,
+        endpoint,
+        alice,
+        bob,
+        carol,
+        room,
+    } = Lobby::open(backend).await;
     let (bobs_browser, carols_browser) = (endpoint.new_browser(), endpoint.new_browser());
     subscribe(&bob, &bobs_browser).await;
     subscribe(&carol, &carols_browser).await;

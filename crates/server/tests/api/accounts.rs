@@ -328,20 +328,18 @@ async fn hashing_before_authentication_is_bounded() {
     .await
     .assert_problem(503, "service_unavailable");
 
-    // Over-long passwords never reach the saturated pool: refused at once, exactly like any
-    // other failed login.
+    // Over-long passwords never reach the saturated pool (whose full queue would answer 503):
+    // refused at once, exactly like any other failed login.
     for username in ["alice", "slow", "nobody"] {
-        let started = std::time::Instant::now();
         let reply = send(
             app.http
                 .post(app.url("/auth/login"))
                 .json(&json!({"username": username, "password": "p".repeat(129)}))
-                .timeout(Duration::from_secs(2)),
+                .timeout(crate::ws_client::PATIENCE),
         )
         .await;
         reply.assert_problem(401, "invalid_credentials");
         assert_eq!(reply.body, failed.body, "same answer as a wrong password");
-        assert!(started.elapsed() < Duration::from_secs(2));
     }
     slow.abort_all();
     waiting.abort();

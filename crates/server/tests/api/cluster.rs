@@ -1311,9 +1311,10 @@ async fn logout_all_and_deactivation_on_one_node_close_sockets_on_another(engine
         matches!(ended, crate::ws_client::Ended::Closed(Some(4001))),
         "{ended:?}"
     );
+    // Announced across nodes, not found when the other node's token cache expires (30 s).
     assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "closed within a second"
+        started.elapsed() < Duration::from_secs(5),
+        "closed within seconds"
     );
     bob.get("/me")
         .await

@@ -28,7 +28,7 @@ mod two_nodes_composing_at_once_queue_one_digest {
     }
 }
 
-const INTERVAL: Duration = Duration::from_secs(4);
+const INTERVAL: Duration = Duration::from_secs(8);
 
 /// Gives `user` a verified address (the verification flow itself is tested in `email`).
 async fn verified(app: &TestApp, user: &Session, email: &str) {

@@ -32,6 +32,7 @@ pub mod rate_limit;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod user_events;
 pub mod web;
 pub mod writer;
 
@@ -179,6 +180,8 @@ impl Server {
             &mut tasks,
         )
         .await;
+        let user_events =
+            user_events::UserEvents::start(cluster.as_ref(), shutdown.clone(), &mut tasks).await;
         let media_janitor = media::janitor::JanitorHandle::default();
         tasks.spawn(media::janitor::run(
             store.clone(),
@@ -217,6 +220,7 @@ impl Server {
             typing,
             user_connections: UserConnections::default(),
             calls,
+            user_events,
             media_storage,
             media_urls,
             media_inspector: media::inspect::Inspector::default(),

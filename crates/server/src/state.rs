@@ -64,6 +64,9 @@ pub struct Services {
     pub user_connections: UserConnections,
     /// Call signalling (`call.*` events) between this node's connections and the others.
     pub calls: crate::calls::Calls,
+    /// Events addressed to users (`dm.opened`, `room.added`, `contact.*`), to their
+    /// connections on every node.
+    pub user_events: crate::user_events::UserEvents,
     /// Where uploads are kept (disk or S3).
     pub media_storage: crate::media::MediaStorage,
     /// Signs and checks media URLs.

@@ -46,7 +46,7 @@ pub enum ContactRequestStatus {
 }
 
 /// A contact request.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ContactRequest {
     pub id: Uuid,
     pub from: User,
@@ -63,7 +63,7 @@ pub struct ContactRequestList {
 }
 
 /// A contact and since when.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Contact {
     pub user: User,
     pub since: DateTime<Utc>,

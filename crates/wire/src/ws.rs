@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::{Member, Message, Rev, Seq, User};
+use crate::{Contact, ContactRequest, Member, Message, Rev, Room, Seq, User};
 
 /// Typing indicator state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -252,6 +252,20 @@ pub enum ServerEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// To both users' connections (whatever they subscribed to): a direct room was opened
+    /// between them, as each of them sees it (`peer` is the other one).
+    #[serde(rename = "dm.opened")]
+    DmOpened { room: Room },
+    /// To the user's connections: someone else added them to a room.
+    #[serde(rename = "room.added")]
+    RoomAdded { room: Room },
+    /// To the recipient's connections: a contact request to them.
+    #[serde(rename = "contact.requested")]
+    ContactRequested { request: ContactRequest },
+    /// To the connections of the user whose request was accepted (by `contact.user`), or of the
+    /// user who had asked first when the other asked back.
+    #[serde(rename = "contact.accepted")]
+    ContactAccepted { contact: Contact },
 }
 
 impl ServerEvent {
@@ -276,12 +290,16 @@ impl ServerEvent {
             ServerEvent::CallCandidate { .. } => "call.candidate",
             ServerEvent::CallReject { .. } => "call.reject",
             ServerEvent::CallHangup { .. } => "call.hangup",
+            ServerEvent::DmOpened { .. } => "dm.opened",
+            ServerEvent::RoomAdded { .. } => "room.added",
+            ServerEvent::ContactRequested { .. } => "contact.requested",
+            ServerEvent::ContactAccepted { .. } => "contact.accepted",
         }
     }
 
     /// The `type` of every server event, as `type_name` gives it (the AsyncAPI document's
     /// messages are checked against this list).
-    pub const TYPES: [&'static str; 18] = [
+    pub const TYPES: [&'static str; 22] = [
         "subscribed",
         "unsubscribed",
         "message.new",
@@ -300,6 +318,10 @@ impl ServerEvent {
         "call.candidate",
         "call.reject",
         "call.hangup",
+        "dm.opened",
+        "room.added",
+        "contact.requested",
+        "contact.accepted",
     ];
 
     /// The `type`s of the events a room's fan-out carries to its subscribers (metrics labels).
@@ -334,7 +356,12 @@ impl ServerEvent {
             | ServerEvent::CallAnswer { .. }
             | ServerEvent::CallCandidate { .. }
             | ServerEvent::CallReject { .. }
-            | ServerEvent::CallHangup { .. } => None,
+            | ServerEvent::CallHangup { .. }
+            // About a room, but addressed to a user, not carried by the room's fan-out.
+            | ServerEvent::DmOpened { .. }
+            | ServerEvent::RoomAdded { .. }
+            | ServerEvent::ContactRequested { .. }
+            | ServerEvent::ContactAccepted { .. } => None,
         }
     }
 }
@@ -368,6 +395,21 @@ mod tests {
             mentions: vec![],
         };
         let room_id = Uuid::nil();
+        let room = Room {
+            id: room_id,
+            name: "r".into(),
+            description: None,
+            is_private: true,
+            owner_id: user.id,
+            member_count: 2,
+            created_at: chrono::Utc::now(),
+            last_seq: None,
+            last_read_seq: None,
+            unread_count: None,
+            kind: crate::RoomKind::Direct,
+            peer: Some(user.clone()),
+            notification_level: None,
+        };
         let events = [
             ServerEvent::Subscribed {
                 room_id,
@@ -450,6 +492,23 @@ mod tests {
                 call_id: room_id,
                 from: None,
                 reason: Some("timeout".into()),
+            },
+            ServerEvent::DmOpened { room: room.clone() },
+            ServerEvent::RoomAdded { room },
+            ServerEvent::ContactRequested {
+                request: crate::ContactRequest {
+                    id: room_id,
+                    from: user.clone(),
+                    to: user.clone(),
+                    status: crate::ContactRequestStatus::Pending,
+                    created_at: chrono::Utc::now(),
+                },
+            },
+            ServerEvent::ContactAccepted {
+                contact: crate::Contact {
+                    user: user.clone(),
+                    since: chrono::Utc::now(),
+                },
             },
         ];
         assert_eq!(events.len(), ServerEvent::TYPES.len());

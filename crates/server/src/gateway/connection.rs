@@ -141,6 +141,11 @@ impl Connection {
             .state
             .calls
             .register(connection.user.id, connection.id, connection.out.clone());
+        connection.state.user_events.register(
+            connection.user.id,
+            connection.id,
+            connection.out.clone(),
+        );
         connection.user_presence = Some(UserPresence::open(
             connection.state.presence.clone(),
             &connection.user,
@@ -612,6 +617,7 @@ impl Drop for Connection {
     fn drop(&mut self) {
         // Normally `close` already left every room; this covers a task that was aborted.
         self.state.calls.unregister(&self.user, self.id);
+        self.state.user_events.unregister(self.user.id, self.id);
         for room_id in self.out.rooms() {
             self.drop_subscription(room_id);
         }

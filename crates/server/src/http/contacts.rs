@@ -3,7 +3,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use nebula_wire::{
-    Contact, ContactList, ContactRequest, ContactRequestList, Problem, UserList, UserRef,
+    Contact, ContactList, ContactRequest, ContactRequestList, Problem, ServerEvent, UserList,
+    UserRef,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -47,10 +48,27 @@ async fn request_contact(
     let to = other_user(&state.store, &caller, &request).await?;
     let me = caller.load(&state.store).await?;
     match state.store.request_contact(&me, &to).await? {
-        RequestOutcome::Created(request) => Ok((StatusCode::CREATED, axum::Json(request))),
-        RequestOutcome::AlreadyPending(request) | RequestOutcome::Accepted(request) => {
+        RequestOutcome::Created(request) => {
+            state.user_events.send(
+                to.id,
+                &ServerEvent::ContactRequested {
+                    request: request.clone(),
+                },
+            );
+            Ok((StatusCode::CREATED, axum::Json(request)))
+        }
+        RequestOutcome::Accepted(request) => {
+            // `to` had asked first: for them, the caller just accepted.
+            let contact = Contact {
+                user: me,
+                since: request.created_at,
+            };
+            state
+                .user_events
+                .send(to.id, &ServerEvent::ContactAccepted { contact });
             Ok((StatusCode::OK, axum::Json(request)))
         }
+        RequestOutcome::AlreadyPending(request) => Ok((StatusCode::OK, axum::Json(request))),
         RequestOutcome::AlreadyContacts => Err(ApiError::AlreadyContacts),
         RequestOutcome::Blocked => Err(ApiError::CannotMessageUser),
     }
@@ -85,6 +103,14 @@ async fn accept_request(
         .accept_contact_request(request_id, caller.id)
         .await?
         .ok_or(ApiError::RequestNotFound)?;
+    let mine = Contact {
+        user: caller.load(&state.store).await?,
+        since: contact.since,
+    };
+    state.user_events.send(
+        contact.user.id,
+        &ServerEvent::ContactAccepted { contact: mine },
+    );
     Ok(axum::Json(contact))
 }
 

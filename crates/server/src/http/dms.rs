@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use nebula_wire::{DirectRoomList, Problem, Room, UserRef};
+use nebula_wire::{DirectRoomList, Problem, Room, ServerEvent, UserRef};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::Json;
@@ -58,6 +58,19 @@ async fn open_direct_room(
         .ok_or(ApiError::RoomNotFound)?;
     if created {
         tracing::info!(%room_id, peer_id = %peer.id, "direct room created");
+        // Both users' open clients (the caller's other devices too) learn of the room now.
+        if let Some(theirs) = state
+            .store
+            .room_of_member(room_id, peer.id, state.config.unread_window())
+            .await?
+        {
+            state
+                .user_events
+                .send(peer.id, &ServerEvent::DmOpened { room: theirs });
+        }
+        state
+            .user_events
+            .send(caller.id, &ServerEvent::DmOpened { room: room.clone() });
     }
     let status = if created {
         StatusCode::CREATED

@@ -92,9 +92,23 @@ async fn add_member(
     };
     match state.store.add_member(room_id, &user, Role::Member).await? {
         AddOutcome::Added(member) => {
+            let added_by_other = user.id != caller.id;
+            let user_id = user.id;
             state
                 .bus
                 .publish(room_id, &ServerEvent::MemberJoined { room_id, user }, None);
+            if added_by_other {
+                // The room may be private: this is how the added user's client learns of it.
+                if let Some(room) = state
+                    .store
+                    .room_of_member(room_id, user_id, state.config.unread_window())
+                    .await?
+                {
+                    state
+                        .user_events
+                        .send(user_id, &ServerEvent::RoomAdded { room });
+                }
+            }
             Ok((StatusCode::CREATED, axum::Json(member)))
         }
         AddOutcome::AlreadyMember(member) => Ok((StatusCode::OK, axum::Json(member))),

@@ -64,6 +64,7 @@ on_both_engines!(
     the_online_list_pages_through_every_node_in_username_order,
     a_killed_node_goes_offline_and_its_clients_resume_elsewhere,
     a_node_paused_past_its_liveness_brings_its_users_back_online,
+    a_direct_room_opened_on_one_node_is_announced_to_the_peer_on_another,
     an_engine_restart_mid_stream_loses_nothing,
     nodes_started_while_the_engine_is_down_join_up_once_it_starts,
     rate_limits_hold_across_nodes,
@@ -486,6 +487,38 @@ async fn the_online_list_pages_through_every_node_in_username_order(engine: Engi
         }
     }
     assert_eq!(names, ["ann", "bob", "Carol", "dave", "eve", "Zed"]);
+}
+
+/// `dm.opened` (an event addressed to a user, not a room) reaches the peer's connection on
+/// another node, once, and the opener's other connection on a third.
+async fn a_direct_room_opened_on_one_node_is_announced_to_the_peer_on_another(engine: Engine) {
+    let Some((backend, url)) = services("user_events_across_nodes", engine) else {
+        return;
+    };
+    let cluster = TestCluster::start(&backend, &url, 3, &[]).await;
+    let alice = cluster.register(0, "alice").await;
+    let bob = cluster.register(1, "bob").await;
+    let mut bobs = bob.ws("/ws").await;
+    let mut alices_other = on(&alice, &cluster, 2).ws("/ws").await;
+    for ws in [&mut bobs, &mut alices_other] {
+        ws.send(ClientEvent::Ping).await;
+        ws.expect(|e| matches!(e, ServerEvent::Pong)).await;
+    }
+    let reply = alice.post("/dms", json!({"user_id": bob.user.id})).await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    let dm: nebula_wire::Room = reply.json();
+    for (ws, peer) in [(&mut bobs, alice.user.id), (&mut alices_other, bob.user.id)] {
+        let event = ws.next_event().await;
+        let ServerEvent::DmOpened { room } = event else {
+            panic!("{event:?}");
+        };
+        assert_eq!(room.id, dm.id);
+        assert_eq!(room.peer.map(|p| p.id), Some(peer));
+        // Once: the next thing this connection hears is the answer to a ping sent now.
+        ws.send(ClientEvent::Ping).await;
+        let next = ws.next_event().await;
+        assert!(matches!(next, ServerEvent::Pong), "{next:?}");
+    }
 }
 
 /// A node that stops beating for longer than the presence TTL without dying (here SIGSTOP; in

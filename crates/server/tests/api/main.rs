@@ -44,4 +44,5 @@ mod scale;
 mod stories;
 mod updates;
 mod upgrade;
+mod user_events;
 mod ws_client;

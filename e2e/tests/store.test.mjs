@@ -12,92 +12,57 @@ function fresh() {
   return new RoomState({ id: ROOM, name: 'r' });
 }
 
-test('newest page then live messages: sorted, deduplicated, contiguous', () => {
+// Which messages a room holds, in which version, with no hole and no duplicate, and the position
+// it resumes from, is the SDK session's (clients/typescript/test/timeline.test.mjs tests that
+// logic event by event; the page only mirrors it). Here: the page's mirror of it.
+
+test('a synced timeline: messages by seq in order, the session’s position, what is new', () => {
   const r = fresh();
-  for (let s = 51; s <= 100; s++) assert.ok(r.insert(msg(s), true) >= 0);
-  r.loaded = true;
+  const page = [51, 52, 53].map((s) => ({ ...msg(s), rev: s }));
+  assert.deepEqual(r.sync(page, { seq: 53, lowSeq: 51, hasMoreOlder: true }), [51, 52, 53]);
+  assert.deepEqual(r.order, [51, 52, 53]);
+  assert.equal(r.seq, 53);
   assert.equal(r.lowSeq, 51);
-  assert.equal(r.contigTop, 100);
-  assert.equal(r.sinceSeq, 100);
-  assert.equal(r.insert(msg(100)), -1, 'duplicate ignored');
-  assert.equal(r.insert(msg(101)), 50);
-  assert.equal(r.contigTop, 101);
-  assert.equal(r.hasGap, false);
-  assert.equal(r.insert(msg(5, 'other-room')), -1, 'other room ignored');
+  assert.equal(r.hasMoreOlder, true);
+  // An older page below and a live message above: only those are new.
+  const more = [49, 50, 51, 52, 53, 54].map((s) => ({ ...msg(s), rev: s }));
+  assert.deepEqual(r.sync(more, { seq: 54, lowSeq: 49, hasMoreOlder: true }), [49, 50, 54]);
+  assert.deepEqual(r.order, [49, 50, 51, 52, 53, 54]);
+  assert.equal(r.messages.get(54).content, '#54');
+  // The start of the room reached.
+  r.sync([1, 2].map((s) => ({ ...msg(s), rev: s })), { seq: 2, lowSeq: 1, hasMoreOlder: false });
+  assert.equal(r.hasMoreOlder, false);
+  assert.equal(r.get('m49', 49), null, 'what the session no longer holds is gone');
 });
 
-test('a gap is detected and closed by a fill, in any order', () => {
+test('of two versions of a message the higher rev wins, whatever the order; reply targets too', () => {
   const r = fresh();
-  for (let s = 1; s <= 10; s++) r.insert(msg(s), true);
-  r.loaded = true;
-  r.insert(msg(14));
-  assert.equal(r.hasGap, true);
-  assert.equal(r.contigTop, 10, 'since_seq stays below the hole');
-  r.insert(msg(12));
-  r.insert(msg(11));
-  assert.equal(r.contigTop, 12);
-  r.insert(msg(13));
-  assert.equal(r.contigTop, 14);
-  assert.equal(r.hasGap, false);
-  assert.deepEqual(r.order, Array.from({ length: 14 }, (_, i) => i + 1));
-});
-
-test('older pages extend the window downwards', () => {
-  const r = fresh();
-  for (let s = 51; s <= 60; s++) r.insert(msg(s), true);
-  for (let s = 41; s <= 50; s++) r.insert(msg(s), true);
-  assert.equal(r.lowSeq, 41);
-  assert.equal(r.contigTop, 60);
-  assert.equal(r.order[0], 41);
-});
-
-test('an empty room: a live message above 1 is a gap, not the start', () => {
-  const r = fresh();
-  r.loaded = true;
-  r.insert(msg(3));
-  assert.equal(r.contigTop, 0);
-  assert.equal(r.hasGap, true);
-  r.insert(msg(1));
-  r.insert(msg(2));
-  assert.equal(r.contigTop, 3);
-});
-
-test('of two versions of a message the higher rev wins, whatever the order', () => {
-  const r = fresh();
-  r.insert({ ...msg(1), rev: 1 }, true);
-  assert.equal(r.update({ ...msg(1), content: 'edited', rev: 3 }), true);
-  assert.equal(r.update({ ...msg(1), content: 'reacted', rev: 2 }), false, 'older version ignored');
+  r.sync([{ ...msg(1), rev: 1 }]);
+  assert.equal(r.applyVersion({ ...msg(1), content: 'edited', rev: 3 }), true);
+  assert.equal(r.applyVersion({ ...msg(1), content: 'reacted', rev: 2 }), false, 'older version ignored');
   assert.equal(r.messages.get(1).content, 'edited');
-  assert.equal(r.update({ ...msg(2), rev: 9 }), false, 'a message not held is not added');
-  // A reply target fetched on its own, later loaded by a history page in an older version.
+  assert.equal(r.applyVersion({ ...msg(2), rev: 9 }), false, 'a message not held is not added');
+  assert.equal(r.applyVersion({ ...msg(1, 'other-room'), rev: 9 }), false, 'other room ignored');
+  // A reply target fetched on its own, later in the session's timeline in an older version.
   r.addRef({ ...msg(7), content: 'newer', rev: 8 });
   assert.equal(r.get('m7', 7).content, 'newer');
-  r.insert({ ...msg(7), content: 'older', rev: 4 }, true);
-  assert.equal(r.messages.get(7).content, 'newer');
+  assert.equal(r.applyVersion({ ...msg(7), content: 'newest', rev: 9 }), true);
+  assert.equal(r.get('m7', 7).content, 'newest');
+  r.sync([{ ...msg(7), content: 'older', rev: 4 }]);
+  assert.equal(r.messages.get(7).content, 'newest');
   assert.equal(r.refs.size, 0);
 });
 
-test('since_rev advances with live events, but not past a replay that may still be running', () => {
+test('the "New messages" divider goes before the first message of someone else after my read position', () => {
   const r = fresh();
-  r.noteSubscribed(5, false);
-  assert.equal(r.sinceRev, 5, 'a fresh subscription knows every change up to last_rev');
-  r.noteStreamRev(6, false);
-  r.noteStreamRev(7, true);
-  assert.equal(r.sinceRev, 7);
-  // Resumed from 7; the room is at 12. message.new replays may carry any rev up to 12.
-  r.noteSubscribed(12, true);
-  r.noteStreamRev(11, false);
-  r.noteStreamRev(12, false);
-  assert.equal(r.sinceRev, 7, 'a replayed message.new proves nothing about updates still to come');
-  r.noteStreamRev(9, true);
-  assert.equal(r.sinceRev, 7);
-  r.noteStreamRev(12, true);
-  assert.equal(r.sinceRev, 12, 'the update at last_rev ends the replay');
-  r.noteSubscribed(20, true);
-  r.noteStreamRev(21, false);
-  assert.equal(r.sinceRev, 21, 'anything above last_rev is live');
-  r.noteSubscribed(21, true);
-  assert.equal(r.replayUntil, null, 'nothing to replay');
+  r.sync([
+    { ...msg(1), sender_id: 'other' },
+    { ...msg(2), sender_id: 'me' },
+    { ...msg(3), sender_id: 'other', deleted_at: '2024-01-01T00:00:00Z' },
+    { ...msg(4), sender_id: 'other' },
+  ]);
+  assert.equal(r.firstUnreadSeq('me', 1), 4, 'not mine, not deleted');
+  assert.equal(r.firstUnreadSeq('me', 4), null);
 });
 
 test('unread: the server count, then live messages once each, none of mine or already read', () => {
@@ -112,7 +77,7 @@ test('unread: the server count, then live messages once each, none of mine or al
   assert.equal(r.unread, 3, 'an older listing does not undo live counting');
   r.markSeen();
   assert.equal(r.unread, 0);
-  r.lastSeq = 12;
+  r.seq = 12;
   r.markSeen();
   assert.equal(r.countUnread(msg(12)), false);
 });

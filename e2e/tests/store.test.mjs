@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
+import { NebulaSession } from '../../crates/server/web/sdk/index.js';
 import { RoomState, charCount } from '../../crates/server/web/store.js';
 
 const ROOM = '0193a1b2-0000-7000-8000-000000000001';
@@ -13,8 +14,125 @@ function fresh() {
 }
 
 // Which messages a room holds, in which version, with no hole and no duplicate, and the position
-// it resumes from, is the SDK session's (clients/typescript/test/timeline.test.mjs tests that
-// logic event by event; the page only mirrors it). Here: the page's mirror of it.
+// it resumes from, is the SDK session's: the copy the page runs (sdk/index.js) is driven here
+// through a fake socket and a fake REST client (clients/typescript/test/timeline.test.mjs has
+// more), then the page's mirror of it (store.js).
+
+/** A WebSocket the test opens and feeds; `frames`: what the session sent. */
+class FakeSocket {
+  static last = null;
+  constructor() {
+    this.readyState = 0;
+    this.frames = [];
+    FakeSocket.last = this;
+  }
+  send(data) {
+    this.frames.push(JSON.parse(data));
+  }
+  close() {
+    this.readyState = 3;
+  }
+  open() {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+  receive(event) {
+    this.onmessage?.({ data: JSON.stringify(event) });
+  }
+}
+
+/** A session following ROOM, whose REST client serves `stored` (seq → message). */
+function sdk(stored = {}) {
+  const all = () => Object.values(stored).sort((a, b) => a.seq - b.seq);
+  const client = {
+    async messages(roomId, q) {
+      if (q.page) return { messages: all().slice(-q.page_size) };
+      if (q.before_seq !== undefined) return { messages: all().filter((m) => m.seq < q.before_seq).slice(-q.limit) };
+      return { messages: all().filter((m) => m.seq > q.after_seq).slice(0, q.limit) };
+    },
+  };
+  const session = new NebulaSession({ baseUrl: 'http://x', token: 't', WebSocket: FakeSocket, pingIntervalMs: 60_000, client });
+  session.subscribe(ROOM);
+  return session;
+}
+const seqs = (session) => session.timeline(ROOM).map((m) => m.seq);
+const rev = (seq, r = seq) => ({ ...msg(seq), rev: r });
+
+test('newest page then live messages: sorted, deduplicated, contiguous', async () => {
+  const stored = {};
+  for (let s = 1; s <= 100; s++) stored[s] = rev(s);
+  const session = sdk(stored);
+  await session.loadLatest(ROOM, { limit: 50 });
+  assert.deepEqual(session.roomState(ROOM), { seq: 100, rev: 100, lowSeq: 51, hasMoreOlder: true, subscribed: false });
+  session.connect();
+  const ws = FakeSocket.last;
+  ws.open();
+  assert.deepEqual(ws.frames[0], { type: 'subscribe', room_id: ROOM, since_seq: 100, since_rev: 100 });
+  ws.receive({ type: 'subscribed', room_id: ROOM, last_seq: 101, last_rev: 101, online: [] });
+  ws.receive({ type: 'message.new', message: rev(100) });
+  ws.receive({ type: 'message.new', message: rev(101) });
+  ws.receive({ type: 'message.new', message: rev(101) });
+  ws.receive({ type: 'message.new', message: { ...rev(5), room_id: 'other-room' } });
+  assert.deepEqual(seqs(session), Array.from({ length: 51 }, (_, i) => 51 + i));
+  session.close();
+});
+
+test('a hole is held back until it is filled, in any order; over REST when no replay is coming', async () => {
+  const stored = {};
+  for (let s = 1; s <= 10; s++) stored[s] = rev(s);
+  const session = sdk(stored);
+  await session.loadLatest(ROOM);
+  for (let s = 11; s <= 14; s++) stored[s] = rev(s);
+  // Not subscribed (socket down): my post over REST is 14; 11–13 are fetched with after_seq.
+  const filled = new Promise((resolve) => session.addEventListener('timeline', () => seqs(session).length === 14 && resolve()));
+  session.apply(stored[14]);
+  assert.deepEqual(seqs(session).at(-1), 10, 'nothing past the hole yet');
+  await filled;
+  assert.deepEqual(seqs(session), Array.from({ length: 14 }, (_, i) => i + 1));
+  assert.equal(session.position(ROOM).sinceRev, 10, 'REST answers do not move the resume rev');
+  session.close();
+});
+
+test('an empty room: a live message above 1 waits for the ones before it', () => {
+  const session = sdk();
+  session.connect();
+  const ws = FakeSocket.last;
+  ws.open();
+  ws.receive({ type: 'subscribed', room_id: ROOM, last_seq: 0, last_rev: 0, online: [] });
+  assert.equal(session.roomState(ROOM).hasMoreOlder, false, 'nothing below seq 1');
+  ws.receive({ type: 'message.ack', client_msg_id: 'c', message: rev(3) });
+  assert.deepEqual(seqs(session), []);
+  ws.receive({ type: 'message.new', message: rev(1) });
+  ws.receive({ type: 'message.new', message: rev(2) });
+  assert.deepEqual(seqs(session), [1, 2, 3]);
+  session.close();
+});
+
+test('since_rev advances with live events, but not past a replay that may still be running', () => {
+  const session = sdk();
+  session.connect();
+  let ws = FakeSocket.last;
+  ws.open();
+  ws.receive({ type: 'subscribed', room_id: ROOM, last_seq: 5, last_rev: 5, online: [] });
+  assert.equal(session.position(ROOM).sinceRev, 5, 'a fresh subscription knows every change up to last_rev');
+  ws.receive({ type: 'message.new', message: rev(6) });
+  ws.receive({ type: 'message.updated', message: rev(6, 7) });
+  assert.deepEqual(session.position(ROOM), { sinceSeq: 6, sinceRev: 7 });
+  // Resumed from (6, 7); the room is at 12: the replayed message.new may carry any rev up to 12.
+  session.reconnect();
+  ws = FakeSocket.last;
+  ws.open();
+  assert.deepEqual(ws.frames.find((f) => f.type === 'subscribe'), { type: 'subscribe', room_id: ROOM, since_seq: 6, since_rev: 7 });
+  ws.receive({ type: 'subscribed', room_id: ROOM, last_seq: 7, last_rev: 12, online: [] });
+  ws.receive({ type: 'message.new', message: rev(7, 12) });
+  assert.equal(session.position(ROOM).sinceRev, 7, 'a replayed message.new proves nothing about updates still to come');
+  ws.receive({ type: 'message.updated', message: rev(2, 9) });
+  assert.equal(session.position(ROOM).sinceRev, 9);
+  ws.receive({ type: 'message.new', message: rev(8, 13) });
+  assert.deepEqual(session.position(ROOM), { sinceSeq: 8, sinceRev: 13 }, 'anything live moves it');
+  session.close();
+});
+
 
 test('a synced timeline: messages by seq in order, the session’s position, what is new', () => {
   const r = fresh();

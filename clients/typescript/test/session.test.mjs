@@ -139,13 +139,16 @@ test('a server restart mid-conversation loses nothing and repeats nothing', asyn
   await proxy.cut();
 });
 
-test('history pages load into the timeline below live messages, down to the first message', async () => {
-  const alice = await user(server.url);
-  const bob = await user(server.url);
+test('history pages load into the timeline below live messages, down to the first message', async (t) => {
+  // 120 posts in a row: a server of its own without the message rate limit.
+  const own = await NebulaServer.create({ RATE_LIMIT_MESSAGES_PER_SECOND: '0' });
+  t.after(() => own.stop());
+  const alice = await user(own.url);
+  const bob = await user(own.url);
   const room = await alice.createRoom('sdk history');
   await bob.join(room.id);
   for (let i = 1; i <= 120; i += 1) await alice.postMessage(room.id, `old ${i}`);
-  const session = new NebulaClient({ baseUrl: server.url, token: alice.token }).session({ WebSocket });
+  const session = new NebulaClient({ baseUrl: own.url, token: alice.token }).session({ WebSocket });
   session.subscribe(room.id);
   session.connect();
   // Asked at once: the page waits for the subscription, so nothing falls between them.

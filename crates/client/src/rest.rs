@@ -226,7 +226,9 @@ mod tests {
                     let mut seen = Vec::new();
                     let mut buf = [0_u8; 4096];
                     loop {
-                        let Ok(n) = stream.read(&mut buf).await else { return };
+                        let Ok(n) = stream.read(&mut buf).await else {
+                            return;
+                        };
                         if n == 0 {
                             return;
                         }
@@ -296,7 +298,10 @@ mod tests {
             .await
             .room(room)
             .await;
-        assert_eq!(refused.err().as_ref().and_then(Error::code), Some("room_not_found"));
+        assert_eq!(
+            refused.err().as_ref().and_then(Error::code),
+            Some("room_not_found")
+        );
     }
 
     /// Calls are awaited inside `tokio::spawn`ed tasks: their futures must be `Send`.

@@ -244,7 +244,12 @@ async fn the_rust_client_covers_every_route_of_the_openapi_document() {
             let documented = successes.get(&(route.method.to_owned(), route.path.to_owned()))?;
             let mut expected = route.success.to_vec();
             expected.sort_unstable();
-            (&expected != documented).then(|| format!("{} {}: client {expected:?}, document {documented:?}", route.method, route.path))
+            (&expected != documented).then(|| {
+                format!(
+                    "{} {}: client {expected:?}, document {documented:?}",
+                    route.method, route.path
+                )
+            })
         })
         .collect();
     assert!(

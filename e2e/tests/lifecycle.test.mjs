@@ -290,6 +290,74 @@ describe('message lifecycle in the web client', () => {
     assert.deepEqual(bob.page.errors, [], 'no page errors');
   });
 
+  test('the resume goes through the SDK session: from its position, back to exactly the server’s final state', async () => {
+    const post = async (content) =>
+      rest(server.url, 'POST', `/rooms/${roomId}/messages`, { token: aliceToken, body: { content, client_msg_id: randomUUID() } });
+    const a = await post('resume A');
+    const b = await post('resume B');
+    const c = await post('resume C');
+    await message(bob.page, 'resume C').waitFor();
+    // What the page's SDK session holds (the module instances the page runs).
+    const sdk = (page) =>
+      page.evaluate(async (id) => {
+        const { state } = await import('/web/state.js');
+        const session = state.socket.session;
+        return { position: session.position(id), timeline: session.timeline(id) };
+      }, roomId);
+    const before = await sdk(bob.page);
+    assert.equal(before.position.sinceSeq, c.seq, 'the session holds every message in order');
+
+    await bobSocket.cut();
+    await bob.page.waitForSelector('#conn-status[data-state="reconnecting"]');
+    // While Bob is away: an edit, a delete, a reaction, new messages, an edit of a new one.
+    await rest(server.url, 'PATCH', `/rooms/${roomId}/messages/${a.id}`, { token: aliceToken, body: { content: 'resume A (edited)' } });
+    await rest(server.url, 'DELETE', `/rooms/${roomId}/messages/${b.id}`, { token: aliceToken });
+    await rest(server.url, 'PUT', `/rooms/${roomId}/messages/${c.id}/reactions/${encodeURIComponent('🎉')}`, { token: aliceToken });
+    const d = await post('resume D');
+    await post('resume E');
+    await rest(server.url, 'PATCH', `/rooms/${roomId}/messages/${d.id}`, { token: aliceToken, body: { content: 'resume D (edited)' } });
+
+    const sentBefore = bobSocket.sent.length;
+    bobSocket.restore();
+    await waitOnline(bob.page, 30_000);
+    await message(bob.page, 'resume D (edited)').locator('.msg-edited').waitFor();
+    await message(bob.page, 'resume E').waitFor();
+    await waitChips(bob.page, message(bob.page, 'resume C'), { '🎉': 1 });
+    await bob.page.locator(`#message-list > li.deleted[data-seq="${b.seq}"]`).waitFor();
+    await message(bob.page, 'resume A (edited)').locator('.msg-edited').waitFor();
+
+    // The subscribe that resumed asked from exactly the SDK session's position.
+    const resume = bobSocket.sent.slice(sentBefore).filter((f) => f.type === 'subscribe' && f.room_id === roomId);
+    assert.deepEqual(
+      resume.map((f) => [f.since_seq, f.since_rev]),
+      [[before.position.sinceSeq, before.position.sinceRev]],
+      'one resume, from the session’s position',
+    );
+
+    // The list is the session's timeline, and both are the server's final state.
+    const server_ = await rest(server.url, 'GET', `/rooms/${roomId}/messages?after_seq=0&limit=100`, { token: bobToken });
+    const describe = (m) => `${m.seq}:${m.deleted_at ? '(deleted)' : m.content}:${m.edited_at && !m.deleted_at ? 'e' : ''}`;
+    const shown = await bob.page.$$eval('#message-list > li.msg', (lis) =>
+      lis.map((li) => {
+        const deleted = li.classList.contains('deleted');
+        const body = deleted ? '(deleted)' : li.querySelector('.msg-body').textContent;
+        return `${li.dataset.seq}:${body}:${li.querySelector('.msg-edited') && !deleted ? 'e' : ''}`;
+      }),
+    );
+    const after = await sdk(bob.page);
+    assert.deepEqual(after.timeline.map(describe), shown, 'the page shows the SDK session’s timeline');
+    const first = Number(shown[0].split(':')[0]);
+    assert.deepEqual(
+      shown,
+      server_.messages.filter((m) => m.seq >= first).map(describe),
+      'the same messages and versions as the server, nothing missing or doubled',
+    );
+    assert.equal(after.position.sinceSeq, server_.messages.at(-1).seq);
+    const reacted = after.timeline.find((m) => m.id === c.id);
+    assert.deepEqual(reacted.reactions.map((r) => [r.emoji, r.count]), [['🎉', 1]]);
+    assert.deepEqual(bob.page.errors, [], 'no page errors');
+  });
+
   test('unread badges in the room list, and the "New messages" divider', async () => {
     const sideName = `Side ${randomUUID().slice(0, 6)}`;
     const side = await rest(server.url, 'POST', '/rooms', { token: aliceToken, body: { name: sideName } });

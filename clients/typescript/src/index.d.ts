@@ -97,6 +97,20 @@ export interface NebulaSessionOptions {
   /** A connect not open after this long is dropped and retried. Default 10 000. */
   connectTimeoutMs?: number;
   random?: () => number;
+  /** History pages and gap fills go through it (default: a NebulaClient of `baseUrl` and `token`). */
+  client?: Pick<NebulaClient, 'messages'> | null;
+}
+
+/** What a session holds of a room (`roomState`). */
+export interface RoomPosition {
+  /** Newest seq applied in order; null before the first `subscribed` or history page. */
+  seq: number | null;
+  rev: number | null;
+  /** Oldest seq held (`seq + 1` while the timeline is empty). */
+  lowSeq: number | null;
+  /** Whether messages exist below `lowSeq` (`loadOlder` fetches them). */
+  hasMoreOlder: boolean;
+  subscribed: boolean;
 }
 
 export interface Position {
@@ -131,13 +145,20 @@ export declare class NebulaSession extends EventTarget {
   unsubscribe(roomId: string): void;
   timeline(roomId: string): Message[];
   position(roomId: string): Position | null;
+  roomState(roomId: string): RoomPosition | null;
+  /** Fetches the newest page into the timeline; resolves with the timeline. */
+  loadLatest(roomId: string, options?: { limit?: number }): Promise<Message[]>;
+  /** Fetches the page below the timeline; resolves with how many messages were added. */
+  loadOlder(roomId: string, options?: { limit?: number }): Promise<number>;
+  /** A message obtained over REST, applied by seq and rev without moving the resume position. */
+  apply(message: Message): void;
   send(
     roomId: string,
     content: string,
     options?: { clientMsgId?: string; replyTo?: string; attachments?: string[] },
   ): Promise<Message>;
   typing(roomId: string, state: 'start' | 'stop'): void;
-  read(roomId: string, seq: number): void;
+  read(roomId: string, seq: number): boolean;
   sendEvent(event: ClientEvent): boolean;
   addEventListener<K extends keyof SessionEventMap>(
     type: K,

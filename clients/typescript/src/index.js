@@ -198,7 +198,7 @@ export class NebulaClient {
 
   /** A WebSocket session with this client's token. */
   session(options = {}) {
-    return new NebulaSession({ baseUrl: this.baseUrl, token: this.token, ...options });
+    return new NebulaSession({ baseUrl: this.baseUrl, token: this.token, client: this, ...options });
   }
 }
 
@@ -210,8 +210,9 @@ function randomId() {
 }
 
 /**
- * One room's state: the timeline in `seq` order (each message in its highest-`rev` version) and
- * the position to resume from.
+ * One room's state: the timeline (a window of consecutive `seq`s, each message in its
+ * highest-`rev` version) and the position to resume from. Seqs start at 1 and have no gaps, so
+ * the window's lowest seq says exactly whether older history exists.
  */
 class RoomState {
   constructor(roomId, { sinceSeq = null, sinceRev = null } = {}) {
@@ -219,10 +220,26 @@ class RoomState {
     this.seq = sinceSeq; // highest seq applied in order (null: start from now)
     this.rev = sinceRev; // the rev it is safe to resume from
     this.subscribed = false;
+    this.subscribing = false; // a `subscribe` is out, its answer not in yet
     this.lastSeqAtSubscribe = 0;
     this.byId = new Map();
     this.timeline = [];
-    this.early = new Map(); // seq → message that arrived ahead of its predecessors (acks)
+    this.early = new Map(); // seq → message that arrived ahead of its predecessors (acks, REST)
+    this.sentPosition = false; // the `subscribe` out carried `since_seq`
+    this.waiters = []; // resolved when the `subscribe` out is answered or the socket drops
+    this.older = null; // the older page being fetched (a promise)
+    this.filling = null; // the REST fetch of a gap (a promise)
+  }
+
+  /** The lowest seq of the window (`seq + 1` while it is empty), or null before any position. */
+  get lowSeq() {
+    if (this.timeline.length) return this.timeline[0].seq;
+    return this.seq === null ? null : this.seq + 1;
+  }
+
+  settle() {
+    this.subscribing = false;
+    for (const resolve of this.waiters.splice(0)) resolve();
   }
 }
 
@@ -230,7 +247,7 @@ class RoomState {
  * A WebSocket session. Events (`addEventListener`):
  * - `message` `{roomId, message}`: a new message, once, in `seq` order per room;
  * - `update` `{roomId, message}`: a newer version (`rev`) of a message (edit, delete, reaction);
- * - `timeline` `{roomId, messages}`: the room's timeline changed;
+ * - `timeline` `{roomId, messages}`: the room's timeline changed (new, changed or older messages);
  * - `event` `{event}`: every server event as received (typing, presence, member.*, read, calls…);
  * - `subscribed` `{roomId, event}`, `open`, `error` `{event}`;
  * - `close` `{code, reason, retryAt}`: the socket closed (or never opened); `retryAt` is when
@@ -246,10 +263,15 @@ export class NebulaSession extends EventTarget {
     pingIntervalMs = 20_000,
     connectTimeoutMs = 10_000,
     random = Math.random,
+    client = null,
   } = {}) {
     super();
     if (!WebSocketImpl) throw new Error('no WebSocket: pass one as the `WebSocket` option (e.g. the `ws` package)');
     this.url = String(baseUrl).replace(/\/$/, '').replace(/^http/, 'ws');
+    // History pages and gap fills go over REST: through `client` (anything with NebulaClient's
+    // `messages(roomId, query)`), else a NebulaClient of this session's URL and token.
+    this.client = client;
+    this.httpUrl = String(baseUrl).replace(/\/$/, '').replace(/^ws/, 'http');
     this.token = token;
     this.WebSocket = WebSocketImpl;
     this.minBackoffMs = minBackoffMs;
@@ -319,6 +341,7 @@ export class NebulaSession extends EventTarget {
   }
 
   unsubscribe(roomId) {
+    this.rooms.get(roomId)?.settle();
     this.rooms.delete(roomId);
     this.#frame({ type: 'unsubscribe', room_id: roomId });
   }
@@ -332,6 +355,79 @@ export class NebulaSession extends EventTarget {
   position(roomId) {
     const room = this.rooms.get(roomId);
     return room ? { sinceSeq: room.seq, sinceRev: room.rev } : null;
+  }
+
+  /**
+   * What the session holds of a room: `seq` (the newest message applied in order, null before
+   * the first `subscribed` or history page), `lowSeq` (the oldest one held), `hasMoreOlder`
+   * (whether messages exist below it: `loadOlder` fetches them), `subscribed`; null for a room
+   * not followed.
+   */
+  roomState(roomId) {
+    const room = this.rooms.get(roomId);
+    if (!room) return null;
+    const lowSeq = room.lowSeq;
+    return { seq: room.seq, rev: room.rev, lowSeq, hasMoreOlder: lowSeq === null || lowSeq > 1, subscribed: room.subscribed };
+  }
+
+  /**
+   * Fetches the room's newest page over REST (`limit` messages) into its timeline and resolves
+   * with the timeline. Before any subscription it also sets the position to resume from (the
+   * page's newest seq, and its highest rev: every change after it will be replayed); after one,
+   * the page only fills in what lies below the live messages, and the resume position keeps
+   * coming from the socket. A `subscribe` still unanswered is waited for first, so the page
+   * cannot predate the subscription.
+   */
+  async loadLatest(roomId, { limit = 50 } = {}) {
+    const room = this.#followed(roomId);
+    for (let attempt = 0; ; attempt++) {
+      if (room.subscribing) await new Promise((resolve) => room.waiters.push(resolve));
+      const data = await this.#messages(roomId, { page: 1, page_size: limit });
+      if (this.rooms.get(roomId) !== room) return [];
+      const page = (data?.messages ?? []).slice().sort((a, b) => a.seq - b.seq);
+      // A subscription went out (the socket opened) during the fetch: the page may be older
+      // than it. Fetch again once it is answered.
+      if (room.subscribing && attempt < 3) continue;
+      if (room.seq === null) this.#seed(room, page);
+      else this.#merge(room, page);
+      return room.timeline.slice();
+    }
+  }
+
+  /**
+   * Fetches the `limit` messages just below the timeline (`before_seq`) into it; resolves with
+   * how many were added (0 at the start of the room). Concurrent calls share one fetch.
+   */
+  loadOlder(roomId, { limit = 50 } = {}) {
+    const room = this.#followed(roomId);
+    if (room.older) return room.older;
+    const low = room.lowSeq;
+    if (low === null || low <= 1) return Promise.resolve(0);
+    room.older = (async () => {
+      try {
+        const data = await this.#messages(roomId, { before_seq: low, limit });
+        if (this.rooms.get(roomId) !== room || room.lowSeq !== low) return 0;
+        const page = (data?.messages ?? []).filter((m) => m.seq < low).sort((a, b) => a.seq - b.seq);
+        return this.#prepend(room, page);
+      } finally {
+        room.older = null;
+      }
+    })();
+    return room.older;
+  }
+
+  /**
+   * A message obtained over REST (posted while the socket was down, an edit's answer, one
+   * fetched on its own): applied like one from the socket, by `seq` and `rev`, without moving
+   * the position the session resumes from. A new one beyond a hole waits for the hole to be
+   * filled: by the replay of the next subscription, or over REST when the room is not
+   * subscribed now.
+   */
+  apply(message) {
+    const room = message && this.rooms.get(message.room_id);
+    if (!room || room.seq === null || !Number.isInteger(message.seq)) return;
+    this.#newMessage(message, true);
+    if (room.early.size && !room.subscribed) this.#fillGap(room);
   }
 
   /**
@@ -354,13 +450,77 @@ export class NebulaSession extends EventTarget {
     this.#frame({ type: 'typing', room_id: roomId, state });
   }
 
+  /** Sends a read marker; returns whether the socket was open to take it. */
   read(roomId, seq) {
-    this.#frame({ type: 'read', room_id: roomId, seq });
+    return this.#frame({ type: 'read', room_id: roomId, seq });
   }
 
   /** Sends any client event (calls, …) if the socket is open; returns whether it was. */
   sendEvent(event) {
     return this.#frame(event);
+  }
+
+  #followed(roomId) {
+    const room = this.rooms.get(roomId);
+    if (!room) throw new Error(`not following room ${roomId}: subscribe(roomId) first`);
+    return room;
+  }
+
+  #messages(roomId, query) {
+    if (this.client) return this.client.messages(roomId, query);
+    return new NebulaClient({ baseUrl: this.httpUrl, token: this.token }).messages(roomId, query);
+  }
+
+  /** The first page of a room never followed: it gives the position to resume from. */
+  #seed(room, page) {
+    for (const m of page) this.#keep(room, m);
+    room.timeline = page.map((m) => room.byId.get(m.id));
+    room.seq = page.length ? page[page.length - 1].seq : 0;
+    room.rev = page.reduce((max, m) => Math.max(max, m.rev ?? 0), 0);
+    // History, not news: no `message` events.
+    this.#emit('timeline', { roomId: room.roomId, messages: room.timeline });
+  }
+
+  /** A newest page for a room already followed: older ones below, newer ones in order. */
+  #merge(room, page) {
+    const low = room.lowSeq;
+    const below = page.filter((m) => m.seq < low);
+    // Only a run that reaches down from the window keeps it free of holes.
+    const run = [];
+    for (let i = below.length - 1; i >= 0 && below[i].seq === low - 1 - run.length; i--) run.unshift(below[i]);
+    const added = this.#prepend(room, run, { quiet: true });
+    for (const m of page) if (m.seq >= low) this.#newMessage(m, true);
+    if (added) this.#emit('timeline', { roomId: room.roomId, messages: room.timeline });
+  }
+
+  /** Older messages (ascending, ending just below the window): added at its start. */
+  #prepend(room, page, { quiet = false } = {}) {
+    const low = room.lowSeq;
+    if (!page.length || page[page.length - 1].seq !== low - 1) return 0;
+    for (let i = 1; i < page.length; i++) if (page[i].seq !== page[i - 1].seq + 1) return 0;
+    for (const m of page) this.#keep(room, m);
+    room.timeline.unshift(...page.map((m) => room.byId.get(m.id)));
+    if (!quiet) this.#emit('timeline', { roomId: room.roomId, messages: room.timeline });
+    return page.length;
+  }
+
+  /** Messages beyond a hole, with no replay coming: fetch the hole over REST (`after_seq`). */
+  #fillGap(room) {
+    if (room.filling) return;
+    room.filling = (async () => {
+      try {
+        for (let guard = 0; guard < 100 && room.early.size && !room.subscribed && this.rooms.get(room.roomId) === room; guard++) {
+          const from = room.seq;
+          const data = await this.#messages(room.roomId, { after_seq: from, limit: 100 });
+          for (const m of data?.messages ?? []) this.#newMessage(m, true);
+          if (room.seq === from) break;
+        }
+      } catch {
+        /* the next subscription's replay brings them */
+      } finally {
+        room.filling = null;
+      }
+    })();
   }
 
   #emit(type, detail) {
@@ -431,7 +591,10 @@ export class NebulaSession extends EventTarget {
     if (socket !== this.socket) return;
     this.socket = null;
     clearInterval(this.pinger);
-    for (const room of this.rooms.values()) room.subscribed = false;
+    for (const room of this.rooms.values()) {
+      room.subscribed = false;
+      room.settle();
+    }
     let retryAt = null;
     if (!this.closed && retry) {
       // Exponential backoff with jitter (half to all of the step), so clients spread out.
@@ -449,7 +612,10 @@ export class NebulaSession extends EventTarget {
     const frame = { type: 'subscribe', room_id: room.roomId };
     if (room.seq !== null) frame.since_seq = room.seq;
     if (room.rev !== null && room.seq !== null) frame.since_rev = room.rev;
-    this.#frame(frame);
+    if (this.#frame(frame)) {
+      room.subscribing = true;
+      room.sentPosition = frame.since_seq !== undefined;
+    }
   }
 
   #handle(event) {
@@ -472,7 +638,15 @@ export class NebulaSession extends EventTarget {
   #subscribed(event) {
     const room = this.rooms.get(event.room_id);
     if (!room) return;
+    if (room.seq !== null && !room.sentPosition) {
+      // Asked from now, but a history page set a position meanwhile: ask again from it, so
+      // what came between the page and now is replayed.
+      room.sentPosition = true;
+      this.#subscribe(room);
+      return;
+    }
     room.subscribed = true;
+    room.settle();
     room.lastSeqAtSubscribe = event.last_seq;
     if (room.seq === null) {
       // Following from now: the server replays nothing.
@@ -510,16 +684,21 @@ export class NebulaSession extends EventTarget {
       return;
     }
     // Ahead of its predecessors (an ack overtaking message.new): applied when they come.
+    // `streamed`: it came as the room's own `message.new` (not an ack or a REST answer).
     const early = room.early.get(message.seq);
-    if (!early || early.rev < message.rev) room.early.set(message.seq, message);
+    const streamed = !fromAck || !!early?.streamed;
+    if (!early || early.message.rev < message.rev) room.early.set(message.seq, { message, streamed });
+    else early.streamed = streamed;
     if (message.seq > room.seq + 1) return;
     let applied = false;
-    for (let next = room.early.get(room.seq + 1); next; next = room.early.get(room.seq + 1)) {
+    for (let entry = room.early.get(room.seq + 1); entry; entry = room.early.get(room.seq + 1)) {
+      const next = entry.message;
       room.early.delete(next.seq);
       room.seq = next.seq;
       // A live message (past the replay) moves the resume rev; replayed ones must not (their
-      // current rev can be above changes of older messages still to be replayed).
-      if (!fromAck && next.seq > room.lastSeqAtSubscribe && room.subscribed) {
+      // current rev can be above changes of older messages still to be replayed), nor acks and
+      // REST answers (changes before them may still be on their way in the stream).
+      if (entry.streamed && next.seq > room.lastSeqAtSubscribe && room.subscribed) {
         room.rev = Math.max(room.rev ?? 0, next.rev);
       }
       const known = room.byId.get(next.id);
@@ -544,8 +723,9 @@ export class NebulaSession extends EventTarget {
   #updated(message) {
     const room = this.rooms.get(message.room_id);
     if (!room) return;
-    // Updates come in rev order: every change up to this rev has been seen.
-    room.rev = Math.max(room.rev ?? 0, message.rev);
+    // Updates come in rev order within a subscription: every change up to this rev has been
+    // seen (not so before its `subscribed`, when a replay may still have to come).
+    if (room.subscribed) room.rev = Math.max(room.rev ?? 0, message.rev);
     // (An update of a message whose message.new is still to come is kept for it.)
     if (this.#keep(room, message) && message.seq <= (room.seq ?? 0)) {
       this.#emit('update', { roomId: room.roomId, message: room.byId.get(message.id) });
@@ -557,6 +737,8 @@ export class NebulaSession extends EventTarget {
 
   #error(event) {
     this.#emit('error', { event });
+    // A refused subscription (not a member, …) is answered too.
+    if (event.ref) this.rooms.get(event.ref)?.settle();
     const send = event.ref ? this.pending.get(event.ref) : null;
     if (!send) return;
     if (event.code === 'rate_limited') {

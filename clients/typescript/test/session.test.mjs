@@ -138,3 +138,58 @@ test('a server restart mid-conversation loses nothing and repeats nothing', asyn
   bobSession.close();
   await proxy.cut();
 });
+
+test('history pages load into the timeline below live messages, down to the first message', async (t) => {
+  // 120 posts in a row: a server of its own without the message rate limit.
+  const own = await NebulaServer.create({ RATE_LIMIT_MESSAGES_PER_SECOND: '0' });
+  t.after(() => own.stop());
+  const alice = await user(own.url);
+  const bob = await user(own.url);
+  const room = await alice.createRoom('sdk history');
+  await bob.join(room.id);
+  for (let i = 1; i <= 120; i += 1) await alice.postMessage(room.id, `old ${i}`);
+  const session = new NebulaClient({ baseUrl: own.url, token: alice.token }).session({ WebSocket });
+  session.subscribe(room.id);
+  session.connect();
+  // Asked at once: the page waits for the subscription, so nothing falls between them.
+  const latest = session.loadLatest(room.id, { limit: 50 });
+  await until(session, 'subscribed', () => session.rooms.get(room.id)?.subscribed);
+  await bob.postMessage(room.id, 'live 121');
+  await latest;
+  await until(session, 'timeline', () => session.timeline(room.id).length === 51);
+  assert.deepEqual(session.roomState(room.id), { seq: 121, rev: session.position(room.id).sinceRev, lowSeq: 71, hasMoreOlder: true, subscribed: true });
+  assert.equal(await session.loadOlder(room.id, { limit: 50 }), 50);
+  assert.equal(await session.loadOlder(room.id, { limit: 50 }), 20);
+  assert.equal(session.roomState(room.id).hasMoreOlder, false);
+  assert.equal(await session.loadOlder(room.id), 0);
+  assertInOrder(session.timeline(room.id), 121);
+  assert.equal(session.timeline(room.id).at(-1).content, 'live 121');
+  session.close();
+});
+
+test('offline: a page sets the position, a REST post beyond a hole fills it, the subscription resumes from there', async () => {
+  const alice = await user(server.url);
+  const bob = await user(server.url);
+  const room = await alice.createRoom('sdk offline history');
+  await bob.join(room.id);
+  const first = await bob.postMessage(room.id, 'one');
+  await bob.postMessage(room.id, 'two');
+  const session = new NebulaClient({ baseUrl: server.url, token: alice.token }).session({ WebSocket });
+  session.subscribe(room.id);
+  await session.loadLatest(room.id);
+  assert.deepEqual(session.position(room.id).sinceSeq, 2);
+  // Bob posts, Alice posts over REST (her socket is not open): the hole (3) is fetched.
+  await bob.postMessage(room.id, 'three');
+  const mine = await alice.postMessage(room.id, 'four');
+  session.apply(mine);
+  await until(session, 'timeline', () => session.timeline(room.id).length === 4);
+  assertInOrder(session.timeline(room.id), 4);
+  // Changed while away: the subscription's replay brings it, by rev.
+  await bob.editMessage(room.id, first.id, 'one (edited)');
+  session.connect();
+  await until(session, 'update', () => session.timeline(room.id)[0].content === 'one (edited)');
+  await bob.postMessage(room.id, 'five');
+  await until(session, 'timeline', () => session.timeline(room.id).length === 5);
+  assertInOrder(session.timeline(room.id), 5);
+  session.close();
+});

@@ -35,6 +35,15 @@ pub enum Error {
     /// The server answered with an error status; `problem` is its RFC 9457 document.
     #[error("{status} {}: {}", .problem.code, .problem.detail)]
     Api { status: u16, problem: Box<Problem> },
+    /// A typed call got a 2xx that the OpenAPI document does not give for its route (e.g. 200
+    /// where creating answers 201): client and server disagree about what happened.
+    #[error("{method} {path} answered {status}, not one of {expected:?}")]
+    UnexpectedStatus {
+        method: &'static str,
+        path: &'static str,
+        status: u16,
+        expected: &'static [u16],
+    },
     /// An `error` event answered a WebSocket request.
     #[error("the server refused the event: {code}: {message}")]
     Refused { code: String, message: String },

@@ -151,6 +151,61 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../web/members.js"),
     ),
     (
+        "session.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/session.js"),
+    ),
+    (
+        "connection.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/connection.js"),
+    ),
+    (
+        "feed.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/feed.js"),
+    ),
+    (
+        "history.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/history.js"),
+    ),
+    (
+        "room-view.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/room-view.js"),
+    ),
+    (
+        "events.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/events.js"),
+    ),
+    (
+        "reads.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/reads.js"),
+    ),
+    (
+        "typing.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/typing.js"),
+    ),
+    (
+        "changes.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/changes.js"),
+    ),
+    (
+        "bindings.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/bindings.js"),
+    ),
+    (
+        "announce.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/announce.js"),
+    ),
+    (
         "pages.js",
         "text/javascript; charset=utf-8",
         include_str!("../web/pages.js"),

@@ -221,6 +221,8 @@ export const api = {
   leave: (id) => request('DELETE', `/rooms/${enc(id)}/members/me`),
 
   /** The newest `limit` messages, ascending by seq. */
+  /** A page of messages: `query` is `{page, page_size}`, `{before_seq, limit}` or `{after_seq, limit}`. */
+  messages: (id, q) => request('GET', `/rooms/${enc(id)}/messages${query(q)}`),
   latestMessages: (id, limit = 50) =>
     request('GET', `/rooms/${enc(id)}/messages${query({ page: 1, page_size: limit })}`),
   /** Keyset: the `limit` messages just below `beforeSeq`, ascending; `{messages, has_more}`. */

@@ -8,8 +8,8 @@ import { $, currentRoom, state } from './state.js';
 import { RoomState } from './store.js';
 import * as ui from './ui.js';
 
-/** What the rest of the app does for us: subscribe(room), openRoom(id), closeRoomView(),
- * renderRoomHeader(). */
+/** What the rest of the app does for us: follow(room) (subscribe through the SDK session),
+ * openRoom(id), closeRoomView(), renderRoomHeader(). */
 let hooks = null;
 let publicSearchTimer = null;
 
@@ -46,7 +46,7 @@ export async function refreshRooms() {
     else {
       const room = new RoomState(r);
       state.rooms.set(r.id, room);
-      hooks.subscribe(room);
+      hooks.follow(room);
     }
   }
   for (const id of [...state.rooms.keys()]) if (!seen.has(id)) dropRoom(id, false);
@@ -61,7 +61,7 @@ export function addRoom(r) {
     room = new RoomState(r);
     state.rooms.set(r.id, room);
   } else room.applyListing(r);
-  hooks.subscribe(room);
+  hooks.follow(room);
   renderRoomList();
   renderPublicRooms();
   return room;
@@ -71,7 +71,7 @@ export function dropRoom(id, rerender = true) {
   const room = state.rooms.get(id);
   if (!room) return;
   for (const p of room.pending.values()) clearTimeout(p.timer);
-  if (room.subscribed && state.socket?.isOpen) state.socket.send({ type: 'unsubscribe', room_id: id });
+  state.socket?.unfollow(id);
   state.rooms.delete(id);
   if (state.currentId === id) {
     state.currentId = null;

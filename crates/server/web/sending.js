@@ -6,6 +6,7 @@
 
 import { api } from './api.js';
 import * as composer from './composer.js';
+import { applyFromRest } from './feed.js';
 import { $, currentRoom, state } from './state.js';
 import { scrollToBottom } from './timeline.js';
 import * as ui from './ui.js';
@@ -13,7 +14,7 @@ import * as uploads from './uploads.js';
 
 const ACK_TIMEOUT_MS = 10_000;
 
-/** What the rest of the app does for us: stopTyping(send), handleMessage(msg, live). */
+/** What the rest of the app does for us: stopTyping(send). */
 let hooks = null;
 
 export function bindSending(h) {
@@ -90,7 +91,7 @@ function dispatch(room, p) {
   updatePending(room, p);
   // Through the SDK's session, which re-sends it with the same client_msg_id after a
   // reconnect until acknowledged; the ack (an event like any other) resolves it here.
-  const sent = room.subscribed
+  const sent = state.socket?.subscribed(room.id)
     ? state.socket?.sendMessage(room.id, p.content, {
         clientMsgId: p.clientMsgId,
         replyTo: p.replyTo || undefined,
@@ -100,7 +101,7 @@ function dispatch(room, p) {
   if (sent) {
     p.via = 'ws';
     p.timer = setTimeout(() => failPending(room, p, 'no answer from the server'), ACK_TIMEOUT_MS);
-    // A refusal arrives as an `error` event too (onServerError fails the message with it).
+    // A refusal arrives as an `error` event too (events.js fails the message with it).
     sent.catch(() => {});
     return;
   }
@@ -111,7 +112,7 @@ function dispatch(room, p) {
     .postMessage(room.id, p.content, p.clientMsgId, p.replyTo, p.attachments.map((m) => m.id))
     .then((msg) => {
       resolvePending(room, p.clientMsgId);
-      hooks.handleMessage(msg, false);
+      applyFromRest(room, msg);
       if (room.id === state.currentId) scrollToBottom();
     })
     .catch((e) => {

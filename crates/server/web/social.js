@@ -52,7 +52,6 @@ export function handleSocialEvent(ev) {
     calls.handleCallEvent(ev);
     return true;
   }
-  if (ev.type === 'message.new') dms.noteMessage(ev.message);
   if (ev.type === 'error') return calls.handleCallError(ev);
   return false;
 }
@@ -65,6 +64,9 @@ export function socketOpened() {
   dms.refreshDms();
   contacts.refresh();
 }
+
+/** A new message (feed.js): its direct room is now the most recent. */
+export const noteMessage = dms.noteMessage;
 
 /** Redraw the sidebar's direct messages (after my rooms or their unread counts changed). */
 export const renderDms = dms.renderDms;

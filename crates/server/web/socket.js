@@ -5,12 +5,14 @@
 // that hangs. This module adds what the page needs around it:
 //
 // States: 'connecting' (first attempt), 'online', 'reconnecting' (waiting for the next try, with
-// its time, or trying again), 'offline' (stopped, e.g. logged out). After every (re)open the
-// owner gets `onOpen` and re-subscribes its rooms with `since_seq`, so the server replays what
-// was missed. A close with 4001 (token expired or revoked) stops the session and tells the
+// its time, or trying again), 'offline' (stopped, e.g. logged out). The session lives as long
+// as this object (one sign-in): it holds every followed room's timeline and resubscribes them
+// with `since_seq`/`since_rev` after every (re)open, so the server replays what was missed;
+// `session` is handed to the owner (feed.js listens to its timelines). A close with 4001 (token expired or revoked) stops the session and tells the
 // owner, and so does (for a REST check) an upgrade that was refused; the browser coming back
 // online or the tab becoming visible skips the backoff wait.
 
+import { api } from './api.js';
 import { NebulaSession } from './sdk/index.js';
 
 const BASE_DELAY_MS = 500;
@@ -39,7 +41,9 @@ export class ChatSocket {
     this.onOpen = onOpen;
     this.onClose = onClose;
     this.onAuthLost = onAuthLost;
-    this.session = null;
+    // One session per sign-in, kept across stop/start (a new token after a password change):
+    // the rooms' timelines and resume positions live in it.
+    this.session = this.newSession();
     this.state = 'offline';
     this.stopped = true;
     this.opened = false; // the current attempt reached `open`
@@ -71,7 +75,7 @@ export class ChatSocket {
     this.connToken = token;
     window.addEventListener('online', this.handleOnline);
     document.addEventListener('visibilitychange', this.handleVisible);
-    this.session = this.newSession(token);
+    this.session.token = token;
     this.setState('connecting');
     this.session.connect();
   }
@@ -81,15 +85,13 @@ export class ChatSocket {
     this.stopped = true;
     window.removeEventListener('online', this.handleOnline);
     document.removeEventListener('visibilitychange', this.handleVisible);
-    const session = this.session;
-    this.session = null;
-    session?.close();
+    this.session.close();
     this.setState('offline');
   }
 
   /** Skip the backoff wait and try now (with the current token). */
   reconnectNow() {
-    if (this.stopped || !this.session) return;
+    if (this.stopped) return;
     const token = this.getToken();
     if (!token) return;
     this.connToken = token;
@@ -104,13 +106,28 @@ export class ChatSocket {
    * until acknowledged): the promise of its ack, or null when the socket is not open.
    */
   sendMessage(roomId, content, options) {
-    if (!this.isOpen) return null;
+    if (!this.isOpen || this.stopped) return null;
     return this.session.send(roomId, content, options);
   }
 
   /** Send one event; false when the socket is not open (the caller decides what to do). */
   send(event) {
-    return !!this.session?.sendEvent(event);
+    return !this.stopped && !!this.session.sendEvent(event);
+  }
+
+  /** Follow a room (once; the session resubscribes it after every reconnect). */
+  follow(roomId) {
+    if (!this.session.roomState(roomId)) this.session.subscribe(roomId);
+  }
+
+  /** Stop following a room and forget its timeline. */
+  unfollow(roomId) {
+    if (this.session.roomState(roomId)) this.session.unsubscribe(roomId);
+  }
+
+  /** Is the room subscribed on the open socket now (live events and sends flow)? */
+  subscribed(roomId) {
+    return this.isOpen && !!this.session.roomState(roomId)?.subscribed;
   }
 
   setState(state, info = {}) {
@@ -118,11 +135,13 @@ export class ChatSocket {
     this.onStateCb?.(state, info);
   }
 
-  newSession(token) {
+  newSession() {
     const session = new NebulaSession({
       baseUrl: location.origin,
-      token,
+      token: null,
       WebSocket,
+      // History pages through the page's REST calls (a 401 there ends the sign-in).
+      client: { messages: (roomId, query) => api.messages(roomId, query) },
       minBackoffMs: BASE_DELAY_MS,
       maxBackoffMs: MAX_DELAY_MS,
       pingIntervalMs: PING_EVERY_MS,

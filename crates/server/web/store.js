@@ -1,44 +1,26 @@
-// store.js — what the client knows about one room. No DOM here.
-//
-// Messages are keyed by `seq` (the server's per-room 1, 2, 3 … with no gaps), so a message
-// that arrives twice (live and in a replay, or in a gap fill) is stored once, and the list is
-// always sorted by seq whatever order things arrive in.
-//
-// `contigTop` is the highest seq up to which the loaded window has no hole: everything in
-// [lowSeq, contigTop] is here. It is what we pass as `since_seq` when (re)subscribing, so a
-// replay after a reconnect brings exactly what is missing; anything above it that is already
-// here is deduplicated. When a message arrives above contigTop + 1 we have a gap and fetch it
-// with `after_seq`.
-//
-// Messages also change (edits, deletes, reactions). Each version carries the room's `rev` at
-// that change; of two versions of one message the one with the higher `rev` wins, whatever
-// order they arrive in. `sinceRev` is the rev up to which every change of the room is known:
-// it is what we pass as `since_rev` when resuming, so the server replays the changes missed.
+// store.js — what the page knows about one room. No DOM here, and no message bookkeeping of its
+// own: which messages a room holds, in which version, and where to resume from after a
+// disconnect is the SDK session's (sdk/index.js, `NebulaSession`: it subscribes with
+// `since_seq`/`since_rev`, drops duplicates, keeps each message's highest-`rev` version and
+// loads history pages). `sync()` takes the session's timeline as it is after each `timeline`
+// event; the rest is what only the page cares about: reply targets fetched on their own,
+// who is online or typing, read markers, my unsent messages, members, unread counts.
 
 export class RoomState {
   constructor(room) {
     this.room = room;
-    /** @type {Map<number, object>} seq → message */
+    /** @type {Map<number, object>} seq → message: the session's timeline, as last synced */
     this.messages = new Map();
     /** seqs ascending, mirrors the rendered list */
     this.order = [];
-    this.loaded = false; // the newest page has been fetched
+    /** the session's position: newest seq applied in order (null before any), oldest held */
+    this.seq = null;
+    this.lowSeq = null;
+    this.hasMoreOlder = true;
+    this.loaded = false; // the newest page has been fetched into the session's timeline
     this.loading = null; // promise while fetching it
     this.loadError = false;
-    this.early = []; // live messages that arrived while the newest page was loading
-    this.earlyVersions = []; // and changed messages (`message.updated`)
     this.loadingOlder = false;
-    this.hasMoreOlder = true;
-    this.lowSeq = null; // lowest seq loaded (null: nothing loaded)
-    this.contigTop = 0;
-    this.lastSeq = null; // newest seq the server told us about (subscribed/message.new)
-    this.filling = false;
-    this.subscribed = false;
-    this.subscribing = false;
-    this.subscribeSince = null; // since_seq of the last subscribe sent
-    this.subscribeResumed = false; // and whether it had since_rev
-    this.sinceRev = null; // every change of the room up to this rev is known (null: none yet)
-    this.replayUntil = null; // last_rev of a resumed subscription whose replay may still be running
     /** id → message: reply targets fetched outside the loaded window */
     this.refs = new Map();
     /** user_id → user */
@@ -57,6 +39,44 @@ export class RoomState {
     this.unreadFrom = null; // my read position when the room was opened (timeline.js)
     this.dividerSeq = undefined; // the message "New messages" precedes: null none, undefined not found yet
     this.applyListing(room);
+  }
+
+  get id() {
+    return this.room.id;
+  }
+
+  /**
+   * The session's timeline for this room (`messages`, consecutive seqs ascending) and its
+   * position (`roomState(roomId)`). Returns the seqs that were not held before.
+   */
+  sync(messages, position = null) {
+    const added = [];
+    const next = new Map();
+    for (const m of messages) {
+      if (!this.messages.has(m.seq)) added.push(m.seq);
+      // A reply target fetched on its own may be newer than the session's copy.
+      const ref = this.refs.get(m.id);
+      if (ref) this.refs.delete(m.id);
+      next.set(m.seq, ref && ref.rev > m.rev ? ref : m);
+    }
+    this.messages = next;
+    this.order = messages.map((m) => m.seq);
+    if (position) {
+      this.seq = position.seq;
+      this.lowSeq = position.lowSeq;
+      this.hasMoreOlder = position.hasMoreOlder;
+    }
+    return added;
+  }
+
+  /** A newer version of a message held here (in the window or as a reply target): true when it replaced it. */
+  applyVersion(msg) {
+    if (!msg || msg.room_id !== this.id) return false;
+    const held = this.get(msg.id, msg.seq);
+    if (!held || !(msg.rev > held.rev)) return false;
+    if (this.messages.get(msg.seq) === held) this.messages.set(msg.seq, msg);
+    else this.refs.set(msg.id, msg);
+    return true;
   }
 
   /** A fresh copy of the room from `GET /rooms` (or the room first seen): unread from the server. */
@@ -81,55 +101,7 @@ export class RoomState {
   /** The room is being looked at: nothing in it is unread any more. */
   markSeen() {
     this.unread = 0;
-    this.unreadSeq = Math.max(this.unreadSeq, this.lastSeq ?? 0);
-  }
-
-  get id() {
-    return this.room.id;
-  }
-
-  get maxSeq() {
-    return this.order.length ? this.order[this.order.length - 1] : 0;
-  }
-
-  has(seq) {
-    return this.messages.has(seq);
-  }
-
-  /**
-   * Add a message (`fromHistory`: it comes from a history page, read downwards). Returns the index it now has in `order`, or -1 if it was already there
-   * (or is not for this room).
-   */
-  insert(msg, fromHistory = false) {
-    if (!msg || msg.room_id !== this.id || !Number.isInteger(msg.seq)) return -1;
-    if (this.messages.has(msg.seq)) return -1;
-    const ref = this.refs.get(msg.id);
-    this.refs.delete(msg.id);
-    this.messages.set(msg.seq, ref && ref.rev > msg.rev ? ref : msg);
-    const idx = upperBound(this.order, msg.seq);
-    this.order.splice(idx, 0, msg.seq);
-    if (this.lastSeq === null || msg.seq > this.lastSeq) this.lastSeq = msg.seq;
-    if (fromHistory && (this.lowSeq === null || msg.seq < this.lowSeq)) {
-      // Only history pages (newest page, older pages) extend the window downwards, and each
-      // is contiguous: what lies below their first message is "older history", not a hole.
-      this.lowSeq = msg.seq;
-      if (this.contigTop < msg.seq - 1) this.contigTop = msg.seq - 1;
-    }
-    this.advanceContig();
-    return idx;
-  }
-
-  /**
-   * Another version of a message held here (in the window or as a reply target): keep the one
-   * with the higher `rev`. Returns true when `msg` replaced what was held.
-   */
-  update(msg) {
-    if (!msg || msg.room_id !== this.id) return false;
-    const held = this.get(msg.id, msg.seq);
-    if (!held || !(msg.rev > held.rev)) return false;
-    if (this.messages.get(msg.seq) === held) this.messages.set(msg.seq, msg);
-    else this.refs.set(msg.id, msg);
-    return true;
+    this.unreadSeq = Math.max(this.unreadSeq, this.seq ?? 0);
   }
 
   /** The message with that id (and seq, as `reply_to` gives both), if held. */
@@ -144,35 +116,6 @@ export class RoomState {
     this.refs.set(msg.id, msg);
   }
 
-  /**
-   * `subscribed` arrived. `resumed`: it was sent with `since_rev`, so the server now replays
-   * `message.new` (seq order, current versions) then `message.updated` (rev order) up to
-   * `lastRev`; until that replay is provably over, `sinceRev` must stay where it was.
-   */
-  noteSubscribed(lastRev, resumed) {
-    if (resumed && lastRev > (this.sinceRev ?? 0)) {
-      this.replayUntil = lastRev;
-    } else {
-      this.replayUntil = null;
-      this.sinceRev = Math.max(this.sinceRev ?? 0, lastRev);
-    }
-  }
-
-  /**
-   * A `message.new` or `message.updated` from this room's stream. Live events come in rev
-   * order, so once one is live every change up to its rev has been seen. A replayed
-   * `message.new` may carry a rev above changes still to be replayed: the replay is over only
-   * with the `message.updated` at `replayUntil`, or any event above it.
-   */
-  noteStreamRev(rev, updated) {
-    if (!Number.isInteger(rev)) return;
-    if (this.replayUntil !== null) {
-      if (rev < this.replayUntil || (rev === this.replayUntil && !updated)) return;
-      this.replayUntil = null;
-    }
-    if (rev > (this.sinceRev ?? 0)) this.sinceRev = rev;
-  }
-
   /** The first message of someone else after my read position, if loaded: where "New messages" goes. */
   firstUnreadSeq(meId, readSeq) {
     for (let i = upperBound(this.order, readSeq); i < this.order.length; i++) {
@@ -180,32 +123,6 @@ export class RoomState {
       if (m.sender_id !== meId && !m.deleted_at) return m.seq;
     }
     return null;
-  }
-
-  advanceContig() {
-    while (this.messages.has(this.contigTop + 1)) this.contigTop += 1;
-  }
-
-  /** Is something above contigTop (a hole below it)? */
-  get hasGap() {
-    return this.maxSeq > this.contigTop;
-  }
-
-  /** The seq to resubscribe with: only for rooms whose messages we hold. */
-  get sinceSeq() {
-    return this.loaded ? this.contigTop : null;
-  }
-
-  /** Forget messages (e.g. on leave). */
-  reset() {
-    this.messages.clear();
-    this.order = [];
-    this.loaded = false;
-    this.loading = null;
-    this.hasMoreOlder = true;
-    this.lowSeq = null;
-    this.contigTop = 0;
-    this.refs.clear();
   }
 
   /** Names of the people typing now (not me), expired entries dropped. */

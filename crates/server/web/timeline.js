@@ -1,6 +1,7 @@
-// timeline.js — the open room's message list. #message-list holds exactly `room.order`, one
-// `<li>` per message in seq order (day separators, the "New messages" divider and read receipts
-// live inside those `<li>`s); #pending-list holds my unacknowledged sends (app.js).
+// timeline.js — the open room's message list. #message-list holds exactly `room.order` (the SDK
+// session's timeline of the room, synced by feed.js), one `<li>` per message in seq order (day
+// separators, the "New messages" divider and read receipts live inside those `<li>`s);
+// #pending-list holds my unacknowledged sends (sending.js).
 //
 // Clicks on the messages' buttons are handled here for the whole list and handed to the
 // `actions` given to `bindTimeline` (reply, edit, delete, react), which talk to the server.
@@ -133,10 +134,19 @@ function replyTarget(room, replyTo) {
   return null;
 }
 
+/** The version of the message each `<li>` shows, so a sync redraws only what changed. */
+const shown = new WeakMap();
+
 function buildNode(room, msg) {
   const li = messageNode(msg, viewOf(room, msg));
+  shown.set(li, msg);
   loadReactors(msg, (m) => refreshMessage(room, m), { onlyIfUnknown: true });
   return li;
+}
+
+function redraw(room, li, msg) {
+  shown.set(li, msg);
+  updateMessageNode(li, msg, viewOf(room, msg));
 }
 
 export function messageEl(seq) {
@@ -160,18 +170,40 @@ export function renderTimeline(room) {
   renderReceipts();
 }
 
-/** Add the node of a message just inserted at `idx` of `room.order`. */
-export function insertMessageNode(room, msg, idx) {
+/**
+ * Bring the list in line with `room.order` after the session's timeline changed: nodes for the
+ * messages not shown yet (new ones below, an older page above), redraws for the ones in a newer
+ * version. What the reader is looking at stays in place when a page is added above it.
+ */
+export function syncList(room) {
   const list = $('message-list');
-  const li = buildNode(room, msg);
-  list.insertBefore(li, list.children[idx] || null);
-  ui.updateGrouping(li, li.previousElementSibling);
-  ui.updateGrouping(li.nextElementSibling, li);
-  // An older page can hold an earlier unread message than the one the divider precedes.
-  const unreadEarlier =
-    room.dividerSeq && msg.seq < room.dividerSeq && msg.seq > room.unreadFrom && !viewOf(room, msg).mine && !msg.deleted_at;
-  if (unreadEarlier) room.dividerSeq = msg.seq;
-  if (unreadEarlier || msg.seq === room.dividerSeq) placeDivider(room);
+  const scroller = $('scroller');
+  const anchor = list.firstElementChild;
+  const anchorTop = anchor?.offsetTop ?? 0;
+  const bySeq = new Map();
+  for (const li of [...list.children]) {
+    const seq = Number(li.dataset.seq);
+    if (room.messages.has(seq)) bySeq.set(seq, li);
+    else li.remove();
+  }
+  let prev = null;
+  for (const seq of room.order) {
+    const msg = room.messages.get(seq);
+    let li = bySeq.get(seq);
+    if (!li) {
+      li = buildNode(room, msg);
+      list.insertBefore(li, prev ? prev.nextElementSibling : list.firstElementChild);
+      ui.updateGrouping(li, prev);
+      ui.updateGrouping(li.nextElementSibling, li);
+      // An older page can hold an earlier unread message than the one the divider precedes.
+      const unreadEarlier =
+        room.dividerSeq && msg.seq < room.dividerSeq && msg.seq > room.unreadFrom && !viewOf(room, msg).mine && !msg.deleted_at;
+      if (unreadEarlier) room.dividerSeq = msg.seq;
+      if (unreadEarlier || msg.seq === room.dividerSeq) placeDivider(room);
+    } else if (shown.get(li) !== msg) redraw(room, li, msg);
+    prev = li;
+  }
+  if (anchor?.isConnected) scroller.scrollTop += anchor.offsetTop - anchorTop;
 }
 
 /** `msg` changed (a newer version, or what is known about it): redraw it and the replies quoting it. */
@@ -179,7 +211,7 @@ export function refreshMessage(room, msg) {
   if (room.id !== state.currentId) return;
   const held = room.messages.get(msg.seq);
   const li = held?.id === msg.id ? messageEl(msg.seq) : null;
-  if (li) updateMessageNode(li, held, viewOf(room, held));
+  if (li) redraw(room, li, held);
   refreshReplies(room, msg.id);
 }
 
@@ -187,7 +219,7 @@ export function refreshMessage(room, msg) {
 export function refreshAll(room) {
   for (const li of $('message-list').children) {
     const msg = room.messages.get(Number(li.dataset.seq));
-    if (msg) updateMessageNode(li, msg, viewOf(room, msg));
+    if (msg) redraw(room, li, msg);
   }
 }
 
@@ -195,7 +227,7 @@ function refreshReplies(room, targetId) {
   for (const quote of $('message-list').querySelectorAll(`.reply-quote[data-target-id="${CSS.escape(targetId)}"]`)) {
     const li = quote.closest('li.msg');
     const msg = room.messages.get(Number(li.dataset.seq));
-    if (msg) updateMessageNode(li, msg, viewOf(room, msg));
+    if (msg) redraw(room, li, msg);
   }
 }
 
@@ -203,7 +235,7 @@ function startEdit(room, msg, li) {
   const done = () => {
     closeEditor(li);
     const latest = room.messages.get(msg.seq);
-    if (latest) updateMessageNode(li, latest, viewOf(room, latest));
+    if (latest) redraw(room, li, latest);
   };
   openEditor(li, msg.content, {
     onSave: async (content) => {

@@ -20,10 +20,11 @@ impl Client {
         let query = UploadQuery {
             filename: Some(filename.to_owned()),
         };
-        let request = self
-            .at_query(UPLOAD, &[], &query)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(bytes);
+        let request = self.at_query(UPLOAD, &[], &query).map(|request| {
+            request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(bytes)
+        });
         self.fetch(request).await
     }
 

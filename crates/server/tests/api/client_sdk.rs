@@ -216,13 +216,46 @@ async fn the_rust_client_covers_every_route_of_the_openapi_document() {
     let app = TestApp::spawn_with(Backend::Sqlite, |config| config.dev_mode = true).await;
     let openapi: serde_json::Value = app.get("/openapi.json").await.json();
     let mut documented = Vec::new();
+    // (method, path) → the 2xx statuses the document gives.
+    let mut successes = std::collections::HashMap::new();
     for (path, operations) in openapi["paths"].as_object().expect("paths") {
-        for method in operations.as_object().expect("operations").keys() {
+        for (method, operation) in operations.as_object().expect("operations") {
             if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
                 documented.push((method.to_uppercase(), path.clone()));
+                let mut codes: Vec<u16> = operation["responses"]
+                    .as_object()
+                    .map(|responses| {
+                        responses
+                            .keys()
+                            .filter_map(|code| code.parse::<u16>().ok())
+                            .filter(|code| (200..300).contains(code))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                codes.sort_unstable();
+                successes.insert((method.to_uppercase(), path.clone()), codes);
             }
         }
     }
+    // Each typed call accepts exactly the success statuses the document gives its route.
+    let disagreeing: Vec<_> = nebula_client::routes::ALL
+        .iter()
+        .filter_map(|route| {
+            let documented = successes.get(&(route.method.to_owned(), route.path.to_owned()))?;
+            let mut expected = route.success.to_vec();
+            expected.sort_unstable();
+            (&expected != documented).then(|| {
+                format!(
+                    "{} {}: client {expected:?}, document {documented:?}",
+                    route.method, route.path
+                )
+            })
+        })
+        .collect();
+    assert!(
+        disagreeing.is_empty(),
+        "success statuses in nebula_client::routes differ from the OpenAPI document: {disagreeing:#?}"
+    );
     assert!(documented.len() > 50, "{documented:?}");
     let in_client = |method: &str, path: &str| {
         nebula_client::routes::ALL

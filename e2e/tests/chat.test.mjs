@@ -285,6 +285,20 @@ describe('Nebula web client', () => {
       await alice.page.locator('#message-list .msg-body', { hasText: 'got it 👍' }).waitFor();
       await carol.page.click('#room-back');
       await carol.page.locator('#sidebar').waitFor();
+
+      // Added to another private room while signed in: it shows up at once (`room.added`),
+      // with its messages; nothing polls for it.
+      const { token } = await pageSession(alice.page);
+      const laterName = `Later ${randomUUID().slice(0, 6)}`;
+      const later = await rest(server.url, 'POST', '/rooms', { token, body: { name: laterName, is_private: true } });
+      await rest(server.url, 'POST', `/rooms/${later.id}/messages`, { token, body: { content: 'welcome aboard' } });
+      await rest(server.url, 'POST', `/rooms/${later.id}/members`, { token, body: { username: carolName } });
+      const added = carol.page.locator('#my-rooms .room-item', { hasText: laterName });
+      await added.waitFor();
+      await added.click();
+      await carol.page.locator('#message-list .msg-body', { hasText: 'welcome aboard' }).waitFor();
+      await carol.page.click('#room-back');
+      await carol.page.locator('#sidebar').waitFor();
       assert.deepEqual(carol.page.dialogs, []);
       assert.deepEqual(carol.page.errors, []);
     } finally {

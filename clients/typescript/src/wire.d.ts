@@ -594,6 +594,18 @@ export type ServerEvent = {
   from?: User | null;
   reason?: string | null;
   type: "call.hangup";
+} | {
+  room: Room;
+  type: "dm.opened";
+} | {
+  room: Room;
+  type: "room.added";
+} | {
+  request: ContactRequest;
+  type: "contact.requested";
+} | {
+  contact: Contact;
+  type: "contact.accepted";
 };
 
 /** `GET /`: what this service is. */
@@ -742,4 +754,4 @@ export type i64 = number;
 
 export type ClientEventType = "call.answer" | "call.candidate" | "call.hangup" | "call.invite" | "call.reject" | "message.send" | "ping" | "read" | "subscribe" | "typing" | "unsubscribe";
 
-export type ServerEventType = "call.answer" | "call.candidate" | "call.hangup" | "call.invite" | "call.reject" | "error" | "member.joined" | "member.left" | "member.updated" | "message.ack" | "message.new" | "message.updated" | "pong" | "presence" | "read" | "subscribed" | "typing" | "unsubscribed";
+export type ServerEventType = "call.answer" | "call.candidate" | "call.hangup" | "call.invite" | "call.reject" | "contact.accepted" | "contact.requested" | "dm.opened" | "error" | "member.joined" | "member.left" | "member.updated" | "message.ack" | "message.new" | "message.updated" | "pong" | "presence" | "read" | "room.added" | "subscribed" | "typing" | "unsubscribed";

@@ -1,13 +1,11 @@
 // contacts.js — who I am connected to: contacts, pending contact requests (both ways) and the
 // users I blocked; the sidebar's "Contact requests" and "Contacts" lists; the actions that
-// change them. The server sends no event when someone asks to be my contact, so the lists are
-// fetched again every POLL_MS while the page is visible, on focus and when asked (`refresh`).
+// change them. The lists are fetched when the socket (re)opens, after my own changes, and when
+// the server's `contact.requested` / `contact.accepted` events say someone else changed them.
 
 import { api } from './api.js';
 import { $, state } from './state.js';
 import * as ui from './ui.js';
-
-const POLL_MS = 8_000;
 
 const rel = {
   /** @type {Map<string, {user: object, since: string}>} by user id */
@@ -20,7 +18,6 @@ const rel = {
 
 const listeners = new Set();
 let openProfile = () => {};
-let timer = null;
 let generation = 0;
 
 /** handlers: onProfile(user) — show someone's profile card. */
@@ -36,15 +33,9 @@ export function onContactsChanged(fn) {
 export function startContacts() {
   stopContacts();
   refresh();
-  timer = setInterval(() => {
-    // While the socket is down the server is likely unreachable; its reopening refreshes.
-    if (document.visibilityState === 'visible' && state.socket?.isOpen) refresh();
-  }, POLL_MS);
 }
 
 export function stopContacts() {
-  clearInterval(timer);
-  timer = null;
   generation += 1;
   rel.contacts.clear();
   rel.incoming = [];
@@ -65,7 +56,7 @@ export async function refresh() {
     rel.blocked = new Set((blocks.users || []).map((u) => u.id));
     render();
   } catch {
-    /* the next poll tries again; a 401 logs out through api.js */
+    /* the next event or reconnect tries again; a 401 logs out through api.js */
   }
 }
 

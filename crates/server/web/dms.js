@@ -3,22 +3,19 @@
 // of an open direct room.
 //
 // Direct rooms are rooms (`kind: "direct"`, `peer`) held in `state.rooms` like any other, so
-// the timeline, sending, unread counts and read markers work unchanged. The server sends no
-// event when someone else starts a conversation with me, so `GET /dms` is polled every POLL_MS
-// while the page is visible; its order (latest message first) is kept, and a live message
-// moves its room to the top.
+// the timeline, sending, unread counts and read markers work unchanged. `GET /dms` is read
+// when the socket (re)opens; in between, the server's `dm.opened` event brings a conversation
+// someone else (or I, on another device) just started. The list's order (latest message
+// first) is kept, and a live message moves its room to the top.
 
 import { api } from './api.js';
 import { isBlocked } from './contacts.js';
 import { $, state } from './state.js';
 import * as ui from './ui.js';
 
-const POLL_MS = 8_000;
-
 /** Room ids, most recent message first. Rooms not in it (yet) sort first. */
 let order = [];
 let actions = null;
-let timer = null;
 let generation = 0;
 
 /** handlers: onOpen(roomId), onAdd(room) → RoomState, onProfile(user) */
@@ -33,15 +30,9 @@ export function isDirect(room) {
 export function startDms() {
   stopDms();
   refreshDms();
-  timer = setInterval(() => {
-    // While the socket is down the server is likely unreachable; its reopening refreshes.
-    if (document.visibilityState === 'visible' && state.socket?.isOpen) refreshDms();
-  }, POLL_MS);
 }
 
 export function stopDms() {
-  clearInterval(timer);
-  timer = null;
   generation += 1;
   order = [];
   $('dm-list').replaceChildren();
@@ -60,6 +51,14 @@ export async function refreshDms() {
   const rooms = data.rooms || [];
   order = rooms.map((r) => r.id);
   for (const r of rooms) if (!state.rooms.has(r.id)) actions.onAdd(r);
+  renderDms();
+}
+
+/** `dm.opened`: a direct room was just created with me; it comes first. */
+export function onDmOpened(room) {
+  if (!room?.id || !state.me) return;
+  if (!order.includes(room.id)) order = [room.id, ...order];
+  if (!state.rooms.has(room.id)) actions.onAdd(room);
   renderDms();
 }
 

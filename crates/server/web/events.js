@@ -4,7 +4,7 @@
 
 import * as members from './members.js';
 import { onRead } from './reads.js';
-import { dropRoom } from './rooms.js';
+import { addRoom, dropRoom } from './rooms.js';
 import { failPending } from './sending.js';
 import * as social from './social.js';
 import { state } from './state.js';
@@ -26,11 +26,21 @@ export function handleEvent(ev) {
       return members.onMemberLeft(ev);
     case 'member.updated':
       return members.onMemberUpdated(ev);
+    case 'room.added':
+      return onRoomAdded(ev);
     case 'error':
       return onServerError(ev);
     default:
       return undefined;
   }
+}
+
+/** Someone added me to a room (perhaps a private one I could not see): it joins my rooms. */
+function onRoomAdded(ev) {
+  const room = ev.room;
+  if (!room?.id || state.rooms.has(room.id)) return;
+  addRoom(room);
+  ui.toast(`You were added to #${room.name}`);
 }
 
 function onServerError(ev) {

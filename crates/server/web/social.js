@@ -8,6 +8,7 @@ import * as dms from './dms.js';
 import * as people from './people.js';
 import * as profile from './profile.js';
 import { currentRoom } from './state.js';
+import * as ui from './ui.js';
 
 /** handlers: onOpen(roomId), onAdd(room) → RoomState (add a room I am in to my rooms) */
 export function bindSocial({ onOpen, onAdd }) {
@@ -52,8 +53,23 @@ export function handleSocialEvent(ev) {
     calls.handleCallEvent(ev);
     return true;
   }
-  if (ev.type === 'error') return calls.handleCallError(ev);
-  return false;
+  switch (ev.type) {
+    case 'error':
+      return calls.handleCallError(ev);
+    case 'dm.opened':
+      dms.onDmOpened(ev.room);
+      return true;
+    case 'contact.requested':
+      if (ev.request?.from?.username) ui.toast(`${ev.request.from.username} asked to be your contact`);
+      contacts.refresh();
+      return true;
+    case 'contact.accepted':
+      if (ev.contact?.user?.username) ui.toast(`${ev.contact.user.username} is now one of your contacts`);
+      contacts.refresh();
+      return true;
+    default:
+      return false;
+  }
 }
 
 export function socketClosed() {

@@ -15,11 +15,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use nebula_wire::ServerEvent;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -27,9 +26,6 @@ use uuid::Uuid;
 use crate::cluster::{Cluster, channel};
 use crate::gateway::outbound::Outbound;
 use crate::hub::ConnId;
-
-/// How long start-up waits for the cluster engine to confirm the channel subscription.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// This node's connections per user, and the way to the other nodes. Cheap to clone.
 #[derive(Clone)]
@@ -70,25 +66,13 @@ impl UserEvents {
             conns: Mutex::default(),
             outgoing: Some(outgoing),
         });
-        let channel_name = cluster.key(format_args!("user-events"));
-        tasks.spawn(channel::publish(
-            cluster.clone(),
-            channel_name.clone(),
-            "user event",
-            queue,
-        ));
         let receiver = Arc::downgrade(&inner);
-        let (ready, subscribed) = oneshot::channel();
-        let mut ready = Some(ready);
-        tasks.spawn(channel::listen(
-            cluster.clone(),
-            channel_name,
+        channel::open(
+            cluster,
+            cluster.key(format_args!("user-events")),
             "user events",
-            move || {
-                if let Some(ready) = ready.take() {
-                    let _ = ready.send(());
-                }
-            },
+            queue,
+            || {},
             move |payload| {
                 let Some(inner) = receiver.upgrade() else {
                     return false;
@@ -97,8 +81,9 @@ impl UserEvents {
                 true
             },
             shutdown,
-        ));
-        let _ = tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribed).await;
+            tasks,
+        )
+        .await;
         UserEvents(inner)
     }
 

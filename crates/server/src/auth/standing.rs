@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -30,7 +30,6 @@ use crate::store::{Store, StoreResult};
 const CACHE_TTL: Duration = Duration::from_secs(30);
 /// Cached accounts beyond which the cache is emptied (it refills from the database).
 const CACHE_MAX: usize = 100_000;
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What decides whether an account's tokens are honoured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,28 +181,17 @@ impl Standings {
             outgoing,
         });
         if let (Some(cluster), Some(outgoing_rx)) = (cluster, outgoing_rx) {
-            let channel = cluster.key(format_args!("accounts"));
-            tasks.spawn(channel::publish(
-                cluster.clone(),
-                channel.clone(),
-                "account change",
-                outgoing_rx,
-            ));
-            let (ready, subscribed) = oneshot::channel();
-            let mut ready = Some(ready);
             let standings = Arc::downgrade(&shared);
             let receiver = standings.clone();
             // Every (re)subscription forgets the cache: announcements may have been missed.
-            tasks.spawn(channel::listen(
-                cluster.clone(),
-                channel,
+            channel::open(
+                cluster,
+                cluster.key(format_args!("accounts")),
                 "accounts",
+                outgoing_rx,
                 move || {
                     if let Some(shared) = standings.upgrade() {
                         Standings::forget_all(&shared);
-                    }
-                    if let Some(ready) = ready.take() {
-                        let _ = ready.send(());
                     }
                 },
                 move |payload| {
@@ -214,8 +202,9 @@ impl Standings {
                     true
                 },
                 shutdown,
-            ));
-            let _ = tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribed).await;
+                tasks,
+            )
+            .await;
         }
         Standings(shared)
     }

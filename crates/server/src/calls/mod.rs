@@ -41,7 +41,7 @@ use bytes::Bytes;
 use nebula_wire::notify::{CallNotification, UserRef};
 use nebula_wire::{CallMedia, ClientEvent, ServerEvent, User};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -54,9 +54,6 @@ use crate::presence::Presence;
 use crate::store::Store;
 
 pub use policy::may_call;
-
-/// How long start-up waits for Redis to confirm the calls channel subscription.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One connection anywhere in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,25 +176,13 @@ impl Calls {
             this: this.clone(),
         });
         if let (Some(cluster), Some(outgoing_rx)) = (cluster, outgoing_rx) {
-            let channel = cluster.key(format_args!("calls"));
-            tasks.spawn(channel::publish(
-                cluster.clone(),
-                channel.clone(),
-                "call event",
-                outgoing_rx,
-            ));
-            let (ready, subscribed) = oneshot::channel();
-            let mut ready = Some(ready);
             let calls = Arc::downgrade(&inner);
-            tasks.spawn(channel::listen(
-                cluster.clone(),
-                channel,
+            channel::open(
+                cluster,
+                cluster.key(format_args!("calls")),
                 "calls",
-                move || {
-                    if let Some(ready) = ready.take() {
-                        let _ = ready.send(());
-                    }
-                },
+                outgoing_rx,
+                || {},
                 move |payload| {
                     let Some(calls) = calls.upgrade() else {
                         return false;
@@ -206,8 +191,9 @@ impl Calls {
                     true
                 },
                 shutdown,
-            ));
-            let _ = tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribed).await;
+                tasks,
+            )
+            .await;
         }
         Calls(inner)
     }

@@ -4,12 +4,49 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{Cluster, EngineError};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// How long [`open`] waits for the engine to confirm the first subscription.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs a service's side of `channel`: a task that [`publish`]es what arrives on `queue`, and
+/// one that [`listen`]s. Returns once the first subscription is confirmed, or after a short
+/// wait (a node still starts while the engine is away; the listener keeps trying).
+#[allow(clippy::too_many_arguments)]
+pub async fn open(
+    cluster: &Cluster,
+    channel: String,
+    what: &'static str,
+    queue: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut subscribed: impl FnMut() + Send + 'static,
+    receive: impl FnMut(&[u8]) -> bool + Send + 'static,
+    shutdown: CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    tasks.spawn(publish(cluster.clone(), channel.clone(), what, queue));
+    let (ready, first) = oneshot::channel();
+    let mut ready = Some(ready);
+    tasks.spawn(listen(
+        cluster.clone(),
+        channel,
+        what,
+        move || {
+            subscribed();
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(());
+            }
+        },
+        receive,
+        shutdown,
+    ));
+    let _ = tokio::time::timeout(SUBSCRIBE_TIMEOUT, first).await;
+}
 
 /// Sends queued payloads to `channel`, in order; `what` names them in logs.
 pub async fn publish(

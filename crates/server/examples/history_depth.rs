@@ -87,10 +87,7 @@ async fn main() -> anyhow::Result<()> {
         .error_for_status()?
         .json()
         .await?;
-    let token = registered["token"]
-        .as_str()
-        .context("no token")?
-        .to_owned();
+    let token = registered["token"].as_str().context("no token")?.to_owned();
     http.post(format!("{base}/rooms/{room}/members"))
         .bearer_auth(&token)
         .json(&json!({}))

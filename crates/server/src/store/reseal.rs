@@ -55,7 +55,8 @@ impl Store {
         // the messages just read, not from a join on the id alone (which would probe every
         // partition of `messages`); a version of a message not read above belongs to one
         // committed since, which was written under the current key.
-        let rooms: HashMap<Uuid, Uuid> = messages.iter().map(|(id, room, _)| (*id, *room)).collect();
+        let rooms: HashMap<Uuid, Uuid> =
+            messages.iter().map(|(id, room, _)| (*id, *room)).collect();
         let versions: Vec<(Uuid, i64, String)> = with_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT message_id, rev, content FROM message_versions

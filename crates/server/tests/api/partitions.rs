@@ -135,7 +135,10 @@ async fn per_room_statements_read_one_partition_by_index(backend: Backend) {
     // One message's id, as a client would know it.
     let window: MessageWindow = bob.history(room.id, "?before_seq=778&limit=1").await.json();
     let known = &window.messages[0];
-    assert_eq!((known.seq, known.client_msg_id.as_deref()), (777, Some("c777")));
+    assert_eq!(
+        (known.seq, known.client_msg_id.as_deref()),
+        (777, Some("c777"))
+    );
     let id_sql = if sqlite {
         format!("X'{}'", known.id.simple())
     } else {
@@ -188,12 +191,18 @@ async fn per_room_statements_read_one_partition_by_index(backend: Backend) {
     assert_eq!(revs, (19_991..=MESSAGES).collect::<Vec<_>>());
     assert_eq!(&alice.message(room.id, known.id).await, known);
     let repost = alice
-        .post_message(room.id, json!({"content": "again", "client_msg_id": "c777"}))
+        .post_message(
+            room.id,
+            json!({"content": "again", "client_msg_id": "c777"}),
+        )
         .await;
     assert_eq!(repost.status.as_u16(), 200, "{}", repost.text());
     assert_eq!(repost.json::<Message>().id, known.id);
     let new = alice
-        .post_message(room.id, json!({"content": "new", "client_msg_id": "c777-2"}))
+        .post_message(
+            room.id,
+            json!({"content": "new", "client_msg_id": "c777-2"}),
+        )
         .await;
     assert_eq!(new.status.as_u16(), 201, "{}", new.text());
     // The seq allocation planned above ran nowhere: the next message takes the next seq.
@@ -243,9 +252,7 @@ async fn prepared_plans_start_on_one_partition(database_url: &str, room: &str, u
         (
             "PREPARE feed(uuid, int8, int8, int8, int8) AS SELECT * FROM messages \
              WHERE room_id = $1 AND rev > $2 AND rev <= $3 AND seq <= $4 ORDER BY rev LIMIT $5",
-            format!(
-                "EXECUTE feed({room}, 19000, 9223372036854775807, 9223372036854775807, 51)"
-            ),
+            format!("EXECUTE feed({room}, 19000, 9223372036854775807, 9223372036854775807, 51)"),
             "change feed",
         ),
         (

@@ -319,7 +319,11 @@ macro_rules! write_release_rows {
                                             reply_to_id, reply_to_seq, edited_at, reactions)
                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
         for seq in 1..=MAIN_MESSAGES {
-            let (sender, name) = if seq % 2 == 1 { (ALICE, "alice") } else { (BOB, "bob") };
+            let (sender, name) = if seq % 2 == 1 {
+                (ALICE, "alice")
+            } else {
+                (BOB, "bob")
+            };
             let (content, rev, edited_at, reactions) = match seq {
                 2 => ("old 2, edited".to_owned(), 301, Some(created_at()), None),
                 3 => (format!("old {seq}"), 302, None, Some(r#"[["👍",1]]"#)),
@@ -458,7 +462,10 @@ async fn a_database_of_the_previous_release_is_served_after_partitioning(backend
     );
     assert_eq!(window.messages[1].edited_at, Some(created_at()));
     assert_eq!(window.messages[2].reactions[0].emoji, "👍");
-    assert_eq!(window.messages[3].reply_to.map(|r| (r.id, r.seq)), Some((message_id(1), 1)));
+    assert_eq!(
+        window.messages[3].reply_to.map(|r| (r.id, r.seq)),
+        Some((message_id(1), 1))
+    );
     let newest: MessageWindow = bob.history(ROOM, "?after_seq=297").await.json();
     let seqs: Vec<i64> = newest.messages.iter().map(|m| m.seq).collect();
     assert_eq!((seqs, newest.has_more), (vec![298, 299, 300], false));
@@ -490,7 +497,10 @@ async fn a_database_of_the_previous_release_is_served_after_partitioning(backend
         assert_eq!((original.seq, original.id), (seq, message_id(seq)));
     }
     let again = alice
-        .post_message(other_room(3), json!({"content": "again", "client_msg_id": "c1"}))
+        .post_message(
+            other_room(3),
+            json!({"content": "again", "client_msg_id": "c1"}),
+        )
         .await;
     assert_eq!(again.status.as_u16(), 200);
     assert_eq!(again.json::<Message>().id, other_message(3, 1));
@@ -501,30 +511,50 @@ async fn a_database_of_the_previous_release_is_served_after_partitioning(backend
         .get(&format!("/rooms/{ROOM}/messages/{}/history", message_id(2)))
         .await
         .json();
-    let versions: Vec<&str> = history.versions.iter().map(|v| v.content.as_str()).collect();
+    let versions: Vec<&str> = history
+        .versions
+        .iter()
+        .map(|v| v.content.as_str())
+        .collect();
     assert_eq!(versions, ["old 2"]);
     let reactions: ReactionList = bob
-        .get(&format!("/rooms/{ROOM}/messages/{}/reactions", message_id(3)))
+        .get(&format!(
+            "/rooms/{ROOM}/messages/{}/reactions",
+            message_id(3)
+        ))
         .await
         .json();
     assert_eq!(reactions.reactions[0].users[0].id, ALICE);
     // A message id names its message only in its own room.
     alice
-        .get(&format!("/rooms/{}/messages/{}", other_room(1), message_id(4)))
+        .get(&format!(
+            "/rooms/{}/messages/{}",
+            other_room(1),
+            message_id(4)
+        ))
         .await
         .assert_problem(404, "message_not_found");
 
     // New messages and changes continue both counters.
     let new = bob
-        .post_message(ROOM, json!({"content": "new", "client_msg_id": "fresh", "reply_to": message_id(2)}))
+        .post_message(
+            ROOM,
+            json!({"content": "new", "client_msg_id": "fresh", "reply_to": message_id(2)}),
+        )
         .await;
     assert_eq!(new.status.as_u16(), 201, "{}", new.text());
     let new: Message = new.json();
     assert_eq!((new.seq, new.rev), (MAIN_MESSAGES + 1, MAIN_MESSAGES + 3));
-    let edited: Message = alice.edit(ROOM, message_id(1), "old 1, edited").await.json();
+    let edited: Message = alice
+        .edit(ROOM, message_id(1), "old 1, edited")
+        .await
+        .json();
     assert_eq!(edited.rev, MAIN_MESSAGES + 4);
     assert_eq!(alice.delete_message(ROOM, message_id(3)).await.status, 204);
-    assert_eq!(alice.message(ROOM, message_id(3)).await.rev, MAIN_MESSAGES + 5);
+    assert_eq!(
+        alice.message(ROOM, message_id(3)).await.rev,
+        MAIN_MESSAGES + 5
+    );
     let resent = bob
         .post_message(ROOM, json!({"content": "new", "client_msg_id": "fresh"}))
         .await;

@@ -77,6 +77,8 @@ async fn main() -> anyhow::Result<()> {
     let requests: usize = rest.first().map_or(Ok(2000), |s| s.parse())?;
     let clients: usize = rest.get(1).map_or(Ok(1), |s| s.parse())?;
 
+    // reqwest is built without a TLS provider of its own (plain http here).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder().build()?;
     let username = format!("depth_{}", uuid::Uuid::new_v4().simple())[..20].to_owned();
     let registered: Value = http

@@ -121,10 +121,14 @@ impl Db {
                 .await?
             }
             Db::Postgres(_) => {
+                // Plain and partitioned tables, not the partitions of one (`messages` is
+                // partitioned since migration 0018): its rows are read and written through
+                // the parent, once, whichever partition holds them.
                 self.strings(
-                    "SELECT table_name::text FROM information_schema.tables \
-                     WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
-                     ORDER BY table_name",
+                    "SELECT c.relname::text FROM pg_class c \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') \
+                     AND NOT c.relispartition ORDER BY c.relname",
                 )
                 .await?
             }

@@ -116,7 +116,7 @@ async fn message_history(
     if state.store.message(room_id, message_id).await?.is_none() {
         return Err(ApiError::MessageNotFound);
     }
-    let versions = state.store.message_versions(message_id).await?;
+    let versions = state.store.message_versions(room_id, message_id).await?;
     Ok(axum::Json(MessageHistory { versions }))
 }
 

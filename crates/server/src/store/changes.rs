@@ -122,21 +122,28 @@ impl Store {
         Ok(row.unwrap_or((0, 0)))
     }
 
-    /// A message's earlier contents, oldest first.
-    pub async fn message_versions(&self, message_id: Uuid) -> StoreResult<Vec<MessageVersion>> {
-        // The room id is part of what a version's ciphertext is bound to.
-        let rows: Vec<(Uuid, i64, String, DateTime<Utc>)> = with_pool!(self, pool => {
+    /// The earlier contents of a message of `room_id`, oldest first.
+    pub async fn message_versions(
+        &self,
+        room_id: Uuid,
+        message_id: Uuid,
+    ) -> StoreResult<Vec<MessageVersion>> {
+        // The room names the one partition of `messages` holding the message (a join on the
+        // id alone would probe every partition).
+        let rows: Vec<(i64, String, DateTime<Utc>)> = with_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT m.room_id, v.rev, v.content, v.edited_at
+                "SELECT v.rev, v.content, v.edited_at
                  FROM message_versions v JOIN messages m ON m.id = v.message_id
-                 WHERE v.message_id = $1 ORDER BY v.rev",
+                 WHERE v.message_id = $1 AND m.room_id = $2 ORDER BY v.rev",
             )
             .bind(message_id)
+            .bind(room_id)
             .fetch_all(pool)
             .await?
         });
+        // The room id is part of what a version's ciphertext is bound to.
         rows.into_iter()
-            .map(|(room_id, rev, stored, edited_at)| {
+            .map(|(rev, stored, edited_at)| {
                 Ok(MessageVersion {
                     content: self.open_version(room_id, message_id, rev, stored)?,
                     edited_at,

@@ -7,6 +7,8 @@
 //! `rev` and clients see nothing. Rows are walked by id, so a run is resumable and idempotent:
 //! a second run rewrites nothing.
 
+use std::collections::HashMap;
+
 use uuid::Uuid;
 
 use super::{Store, StoreResult, with_pool, with_writer};
@@ -49,18 +51,25 @@ impl Store {
         let Some(last) = messages.last().map(|m| m.0) else {
             return Ok(Resealed::default());
         };
-        // The versions of exactly these messages: the same id range.
-        let versions: Vec<(Uuid, i64, String, Uuid)> = with_pool!(self, pool => {
+        // The versions of exactly these messages: the same id range. Their rooms come from
+        // the messages just read, not from a join on the id alone (which would probe every
+        // partition of `messages`); a version of a message not read above belongs to one
+        // committed since, which was written under the current key.
+        let rooms: HashMap<Uuid, Uuid> =
+            messages.iter().map(|(id, room, _)| (*id, *room)).collect();
+        let versions: Vec<(Uuid, i64, String)> = with_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT v.message_id, v.rev, v.content, m.room_id
-                 FROM message_versions v JOIN messages m ON m.id = v.message_id
-                 WHERE v.message_id > $1 AND v.message_id <= $2",
+                "SELECT message_id, rev, content FROM message_versions
+                 WHERE message_id > $1 AND message_id <= $2",
             )
             .bind(after)
             .bind(last)
             .fetch_all(pool)
             .await?
         });
+        let versions = versions
+            .into_iter()
+            .filter_map(|(id, rev, content)| Some((id, rev, content, *rooms.get(&id)?)));
         let mut pending: Vec<(Target, String)> =
             messages
                 .iter()
@@ -71,7 +80,7 @@ impl Store {
                     };
                     (target, content.clone())
                 })
-                .chain(versions.into_iter().map(|(id, rev, content, room_id)| {
+                .chain(versions.map(|(id, rev, content, room_id)| {
                     (Target::Version { room_id, id, rev }, content)
                 }))
                 .filter(|(_, stored)| self.keyring.text_needs_rekey(stored))
@@ -129,12 +138,14 @@ impl Store {
             let mut tx = pool.begin().await?;
             for (target, old, new) in &rewrites {
                 let query = match target {
-                    Target::Content { id, .. } => sqlx::query(
-                        "UPDATE messages SET content = $3 WHERE id = $1 AND content = $2",
+                    Target::Content { room_id, id } => sqlx::query(
+                        "UPDATE messages SET content = $3
+                         WHERE id = $1 AND room_id = $4 AND content = $2",
                     )
                     .bind(*id)
                     .bind(old.as_str())
-                    .bind(new.as_str()),
+                    .bind(new.as_str())
+                    .bind(*room_id),
                     Target::Version { id, rev, .. } => sqlx::query(
                         "UPDATE message_versions SET content = $4
                          WHERE message_id = $1 AND content = $2 AND rev = $3",
@@ -157,9 +168,10 @@ impl Store {
     async fn stored_value(&self, target: &Target) -> StoreResult<Option<String>> {
         Ok(with_pool!(self, pool => {
             match target {
-                Target::Content { id, .. } => {
-                    sqlx::query_scalar("SELECT content FROM messages WHERE id = $1")
+                Target::Content { room_id, id } => {
+                    sqlx::query_scalar("SELECT content FROM messages WHERE id = $1 AND room_id = $2")
                         .bind(*id)
+                        .bind(*room_id)
                         .fetch_optional(pool)
                         .await?
                 }

@@ -33,6 +33,7 @@ mod notification_settings;
 mod notifications;
 mod operations;
 mod otlp;
+mod partitions;
 mod people;
 mod presence;
 mod privacy;

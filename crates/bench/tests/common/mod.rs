@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 const JWT_SECRET: &str = "bench-test-secret-bench-test-secret-0123456789";
 
 /// Starts a server on a fresh SQLite database; returns its base URL and a stop switch.
+#[allow(dead_code)] // The cluster test starts nodes instead.
 pub async fn spawn_server(dir: &tempfile::TempDir) -> (String, oneshot::Sender<()>) {
     let mut config = Config::for_database(format!("sqlite://{}/t.db", dir.path().display()));
     config.jwt_secret = Some(JWT_SECRET.to_owned());

@@ -25,6 +25,10 @@ pub struct Cli {
     /// Base URL of the server.
     #[arg(long, default_value = "http://127.0.0.1:3838")]
     pub url: String,
+    /// Base URLs of every node of a cluster, comma-separated: users connect round-robin over
+    /// them (user i to the (i mod N)-th); setup goes to the first. Replaces --url.
+    #[arg(long, value_delimiter = ',', conflicts_with = "url")]
+    pub urls: Vec<String>,
     /// Which server listens at --url: Nebula, or the Socket.IO + PostgreSQL peer.
     #[arg(long, value_enum, default_value_t = Target::Nebula)]
     pub target: Target,
@@ -80,9 +84,10 @@ pub struct Cli {
     #[arg(long, default_value_t = 10.0)]
     pub drain_timeout: f64,
     /// PID of a local server: report its RSS (VmRSS), CPU time, CPU per delivery and RSS per
-    /// connection from /proc.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// connection from /proc. With --urls, every node's PID, comma-separated: the figures
+    /// are their sums, and each node's CPU is listed.
+    #[arg(long, value_delimiter = ',', alias = "server-pids")]
+    pub server_pid: Vec<u32>,
     /// PIDs of database processes (e.g. PostgreSQL backends) whose CPU to report beside the
     /// server's, per 1k messages.
     #[arg(long, value_delimiter = ',')]
@@ -157,7 +162,9 @@ impl Cli {
             (None, None) => None,
         };
         let defaults = self.scenario.defaults(Some(users), rooms);
-        let mut options = Options::new(self.url.clone(), self.scenario);
+        let url = self.urls.first().unwrap_or(&self.url).clone();
+        let mut options = Options::new(url, self.scenario);
+        options.urls = self.urls.clone();
         options.target = self.target;
         options.users = defaults.users;
         options.rooms = defaults.rooms;
@@ -193,7 +200,7 @@ impl Cli {
         options.message_size = self.message_size;
         options.register_concurrency = self.register_concurrency;
         options.connect_concurrency = self.connect_concurrency;
-        options.server_pid = self.server_pid;
+        options.server_pids = self.server_pid.clone();
         options.db = DbProcesses {
             pids: self.db_pids.clone(),
             all_postgres: self.pg,

@@ -47,6 +47,8 @@ pub struct ConnectSpec {
     pub index: usize,
     /// Index of the room it subscribes to.
     pub room: usize,
+    /// Index of the node it connects to (of `Options::nodes`).
+    pub node: usize,
     /// The room's id as the target spells it.
     pub room_id: String,
     pub token: String,

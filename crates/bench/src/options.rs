@@ -12,8 +12,12 @@ use crate::target::Target;
 /// then [`crate::run`] checks them with [`Options::validate`].
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Base HTTP URL of the server; the WebSocket URL is derived from it.
+    /// Base HTTP URL of the server; the WebSocket URL is derived from it. Setup and the
+    /// `edits` scenario's REST changes go here.
     pub url: String,
+    /// Every node's base URL when the run spreads over a cluster (`--urls`): user `i`
+    /// connects to `urls[i % urls.len()]`. Empty: every user connects to `url`.
+    pub urls: Vec<String>,
     /// Which server speaks at `url`.
     pub target: Target,
     pub scenario: Scenario,
@@ -43,8 +47,9 @@ pub struct Options {
     pub connect_concurrency: usize,
     /// How long to wait after sending stops for missing acks and deliveries.
     pub drain_timeout: Duration,
-    /// A server process to read memory and CPU use from (`/proc/<pid>`).
-    pub server_pid: Option<u32>,
+    /// Server processes to read memory and CPU use from (`/proc/<pid>`): one, or every node
+    /// of a cluster (their sum is "the server"; each one's CPU is reported too).
+    pub server_pids: Vec<u32>,
     /// Database processes whose CPU time is reported beside the server's.
     pub db: DbProcesses,
     /// Measure the `write()` floor before and after the measured window.
@@ -91,6 +96,7 @@ impl Options {
             .unwrap_or(defaults.rate);
         Options {
             url: url.into(),
+            urls: Vec::new(),
             target: Target::Nebula,
             scenario,
             users: defaults.users,
@@ -106,7 +112,7 @@ impl Options {
             register_concurrency: 8,
             connect_concurrency: 64,
             drain_timeout: Duration::from_secs(10),
-            server_pid: None,
+            server_pids: Vec::new(),
             db: DbProcesses::default(),
             floor: None,
             probes: 20,
@@ -128,6 +134,23 @@ impl Options {
         self.target.endpoint(&self.url)
     }
 
+    /// The nodes users connect to, in round-robin order: `urls`, or just `url`.
+    pub fn nodes(&self) -> Vec<String> {
+        if self.urls.is_empty() {
+            vec![self.url.clone()]
+        } else {
+            self.urls.clone()
+        }
+    }
+
+    /// Each node's WebSocket URL, in the order of [`Options::nodes`].
+    pub fn ws_endpoints(&self) -> anyhow::Result<Vec<String>> {
+        self.nodes()
+            .iter()
+            .map(|base| self.target.endpoint(base))
+            .collect()
+    }
+
     /// Users to set up: the connected ones, plus the presence probe's user.
     pub fn accounts(&self) -> usize {
         self.users + usize::from(self.scenario == Scenario::Presence)
@@ -135,6 +158,7 @@ impl Options {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         self.ws_endpoint()?;
+        self.ws_endpoints()?;
         if self.scenario == Scenario::Presence {
             if self.target != Target::Nebula {
                 bail!(

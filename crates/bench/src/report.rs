@@ -97,7 +97,7 @@ pub struct Throughput {
 }
 
 /// Memory and CPU, from `/proc`. Server figures need `--server-pid`.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Resources {
     /// Server RSS before the sockets opened.
     pub server_rss_before_kib: Option<u64>,
@@ -105,8 +105,12 @@ pub struct Resources {
     pub server_rss_after_kib: Option<u64>,
     /// (after − before) / connections.
     pub server_rss_per_connection_kib: Option<f64>,
-    /// Server CPU time during the measured window, in seconds (2.0 per second = two cores).
+    /// Server CPU time during the measured window, in seconds (2.0 per second = two cores);
+    /// with several server processes, their sum.
     pub server_cpu_s: Option<f64>,
+    /// With several server processes (a cluster's nodes): each one's CPU time during the
+    /// window, by PID, in `--server-pid` order.
+    pub per_server_cpu_s: Vec<(u32, f64)>,
     pub bench_rss_kib: Option<u64>,
     pub bench_cpu_s: Option<f64>,
 }
@@ -368,6 +372,15 @@ impl fmt::Display for Report {
                     cpu / (t.run_s + t.drain_s).max(1e-9)
                 )),
             )?;
+        }
+        if !r.per_server_cpu_s.is_empty() {
+            let window = (t.run_s + t.drain_s).max(1e-9);
+            let each: Vec<String> = r
+                .per_server_cpu_s
+                .iter()
+                .map(|(pid, cpu)| format!("{pid}: {cpu:.1} s ({:.2} cores)", cpu / window))
+                .collect();
+            writeln!(f, "{:<13} CPU {}", "per node", each.join(", "))?;
         }
         self.fmt_costs(f)?;
         writeln!(

@@ -47,7 +47,7 @@ pub async fn run(
         }
     }));
     let progress = Progress::new(options.progress);
-    let endpoint = options.ws_endpoint()?;
+    let endpoints = options.ws_endpoints()?;
 
     let api = options.target.api(&options)?;
     let setup_started = Instant::now();
@@ -55,13 +55,20 @@ pub async fn run(
         prepared = options.target.prepare(api.as_ref(), &options, &progress) => prepared?,
         () = interrupted.cancelled() => bail!("interrupted during setup"),
     };
-    let server = options.server_pid.map(Process::Pid);
-    if let Some(pid) = options.server_pid
-        && server.and_then(Process::cpu_seconds).is_none()
-    {
-        bail!("--server-pid {pid}: no such process readable in /proc");
+    let server = Servers(
+        options
+            .server_pids
+            .iter()
+            .copied()
+            .map(Process::Pid)
+            .collect(),
+    );
+    for pid in &options.server_pids {
+        if Process::Pid(*pid).cpu_seconds().is_none() {
+            bail!("--server-pid {pid}: no such process readable in /proc");
+        }
     }
-    let server_rss_before = server.and_then(Process::rss_kib);
+    let server_rss_before = server.rss_kib();
 
     let live = Arc::new(Live::new(
         options.rooms,
@@ -76,7 +83,7 @@ pub async fn run(
     };
     let connect_started = Instant::now();
     let (connections, connect_failures) = tokio::select! {
-        opened = connect_all(&endpoint, &world, &options, &shared, &progress) => opened,
+        opened = connect_all(&endpoints, &world, &options, &shared, &progress) => opened,
         () = interrupted.cancelled() => bail!("interrupted while connecting"),
     };
     if connections.is_empty() {
@@ -92,7 +99,7 @@ pub async fn run(
     let setup_time = setup_started.elapsed();
 
     let floor_before = measure_floor(&options, &progress, "before").await?;
-    let before = Snapshot::take(server, &options, &live);
+    let before = Snapshot::take(&server, &options, &live);
     let run_started = Instant::now();
     let watch_done = CancellationToken::new();
     let watcher = progress.watch_run(live.clone(), options.duration, watch_done.clone());
@@ -132,8 +139,8 @@ pub async fn run(
     let drain_started = Instant::now();
     let drained = drain(&live, &connections, options.drain_timeout).await;
     let drain_time = drain_started.elapsed();
-    let after = Snapshot::take(server, &options, &live);
-    let server_rss_after = server.and_then(Process::rss_kib);
+    let after = Snapshot::take(&server, &options, &live);
+    let server_rss_after = server.rss_kib();
     watch_done.cancel();
     let _ = watcher.await;
     let floor_after = measure_floor(&options, &progress, "after").await?;
@@ -143,6 +150,13 @@ pub async fn run(
         server_rss_after_kib: server_rss_after,
         server_rss_per_connection_kib: None,
         server_cpu_s: difference(after.server_cpu, before.server_cpu),
+        per_server_cpu_s: options
+            .server_pids
+            .iter()
+            .zip(after.per_server_cpu.iter().zip(&before.per_server_cpu))
+            .filter(|_| options.server_pids.len() > 1)
+            .filter_map(|(pid, (after, before))| Some((*pid, difference(*after, *before)?)))
+            .collect(),
         bench_rss_kib: Process::This.rss_kib(),
         bench_cpu_s: difference(after.bench_cpu, before.bench_cpu),
     };
@@ -207,20 +221,51 @@ async fn settle(live: &Live) {
 /// CPU clocks and counters at one edge of the measured window.
 struct Snapshot {
     server_cpu: Option<f64>,
+    /// Each server process's CPU clock, in `--server-pid` order.
+    per_server_cpu: Vec<Option<f64>>,
     bench_cpu: Option<f64>,
     db_cpu: Option<(f64, usize)>,
     counts: Counts,
 }
 
 impl Snapshot {
-    fn take(server: Option<Process>, options: &Options, live: &Live) -> Snapshot {
+    fn take(server: &Servers, options: &Options, live: &Live) -> Snapshot {
+        let per_server_cpu: Vec<Option<f64>> = server
+            .0
+            .iter()
+            .map(|process| process.cpu_seconds())
+            .collect();
         Snapshot {
-            server_cpu: server.and_then(Process::cpu_seconds),
+            server_cpu: sum(&per_server_cpu),
+            per_server_cpu,
             bench_cpu: Process::This.cpu_seconds(),
             db_cpu: system::db_cpu_seconds(&options.db),
             counts: live.counts(),
         }
     }
+}
+
+/// The server's processes: one, every node of a cluster, or none (not measured).
+struct Servers(Vec<Process>);
+
+impl Servers {
+    /// Their summed RSS, if every one is readable.
+    fn rss_kib(&self) -> Option<u64> {
+        let each: Vec<Option<f64>> = self
+            .0
+            .iter()
+            .map(|process| process.rss_kib().map(|kib| kib as f64))
+            .collect();
+        sum(&each).map(|kib| kib as u64)
+    }
+}
+
+/// The sum, if there is at least one value and none is missing.
+fn sum(values: &[Option<f64>]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.iter().copied().sum()
 }
 
 fn difference(after: Option<f64>, before: Option<f64>) -> Option<f64> {
@@ -245,7 +290,7 @@ async fn measure_floor(
 
 /// Opens every user's socket, a bounded number of handshakes at a time.
 async fn connect_all(
-    endpoint: &str,
+    endpoints: &[String],
     world: &World,
     options: &Options,
     shared: &Shared,
@@ -255,15 +300,20 @@ async fn connect_all(
     let bar = progress.phase("connect", options.users);
     let results: Vec<anyhow::Result<Connection>> = stream::iter(0..options.users)
         .map(|index| {
+            // Round-robin over the nodes. A room's members are users r, r + rooms, …, so
+            // they spread over the nodes when the room count and the node count share no
+            // factor (3 nodes and 30 rooms would put each room on one node).
+            let node = index % endpoints.len();
             let spec = ConnectSpec {
                 index,
                 room: layout.room_of(index),
+                node,
                 room_id: world.rooms[layout.room_of(index)].clone(),
                 token: world.accounts[index].token.clone(),
             };
             let bar = &bar;
             async move {
-                let opened = Connection::open(endpoint, spec, shared).await;
+                let opened = Connection::open(&endpoints[node], spec, shared).await;
                 bar.inc();
                 opened
             }

@@ -61,10 +61,21 @@ pub enum Change<'a> {
 #[derive(Clone)]
 pub struct Api {
     client: Client,
+    /// One client per node users connect to (sharing `client`'s pool); `[client]` for one
+    /// server.
+    nodes: Vec<Client>,
 }
 
 impl Api {
     pub fn new(base: &str) -> anyhow::Result<Api> {
+        Api::for_nodes(&[base.to_owned()])
+    }
+
+    /// Setup and REST changes go to the first of `bases`; sockets open on any of them.
+    pub fn for_nodes(bases: &[String]) -> anyhow::Result<Api> {
+        let Some(first) = bases.first() else {
+            bail!("no server URL");
+        };
         // The workspace builds reqwest with `rustls-no-provider` (for the notifier): a TLS
         // provider must be chosen before the first client, even for plain http.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -73,8 +84,18 @@ impl Api {
             .build()
             .context("building the HTTP client")?;
         Ok(Api {
-            client: Client::with_http(http, base),
+            client: Client::with_http(http.clone(), first),
+            nodes: bases
+                .iter()
+                .map(|base| Client::with_http(http.clone(), base))
+                .collect(),
         })
+    }
+
+    /// The client of node `node` (of [`Api::for_nodes`]'s list, wrapping around), acting as
+    /// the holder of `token`: where a socket opens.
+    pub fn as_user_on(&self, node: usize, token: &str) -> Client {
+        self.nodes[node % self.nodes.len()].with_token(token)
     }
 
     /// The client acting as the holder of `token`.

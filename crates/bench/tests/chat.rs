@@ -23,7 +23,7 @@ async fn a_short_chat_run_delivers_everything_in_order() {
     options.message_size = 64;
     // The server runs in this process: its "server" CPU includes the simulator's, which is
     // fine for checking that the figures are there.
-    options.server_pid = Some(std::process::id());
+    options.server_pids = vec![std::process::id()];
     options.floor = Some(FloorOptions {
         pairs: 4,
         writes: 5_000,

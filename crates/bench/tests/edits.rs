@@ -25,7 +25,7 @@ async fn a_short_edits_run_delivers_every_change_in_rev_order() {
     options.duration = Duration::from_secs(3);
     // The server runs in this process: its "server" CPU includes the simulator's, which is
     // fine for checking that the figures are there.
-    options.server_pid = Some(std::process::id());
+    options.server_pids = vec![std::process::id()];
     let report = nebula_bench::run(options, std::future::pending())
         .await
         .expect("the run completes");

@@ -90,7 +90,7 @@ async fn a_short_chat_run_against_the_socketio_peer() {
     options.rate = 20.0;
     options.duration = Duration::from_secs(3);
     options.message_size = 64;
-    options.server_pid = peer.id();
+    options.server_pids = peer.id().into_iter().collect();
     let report = nebula_bench::run(options, std::future::pending())
         .await
         .expect("the run completes");

@@ -243,7 +243,6 @@ impl PushSender {
     }
 
     /// Encrypts `payload` for `subscription` and posts it to the subscription's endpoint.
-    #[tracing::instrument(name = "push.send", skip_all, fields(subscription = %subscription.id))]
     pub async fn send<P: Serialize + ?Sized>(
         &self,
         subscription: &Subscription,
@@ -271,7 +270,9 @@ impl PushSender {
             .await
     }
 
-    /// [`PushSender::send`] with the headers of `options`.
+    /// [`PushSender::send`] with the headers of `options`. Every push goes through here, so
+    /// this is where the `push.send` span is (the dispatcher calls it directly).
+    #[tracing::instrument(name = "push.send", skip_all, fields(subscription = %subscription.id))]
     pub async fn send_with<P: Serialize + ?Sized>(
         &self,
         subscription: &Subscription,

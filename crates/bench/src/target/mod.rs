@@ -47,7 +47,7 @@ impl Target {
     /// Socket.IO peer has no REST API.
     pub fn api(self, options: &Options) -> anyhow::Result<Option<Api>> {
         match self {
-            Target::Nebula => Ok(Some(Api::new(&options.url)?)),
+            Target::Nebula => Ok(Some(Api::for_nodes(&options.nodes())?)),
             Target::Socketio => Ok(None),
         }
     }

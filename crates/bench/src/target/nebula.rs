@@ -22,12 +22,12 @@ pub fn endpoint(base: &str) -> anyhow::Result<String> {
     Ok(format!("{}/ws", super::ws_base(base)?))
 }
 
-/// Opens `/ws` as the spec's user and subscribes to its room; returns the socket and the
+/// Opens `/ws` on the spec's node as the spec's user and subscribes to its room; returns the socket and the
 /// room's `last_seq` and `last_rev` at subscription.
 pub(crate) async fn open(api: &Api, spec: &ConnectSpec) -> anyhow::Result<(Socket, SubscribedAt)> {
     let room = room_id(&spec.room_id)?;
     let mut connection = api
-        .as_user(&spec.token)
+        .as_user_on(spec.node, &spec.token)
         .connect_with("/ws", Some(socket_config()))
         .await
         .context("connecting")?;

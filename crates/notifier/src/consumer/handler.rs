@@ -85,7 +85,11 @@ impl Handler {
         } else {
             tracing::Span::none()
         };
-        let dispatched = self.dispatcher.dispatch(&event).instrument(span).await;
+        let dispatched = self
+            .dispatcher
+            .dispatch(&event)
+            .instrument(span.clone())
+            .await;
         match dispatched {
             Ok(_) => settle(delivery.acker.ack(BasicAckOptions::default()).await),
             Err(err) if attempt >= self.max_attempts => {
@@ -96,7 +100,11 @@ impl Handler {
             Err(err) => {
                 tracing::warn!(event_id = %event.event_id(), attempt, error = %err,
                     "event failed; retrying later");
-                self.retry(&delivery, &event, attempt).await;
+                // Inside this delivery's span, so the parked copy carries its traceparent
+                // and the next attempt continues the same trace instead of starting one.
+                self.retry(&delivery, &event, attempt)
+                    .instrument(span)
+                    .await;
             }
         }
     }

@@ -55,6 +55,8 @@ macro_rules! on_both_engines {
     )*};
 }
 
+/// A notification's trace from the outbox through RabbitMQ and the notifier to the push.
+mod push_traces;
 /// A message's OpenTelemetry trace across nodes.
 mod traces;
 

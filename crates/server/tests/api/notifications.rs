@@ -60,7 +60,7 @@ fn broker(config: &mut Config, url: &str, queue: &str) {
     config.rabbit_queue = queue.to_owned();
 }
 
-fn unique_queue() -> String {
+pub(crate) fn unique_queue() -> String {
     format!(
         "room_member.notifications.test-{}",
         uuid::Uuid::new_v4().simple()
@@ -69,7 +69,7 @@ fn unique_queue() -> String {
 
 /// `NEBULA_TEST_AMQP_URL`, or `None` with the reason printed (a failure when services are
 /// required).
-fn shared_broker(test: &str) -> Option<String> {
+pub(crate) fn shared_broker(test: &str) -> Option<String> {
     match std::env::var("NEBULA_TEST_AMQP_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ if services_required() => {
@@ -223,20 +223,25 @@ impl RunningConsumer {
     async fn stop(self, url: &str) {
         self.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
-        let topology: &Topology = &self.config.topology;
-        let mut queues = vec![topology.queue().to_owned(), topology.dead_letter_queue()];
-        for attempt in 1..self.config.max_attempts {
-            queues.push(topology.retry_queue(self.config.retry_delay_ms(attempt)));
+        delete_queues(url, &self.config).await;
+    }
+}
+
+/// Deletes the queues a consumer with `config` declared (main, dead-letter and retry queues).
+pub(crate) async fn delete_queues(url: &str, config: &ConsumerConfig) {
+    let topology: &Topology = &config.topology;
+    let mut queues = vec![topology.queue().to_owned(), topology.dead_letter_queue()];
+    for attempt in 1..config.max_attempts {
+        queues.push(topology.retry_queue(config.retry_delay_ms(attempt)));
+    }
+    if let Ok(connection) = Connection::connect(url, ConnectionProperties::default()).await
+        && let Ok(channel) = connection.create_channel().await
+    {
+        for queue in queues {
+            let _ = channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await;
         }
-        if let Ok(connection) = Connection::connect(url, ConnectionProperties::default()).await
-            && let Ok(channel) = connection.create_channel().await
-        {
-            for queue in queues {
-                let _ = channel
-                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                    .await;
-            }
-            let _ = connection.close(200, "OK".into()).await;
-        }
+        let _ = connection.close(200, "OK".into()).await;
     }
 }

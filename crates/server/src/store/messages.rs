@@ -489,12 +489,18 @@ async fn postgres_originals(
         .iter()
         .map(|m| m.client_msg_id.as_deref().unwrap_or_default())
         .collect();
+    // One index probe per key, in its room's partition, whatever the statistics say: as a
+    // plain join, a table whose statistics are stale (a new database, partitions analyzed
+    // while empty) got a hash join over a sequential scan of every partition, a cost that
+    // grows with the table (measured: 7× the database CPU per message). The `LIMIT 1` keeps
+    // the planner from flattening the subquery back into that join; the unique idempotency
+    // index means it never drops a row.
     let rows = sqlx::query_as::<_, MessageRow>(concat!(
-        "SELECT ",
+        "SELECT m.* FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(k_room, k_sender, k_client)",
+        " CROSS JOIN LATERAL (SELECT ",
         message_columns!(),
-        " FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(k_room, k_sender, k_client)",
-        " JOIN messages ON room_id = k_room AND sender_id = k_sender",
-        " AND client_msg_id = k_client AND client_msg_id IS NOT NULL"
+        " FROM messages WHERE room_id = k.k_room AND sender_id = k.k_sender",
+        " AND client_msg_id = k.k_client AND client_msg_id IS NOT NULL LIMIT 1) AS m"
     ))
     .bind(rooms)
     .bind(senders)

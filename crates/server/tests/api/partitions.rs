@@ -289,12 +289,13 @@ async fn prepared_plans_start_on_one_partition(database_url: &str, room: &str, u
         &mut db,
         &format!(
             "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) \
-             SELECT messages.* FROM unnest(ARRAY[{room}, '{other}']::uuid[], \
-                                           ARRAY[{user}, {user}]::uuid[], \
-                                           ARRAY['c777', 'c7']::text[]) \
+             SELECT m.* FROM unnest(ARRAY[{room}, '{other}']::uuid[], \
+                                    ARRAY[{user}, {user}]::uuid[], \
+                                    ARRAY['c777', 'c7']::text[]) \
                  AS k(k_room, k_sender, k_client) \
-             JOIN messages ON room_id = k_room AND sender_id = k_sender \
-                 AND client_msg_id = k_client AND client_msg_id IS NOT NULL"
+             CROSS JOIN LATERAL (SELECT * FROM messages WHERE room_id = k.k_room \
+                 AND sender_id = k.k_sender AND client_msg_id = k.k_client \
+                 AND client_msg_id IS NOT NULL LIMIT 1) AS m"
         ),
     )
     .await;

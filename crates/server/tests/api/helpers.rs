@@ -236,6 +236,16 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// `id` as a literal of this server's database: a blob on SQLite, a quoted UUID on
+    /// PostgreSQL (for statements written into tests by hand).
+    pub fn sql_uuid(&self, id: Uuid) -> String {
+        if self.database_url.starts_with("sqlite:") {
+            format!("X'{}'", id.simple())
+        } else {
+            format!("'{id}'")
+        }
+    }
+
     /// Runs one SQL statement on the server's database behind its back (to break or rig it).
     pub async fn execute_sql(&self, statement: &str) {
         let statement = sqlx::AssertSqlSafe(statement.to_owned());

@@ -65,14 +65,7 @@ async fn per_room_statements_read_one_partition_by_index(backend: Backend) {
     let room = alice.create_room("Deep", false).await;
     bob.join(room.id).await;
     let sqlite = app.database_url.starts_with("sqlite:");
-    let (room_sql, alice_sql) = if sqlite {
-        (
-            format!("X'{}'", room.id.simple()),
-            format!("X'{}'", alice.user.id.simple()),
-        )
-    } else {
-        (format!("'{}'", room.id), format!("'{}'", alice.user.id))
-    };
+    let (room_sql, alice_sql) = (app.sql_uuid(room.id), app.sql_uuid(alice.user.id));
     // The deep room, every message with an idempotency key; then other rooms (no members
     // needed: nothing reads them here) with their own messages.
     let fill = if sqlite {
@@ -139,11 +132,7 @@ async fn per_room_statements_read_one_partition_by_index(backend: Backend) {
         (known.seq, known.client_msg_id.as_deref()),
         (777, Some("c777"))
     );
-    let id_sql = if sqlite {
-        format!("X'{}'", known.id.simple())
-    } else {
-        format!("'{}'", known.id)
-    };
+    let id_sql = app.sql_uuid(known.id);
 
     let mut statements = statements(&room_sql, &alice_sql, &id_sql);
     // Seq (and rev) allocation: the room row, by its key, locked for the commit.

@@ -48,14 +48,7 @@ async fn a_room_of_100k_messages_is_read_by_index_range_scans(backend: Backend) 
     let room = alice.create_room("Huge", false).await;
     bob.join(room.id).await;
     let sqlite = app.database_url.starts_with("sqlite:");
-    let (room_sql, alice_sql) = if sqlite {
-        (
-            format!("X'{}'", room.id.simple()),
-            format!("X'{}'", alice.user.id.simple()),
-        )
-    } else {
-        (format!("'{}'", room.id), format!("'{}'", alice.user.id))
-    };
+    let (room_sql, alice_sql) = (app.sql_uuid(room.id), app.sql_uuid(alice.user.id));
     let rows = if sqlite {
         format!(
             "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {MESSAGES}) \

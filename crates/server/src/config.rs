@@ -122,6 +122,14 @@ pub struct Config {
     #[arg(long, env = "WS_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub ws_outbound_queue: usize,
 
+    /// Milliseconds a committed batch of messages waits for the next ones before they are
+    /// written to the sockets together (0: no wait). In very busy rooms this trades that much
+    /// latency for fewer writes: each socket takes every event of the window in one system
+    /// call. Acknowledgements wait with their messages (a sender is answered after its
+    /// message was published).
+    #[arg(long, env = "WS_WRITE_DELAY_MS", default_value_t = 0)]
+    pub ws_write_delay_ms: u64,
+
     /// Frames other than `message.send` (typing, read, subscribe, unsubscribe, ping) one
     /// WebSocket may send per second, bursts of 5× allowed (0 disables). Over it: `error`
     /// `rate_limited`; a client that keeps going is closed with 1008.
@@ -530,6 +538,9 @@ impl Config {
                 "must be at least WRITE_BATCH_MAX",
             ));
         }
+        if self.ws_write_delay_ms > 1000 {
+            return Err(invalid("WS_WRITE_DELAY_MS", "must be at most 1000"));
+        }
         if self.ws_max_subscriptions == 0 {
             return Err(invalid(
                 "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION",
@@ -843,6 +854,7 @@ mod tests {
             ),
             (&["--ws-max-message-bytes", "10"], "WS_MAX_MESSAGE_BYTES"),
             (&["--ws-outbound-queue", "8"], "WS_OUTBOUND_QUEUE"),
+            (&["--ws-write-delay-ms", "1001"], "WS_WRITE_DELAY_MS"),
             (&["--media-store", "ftp://x"], "MEDIA_STORE"),
             (&["--media-store", "s3://"], "MEDIA_STORE"),
             (&["--media-max-bytes", "0"], "MEDIA_MAX_BYTES"),

@@ -381,6 +381,80 @@ impl Hub {
         recipients
     }
 
+    /// Delivers several frames, in order within each room, each socket taking its share of a
+    /// room's frames in one write (see [`Outbound::offer_all`]); returns how many deliveries
+    /// were made. A room whose frames carry a trace or a `member.left` is published frame by
+    /// frame, as [`Hub::publish`] would.
+    pub fn publish_all(&self, frames: &[Frame]) -> usize {
+        match frames {
+            [] => return 0,
+            [frame] => return self.publish(frame),
+            _ => {}
+        }
+        let mut rooms: Vec<Uuid> = Vec::new();
+        for frame in frames {
+            if !rooms.contains(&frame.room_id) {
+                rooms.push(frame.room_id);
+            }
+        }
+        let mut delivered = 0;
+        let mut group = Vec::new();
+        for room_id in rooms {
+            group.clear();
+            group.extend(
+                frames
+                    .iter()
+                    .filter(|frame| frame.room_id == room_id)
+                    .cloned(),
+            );
+            if group
+                .iter()
+                .any(|frame| frame.trace.is_some() || frame.member_left.is_some())
+            {
+                delivered += group.iter().map(|frame| self.publish(frame)).sum::<usize>();
+            } else {
+                delivered += self.fan_out_all(room_id, &group);
+            }
+        }
+        delivered
+    }
+
+    /// One room's frames (none traced, none a removal) to its subscribers.
+    fn fan_out_all(&self, room_id: Uuid, frames: &[Frame]) -> usize {
+        let mut recipients: Vec<(Uuid, Arc<Outbound>)> = {
+            let table = self
+                .shard(room_id)
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let Some(room) = table.get(&room_id) else {
+                return 0;
+            };
+            if let Some(rev) = frames.iter().filter_map(|frame| frame.rev).max() {
+                room.last_rev.fetch_max(rev, Ordering::Relaxed);
+            }
+            room.subscribers
+                .values()
+                .map(|subscriber| (subscriber.user_id, subscriber.out.clone()))
+                .collect()
+        };
+        let mut written = vec![0; frames.len()];
+        let (mut delivered, mut shed) = (0, 0);
+        for (user_id, out) in recipients.drain(..) {
+            let offered = out.offer_all(frames, user_id, &mut written);
+            delivered += offered.written + offered.queued;
+            shed += offered.shed;
+        }
+        SHED.increment(shed as u64);
+        for (frame, written) in frames.iter().zip(written) {
+            if written > 0 {
+                // What the connections' tasks write is counted there.
+                outbound::count_delivered(frame.kind, written as u64);
+                outbound::record_latency(frame);
+            }
+        }
+        delivered
+    }
+
     fn fan_out(&self, frame: &Frame) -> usize {
         RECIPIENTS.with_borrow_mut(|recipients| {
             recipients.clear();

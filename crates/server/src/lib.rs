@@ -139,6 +139,7 @@ impl Server {
             bus.clone(),
             writer_count,
             settings.write_batch_max,
+            Duration::from_millis(settings.ws_write_delay_ms),
             &mut tasks,
         );
         let mut limits = RateLimits::new(

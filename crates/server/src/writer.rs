@@ -21,13 +21,14 @@
 //! is answered after its commit and published as `message.updated`, in rev order.
 
 use std::hash::{BuildHasher, RandomState};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use crate::bus::Bus;
+use crate::hub::Frame;
 use crate::store::{
     Applied, ChangeOutcome, ChangesCommitted, Committed, MemberCache, NewChange, NewMessage,
     NotAMember, Posted, Store, StoreError,
@@ -94,12 +95,19 @@ impl Writers {
         bus: Bus,
         count: usize,
         batch_max: usize,
+        write_delay: Duration,
         tasks: &mut JoinSet<()>,
     ) -> Self {
         let queues = (0..count.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-                tasks.spawn(run_writer(store.clone(), bus.clone(), rx, batch_max));
+                let publisher = Publisher {
+                    store: store.clone(),
+                    bus: bus.clone(),
+                    delay: write_delay,
+                    frames_max: batch_max,
+                };
+                tasks.spawn(run_writer(store.clone(), publisher, rx, batch_max));
                 tx
             })
             .collect();
@@ -200,9 +208,14 @@ enum Done {
 /// commit (a round trip and an fsync) runs while the previous batch is fanned out and
 /// answered. One publisher per writer, fed in commit order: a room's events still go out in
 /// seq order, and every sender is still answered only after its commit.
-async fn run_writer(store: Store, bus: Bus, mut queue: mpsc::Receiver<Op>, batch_max: usize) {
+async fn run_writer(
+    store: Store,
+    publisher: Publisher,
+    mut queue: mpsc::Receiver<Op>,
+    batch_max: usize,
+) {
     let (done, to_publish) = mpsc::channel(PIPELINE_DEPTH);
-    let publisher = tokio::spawn(run_publisher(store.clone(), bus, to_publish));
+    let publisher = tokio::spawn(publisher.run(to_publish));
     let mut ops: Vec<Op> = Vec::with_capacity(batch_max);
     let mut members = MemberCache::default();
     while queue.recv_many(&mut ops, batch_max).await > 0 {
@@ -305,88 +318,154 @@ fn write_error(err: StoreError) -> WriteError {
     }
 }
 
-/// Publishes each committed batch's new messages and changes, in commit order, and answers
-/// their senders (each after its own event is published, as before the pipeline).
-async fn run_publisher(store: Store, bus: Bus, mut batches: mpsc::Receiver<Done>) {
-    while let Some(batch) = batches.recv().await {
-        match batch {
+/// Fans out committed batches and answers their senders (each writer has one).
+struct Publisher {
+    store: Store,
+    bus: Bus,
+    /// `WS_WRITE_DELAY_MS`: how long the first committed batch waits for others to go out
+    /// with it (0: no wait, only what is already committed joins it).
+    delay: Duration,
+    /// Most new messages and changes published together (`WRITE_BATCH_MAX`, which
+    /// `WS_OUTBOUND_QUEUE` is at least, so one window always fits a connection's queue).
+    frames_max: usize,
+}
+
+impl Publisher {
+    /// Publishes each committed batch's new messages and changes, in commit order, and
+    /// answers their senders after it. Batches committed meanwhile (and, with a write delay,
+    /// those committed within it) go out together: each subscriber's socket takes a window's
+    /// events for its room in one write.
+    async fn run(self, mut batches: mpsc::Receiver<Done>) {
+        let mut window: Vec<Done> = Vec::new();
+        while let Some(first) = batches.recv().await {
+            let mut size = first.len();
+            window.push(first);
+            if !self.delay.is_zero() {
+                let until = tokio::time::Instant::now() + self.delay;
+                while size < self.frames_max
+                    && let Ok(Some(batch)) = tokio::time::timeout_at(until, batches.recv()).await
+                {
+                    size += batch.len();
+                    window.push(batch);
+                }
+            }
+            while size < self.frames_max
+                && let Ok(batch) = batches.try_recv()
+            {
+                size += batch.len();
+                window.push(batch);
+            }
+            let mut frames = Vec::with_capacity(size);
+            for batch in &mut window {
+                batch.frames(&mut frames);
+            }
+            self.bus.publish_all(&self.store, frames).await;
+            for batch in window.drain(..) {
+                batch.answer();
+            }
+        }
+    }
+}
+
+impl Done {
+    /// New messages and changes it holds.
+    fn len(&self) -> usize {
+        match self {
+            Done::Posts { replies, .. } => replies.len(),
+            Done::Changes { pending, .. } => pending.len(),
+        }
+    }
+
+    /// Its events: `message.new` for each new message, `message.updated` for each change.
+    fn frames(&mut self, frames: &mut Vec<Frame>) {
+        match self {
             Done::Posts {
                 replies,
                 commits,
-                result,
-            } => publish_posts(&store, &bus, replies, commits, result).await,
-            Done::Changes { pending, result } => {
-                publish_changes(&store, &bus, pending, result).await;
+                result: Ok(committed),
+            } => {
+                let commits = std::mem::take(commits);
+                for ((reply, outcome), commit) in
+                    replies.iter().zip(&committed.outcomes).zip(commits)
+                {
+                    let Ok(Posted::Created(message)) = outcome else {
+                        continue;
+                    };
+                    let member_rev = committed
+                        .member_revs
+                        .get(&message.room_id)
+                        .copied()
+                        .unwrap_or_default();
+                    let publish = if commit.is_none() {
+                        Span::none()
+                    } else {
+                        tracing::info_span!(parent: &commit, "bus.publish", seq = message.seq)
+                    };
+                    frames.push(publish.in_scope(|| {
+                        Frame::message(message.clone(), member_rev, Some(reply.received_at))
+                    }));
+                }
             }
+            Done::Changes {
+                result: Ok(committed),
+                ..
+            } => {
+                for outcome in &committed.outcomes {
+                    if let Ok(Applied::Changed(message)) = outcome {
+                        let member_rev = committed
+                            .member_revs
+                            .get(&message.room_id)
+                            .copied()
+                            .unwrap_or_default();
+                        frames.push(Frame::updated(message.clone(), member_rev));
+                    }
+                }
+            }
+            Done::Posts { result: Err(_), .. } | Done::Changes { result: Err(_), .. } => {}
         }
     }
-}
 
-async fn publish_posts(
-    store: &Store,
-    bus: &Bus,
-    replies: Vec<Reply>,
-    commits: Vec<Span>,
-    result: Result<Committed, WriteError>,
-) {
-    let committed = match result {
-        Ok(committed) => committed,
-        Err(answer) => {
-            for reply in replies {
-                let _ = reply.to.send(Err(answer.clone()));
+    /// Answers every sender (after its event was published).
+    fn answer(self) {
+        match self {
+            Done::Posts {
+                replies,
+                result: Ok(committed),
+                ..
+            } => {
+                for (reply, outcome) in replies.into_iter().zip(committed.outcomes) {
+                    // A sender that went away still has its message stored; it learns the seq
+                    // on reconnect by reposting its client_msg_id.
+                    let _ = reply
+                        .to
+                        .send(outcome.map_err(|NotAMember| WriteError::NotAMember));
+                }
             }
-            return;
-        }
-    };
-    for ((reply, outcome), commit) in replies.into_iter().zip(committed.outcomes).zip(commits) {
-        if let Ok(Posted::Created(message)) = &outcome {
-            let member_rev = committed
-                .member_revs
-                .get(&message.room_id)
-                .copied()
-                .unwrap_or_default();
-            let publish = if commit.is_none() {
-                Span::none()
-            } else {
-                tracing::info_span!(parent: &commit, "bus.publish", seq = message.seq)
-            };
-            drop(commit);
-            bus.publish_message(store, message, member_rev, reply.received_at)
-                .instrument(publish)
-                .await;
-        }
-        // A sender that went away still has its message stored; it learns the seq on
-        // reconnect by reposting its client_msg_id.
-        let _ = reply
-            .to
-            .send(outcome.map_err(|NotAMember| WriteError::NotAMember));
-    }
-}
-
-async fn publish_changes(
-    store: &Store,
-    bus: &Bus,
-    pending: Vec<PendingChange>,
-    result: Result<ChangesCommitted, WriteError>,
-) {
-    let committed = match result {
-        Ok(committed) => committed,
-        Err(answer) => {
-            for pending in pending {
-                let _ = pending.reply.send(Err(answer.clone()));
+            Done::Posts {
+                replies,
+                result: Err(answer),
+                ..
+            } => {
+                for reply in replies {
+                    let _ = reply.to.send(Err(answer.clone()));
+                }
             }
-            return;
+            Done::Changes {
+                pending,
+                result: Ok(committed),
+            } => {
+                for (pending, outcome) in pending.into_iter().zip(committed.outcomes) {
+                    let _ = pending.reply.send(Ok(outcome));
+                }
+            }
+            Done::Changes {
+                pending,
+                result: Err(answer),
+            } => {
+                for pending in pending {
+                    let _ = pending.reply.send(Err(answer.clone()));
+                }
+            }
         }
-    };
-    for (pending, outcome) in pending.into_iter().zip(committed.outcomes) {
-        if let Ok(Applied::Changed(message)) = &outcome {
-            let member_rev = committed
-                .member_revs
-                .get(&message.room_id)
-                .copied()
-                .unwrap_or_default();
-            bus.publish_change(store, message, member_rev).await;
-        }
-        let _ = pending.reply.send(Ok(outcome));
     }
 }

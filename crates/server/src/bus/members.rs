@@ -17,18 +17,22 @@ use crate::store::Store;
 
 /// Makes sure this node's subscribers of the frame's room may receive it.
 pub(crate) async fn admit(hub: &Hub, store: &Store, frame: &Frame) {
+    if needs_check(hub, frame) {
+        check_members(hub, store, frame.room_id).await;
+    }
+}
+
+/// Whether the room's local subscribers must be checked before they receive the frame.
+pub(crate) fn needs_check(hub: &Hub, frame: &Frame) -> bool {
     let Some(checked) = hub.member_rev(frame.room_id) else {
-        return; // nobody here to protect
+        return false; // nobody here to protect
     };
     if frame.member_rev <= checked {
-        return;
+        return false;
     }
     // The next removal after the one checked: delivering it is the update (see
     // `Hub::publish`), nothing can have been missed in between.
-    if frame.member_left.is_some() && frame.member_rev == checked + 1 {
-        return;
-    }
-    check_members(hub, store, frame.room_id).await;
+    !(frame.member_left.is_some() && frame.member_rev == checked + 1)
 }
 
 /// Checks the room's local subscribers against the database and removes whoever is no longer

@@ -12,10 +12,9 @@ mod redis;
 mod remote;
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use bytes::Bytes;
-use nebula_wire::{Message, ServerEvent, User};
+use nebula_wire::{ServerEvent, User};
 use uuid::Uuid;
 
 pub use self::nats::NatsBus;
@@ -101,26 +100,21 @@ impl Bus {
         }
     }
 
-    /// Publishes a stored message as `message.new`; `member_rev` is the room's membership
-    /// revision at its commit, `received_at` when its sender's request arrived.
-    pub async fn publish_message(
-        &self,
-        store: &Store,
-        message: &Message,
-        member_rev: i64,
-        received_at: SystemTime,
-    ) {
-        let frame = Frame::message(message.clone(), member_rev, Some(received_at));
-        members::admit(self.hub(), store, &frame).await;
-        self.publish_frame(frame);
-    }
-
-    /// Publishes a changed message as `message.updated`; `member_rev` is the room's membership
-    /// revision at the change's commit.
-    pub async fn publish_change(&self, store: &Store, message: &Message, member_rev: i64) {
-        let frame = Frame::updated(message.clone(), member_rev);
-        members::admit(self.hub(), store, &frame).await;
-        self.publish_frame(frame);
+    /// Publishes a committed batch's events (`message.new`, `message.updated`), in order
+    /// within each room. Each socket takes its share of the batch in one write; a frame that
+    /// needs its room's subscribers checked first (see [`members`]) is published after
+    /// everything before it, exactly as one by one.
+    pub async fn publish_all(&self, store: &Store, frames: Vec<Frame>) {
+        let mut ready: Vec<Frame> = Vec::with_capacity(frames.len());
+        for frame in frames {
+            if members::needs_check(self.hub(), &frame) {
+                self.publish_frames(&ready);
+                ready.clear();
+                members::check_members(self.hub(), store, frame.room_id).await;
+            }
+            ready.push(frame);
+        }
+        self.publish_frames(&ready);
     }
 
     /// Announces that `user` left the room (or was removed), which took the room to
@@ -145,6 +139,16 @@ impl Bus {
     pub fn publish(&self, room_id: Uuid, event: &ServerEvent, skip_user: Option<Uuid>) {
         let member_rev = self.hub().member_rev(room_id).unwrap_or(0);
         self.publish_frame(Frame::event(room_id, event, skip_user, member_rev));
+    }
+
+    fn publish_frames(&self, frames: &[Frame]) {
+        match self {
+            Bus::Local(hub) => {
+                hub.publish_all(frames);
+            }
+            Bus::Redis(bus) => bus.publish_all(frames),
+            Bus::Nats(bus) => bus.publish_all(frames),
+        }
     }
 
     fn publish_frame(&self, frame: Frame) {

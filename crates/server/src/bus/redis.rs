@@ -82,11 +82,25 @@ impl RedisBus {
         let _ = self.control.send(Control::Unwatch(room_id));
     }
 
+    /// Delivers several events locally now (see `Hub::publish_all`) and queues each for the
+    /// other nodes.
+    pub fn publish_all(&self, frames: &[Frame]) {
+        self.hub.publish_all(frames);
+        for frame in frames {
+            self.send(frame);
+        }
+    }
+
     /// Delivers locally now and queues the event for the other nodes.
     pub fn publish(&self, frame: Frame) {
         self.hub.publish(&frame);
+        self.send(&frame);
+    }
+
+    /// Queues an event for the other nodes.
+    fn send(&self, frame: &Frame) {
         let channel = room_channel(&self.cluster, frame.room_id);
-        let bytes = envelope::encode(self.cluster.node_id, &frame);
+        let bytes = envelope::encode(self.cluster.node_id, frame);
         if self.outgoing.try_send((channel, bytes)).is_err() {
             metrics::counter!("nebula_bus_publish_failures_total").increment(1);
         }

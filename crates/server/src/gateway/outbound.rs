@@ -82,6 +82,40 @@ pub enum Offered {
     Overflowed,
 }
 
+/// Where [`Outbound::route`] sends a live event.
+enum Route {
+    /// Straight to the socket (or its backlog).
+    Direct,
+    /// To the connection's task.
+    Task,
+    /// Nowhere: dropped or shed.
+    Done(Offered),
+}
+
+/// What became of the events offered by [`Outbound::offer_all`], counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OfferedAll {
+    /// Written to the socket or its backlog.
+    pub written: usize,
+    /// Handed to the connection's task.
+    pub queued: usize,
+    /// Low-value events skipped because the connection is behind.
+    pub shed: usize,
+    /// Not for this connection, or the connection is going.
+    pub dropped: usize,
+}
+
+impl OfferedAll {
+    fn add(&mut self, offered: Offered) {
+        match offered {
+            Offered::Written => self.written += 1,
+            Offered::Queued => self.queued += 1,
+            Offered::Shed => self.shed += 1,
+            Offered::Dropped | Offered::Overflowed => self.dropped += 1,
+        }
+    }
+}
+
 /// Most backlog pieces handed to one `writev`.
 const WRITEV_MAX: usize = 64;
 
@@ -198,15 +232,53 @@ impl Outbound {
     /// Offers a live event (see the module docs). Never blocks.
     pub fn offer(&self, frame: &Frame) -> Offered {
         let mut state = self.lock();
+        match self.route(&mut state, frame) {
+            Route::Direct => self.write_frame(&mut state, Opcode::Text, &frame.text, true),
+            Route::Task => self.hand_over(&mut state, frame),
+            Route::Done(offered) => offered,
+        }
+    }
+
+    /// Offers several live events of one room, in order, under one lock: those that go
+    /// straight out leave in one vectored `write` (a batch of commits reaches each socket in
+    /// one system call instead of one per message). Anything handed to the task goes after
+    /// what was written before it, so order is kept exactly as by [`Outbound::offer`] each.
+    /// `user_id` is the connection's user: frames that skip it are not offered. Each frame
+    /// written to the socket (or its backlog) adds one to its entry in `written`.
+    pub fn offer_all(&self, frames: &[Frame], user_id: Uuid, written: &mut [usize]) -> OfferedAll {
+        let mut counts = OfferedAll::default();
+        let mut state = self.lock();
+        let mut direct: Vec<usize> = Vec::new();
+        for (i, frame) in frames.iter().enumerate() {
+            if frame.skip_user == Some(user_id) {
+                continue;
+            }
+            match self.route(&mut state, frame) {
+                Route::Direct => direct.push(i),
+                Route::Task => {
+                    counts.written += self.write_frames(&mut state, frames, &direct, written);
+                    direct.clear();
+                    counts.add(self.hand_over(&mut state, frame));
+                }
+                Route::Done(offered) => counts.add(offered),
+            }
+        }
+        counts.written += self.write_frames(&mut state, frames, &direct, written);
+        counts
+    }
+
+    /// Where a live event goes on this connection; moves the room's cursor past it when it
+    /// goes straight to the socket.
+    fn route(&self, state: &mut State, frame: &Frame) -> Route {
         if state.closed {
-            return Offered::Dropped;
+            return Route::Done(Offered::Dropped);
         }
         let Some(&cursor) = state.rooms.get(&frame.room_id) else {
             // Not subscribed here, unless the task is about to register the room: it decides.
             return if state.queued > 0 {
-                self.hand_over(&mut state, frame)
+                Route::Task
             } else {
-                Offered::Dropped
+                Route::Done(Offered::Dropped)
             };
         };
         let direct = state.queued == 0
@@ -216,20 +288,120 @@ impl Outbound {
                 .rev
                 .is_none_or(|rev| rev <= cursor.at.rev.saturating_add(1));
         if !direct {
-            return self.hand_over(&mut state, frame);
+            return Route::Task;
         }
         if let Some(rev) = frame.rev {
             if rev <= cursor.at.rev {
-                return Offered::Dropped; // already delivered (replay, repair, duplicate)
+                return Route::Done(Offered::Dropped); // already delivered (replay, repair, duplicate)
             }
             if let Some(cursor) = state.rooms.get_mut(&frame.room_id) {
                 cursor.at.advance(frame);
             }
         }
         if frame.is_sheddable() && state.backlog_frames >= self.capacity / 2 {
-            return Offered::Shed;
+            return Route::Done(Offered::Shed);
         }
-        self.write_frame(&mut state, Opcode::Text, &frame.text, true)
+        Route::Direct
+    }
+
+    /// Live frames bound for the socket (`frames[i]` for each `i` in `which`), written
+    /// together: as many as fit in one vectored write go at once, the rest (and any remainder
+    /// of a partial write) wait in the backlog. Adds one to `written[i]` for each, and returns
+    /// how many.
+    fn write_frames(
+        &self,
+        state: &mut State,
+        frames: &[Frame],
+        which: &[usize],
+        written: &mut [usize],
+    ) -> usize {
+        match which {
+            [] => return 0,
+            [only] => {
+                let offered = self.write_frame(state, Opcode::Text, &frames[*only].text, true);
+                if offered != Offered::Written {
+                    return 0;
+                }
+                written[*only] += 1;
+                return 1;
+            }
+            _ => {}
+        }
+        let headers: Vec<([u8; 10], usize)> = which
+            .iter()
+            .map(|&i| header(Opcode::Text, frames[i].text.len()))
+            .collect();
+        let mut sent = 0; // frames of `which` written whole
+        if state.backlog.is_empty() {
+            // One write per WRITEV_MAX slices; stop at the first the socket does not take whole.
+            while sent < which.len() {
+                let upto = (sent + WRITEV_MAX / 2).min(which.len());
+                let mut slices = [IoSlice::new(&[]); WRITEV_MAX];
+                let mut total = 0;
+                for (k, n) in (sent..upto).enumerate() {
+                    let (header, len) = &headers[n];
+                    let text = &frames[which[n]].text;
+                    slices[2 * k] = IoSlice::new(&header[..*len]);
+                    slices[2 * k + 1] = IoSlice::new(text);
+                    total += len + text.len();
+                }
+                match try_write(&mut state.io, &slices[..2 * (upto - sent)]) {
+                    Ok(n) if n == total => sent = upto,
+                    Ok(mut n) => {
+                        BACKLOGGED[Backlogged::Partial as usize].increment(1);
+                        // Whole frames first, then what is left of the one cut short.
+                        while n >= headers[sent].1 + frames[which[sent]].text.len() {
+                            n -= headers[sent].1 + frames[which[sent]].text.len();
+                            sent += 1;
+                        }
+                        let (header, len) = headers[sent];
+                        let text = &frames[which[sent]].text;
+                        if n < len {
+                            self.push(state, Chunk::header(&header[n..len]));
+                            self.push(state, Chunk::Bytes(text.clone()));
+                        } else {
+                            self.push(state, Chunk::Bytes(text.slice(n - len..)));
+                        }
+                        state.backlog_frames += 1;
+                        sent += 1;
+                        break;
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                        BACKLOGGED[Backlogged::WouldBlock as usize].increment(1);
+                        break;
+                    }
+                    Err(_) => {
+                        // The peer is gone; the task notices on its next read.
+                        for &i in &which[..sent] {
+                            written[i] += 1;
+                        }
+                        state.closed = true;
+                        self.backlogged.notify_one();
+                        return sent;
+                    }
+                }
+            }
+        } else {
+            BACKLOGGED[Backlogged::Behind as usize].increment(which.len() as u64);
+        }
+        for n in sent..which.len() {
+            let (header, len) = headers[n];
+            self.push(state, Chunk::header(&header[..len]));
+            self.push(state, Chunk::Bytes(frames[which[n]].text.clone()));
+            state.backlog_frames += 1;
+        }
+        for &i in which {
+            written[i] += 1;
+        }
+        if sent < which.len() || !state.backlog.is_empty() {
+            self.backlogged.notify_one();
+            if state.backlog_frames > self.capacity {
+                // Nothing more for it: the connection is let go (its task sees `overflowed`).
+                state.closed = true;
+                self.overflow();
+            }
+        }
+        which.len()
     }
 
     /// Hands an event to the task's queue; the queue full means the connection is too slow.
@@ -841,6 +1013,122 @@ mod tests {
             sent.push(text);
             if out.has_backlog() {
                 after_backlog += 1;
+            }
+        }
+        let expected: usize = sent
+            .iter()
+            .map(|text| header(Opcode::Text, text.len()).1 + text.len())
+            .sum();
+        let reader = tokio::spawn(async move {
+            let mut stream = vec![0u8; expected];
+            client
+                .read_exact(&mut stream)
+                .await
+                .expect("the whole stream");
+            stream
+        });
+        assert!(out.write_backlog().await.expect("written"));
+        let stream = reader.await.expect("reader");
+        let mut at = 0;
+        for (n, text) in sent.iter().enumerate() {
+            let (head, used) = header(Opcode::Text, text.len());
+            assert_eq!(&stream[at..at + used], &head[..used], "header of frame {n}");
+            at += used;
+            assert_eq!(
+                &stream[at..at + text.len()],
+                &text[..],
+                "payload of frame {n}"
+            );
+            at += text.len();
+        }
+    }
+
+    /// A batch offered together: what may go straight out is written (in order, in one go),
+    /// a gap sends the rest to the task, frames skipping the user are not offered.
+    #[tokio::test]
+    async fn a_batch_goes_out_in_order_and_a_gap_sends_the_rest_to_the_task() {
+        use tokio::io::AsyncReadExt;
+        let (out, mut client, mut queue) = testing::outbound(64).await;
+        let room = Uuid::new_v4();
+        let me = Uuid::new_v4();
+        out.open_room(room);
+        out.set_position(room, Position { seq: 1, rev: 1 });
+        out.set_direct(room, true);
+        let mine = Frame::from(FrameData {
+            room_id: room,
+            seq: None,
+            rev: None,
+            skip_user: Some(me),
+            member_left: None,
+            member_rev: 0,
+            kind: "typing",
+            received_at: None,
+            text: Bytes::from_static(b"{}"),
+            trace: None,
+        });
+        let batch = [
+            frame(room, Some(1), "message.new"), // a duplicate
+            frame(room, Some(2), "message.new"),
+            mine,
+            frame(room, Some(3), "message.new"),
+            frame(room, Some(5), "message.new"), // a gap: to the task, and all after it
+            frame(room, Some(4), "message.new"),
+        ];
+        let mut written = vec![0; batch.len()];
+        let offered = out.offer_all(&batch, me, &mut written);
+        assert_eq!(
+            offered,
+            OfferedAll {
+                written: 2,
+                queued: 2,
+                shed: 0,
+                dropped: 1
+            }
+        );
+        assert_eq!(written, [0, 1, 0, 1, 0, 0]);
+        assert_eq!(queue.try_recv().ok().and_then(|f| f.rev), Some(5));
+        assert_eq!(queue.try_recv().ok().and_then(|f| f.rev), Some(4));
+        let expected = 2 * (4 + 1000);
+        let mut stream = vec![0u8; expected];
+        client.read_exact(&mut stream).await.expect("two frames");
+        assert!(
+            stream
+                .chunks(4 + 1000)
+                .all(|frame| frame[4..].iter().all(|b| *b == b'x'))
+        );
+        assert_eq!(
+            out.cursor(room).map(|cursor| cursor.at),
+            Some(Position { seq: 3, rev: 3 })
+        );
+    }
+
+    /// Batches larger than one `writev` and larger than the socket takes reach the client
+    /// byte for byte and in order, whatever was cut short.
+    #[tokio::test]
+    async fn batches_that_fill_the_socket_go_out_whole_and_in_order() {
+        use tokio::io::AsyncReadExt;
+        let (out, mut client, _queue) = testing::outbound(1_000_000).await;
+        let room = Uuid::new_v4();
+        out.open_room(room);
+        out.set_direct(room, true);
+        let mut sent = Vec::new();
+        let mut batches_after_backlog = 0;
+        while batches_after_backlog < 3 {
+            let batch: Vec<Frame> = (0..40)
+                .map(|_| {
+                    let size = [100, 700, 70_000, 30][sent.len() % 4];
+                    let number = sent.len().to_string();
+                    let text = Bytes::from("0".repeat(size - number.len()) + &number);
+                    sent.push(text.clone());
+                    with_text(room, None, None, "message.new", text)
+                })
+                .collect();
+            let mut written = vec![0; batch.len()];
+            let offered = out.offer_all(&batch, Uuid::nil(), &mut written);
+            assert_eq!(offered.written, 40);
+            assert!(written.iter().all(|n| *n == 1));
+            if out.has_backlog() {
+                batches_after_backlog += 1;
             }
         }
         let expected: usize = sent

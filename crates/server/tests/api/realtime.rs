@@ -15,6 +15,7 @@ on_both_backends!(
     a_sent_message_is_acked_to_its_sender_and_fanned_out_to_subscribers,
     messages_posted_over_rest_reach_subscribers,
     three_concurrent_senders_every_subscriber_sees_seq_1_to_150_in_order,
+    with_a_write_delay_every_room_gets_everything_in_order_and_acks_follow_deliveries,
     resuming_with_since_seq_replays_exactly_what_was_missed,
     subscribing_while_messages_flow_has_no_gap_and_no_duplicate,
     the_room_endpoint_starts_subscribed,
@@ -206,6 +207,68 @@ async fn three_concurrent_senders_every_subscriber_sees_seq_1_to_150_in_order(ba
             seqs.push(ws.next_message().await.seq);
         }
         assert_eq!(seqs, (1..=150).collect::<Vec<i64>>(), "a watcher's view");
+    }
+}
+
+/// `WS_WRITE_DELAY_MS` holds committed batches back to write them together: in two busy
+/// rooms at once, every subscriber still sees every message once and in seq order, and each
+/// sender's ack still comes after its message reached its own socket.
+async fn with_a_write_delay_every_room_gets_everything_in_order_and_acks_follow_deliveries(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, |config| config.ws_write_delay_ms = 30).await;
+    let owner = app.register("owner").await;
+    let rooms = [
+        owner.create_room("One", false).await.id,
+        owner.create_room("Two", false).await.id,
+    ];
+    let mut watchers = Vec::new();
+    for (n, room) in rooms.iter().enumerate() {
+        let user = app.register(&format!("watcher{n}")).await;
+        user.join(*room).await;
+        watchers.push((*room, user.subscribed(*room).await));
+    }
+    let mut sockets = Vec::new();
+    for n in 0..4 {
+        let room = rooms[n % 2];
+        let user = app.register(&format!("sender{n}")).await;
+        user.join(room).await;
+        sockets.push((room, user.subscribed(room).await));
+    }
+    let mut senders = tokio::task::JoinSet::new();
+    for (n, (room, mut ws)) in sockets.into_iter().enumerate() {
+        senders.spawn(async move {
+            ws.send_numbered(room, n, 40).await;
+            let (mut acked, mut seen) = (0, Vec::new());
+            while acked < 40 {
+                match ws.next_event().await {
+                    ServerEvent::MessageAck { message, .. } => {
+                        assert!(
+                            seen.contains(&message.seq),
+                            "the ack of seq {} came before its delivery",
+                            message.seq
+                        );
+                        acked += 1;
+                    }
+                    ServerEvent::MessageNew { message } => seen.push(message.seq),
+                    _ => {}
+                }
+            }
+            while seen.len() < 80 {
+                seen.push(ws.next_message().await.seq);
+            }
+            assert_eq!(seen, (1..=80).collect::<Vec<i64>>(), "a sender's view");
+        });
+    }
+    while let Some(result) = senders.join_next().await {
+        result.unwrap();
+    }
+    for (_, mut ws) in watchers {
+        let mut seqs = Vec::new();
+        for _ in 0..80 {
+            seqs.push(ws.next_message().await.seq);
+        }
+        assert_eq!(seqs, (1..=80).collect::<Vec<i64>>(), "a watcher's view");
     }
 }
 

@@ -140,10 +140,18 @@ impl Writers {
                 to: reply,
             },
         });
-        self.queue(op.room_id())
-            .send(op)
-            .await
-            .map_err(|_| WriteError::ShuttingDown)?;
+        // `try_send` first: the pending message then never sits in this future's state (it
+        // is held by every WebSocket task that sends, see `gateway::connection`); waiting for
+        // room in a full queue is the rare case, boxed.
+        let queue = self.queue(op.room_id());
+        let wait = match queue.try_send(op) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(op)) => Some(Box::pin(queue.send(op))),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(WriteError::ShuttingDown),
+        };
+        if let Some(wait) = wait {
+            wait.await.map_err(|_| WriteError::ShuttingDown)?;
+        }
         Ok(Ticket(answer))
     }
 

@@ -166,9 +166,21 @@ impl Presence {
 
     /// A connection of `user` subscribed to the room.
     pub fn connected(&self, room_id: Uuid, user: &User) {
-        if !self.node.join(room_id, user) {
-            return;
+        if self.count_connected(room_id, user) {
+            self.announce_online(room_id, user);
         }
+    }
+
+    /// Counts a connection of `user` in the room without telling anyone yet; `true` if the
+    /// user just came online here, and [`Presence::announce_online`] must follow. A subscriber
+    /// answers its own `subscribed` in between: the announcement goes to every subscriber of
+    /// the room, and its cost (one write per subscriber) is not the new subscriber's to wait on.
+    pub fn count_connected(&self, room_id: Uuid, user: &User) -> bool {
+        self.node.join(room_id, user)
+    }
+
+    /// Announces the transition [`Presence::count_connected`] reported.
+    pub fn announce_online(&self, room_id: Uuid, user: &User) {
         match &self.cluster {
             Some(cluster) => cluster.joined(room_id, user.clone()),
             None => announce(&self.bus, room_id, user.clone(), PresenceStatus::Online),

@@ -144,6 +144,7 @@ impl Connection {
         // handles them after this returns) instead of being written by the fan-out.
         self.out.open_room(room_id);
         self.forget_held(room_id);
+        let mut came_online = false;
         let positions = if newly {
             let subscriber = Subscriber {
                 user_id: self.user.id,
@@ -157,7 +158,7 @@ impl Connection {
                 .await;
             if let Ok(Some(_)) = subscribed {
                 metrics::gauge!("nebula_ws_subscriptions").increment(1.0);
-                self.state.presence.connected(room_id, &self.user);
+                came_online = self.state.presence.count_connected(room_id, &self.user);
             } else {
                 // Not registered (the bus undid it): forget the room without unsubscribing.
                 self.out.remove_room(room_id);
@@ -201,14 +202,22 @@ impl Connection {
                 self.state.config.config.subscribed_online_max,
             )
             .await;
-        self.send_event(&ServerEvent::Subscribed {
-            room_id,
-            last_seq: last.seq,
-            last_rev: last.rev,
-            online: online.users,
-            online_count: online.total,
-        })
-        .await?;
+        let answered = self
+            .send_event(&ServerEvent::Subscribed {
+                room_id,
+                last_seq: last.seq,
+                last_rev: last.rev,
+                online: online.users,
+                online_count: online.total,
+            })
+            .await;
+        // After the answer: announcing writes to every subscriber of the room (see
+        // `Presence::count_connected`); made whatever became of the answer, so an offline
+        // announcement never comes without its online one.
+        if came_online {
+            self.state.presence.announce_online(room_id, &self.user);
+        }
+        answered?;
         // Without `since_seq` no message is replayed, without `since_rev` no change.
         let from = Position {
             seq: since_seq.unwrap_or(last.seq),

@@ -69,6 +69,7 @@ async fn a_notification_is_one_trace_from_the_outbox_through_rabbitmq_to_the_pus
     assert!(endpoint.errors().is_empty(), "{:?}", endpoint.errors());
     let attempts = endpoint.requests_for(&browser);
 
+    // Both: a `notify.consume` ends (and is exported) after the `push.send` inside it.
     let spans = receiver
         .wait_for(
             "the notification's trace down to the delivered push",
@@ -76,7 +77,10 @@ async fn a_notification_is_one_trace_from_the_outbox_through_rabbitmq_to_the_pus
                 spans
                     .iter()
                     .filter(|s| s.name == "outbox.publish")
-                    .any(|root| count(spans, &root.trace_id, "push.send") >= attempts)
+                    .any(|root| {
+                        count(spans, &root.trace_id, "push.send") >= attempts
+                            && count(spans, &root.trace_id, "notify.consume") >= attempts
+                    })
             },
         )
         .await;

@@ -20,6 +20,7 @@
 //! none depends on a message of its own batch, and messages keep the commit they had). Each
 //! is answered after its commit and published as `message.updated`, in rev order.
 
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -375,6 +376,11 @@ impl Publisher {
     }
 }
 
+/// A room's membership revision at a batch's commit (0 when it never lost a member).
+fn member_rev_at(member_revs: &BTreeMap<uuid::Uuid, i64>, room_id: uuid::Uuid) -> i64 {
+    member_revs.get(&room_id).copied().unwrap_or_default()
+}
+
 impl Done {
     /// New messages and changes it holds.
     fn len(&self) -> usize {
@@ -399,11 +405,7 @@ impl Done {
                     let Ok(Posted::Created(message)) = outcome else {
                         continue;
                     };
-                    let member_rev = committed
-                        .member_revs
-                        .get(&message.room_id)
-                        .copied()
-                        .unwrap_or_default();
+                    let member_rev = member_rev_at(&committed.member_revs, message.room_id);
                     let publish = if commit.is_none() {
                         Span::none()
                     } else {
@@ -420,11 +422,7 @@ impl Done {
             } => {
                 for outcome in &committed.outcomes {
                     if let Ok(Applied::Changed(message)) = outcome {
-                        let member_rev = committed
-                            .member_revs
-                            .get(&message.room_id)
-                            .copied()
-                            .unwrap_or_default();
+                        let member_rev = member_rev_at(&committed.member_revs, message.room_id);
                         frames.push(Frame::updated(message.clone(), member_rev));
                     }
                 }

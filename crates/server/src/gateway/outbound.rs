@@ -996,8 +996,7 @@ mod tests {
     /// byte for byte and in order once the socket drains.
     #[tokio::test]
     async fn what_waits_in_the_backlog_goes_out_whole_and_in_order() {
-        use tokio::io::AsyncReadExt;
-        let (out, mut client, _queue) = testing::outbound(1_000_000).await;
+        let (out, client, _queue) = testing::outbound(1_000_000).await;
         let room = Uuid::new_v4();
         out.open_room(room);
         out.set_direct(room, true);
@@ -1015,32 +1014,7 @@ mod tests {
                 after_backlog += 1;
             }
         }
-        let expected: usize = sent
-            .iter()
-            .map(|text| header(Opcode::Text, text.len()).1 + text.len())
-            .sum();
-        let reader = tokio::spawn(async move {
-            let mut stream = vec![0u8; expected];
-            client
-                .read_exact(&mut stream)
-                .await
-                .expect("the whole stream");
-            stream
-        });
-        assert!(out.write_backlog().await.expect("written"));
-        let stream = reader.await.expect("reader");
-        let mut at = 0;
-        for (n, text) in sent.iter().enumerate() {
-            let (head, used) = header(Opcode::Text, text.len());
-            assert_eq!(&stream[at..at + used], &head[..used], "header of frame {n}");
-            at += used;
-            assert_eq!(
-                &stream[at..at + text.len()],
-                &text[..],
-                "payload of frame {n}"
-            );
-            at += text.len();
-        }
+        drain_and_check(&out, client, &sent).await;
     }
 
     /// A batch offered together: what may go straight out is written (in order, in one go),
@@ -1106,8 +1080,7 @@ mod tests {
     /// byte for byte and in order, whatever was cut short.
     #[tokio::test]
     async fn batches_that_fill_the_socket_go_out_whole_and_in_order() {
-        use tokio::io::AsyncReadExt;
-        let (out, mut client, _queue) = testing::outbound(1_000_000).await;
+        let (out, client, _queue) = testing::outbound(1_000_000).await;
         let room = Uuid::new_v4();
         out.open_room(room);
         out.set_direct(room, true);
@@ -1131,6 +1104,13 @@ mod tests {
                 batches_after_backlog += 1;
             }
         }
+        drain_and_check(&out, client, &sent).await;
+    }
+
+    /// Writes the backlog out and checks that the client read exactly `sent`, each a whole
+    /// text frame, in order.
+    async fn drain_and_check(out: &Outbound, mut client: tokio::net::TcpStream, sent: &[Bytes]) {
+        use tokio::io::AsyncReadExt;
         let expected: usize = sent
             .iter()
             .map(|text| header(Opcode::Text, text.len()).1 + text.len())
